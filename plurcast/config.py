@@ -1,0 +1,301 @@
+"""Configuration: where things live, and what the user's config.toml says.
+
+Every tool resolves paths the same way (cli.md):
+config  = $PLURCAST_CONFIG, else $XDG_CONFIG_HOME/plurcast/config.toml
+db      = $PLURCAST_DB_PATH, else [database] path, else $XDG_DATA_HOME/plurcast/posts.db
+
+Keys are those of the original Rust tool, so existing config files keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from plurcast.errors import ConfigError, InvalidInput
+
+PLATFORMS = ("nostr", "mastodon", "bluesky")
+DEFAULT_ACCOUNT = "default"
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEFAULT_POSTS_PER_HOUR = {"nostr": 100, "mastodon": 300, "bluesky": 1000}
+DEFAULT_MASTODON_MAX_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """The [scheduling] table; defaults are the original tool's."""
+
+    poll_interval: float = 60.0
+    max_retries: int = 3
+    retry_delay: float = 300.0
+    max_concurrency: int = 8
+    shutdown_timeout: float = 20.0
+    grace: float | None = None
+    startup_delay: float = 0.0
+    inter_retry_delay: float | None = None
+    posts_per_hour: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_POSTS_PER_HOUR))
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One platform section: the `default` account plus named accounts."""
+
+    name: str
+    enabled: bool
+    accounts: dict[str, dict[str, Any]]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.accounts[DEFAULT_ACCOUNT]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    exists: bool
+    db_path: Path
+    busy_timeout: float
+    timezone: ZoneInfo
+    default_platforms: tuple[str, ...]
+    platforms: dict[str, Platform]
+    scheduling: Scheduling
+
+    def enabled_platforms(self) -> tuple[str, ...]:
+        return tuple(p for p in PLATFORMS if p in self.platforms and self.platforms[p].enabled)
+
+    def mastodon_max_chars(self, account: str = DEFAULT_ACCOUNT) -> int:
+        section = self.platforms.get("mastodon")
+        if section is None:
+            return DEFAULT_MASTODON_MAX_CHARS
+        settings = section.accounts.get(account, section.settings)
+        return int(settings.get("max_chars", DEFAULT_MASTODON_MAX_CHARS))
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("PLURCAST_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return _xdg("XDG_CONFIG_HOME", ".config") / "plurcast" / "config.toml"
+
+
+def default_db_path() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "plurcast" / "posts.db"
+
+
+def system_timezone() -> ZoneInfo:
+    """The machine's zone as an IANA zone, so DST is right (a fixed offset would not be)."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz:
+        try:
+            return ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    localtime = Path("/etc/localtime")
+    try:
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            return ZoneInfo(target.split("zoneinfo/", 1)[1])
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    try:
+        return ZoneInfo(Path("/etc/timezone").read_text().strip())
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def zone(name: str) -> ZoneInfo:
+    """An IANA zone from user input (`--tz`), or InvalidInput."""
+    try:
+        if not name or name != name.strip() or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f'unknown timezone "{name}"', 'use an IANA name such as "Europe/Berlin" or "UTC"'
+        ) from None
+
+
+def validate_account_name(name: str) -> str:
+    if not ACCOUNT_NAME.fullmatch(name):
+        raise InvalidInput(
+            f'invalid account name "{name}"',
+            "use letters, digits, '-' and '_' (at most 64 characters)",
+        )
+    return name
+
+
+def load() -> Config:
+    """Read and validate the config file; a missing default file means "nothing configured"."""
+    path = config_path()
+    explicit = bool(os.environ.get("PLURCAST_CONFIG"))
+    data: dict[str, Any] = {}
+    exists = path.is_file()
+    if exists:
+        data = _read_toml(path)
+    elif explicit:
+        raise ConfigError(
+            f"config file {path} (from PLURCAST_CONFIG) does not exist",
+            "create it or unset PLURCAST_CONFIG",
+        )
+    return _parse(path, exists, data)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8", "save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}", "fix the TOML syntax there") from None
+
+
+class _Reader:
+    """Typed access to one table, naming the file and key in every complaint."""
+
+    def __init__(self, path: Path, table: str, data: Any) -> None:
+        self.path, self.table = path, table
+        if not isinstance(data, dict):
+            self.fail(table or "top level", "must be a table")
+        self.data: dict[str, Any] = data
+
+    def fail(self, key: str, what: str) -> None:
+        where = f"{self.table}.{key}" if self.table and key != self.table else key
+        raise ConfigError(f"{self.path}: {where} {what}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        value = self.data.get(key, default)
+        if value is not None and not isinstance(value, kind):
+            self.fail(key, f"has the wrong type ({type(value).__name__})")
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            self.fail(key, "must be a number")
+        return value
+
+    def number(self, key: str, default: float | None, *, minimum: float = 0) -> float | None:
+        value = self.get(key, (int, float), default)
+        if value is not None and value < minimum:
+            self.fail(key, f"must be at least {minimum:g}")
+        return None if value is None else float(value)
+
+    def table_of(self, key: str) -> _Reader:
+        return _Reader(self.path, f"{self.table}.{key}" if self.table else key, self.data[key])
+
+
+def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
+    top = _Reader(path, "", data)
+    tz_name = top.get("timezone", str)
+    if tz_name is None:
+        timezone = system_timezone()
+    else:
+        try:
+            timezone = zone(tz_name)
+        except InvalidInput:
+            raise ConfigError(
+                f'{path}: timezone "{tz_name}" is not a known IANA zone',
+                'use a name such as "Europe/Berlin" or "UTC"',
+            ) from None
+
+    database = top.table_of("database") if "database" in data else _Reader(path, "database", {})
+    env_db = os.environ.get("PLURCAST_DB_PATH")
+    db_setting = database.get("path", str)
+    if env_db:
+        db_path = Path(env_db).expanduser()
+    elif db_setting:
+        db_path = Path(db_setting).expanduser()
+    else:
+        db_path = default_db_path()
+    busy_timeout = database.number("busy_timeout", 5.0) or 0.0
+
+    platforms = {name: _platform(top, name) for name in PLATFORMS if name in data}
+    accounts = top.table_of("accounts") if "accounts" in data else None
+    if accounts is not None:
+        for platform_name in accounts.data:
+            if platform_name not in PLATFORMS:
+                accounts.fail(platform_name, f"is not a platform ({', '.join(PLATFORMS)})")
+            named = accounts.table_of(platform_name)
+            for account_name in named.data:
+                if account_name == DEFAULT_ACCOUNT or not ACCOUNT_NAME.fullmatch(account_name):
+                    named.fail(
+                        account_name, "is not a valid account name (letters, digits, - and _)"
+                    )
+                settings = named.table_of(account_name).data
+                platform = platforms.setdefault(
+                    platform_name, Platform(platform_name, True, {DEFAULT_ACCOUNT: {}})
+                )
+                platform.accounts[account_name] = settings
+
+    defaults = top.table_of("defaults") if "defaults" in data else _Reader(path, "defaults", {})
+    default_platforms = defaults.get("platforms", list) or []
+    for name in default_platforms:
+        if name not in PLATFORMS:
+            defaults.fail("platforms", f'names an unknown platform "{name}"')
+
+    return Config(
+        path=path,
+        exists=exists,
+        db_path=db_path,
+        busy_timeout=busy_timeout,
+        timezone=timezone,
+        default_platforms=tuple(default_platforms),
+        platforms=platforms,
+        scheduling=_scheduling(top),
+    )
+
+
+def _platform(top: _Reader, name: str) -> Platform:
+    section = top.table_of(name)
+    enabled = section.get("enabled", bool, True)
+    if name == "mastodon":
+        max_chars = section.get("max_chars", int)
+        if max_chars is not None and max_chars < 1:
+            section.fail("max_chars", "must be a positive number")
+    return Platform(name, enabled, {DEFAULT_ACCOUNT: section.data})
+
+
+def _scheduling(top: _Reader) -> Scheduling:
+    if "scheduling" not in top.data:
+        return Scheduling()
+    s = top.table_of("scheduling")
+    per_hour = dict(DEFAULT_POSTS_PER_HOUR)
+    if "rate_limits" in s.data:
+        limits = s.table_of("rate_limits")
+        for platform_name in limits.data:
+            if platform_name not in PLATFORMS:
+                limits.fail(platform_name, f"is not a platform ({', '.join(PLATFORMS)})")
+            value = limits.table_of(platform_name).get("posts_per_hour", int)
+            if value is not None:
+                if value < 1:
+                    limits.fail(f"{platform_name}.posts_per_hour", "must be at least 1")
+                per_hour[platform_name] = value
+    defaults = Scheduling()
+    max_retries = s.get("max_retries", int, defaults.max_retries)
+    if max_retries < 0:
+        s.fail("max_retries", "must be at least 0")
+    max_concurrency = s.get("max_concurrency", int, defaults.max_concurrency)
+    if max_concurrency < 1:
+        s.fail("max_concurrency", "must be at least 1")
+    return Scheduling(
+        poll_interval=s.number("poll_interval", defaults.poll_interval, minimum=0.1) or 0.1,
+        max_retries=max_retries,
+        retry_delay=s.number("retry_delay", defaults.retry_delay) or 0.0,
+        max_concurrency=max_concurrency,
+        shutdown_timeout=s.number("shutdown_timeout", defaults.shutdown_timeout) or 0.0,
+        grace=s.number("grace", None),
+        startup_delay=s.number("startup_delay", defaults.startup_delay) or 0.0,
+        inter_retry_delay=s.number("inter_retry_delay", None),
+        posts_per_hour=per_hour,
+    )
