@@ -1,0 +1,124 @@
+"""Posts and deliveries as the rest of the code sees them, and how a post's status follows.
+
+A post has no stored status: it is derived from its deliveries (one per platform
+and account), so it can never disagree with what was actually sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+PLATFORM_ORDER = {"nostr": 0, "mastodon": 1, "bluesky": 2}
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class PostStatus(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    POSTED = "posted"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+WAITING = (DeliveryState.PENDING, DeliveryState.RETRY)
+EXPIRED_KIND = "expired"
+
+
+@dataclass(slots=True)
+class Attempt:
+    number: int
+    started_at_ms: int
+    finished_at_ms: int | None
+    outcome: str
+    error: str | None
+    error_kind: str | None
+    detail: str | None
+
+
+@dataclass(slots=True)
+class Delivery:
+    id: int
+    platform: str
+    account: str
+    state: DeliveryState
+    due_at_ms: int | None
+    attempts: int
+    remote_id: str | None
+    remote_url: str | None
+    sent_at_ms: int | None
+    last_error: str | None
+    error_kind: str | None
+    prepared: bool = False  # a payload exists: what goes out is fixed
+    history: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Post:
+    id: str
+    content: str
+    created_at_ms: int
+    scheduled_at_ms: int | None
+    timezone: str
+    schedule_id: str | None
+    occurrence_at_ms: int | None
+    metadata: dict[str, Any]
+    deliveries: list[Delivery] = field(default_factory=list)
+    _status: PostStatus | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def status(self) -> PostStatus:
+        """Derived once: a Post is a snapshot of what was read, not a live view."""
+        if self._status is None:
+            self._status = derive_status(self.deliveries, self.scheduled_at_ms)
+        return self._status
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted({d.platform for d in self.deliveries}, key=PLATFORM_ORDER.__getitem__)
+
+    @property
+    def account(self) -> str | None:
+        accounts = {d.account for d in self.deliveries}
+        return accounts.pop() if len(accounts) == 1 else None
+
+
+def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> PostStatus:
+    """The one rule for a post's status; precedence runs from in-flight to final."""
+    states = [d.state for d in deliveries]
+    if DeliveryState.SENDING in states:
+        return PostStatus.SENDING
+    if any(s in WAITING for s in states):
+        return PostStatus.DRAFT if scheduled_at_ms is None else PostStatus.SCHEDULED
+    live = [d for d in deliveries if d.state != DeliveryState.CANCELLED]
+    if not live:
+        return PostStatus.CANCELLED
+    dead = [d for d in live if d.state == DeliveryState.DEAD]
+    if not dead:
+        return PostStatus.POSTED
+    if len(dead) < len(live):
+        return PostStatus.PARTIAL
+    if all(d.error_kind == EXPIRED_KIND for d in dead):
+        return PostStatus.EXPIRED
+    return PostStatus.FAILED
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def to_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)

@@ -1,0 +1,112 @@
+"""The one way to open the database: WAL, busy timeout, foreign keys, migrated, 0600."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from plurcast.errors import ConfigError, RuntimeFailure
+from plurcast.store.migrations import SCHEMA_VERSION, migrate
+
+
+def connect(path: Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+    Autocommit mode: every write goes through `transaction()`, so when a transaction
+    starts and ends is always explicit (the engine's claims need BEGIN IMMEDIATE).
+    """
+    _create_private(path)
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise RuntimeFailure(f"cannot open the database {path}: {exc}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the database {path} has schema version {version}, newer than this "
+                f"Plurcast understands ({SCHEMA_VERSION})",
+                "upgrade plurcast",
+            )
+        if version < SCHEMA_VERSION:
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise database_error(exc, path) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailure:
+    """Turn SQLite's failures into one-line errors a user can act on."""
+    text = str(exc)
+    where = f" {path}" if path else ""
+    if "locked" in text or "busy" in text:
+        return RuntimeFailure(
+            f"the database{where} is locked by another process",
+            "try again in a moment, or raise [database] busy_timeout",
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return RuntimeFailure(
+            f"the database{where} is damaged or not a Plurcast database ({text})",
+            "move it aside, or point PLURCAST_DB_PATH at another file",
+        )
+    if "readonly" in text or "unable to open" in text:
+        return RuntimeFailure(
+            f"cannot write the database{where} ({text})", "check the file's permissions"
+        )
+    return RuntimeFailure(f"database error{where}: {text}")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[None]:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception.
+
+    IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+    instead of failing half-way with SQLITE_BUSY on lock upgrade.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    except sqlite3.Error as exc:
+        raise database_error(exc) from None
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise database_error(exc) from None
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 (its directory 0700) before SQLite does, whatever the umask.
+
+    Posts waiting in the queue are private until published. SQLite gives the
+    -wal and -shm files the database file's mode.
+    """
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise RuntimeFailure(
+            f"cannot create the database {path}: {exc.strerror}",
+            "set PLURCAST_DB_PATH or [database] path to a writable location",
+        ) from None
+    os.close(fd)

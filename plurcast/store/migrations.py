@@ -1,0 +1,116 @@
+"""Numbered schema migrations, applied on open inside one write transaction.
+
+`PRAGMA user_version` is the schema number. A connection whose schema is current
+never imports sqlite-utils (it costs ~75 ms, most of the CLIs' start-up budget);
+one that is behind takes the write lock, re-reads the version (another process may
+have migrated meanwhile), and runs each pending step inside a sqlite-utils savepoint.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+Migration = Callable[[Any], None]
+
+
+def _m001_queue(db: Any) -> None:
+    """Posts, their per-(platform, account) deliveries, the attempt log, daemon heartbeats."""
+    db.execute(
+        """
+        CREATE TABLE posts (
+            id               TEXT PRIMARY KEY,
+            content          TEXT NOT NULL,
+            created_at_ms    INTEGER NOT NULL,
+            scheduled_at_ms  INTEGER,            -- NULL: a draft
+            timezone         TEXT NOT NULL,      -- the zone the user meant
+            schedule_id      TEXT,               -- set for occurrences of a recurring schedule
+            occurrence_at_ms INTEGER,
+            metadata         TEXT NOT NULL DEFAULT '{}',
+            updated_at_ms    INTEGER NOT NULL,
+            UNIQUE (schedule_id, occurrence_at_ms)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            id                  INTEGER PRIMARY KEY,
+            post_id             TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            platform            TEXT NOT NULL
+                                CHECK (platform IN ('nostr', 'mastodon', 'bluesky')),
+            account             TEXT NOT NULL DEFAULT 'default',
+            state               TEXT NOT NULL DEFAULT 'pending'
+                                CHECK (state IN ('pending', 'sending', 'sent', 'retry',
+                                                 'dead', 'cancelled')),
+            due_at_ms           INTEGER,         -- NULL while the post is a draft
+            attempts            INTEGER NOT NULL DEFAULT 0,
+            lease_owner         TEXT,
+            lease_expires_at_ms INTEGER,
+            payload             TEXT,            -- prepared once, re-sent byte for byte
+            remote_id           TEXT,
+            remote_url          TEXT,
+            sent_at_ms          INTEGER,
+            last_error          TEXT,
+            error_kind          TEXT,
+            updated_at_ms       INTEGER NOT NULL,
+            UNIQUE (post_id, platform, account)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE attempts (
+            id             INTEGER PRIMARY KEY,
+            delivery_id    INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+            number         INTEGER NOT NULL,
+            started_at_ms  INTEGER NOT NULL,
+            finished_at_ms INTEGER,
+            outcome        TEXT NOT NULL,
+            error          TEXT,
+            error_kind     TEXT,
+            detail         TEXT,                 -- JSON, e.g. per-relay answers
+            worker         TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE heartbeats (
+            owner         TEXT PRIMARY KEY,
+            host          TEXT NOT NULL,
+            pid           INTEGER NOT NULL,
+            started_at_ms INTEGER NOT NULL,
+            beat_at_ms    INTEGER NOT NULL,
+            version       TEXT NOT NULL
+        )
+        """
+    )
+    db["posts"].create_index(["scheduled_at_ms"], index_name="posts_by_time")
+    db["deliveries"].create_index(["state", "due_at_ms"], index_name="deliveries_due")
+    db["attempts"].create_index(["delivery_id"], index_name="attempts_by_delivery")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_queue,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations atomically; returns the number applied."""
+    import sqlite_utils
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            with db.atomic():
+                step(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION - version

@@ -1,0 +1,212 @@
+"""Every SQL statement about posts and their deliveries, used by `plurcast.queue`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from plurcast.models import PLATFORM_ORDER, Attempt, Delivery, DeliveryState, Post
+
+# One row per post, its deliveries folded into a JSON array by SQLite: half the rows
+# and a third of the Python objects of a JOIN (listing 10,000 posts: ~75 ms vs ~120 ms).
+_POST_ROW = """
+    SELECT p.id, p.content, p.created_at_ms, p.scheduled_at_ms, p.timezone, p.schedule_id,
+           p.occurrence_at_ms, p.metadata,
+           (SELECT json_group_array(json_array(
+                d.id, d.platform, d.account, d.state, d.due_at_ms, d.attempts, d.remote_id,
+                d.remote_url, d.sent_at_ms, d.last_error, d.error_kind,
+                d.payload IS NOT NULL OR d.attempts > 0))
+            FROM deliveries d WHERE d.post_id = p.id) AS deliveries
+    FROM posts p
+"""
+_ORDER = "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, p.id"
+_WAITING = "('pending', 'retry')"
+_STATES = {state.value: state for state in DeliveryState}
+
+
+@dataclass(frozen=True)
+class NewPost:
+    id: str
+    content: str
+    created_at_ms: int
+    scheduled_at_ms: int | None
+    timezone: str
+    targets: Sequence[tuple[str, str]]  # (platform, account)
+    metadata: str = "{}"
+
+
+def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
+    """One post and its deliveries; the caller owns the transaction."""
+    conn.execute(
+        "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, metadata, "
+        "updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            post.id,
+            post.content,
+            post.created_at_ms,
+            post.scheduled_at_ms,
+            post.timezone,
+            post.metadata,
+            post.created_at_ms,
+        ),
+    )
+    conn.executemany(
+        "INSERT INTO deliveries (post_id, platform, account, due_at_ms, updated_at_ms) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (post.id, platform, account, post.scheduled_at_ms, post.created_at_ms)
+            for platform, account in post.targets
+        ],
+    )
+
+
+def latest_waiting_time_ms(conn: sqlite3.Connection) -> int | None:
+    """The latest time at which scheduled work is still waiting (for random: placement)."""
+    row = conn.execute(
+        f"SELECT max(due_at_ms) FROM deliveries WHERE state IN {_WAITING} AND due_at_ms IS NOT NULL"
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
+    """Ids starting with `prefix` (lower-case hex and dashes only, checked by the caller)."""
+    rows = conn.execute(
+        "SELECT id FROM posts WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+    )
+    return [r[0] for r in rows]
+
+
+def _posts_from_rows(rows: Iterable[Any]) -> list[Post]:
+    """Posts from `_POST_ROW` rows; positional construction because this loop is hot."""
+    posts: list[Post] = []
+    append = posts.append
+    states = _STATES
+    loads = json.loads
+    for r in rows:
+        deliveries = [
+            Delivery(
+                d[0],
+                d[1],
+                d[2],
+                states[d[3]],
+                d[4],
+                d[5],
+                d[6],
+                d[7],
+                d[8],
+                d[9],
+                d[10],
+                bool(d[11]),
+                [],
+            )
+            for d in loads(r[8])
+        ]
+        if len(deliveries) > 1:
+            deliveries.sort(key=lambda d: (PLATFORM_ORDER[d.platform], d.account))
+        metadata = {} if r[7] == "{}" else loads(r[7])
+        append(Post(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata, deliveries))
+    return posts
+
+
+def select_posts(
+    conn: sqlite3.Connection,
+    *,
+    waiting_only: bool,
+    platform: str | None = None,
+    with_dead_only: bool = False,
+) -> list[Post]:
+    """Posts with all their deliveries, by time (drafts last).
+
+    `waiting_only` narrows to posts with a time and waiting work (what `list`
+    shows); `with_dead_only` to posts with a delivery that gave up.
+    """
+    where: list[str] = []
+    params: list[object] = []
+    if waiting_only:
+        where.append(
+            "p.scheduled_at_ms IS NOT NULL AND p.id IN "
+            f"(SELECT post_id FROM deliveries WHERE state IN {_WAITING})"
+        )
+    if with_dead_only:
+        where.append("p.id IN (SELECT post_id FROM deliveries WHERE state = 'dead')")
+    if platform:
+        where.append("p.id IN (SELECT post_id FROM deliveries WHERE platform = ?)")
+        params.append(platform)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return _posts_from_rows(conn.execute(f"{_POST_ROW} {clause} {_ORDER}", params))
+
+
+def get_posts(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
+    """The given posts with their deliveries, in time order."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    sql = f"{_POST_ROW} WHERE p.id IN ({marks}) {_ORDER}"
+    return _posts_from_rows(conn.execute(sql, list(ids)))
+
+
+def load_history(conn: sqlite3.Connection, post: Post) -> None:
+    """Attach each delivery's attempt log, oldest first."""
+    by_id = {d.id: d for d in post.deliveries}
+    rows = conn.execute(
+        "SELECT delivery_id, number, started_at_ms, finished_at_ms, outcome, error, error_kind, "
+        "detail FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE post_id = ?) "
+        "ORDER BY started_at_ms, id",
+        (post.id,),
+    )
+    for r in rows:
+        by_id[r[0]].history.append(Attempt(*r[1:]))
+
+
+def set_deliveries_state(
+    conn: sqlite3.Connection,
+    post_ids: Sequence[str],
+    new_state: DeliveryState,
+    from_states: Sequence[DeliveryState],
+    now_ms: int,
+) -> int:
+    marks = ",".join("?" * len(post_ids))
+    states = ",".join("?" * len(from_states))
+    cur = conn.execute(
+        f"UPDATE deliveries SET state = ?, lease_owner = NULL, lease_expires_at_ms = NULL, "
+        f"updated_at_ms = ? WHERE post_id IN ({marks}) AND state IN ({states})",
+        [new_state.value, now_ms, *post_ids, *(s.value for s in from_states)],
+    )
+    conn.execute(f"UPDATE posts SET updated_at_ms = ? WHERE id IN ({marks})", [now_ms, *post_ids])
+    return cur.rowcount
+
+
+def set_schedule(conn: sqlite3.Connection, post_id: str, when_ms: int, now_ms: int) -> None:
+    """Move a post and its waiting deliveries to a new time."""
+    conn.execute(
+        "UPDATE posts SET scheduled_at_ms = ?, updated_at_ms = ? WHERE id = ?",
+        (when_ms, now_ms, post_id),
+    )
+    conn.execute(
+        f"UPDATE deliveries SET due_at_ms = ?, updated_at_ms = ? "
+        f"WHERE post_id = ? AND state IN {_WAITING}",
+        (when_ms, now_ms, post_id),
+    )
+
+
+def set_content(conn: sqlite3.Connection, post_id: str, content: str, now_ms: int) -> None:
+    conn.execute(
+        "UPDATE posts SET content = ?, updated_at_ms = ? WHERE id = ?", (content, now_ms, post_id)
+    )
+
+
+def delete_posts(conn: sqlite3.Connection, post_ids: Sequence[str]) -> int:
+    marks = ",".join("?" * len(post_ids))
+    return conn.execute(f"DELETE FROM posts WHERE id IN ({marks})", list(post_ids)).rowcount
+
+
+def latest_heartbeat(conn: sqlite3.Connection) -> tuple[str, int, int, int] | None:
+    """(host, pid, started_at_ms, beat_at_ms) of the daemon that beat last."""
+    row = conn.execute(
+        "SELECT host, pid, started_at_ms, beat_at_ms FROM heartbeats "
+        "ORDER BY beat_at_ms DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], row[3])
