@@ -1,0 +1,107 @@
+"""plur-post: parse arguments, call plurcast.queue, print what happened."""
+
+from __future__ import annotations
+
+import click
+
+from plurcast import __version__, clikit, queue
+from plurcast import config as config_module
+from plurcast.output import Format, emit_json
+from plurcast.timefmt import format_local, format_relative
+from plurcast.views import time_fields
+
+
+@click.command(
+    cls=clikit.Command,
+    context_settings=clikit.CONTEXT,
+    epilog="""\b
+Examples:
+  plur-post "Hello, open social web" --schedule "tomorrow 9am"
+  plur-post "Reminder" -s 30m -p nostr,mastodon
+  plur-post "Launch day" -s "2027-01-01 10:00" --tz Europe/Berlin
+  echo "from a pipe" | plur-post -s random:1h-2h
+  plur-post "Not ready yet" --draft
+
+\b
+Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
+)
+@click.argument("content", required=False)
+@click.option(
+    "-s",
+    "--schedule",
+    metavar="WHEN",
+    help='Queue for a time: "30m", "tomorrow 9am", "fri 15:30", "2027-01-01 10:00", '
+    '"random:1h-2h" … (see the README for the full grammar).',
+)
+@click.option("-d", "--draft", is_flag=True, help="Save as a draft: queued for no time.")
+@click.option(
+    "-p",
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="PLATFORM",
+    help="nostr, mastodon or bluesky; repeatable or comma-separated. "
+    "Default: [defaults] platforms, else every enabled platform.",
+)
+@click.option(
+    "-a", "--account", metavar="NAME", help="A named account from [accounts.<platform>.NAME]."
+)
+@click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and for output (default: config).")
+@clikit.format_option
+@click.version_option(__version__, "-V", "--version", prog_name="plur-post")
+def cli(
+    content: str | None,
+    schedule: str | None,
+    draft: bool,
+    platforms: tuple[str, ...],
+    account: str | None,
+    tz: str | None,
+    fmt: Format,
+) -> None:
+    """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
+
+    CONTENT is the text; give `-` or pipe it on stdin to read it from there.
+    """
+    cfg = config_module.load()
+    zone = config_module.zone(tz) if tz else cfg.timezone
+    text = clikit.read_content(content)
+    now = clikit.now()
+    conn = queue.open_db(cfg)
+    created = queue.create_post(
+        conn,
+        cfg,
+        text,
+        schedule=schedule,
+        draft=draft,
+        platforms=platforms,
+        account=account,
+        tz=zone,
+        now=now,
+    )
+    names = [platform for platform, _ in created.targets]
+    if created.scheduled_at is None:
+        if fmt == "text":
+            click.echo(f"draft:{created.post_id}")
+        else:
+            emit_json({"draft": True, "post_id": created.post_id, "platforms": names}, fmt)
+        return
+    shown = format_local(created.scheduled_at, zone, now)
+    if fmt == "text":
+        relative = format_relative(created.scheduled_at - now)
+        click.echo(f"scheduled:{created.post_id}:for:{relative} ({shown})")
+        return
+    emit_json(
+        {
+            "scheduled": True,
+            "post_id": created.post_id,
+            **time_fields("scheduled_at", int(created.scheduled_at.timestamp() * 1000), zone),
+            "scheduled_time": shown,
+            "platforms": names,
+            "account": created.targets[0][1],
+        },
+        fmt,
+    )
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""plur-queue: look at and manage the queue of posts."""

@@ -1,0 +1,122 @@
+"""plur-queue: the command group and the read-only views (list, show)."""
+
+from __future__ import annotations
+
+import click
+
+from plur_queue import failed, manage, stats
+from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
+from plurcast import __version__, clikit, queue
+from plurcast.models import Post
+from plurcast.output import Format, emit_json, emit_rows, first_line
+from plurcast.views import local, post_detail_json, post_json
+
+
+@click.group(
+    cls=clikit.Group,
+    context_settings=clikit.CONTEXT,
+    epilog="""\b
+Examples:
+  plur-queue list
+  plur-queue list --all -f json
+  plur-queue show 3f2a9c1e
+  plur-queue reschedule 3f2a9c1e -30m
+  plur-queue cancel 3f2a9c1e --force
+  plur-queue stats
+
+\b
+Post ids may be shortened to any unique prefix of 8 or more characters.
+Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="plur-queue")
+def cli() -> None:
+    """Look at and manage the queue of scheduled posts."""
+
+
+@cli.command("list")
+@click.option("-p", "--platform", metavar="PLATFORM", help="Only posts for this platform.")
+@click.option(
+    "--all", "include_all", is_flag=True, help="Also drafts, sending, posted, failed, cancelled."
+)
+@clikit.format_option
+def list_cmd(platform: str | None, include_all: bool, fmt: Format) -> None:
+    """List scheduled posts, soonest first.
+
+    \b
+    Piped, each post is one tab-separated line:
+      <id>  <time ISO 8601>  <platforms>  <first line of content>
+    with --all, the status comes before the content.
+    """
+    s = open_session()
+    posts = queue.list_posts(s.conn, include_all=include_all, platform=platform)
+
+    def plain(p: Post) -> list[str]:
+        fields = [p.id, plain_time(p, s), ",".join(p.platforms)]
+        if include_all:
+            fields.append(p.status.value)
+        return [*fields, first_line(p.content)]
+
+    emit_rows(
+        posts,
+        fmt,
+        to_json=lambda p: post_json(p, s.tz),
+        plain=plain,
+        columns=post_columns(s, status=include_all),
+        empty="The queue is empty." if not include_all else "No posts.",
+    )
+
+
+@cli.command()
+@click.argument("post_id", metavar="ID")
+@clikit.format_option
+def show(post_id: str, fmt: Format) -> None:
+    """Show one post: its text, each platform's delivery, and every attempt."""
+    s = open_session()
+    post = queue.get(s.conn, post_id, history=True)
+    if fmt != "text":
+        emit_json(post_detail_json(post, s.tz), fmt)
+        return
+    click.echo("\n".join(_detail_lines(post, s)))
+
+
+def _detail_lines(post: Post, s: Session) -> list[str]:
+    lines = [
+        f"id:         {post.id}",
+        f"status:     {post.status.value}",
+        f"scheduled:  {when_cell(post, s)}",
+        f"created:    {local(post.created_at_ms, s.tz, s.now)}",
+        f"timezone:   {post.timezone}",
+    ]
+    if post.schedule_id:
+        lines.append(f"schedule:   {post.schedule_id}")
+    lines.append("content:")
+    lines += [f"  {line}" for line in post.content.splitlines()]
+    lines.append("deliveries:")
+    for d in post.deliveries:
+        summary = f"  {d.platform} ({d.account}): {d.state.value}, attempts {d.attempts}"
+        if d.sent_at_ms is not None:
+            summary += f", sent {local(d.sent_at_ms, s.tz, s.now)}"
+        elif d.due_at_ms is not None and d.state.value in ("pending", "retry"):
+            summary += f", due {local(d.due_at_ms, s.tz, s.now)}"
+        lines.append(summary)
+        if d.remote_url or d.remote_id:
+            lines.append(f"    {d.remote_url or d.remote_id}")
+        if d.last_error:
+            lines.append(
+                f"    error ({d.error_kind or 'unknown'}): {first_line(d.last_error, 200)}"
+            )
+        for a in d.history:
+            error = f": {first_line(a.error, 200)}" if a.error else ""
+            lines.append(
+                f"    #{a.number} {local(a.started_at_ms, s.tz, s.now)} {a.outcome}{error}"
+            )
+    return lines
+
+
+for _module in (manage, stats, failed):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,90 @@
+"""plur-queue failed: posts whose deliveries gave up, and cleaning them out."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+
+import click
+
+from plur_queue.common import open_session, when_cell
+from plurcast import clikit, queue
+from plurcast.models import DeliveryState, Post
+from plurcast.output import Column, Format, emit_json, emit_rows, first_line
+from plurcast.views import delivery_json, post_json
+
+
+def _errors(post: Post) -> str:
+    return "; ".join(
+        f"{d.platform}({d.account}): {first_line(d.last_error or 'gave up', 120)}"
+        for d in post.deliveries
+        if d.state == DeliveryState.DEAD
+    )
+
+
+@click.group(cls=clikit.Group)
+def failed() -> None:
+    """Posts that a platform refused or that ran out of retries."""
+
+
+@failed.command("list")
+@clikit.format_option
+def failed_list(fmt: Format) -> None:
+    """Failed and partly-sent posts with each platform's error.
+
+    Piped: <id>  <status>  <platform(account): error; …>  <first line of content>
+    """
+    s = open_session()
+    posts = queue.failed(s.conn)
+    emit_rows(
+        posts,
+        fmt,
+        to_json=lambda p: {
+            **post_json(p, s.tz),
+            "deliveries": [delivery_json(d, s.tz) for d in p.deliveries],
+        },
+        plain=lambda p: [p.id, p.status.value, _errors(p), first_line(p.content)],
+        columns=[
+            Column("ID", lambda p: p.id[:8], style="cyan"),
+            Column("When", lambda p: when_cell(p, s)),
+            Column("Status", lambda p: p.status.value),
+            Column("Errors", _errors, style="red"),
+            Column("Content", lambda p: first_line(p.content)),
+        ],
+        empty="No failed posts.",
+    )
+
+
+def _delete(conn: sqlite3.Connection, posts: list[Post], fmt: Format) -> None:
+    queue.delete_failed(conn, posts)
+    if fmt == "text":
+        click.echo("\n".join(f"deleted:{p.id}" for p in posts))
+    else:
+        emit_json([{"post_id": p.id, "deleted": True} for p in posts], fmt)
+
+
+@failed.command()
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@clikit.format_option
+def clear(force: bool, fmt: Format) -> None:
+    """Delete every post listed by `failed list` (their history goes with them)."""
+    conn = open_session().conn
+    posts = queue.failed(conn)
+    if not posts:
+        sys.stderr.write("No failed posts.\n")
+        return
+    if not force:
+        clikit.confirm(f"Delete {len(posts)} failed post{'s' if len(posts) != 1 else ''}?")
+    _delete(conn, posts, fmt)
+
+
+@failed.command()
+@click.argument("post_ids", metavar="ID...", nargs=-1, required=True)
+@clikit.format_option
+def delete(post_ids: tuple[str, ...], fmt: Format) -> None:
+    """Delete failed posts by id."""
+    conn = open_session().conn
+    _delete(conn, queue.get_many(conn, post_ids), fmt)
+
+
+COMMANDS = (failed,)

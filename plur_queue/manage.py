@@ -1,0 +1,124 @@
+"""plur-queue commands that change posts: cancel, reschedule, edit."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from plur_queue.common import open_session
+from plurcast import clikit, queue, when
+from plurcast.models import to_ms
+from plurcast.output import Format, emit_json
+from plurcast.timefmt import format_local, format_relative
+from plurcast.views import time_fields
+
+
+@click.command()
+@click.argument("post_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "cancel_all", is_flag=True, help="Cancel every scheduled post.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@clikit.format_long_option
+def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format) -> None:
+    """Cancel scheduled posts; what was already sent stays sent.
+
+    Asks for confirmation on stderr unless --force. Cancelled posts stay visible
+    with `plur-queue list --all`.
+
+    \b
+    Examples:
+      plur-queue cancel 3f2a9c1e
+      plur-queue cancel --all --force
+    """
+    if bool(post_ids) == cancel_all:
+        raise click.UsageError("give post ids or --all (not both)")
+    s = open_session()
+    posts = queue.list_posts(s.conn) if cancel_all else queue.get_many(s.conn, post_ids)
+    for post in posts:
+        queue.check_cancellable(post)
+    if not posts:
+        sys.stderr.write("Nothing to cancel.\n")
+        return
+    if not force:
+        noun = "post" if len(posts) == 1 else "posts"
+        clikit.confirm(f"Cancel {len(posts)} {noun}?")
+    queue.cancel(s.conn, posts, clikit.now())
+    if fmt == "text":
+        click.echo("\n".join(f"cancelled:{p.id}" for p in posts))
+    else:
+        emit_json([{"post_id": p.id, "cancelled": True} for p in posts], fmt)
+
+
+class _ShiftCommand(clikit.Command):
+    """Reads `reschedule ID -30m` without `--`.
+
+    click would take `-2h` as the options `-2 -h` (help!), so signed durations are
+    moved behind a `--` before click parses; options around them still work.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            shifts = [a for a in args if when.is_relative_shift(a)]
+            if shifts:
+                args = [a for a in args if a not in shifts] + ["--", *shifts]
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_ShiftCommand)
+@click.argument("post_id", metavar="ID")
+@click.argument("expression", metavar="WHEN", nargs=-1, required=True)
+@click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and the output (default: config).")
+@clikit.format_option
+def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: Format) -> None:
+    """Move a scheduled post (or give a draft its time).
+
+    WHEN is any time plur-post --schedule accepts, or a shift of the post's current
+    time: +2h, -30m (no `--` needed).
+
+    \b
+    Examples:
+      plur-queue reschedule 3f2a9c1e "tomorrow 9am"
+      plur-queue reschedule 3f2a9c1e -30m
+    """
+    s = open_session(tz)
+    post = queue.get(s.conn, post_id)
+    new_time = queue.reschedule(s.conn, post, " ".join(expression), tz=s.tz, now=s.now)
+    shown = format_local(new_time, s.tz, s.now)
+    if fmt == "text":
+        relative = format_relative(new_time - s.now)
+        click.echo(f"rescheduled:{post.id}:for:{relative} ({shown})")
+        return
+    emit_json(
+        {
+            "post_id": post.id,
+            **time_fields("scheduled_at", to_ms(new_time), s.tz),
+            "scheduled_time": shown,
+        },
+        fmt,
+    )
+
+
+@click.command()
+@click.argument("post_id", metavar="ID")
+@click.argument("content", required=False)
+def edit(post_id: str, content: str | None) -> None:
+    """Replace the text of a post that has not been sent.
+
+    CONTENT is the new text; `-` (or a pipe) reads it from stdin; with neither,
+    $EDITOR opens the current text.
+    """
+    s = open_session()
+    post = queue.get(s.conn, post_id)
+    if content is None and sys.stdin.isatty():
+        edited = click.edit(post.content)
+        if edited is None or edited.strip() == post.content:
+            sys.stderr.write("No change.\n")
+            return
+        text = edited
+    else:
+        text = clikit.read_content(content)
+    queue.edit(s.conn, s.cfg, post, text, clikit.now())
+    click.echo(f"edited:{post.id}")
+
+
+COMMANDS = (cancel, reschedule, edit)

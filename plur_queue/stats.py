@@ -1,0 +1,119 @@
+"""plur-queue stats: the queue at a glance, and whether a daemon is there to send it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from plur_queue.common import Session, open_session, when_cell
+from plurcast import clikit, stats
+from plurcast.output import Format, emit_json, fancy, first_line
+from plurcast.views import iso, local, post_json, time_fields
+
+_BUCKET_NAMES = {
+    "overdue": "overdue",
+    "next_hour": "next hour",
+    "today": "later today",
+    "this_week": "this week",
+    "later": "later",
+}
+
+
+@click.command("stats")
+@clikit.format_option
+def stats_cmd(fmt: Format) -> None:
+    """Counts by status, platform and time; the next posts; daemon health.
+
+    On a terminal it also draws posts per day for the next 14 days.
+    """
+    s = open_session()
+    result = stats.compute(s.conn, s.now, s.tz)
+    if result.overdue_without_daemon:
+        n = result.by_time_bucket["overdue"]
+        sys.stderr.write(
+            f"Warning: {n} post{'s are' if n != 1 else ' is'} overdue and no plur-send daemon "
+            "is running — start plur-send to deliver them.\n"
+        )
+    if fmt != "text":
+        emit_json(_as_json(result, s), fmt)
+    elif fancy():
+        _draw(result, s)
+    else:
+        click.echo("\n".join("\t".join(fields) for fields in _plain(result, s)))
+
+
+def _daemon_json(d: stats.Daemon, s: Session) -> dict[str, Any]:
+    return {
+        "running": d.running,
+        "host": d.host,
+        "pid": d.pid,
+        **time_fields("last_heartbeat", d.last_heartbeat_ms, s.tz),
+    }
+
+
+def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
+    return {
+        "total": r.total,
+        "by_status": r.by_status,
+        "by_platform": r.by_platform,
+        "by_time_bucket": r.by_time_bucket,
+        "upcoming": [post_json(p, s.tz) for p in r.upcoming],
+        "per_day": [{"date": day, "count": n} for day, n in r.per_day],
+        "daemon": _daemon_json(r.daemon, s),
+    }
+
+
+def _daemon_text(d: stats.Daemon, s: Session) -> str:
+    if d.last_heartbeat_ms is None:
+        return "not running (never seen)"
+    state = "running" if d.running else "not running"
+    beat = local(d.last_heartbeat_ms, s.tz, s.now)
+    return f"{state} (pid {d.pid} on {d.host}, last heartbeat {beat})"
+
+
+def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
+    rows = [["total", str(r.total)]]
+    rows += [[f"status.{k}", str(v)] for k, v in r.by_status.items() if v]
+    rows += [[f"platform.{k}", str(v)] for k, v in r.by_platform.items()]
+    rows += [[f"bucket.{k}", str(v)] for k, v in r.by_time_bucket.items()]
+    rows += [
+        ["upcoming", p.id, iso(p.scheduled_at_ms or 0, s.tz), first_line(p.content)]
+        for p in r.upcoming
+    ]
+    rows.append(["daemon", _daemon_text(r.daemon, s)])
+    return rows
+
+
+def _draw(r: stats.QueueStats, s: Session) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{r.total}[/] scheduled post{'s' if r.total != 1 else ''}")
+    counts = Table(show_header=False, box=None, pad_edge=False)
+    for key, n in r.by_time_bucket.items():
+        style = "red" if key == "overdue" and n else None
+        counts.add_row(_BUCKET_NAMES[key], f"[{style}]{n}[/]" if style else str(n))
+    for platform, n in r.by_platform.items():
+        counts.add_row(platform, str(n))
+    console.print(counts)
+    if r.upcoming:
+        upcoming = Table(title="Next up", show_edge=False, header_style="bold")
+        for header in ("ID", "When", "Platforms", "Content"):
+            upcoming.add_column(header)
+        for p in r.upcoming:
+            upcoming.add_row(
+                p.id[:8], when_cell(p, s), ",".join(p.platforms), first_line(p.content)
+            )
+        console.print(upcoming)
+    peak = max((n for _, n in r.per_day), default=0) or 1
+    console.print("[bold]Next 14 days[/]")
+    for day, n in r.per_day:
+        bar = "█" * max(1 if n else 0, round(24 * n / peak))
+        console.print(f"  {day[5:]}  [cyan]{bar:<24}[/] {n}")
+    console.print(f"daemon: {_daemon_text(r.daemon, s)}")
+
+
+COMMANDS = (stats_cmd,)

@@ -1,0 +1,140 @@
+"""What the three CLIs share: exit codes and `Error:` lines, --format, stdin, prompts.
+
+Errors are mapped here and nowhere else: a domain error prints one line
+`Error: <what> — <fix>` on stderr and exits with its code; click's usage errors
+exit 3 (invalid input) rather than click's 2, which means "config/auth" here.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from plurcast.errors import EXIT_INVALID, EXIT_RUNTIME, Declined, InvalidInput, PlurcastError
+from plurcast.output import FORMATS
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def now() -> datetime:
+    """The current time; tests replace this to step through time."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"Error: {message}\n")
+    sys.exit(code)
+
+
+def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
+    kwargs["standalone_mode"] = False
+    debug = os.environ.get("PLURCAST_DEBUG") == "1"
+    try:
+        code = click.Command.main(command, args, **kwargs)
+    except PlurcastError as exc:
+        if debug:
+            raise
+        fail(str(exc), exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        sys.stderr.write(exc.format_message() + "\n")
+        sys.exit(EXIT_INVALID)
+    except click.UsageError as exc:
+        if debug:
+            raise
+        path = exc.ctx.command_path if exc.ctx else command.name
+        fail(f"{exc.format_message().rstrip('.')} — see '{path} --help'", EXIT_INVALID)
+    except click.Abort:
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`| head`); quietly stop writing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_RUNTIME)
+    except click.ClickException as exc:
+        fail(exc.format_message(), EXIT_RUNTIME)
+    except sqlite3.Error as exc:
+        if debug:
+            raise
+        from plurcast.store.connection import database_error
+
+        fail(str(database_error(exc)), EXIT_RUNTIME)
+    except Exception as exc:
+        if debug:
+            raise
+        fail(
+            f"internal error: {exc!r} — please report it; PLURCAST_DEBUG=1 shows the traceback",
+            EXIT_RUNTIME,
+        )
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+class Command(click.Command):
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
+        _run(self, args, kwargs)
+
+
+class Group(click.Group):
+    command_class = Command
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
+        _run(self, args, kwargs)
+
+
+Group.group_class = Group
+
+
+def _format_option(*names: str) -> Callable[[F], F]:
+    return click.option(
+        *names,
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="text",
+        show_default=True,
+        help="Output format: text (a table on a terminal, tab-separated when piped), json, jsonl.",
+    )
+
+
+def format_option(func: F) -> F:
+    """`-f/--format` — the usual spelling."""
+    return _format_option("-f", "--format")(func)
+
+
+def format_long_option(func: F) -> F:
+    """`--format` alone, for commands where `-f` means --force (as in the original tool)."""
+    return _format_option("--format")(func)
+
+
+def read_content(argument: str | None) -> str:
+    """The post text: the argument, or stdin when it is `-` or absent and piped."""
+    from plurcast import content
+
+    if argument is not None and argument != "-":
+        return argument
+    if argument is None and sys.stdin.isatty():
+        raise InvalidInput(
+            "no content given", 'pass it as an argument or on stdin: echo "Hello" | plur-post'
+        )
+    raw = sys.stdin.buffer.read(content.MAX_BYTES + 1)
+    if len(raw) > content.MAX_BYTES:
+        raise InvalidInput(
+            f"content is over the limit of {content.MAX_BYTES:,} bytes", "shorten it"
+        )
+    return content.decode(raw)
+
+
+def confirm(question: str) -> None:
+    """Ask `question (y/N)` on stderr and read the answer from stdin; anything but yes declines."""
+    sys.stderr.write(f"{question} (y/N) ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
+        if not answer:
+            sys.stderr.write("\n")
+        raise Declined("Cancelled by user")

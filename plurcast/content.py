@@ -1,0 +1,80 @@
+"""What a post's text must satisfy, checked when it is written rather than when it is sent.
+
+A post that a platform would refuse at 9 am should be refused now, while the
+user is at the keyboard.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from plurcast.errors import InvalidInput
+
+MAX_BYTES = 100_000
+BLUESKY_MAX_GRAPHEMES = 300
+# Mastodon counts every link as 23 characters and a mention by its local part only.
+MASTODON_URL_LENGTH = 23
+_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+_MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def decode(raw: bytes) -> str:
+    """Text from stdin: must be UTF-8 (a byte-offset in the error helps find the culprit)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"content is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "convert it with iconv -t UTF-8",
+        ) from None
+
+
+def normalise(text: str) -> str:
+    """Validate size and encoding; strip surrounding blank space (a trailing newline from echo)."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # Arguments that were not UTF-8 reach Python as lone surrogates.
+        raise InvalidInput("content is not valid UTF-8", "convert it with iconv -t UTF-8") from None
+    if size > MAX_BYTES:
+        raise InvalidInput(
+            f"content is {size:,} bytes, over the limit of {MAX_BYTES:,}", "shorten it"
+        )
+    text = text.strip()
+    if not text:
+        raise InvalidInput(
+            "content is empty", 'give the text as an argument or on stdin: plur-post "Hello"'
+        )
+    return text
+
+
+def graphemes(text: str) -> int:
+    """User-perceived characters: a flag or a family emoji counts once, as the platforms count."""
+    import regex
+
+    return len(regex.findall(r"\X", text))
+
+
+def mastodon_length(text: str) -> int:
+    text = _URL.sub("x" * MASTODON_URL_LENGTH, text)
+    text = _MENTION.sub(r"\1", text)
+    return graphemes(text)
+
+
+def check_limits(text: str, platforms: Sequence[str], mastodon_max_chars: int) -> None:
+    """Refuse content over any target platform's limit, naming platform, limit and length."""
+    if "mastodon" in platforms:
+        length = mastodon_length(text)
+        if length > mastodon_max_chars:
+            raise InvalidInput(
+                f"content is {length} characters, over mastodon's limit of {mastodon_max_chars}",
+                "shorten it, or leave mastodon out with -p",
+            )
+    if "bluesky" in platforms:
+        length = graphemes(text)
+        if length > BLUESKY_MAX_GRAPHEMES:
+            raise InvalidInput(
+                f"content is {length} characters, over bluesky's limit of {BLUESKY_MAX_GRAPHEMES}",
+                "shorten it, or leave bluesky out with -p",
+            )

@@ -1,0 +1,251 @@
+"""The queue's rules: what may be written, cancelled, moved or edited, and when.
+
+The CLIs call these and render what comes back; every check happens before the
+first write, and every change is one transaction, so an error leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from plurcast import content as content_rules
+from plurcast import when
+from plurcast.config import DEFAULT_ACCOUNT, PLATFORMS, Config, validate_account_name
+from plurcast.errors import ConfigError, InvalidInput, NotFound, RuntimeFailure
+from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
+from plurcast.store import connect
+from plurcast.store import posts as store
+from plurcast.store.connection import transaction
+
+MIN_ID_PREFIX = 8
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
+
+
+def open_db(cfg: Config) -> sqlite3.Connection:
+    return connect(cfg.db_path, busy_timeout=cfg.busy_timeout)
+
+
+def split_platforms(values: Sequence[str]) -> list[str]:
+    """`-p nostr -p mastodon,bluesky` → unique names in the order given."""
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if not name:
+                continue
+            if name not in PLATFORMS:
+                raise InvalidInput(
+                    f'unknown platform "{name}"', f"choose from {', '.join(PLATFORMS)}"
+                )
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def resolve_targets(
+    cfg: Config, requested: Sequence[str], account: str | None
+) -> list[tuple[str, str]]:
+    """(platform, account) pairs to deliver to, each checked against the config."""
+    names = split_platforms(requested) or list(cfg.default_platforms or cfg.enabled_platforms())
+    if not names:
+        raise ConfigError(
+            "no platforms are configured",
+            f"add a [nostr], [mastodon] or [bluesky] section to {cfg.path}, or pass -p",
+        )
+    account = validate_account_name(account) if account else DEFAULT_ACCOUNT
+    targets = []
+    for name in names:
+        section = cfg.platforms.get(name)
+        if section is None:
+            raise ConfigError(f"{name} is not configured", f"add a [{name}] section to {cfg.path}")
+        if not section.enabled:
+            raise ConfigError(
+                f"{name} is disabled", f"set enabled = true in [{name}] of {cfg.path}"
+            )
+        if account not in section.accounts:
+            raise ConfigError(
+                f'no account "{account}" for {name}',
+                f"add [accounts.{name}.{account}] to {cfg.path}",
+            )
+        targets.append((name, account))
+    return targets
+
+
+@dataclass(frozen=True)
+class Created:
+    post_id: str
+    scheduled_at: datetime | None
+    targets: list[tuple[str, str]]
+    timezone: ZoneInfo
+
+
+def create_post(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    text: str,
+    *,
+    schedule: str | None,
+    draft: bool,
+    platforms: Sequence[str],
+    account: str | None,
+    tz: ZoneInfo,
+    now: datetime,
+) -> Created:
+    """Validate everything, then write the post and its deliveries in one transaction."""
+    if draft and schedule is not None:
+        raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
+    text = content_rules.normalise(text)
+    targets = resolve_targets(cfg, platforms, account)
+    content_rules.check_limits(text, [p for p, _ in targets], cfg.mastodon_max_chars(targets[0][1]))
+    scheduled_at: datetime | None = None
+    if schedule is not None:
+        pending_after = None
+        if schedule.strip().lower().startswith("random:"):
+            latest = store.latest_waiting_time_ms(conn)
+            pending_after = None if latest is None else from_ms(latest)
+        scheduled_at = when.parse_when(schedule, now=now, tz=tz, pending_after=pending_after)
+    elif not draft:
+        raise RuntimeFailure(
+            "publishing immediately is not available yet",
+            "queue the post with --schedule (or keep it with --draft)",
+        )
+    post_id = str(uuid.uuid4())
+    record = store.NewPost(
+        id=post_id,
+        content=text,
+        created_at_ms=to_ms(now),
+        scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
+        timezone=tz.key,
+        targets=targets,
+    )
+    with transaction(conn):
+        store.insert_post(conn, record)
+    return Created(post_id, scheduled_at, targets, tz)
+
+
+def resolve(conn: sqlite3.Connection, prefix: str) -> str:
+    """A full post id from a unique prefix of at least 8 characters."""
+    key = prefix.strip().lower()
+    if len(key) < MIN_ID_PREFIX or not _ID_PREFIX.fullmatch(key):
+        raise InvalidInput(
+            f'"{prefix}" is not a post id',
+            f"give the id or at least its first {MIN_ID_PREFIX} characters (see plur-queue list)",
+        )
+    found = store.find_post_ids(conn, key)
+    if not found:
+        raise NotFound(f'no post with id "{prefix}"', "see plur-queue list --all")
+    if len(found) > 1:
+        raise InvalidInput(
+            f'id prefix "{prefix}" matches more than one post', "give more characters"
+        )
+    return found[0]
+
+
+def get(conn: sqlite3.Connection, prefix: str, *, history: bool = False) -> Post:
+    post = store.get_posts(conn, [resolve(conn, prefix)])[0]
+    if history:
+        store.load_history(conn, post)
+    return post
+
+
+def get_many(conn: sqlite3.Connection, prefixes: Sequence[str]) -> list[Post]:
+    ids = list(dict.fromkeys(resolve(conn, p) for p in prefixes))
+    return store.get_posts(conn, ids)
+
+
+def list_posts(
+    conn: sqlite3.Connection, *, include_all: bool = False, platform: str | None = None
+) -> list[Post]:
+    """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
+    if platform is not None:
+        platform = split_platforms([platform])[0]
+    posts = store.select_posts(conn, waiting_only=not include_all, platform=platform)
+    if include_all:
+        return posts
+    return [p for p in posts if p.status == PostStatus.SCHEDULED]
+
+
+CANCELLABLE = (*WAITING, DeliveryState.SENDING)
+
+
+def check_cancellable(post: Post) -> None:
+    status = post.status
+    if status in (PostStatus.POSTED, PostStatus.PARTIAL):
+        raise InvalidInput(f"post {post.id} is already posted", "nothing left to cancel")
+    if not any(d.state in CANCELLABLE for d in post.deliveries):
+        raise InvalidInput(f"post {post.id} is {status}", "nothing left to cancel")
+
+
+def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> None:
+    """Cancel every delivery not yet sent; sent ones stay as the record of what went out."""
+    for post in posts:
+        check_cancellable(post)
+    if not posts:
+        return
+    with transaction(conn):
+        store.set_deliveries_state(
+            conn, [p.id for p in posts], DeliveryState.CANCELLED, CANCELLABLE, to_ms(now)
+        )
+
+
+def reschedule(
+    conn: sqlite3.Connection, post: Post, expression: str, *, tz: ZoneInfo, now: datetime
+) -> datetime:
+    """Move a scheduled (or retrying) post, or give a draft its time."""
+    status = post.status
+    if status not in (PostStatus.SCHEDULED, PostStatus.DRAFT):
+        hint = "see plur-queue failed retry" if status == PostStatus.FAILED else None
+        raise InvalidInput(f"post {post.id} is {status}; only scheduled posts can be moved", hint)
+    if when.is_relative_shift(expression):
+        if post.scheduled_at_ms is None:
+            raise InvalidInput(
+                f"post {post.id} is a draft with no time to shift",
+                "give an absolute time, e.g. 'tomorrow 9am'",
+            )
+        new_time = when.shift(
+            expression, base=from_ms(post.scheduled_at_ms), now=now.astimezone(tz)
+        )
+    else:
+        new_time = when.parse_when(expression, now=now, tz=tz)
+    with transaction(conn):
+        store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))
+    return new_time
+
+
+def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: datetime) -> str:
+    """Replace the text of a post nothing of which has been sent or prepared yet."""
+    live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED]
+    if not live or any(d.state != DeliveryState.PENDING or d.prepared for d in live):
+        raise InvalidInput(
+            f"post {post.id} is {post.status}; only posts not yet sent can be edited",
+            "cancel it and write a new one",
+        )
+    text = content_rules.normalise(text)
+    account = post.account or DEFAULT_ACCOUNT
+    content_rules.check_limits(text, post.platforms, cfg.mastodon_max_chars(account))
+    with transaction(conn):
+        store.set_content(conn, post.id, text, to_ms(now))
+    return text
+
+
+def failed(conn: sqlite3.Connection) -> list[Post]:
+    """Posts with at least one delivery that gave up (failed, partial or expired)."""
+    return store.select_posts(conn, waiting_only=False, with_dead_only=True)
+
+
+def delete_failed(conn: sqlite3.Connection, posts: Sequence[Post]) -> None:
+    """Remove failed posts and their history; anything else must be cancelled instead."""
+    for post in posts:
+        if not any(d.state == DeliveryState.DEAD for d in post.deliveries):
+            raise InvalidInput(
+                f"post {post.id} is {post.status}, not failed", "use plur-queue cancel instead"
+            )
+    if posts:
+        with transaction(conn):
+            store.delete_posts(conn, [p.id for p in posts])

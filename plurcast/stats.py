@@ -1,0 +1,102 @@
+"""The queue at a glance: counts by status, platform and time, what is next, daemon health."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from plurcast.models import WAITING, Post, PostStatus, from_ms, to_ms
+from plurcast.store import posts as store
+
+BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
+CHART_DAYS = 14
+UPCOMING = 5
+# A daemon beats every few seconds; silence this long means it is gone.
+HEARTBEAT_STALE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Daemon:
+    running: bool
+    host: str | None = None
+    pid: int | None = None
+    last_heartbeat_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    total: int
+    by_status: dict[str, int]
+    by_platform: dict[str, int]
+    by_time_bucket: dict[str, int]
+    upcoming: list[Post]
+    per_day: list[tuple[str, int]]
+    daemon: Daemon
+
+    @property
+    def overdue_without_daemon(self) -> bool:
+        return self.by_time_bucket["overdue"] > 0 and not self.daemon.running
+
+
+def bucket_bounds(now: datetime, tz: ZoneInfo) -> tuple[int, int, int, int]:
+    """Ends of: now, the next hour, today, this week (Monday-based) — in the user's zone."""
+    local = now.astimezone(tz)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=tz)
+    end_of_today = _next_local_midnight(midnight, 1, tz)
+    end_of_week = _next_local_midnight(midnight, 7 - local.weekday(), tz)
+    return (to_ms(now), to_ms(now + timedelta(hours=1)), to_ms(end_of_today), to_ms(end_of_week))
+
+
+def _next_local_midnight(midnight: datetime, days: int, tz: ZoneInfo) -> datetime:
+    # Wall-clock arithmetic, so a DST change inside the range does not shift the boundary.
+    day = (midnight.replace(tzinfo=None) + timedelta(days=days)).date()
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def bucket_of(at_ms: int, bounds: tuple[int, int, int, int]) -> str:
+    for name, bound in zip(BUCKETS[:-1], bounds, strict=True):
+        if at_ms < bound:
+            return name
+    return BUCKETS[-1]
+
+
+def daemon_health(conn: sqlite3.Connection, now: datetime) -> Daemon:
+    beat = store.latest_heartbeat(conn)
+    if beat is None:
+        return Daemon(running=False)
+    host, pid, _started, beat_ms = beat
+    return Daemon(
+        running=to_ms(now) - beat_ms < HEARTBEAT_STALE_MS,
+        host=host,
+        pid=pid,
+        last_heartbeat_ms=beat_ms,
+    )
+
+
+def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats:
+    posts = store.select_posts(conn, waiting_only=False)
+    by_status = Counter(p.status.value for p in posts)
+    queued = [p for p in posts if p.status == PostStatus.SCHEDULED]
+    bounds = bucket_bounds(now, tz)
+    buckets = dict.fromkeys(BUCKETS, 0)
+    by_platform: Counter[str] = Counter()
+    per_day: Counter[str] = Counter()
+    for post in queued:
+        assert post.scheduled_at_ms is not None
+        buckets[bucket_of(post.scheduled_at_ms, bounds)] += 1
+        by_platform.update(d.platform for d in post.deliveries if d.state in WAITING)
+        per_day[from_ms(post.scheduled_at_ms).astimezone(tz).date().isoformat()] += 1
+    today = now.astimezone(tz).date()
+    days = [(today + timedelta(days=i)).isoformat() for i in range(CHART_DAYS)]
+    return QueueStats(
+        total=len(queued),
+        by_status={s.value: by_status.get(s.value, 0) for s in PostStatus},
+        by_platform=dict(sorted(by_platform.items())),
+        by_time_bucket=buckets,
+        upcoming=[p for p in queued if (p.scheduled_at_ms or 0) >= bounds[0]][:UPCOMING],
+        per_day=[(day, per_day.get(day, 0)) for day in days],
+        daemon=daemon_health(conn, now),
+    )

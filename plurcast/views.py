@@ -1,0 +1,76 @@
+"""How posts look in output: the JSON fields (stable, snake_case) and the text cells."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from plurcast.models import Delivery, Post, from_ms
+from plurcast.timefmt import format_local
+
+
+def time_fields(name: str, ms: int | None, tz: ZoneInfo) -> dict[str, Any]:
+    """`name` as UTC epoch seconds and `name_iso` as ISO 8601 in the user's zone."""
+    if ms is None:
+        return {name: None, f"{name}_iso": None}
+    return {name: ms // 1000, f"{name}_iso": iso(ms, tz)}
+
+
+def iso(ms: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds")
+
+
+def local(ms: int | None, tz: ZoneInfo, now: datetime) -> str:
+    return "-" if ms is None else format_local(from_ms(ms), tz, now)
+
+
+def post_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
+    scheduled = post.scheduled_at_ms
+    return {
+        "id": post.id,
+        "content": post.content,
+        "scheduled_at": None if scheduled is None else scheduled // 1000,
+        "scheduled_at_iso": None if scheduled is None else iso(scheduled, tz),
+        "created_at": post.created_at_ms // 1000,
+        "created_at_iso": iso(post.created_at_ms, tz),
+        "status": post.status.value,
+        "platforms": post.platforms,
+        "account": post.account,
+        "schedule_id": post.schedule_id,
+    }
+
+
+def delivery_json(delivery: Delivery, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "platform": delivery.platform,
+        "account": delivery.account,
+        "state": delivery.state.value,
+        **time_fields("due_at", delivery.due_at_ms, tz),
+        "attempts": delivery.attempts,
+        "remote_id": delivery.remote_id,
+        "url": delivery.remote_url,
+        **time_fields("sent_at", delivery.sent_at_ms, tz),
+        "error": delivery.last_error,
+        "error_kind": delivery.error_kind,
+    }
+
+
+def post_detail_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
+    """`show`: the post, each delivery, and each delivery's attempt history."""
+    deliveries = []
+    for d in post.deliveries:
+        item = delivery_json(d, tz)
+        item["history"] = [
+            {
+                "attempt": a.number,
+                **time_fields("started_at", a.started_at_ms, tz),
+                **time_fields("finished_at", a.finished_at_ms, tz),
+                "outcome": a.outcome,
+                "error": a.error,
+                "error_kind": a.error_kind,
+            }
+            for a in d.history
+        ]
+        deliveries.append(item)
+    return {**post_json(post, tz), "metadata": post.metadata, "deliveries": deliveries}
