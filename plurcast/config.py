@@ -48,10 +48,6 @@ class Platform:
     enabled: bool
     accounts: dict[str, dict[str, Any]]
 
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.accounts[DEFAULT_ACCOUNT]
-
 
 @dataclass(frozen=True)
 class Config:
@@ -65,19 +61,27 @@ class Config:
     scheduling: Scheduling
 
     def enabled_platforms(self) -> tuple[str, ...]:
-        return tuple(p for p in PLATFORMS if p in self.platforms and self.platforms[p].enabled)
+        """Platforms whose own section is present and enabled (named accounts alone are not)."""
+        return tuple(
+            p
+            for p in PLATFORMS
+            if p in self.platforms
+            and self.platforms[p].enabled
+            and DEFAULT_ACCOUNT in self.platforms[p].accounts
+        )
 
     def mastodon_max_chars(self, account: str = DEFAULT_ACCOUNT) -> int:
         section = self.platforms.get("mastodon")
         if section is None:
             return DEFAULT_MASTODON_MAX_CHARS
-        settings = section.accounts.get(account, section.settings)
+        settings = section.accounts.get(account, {})
         return int(settings.get("max_chars", DEFAULT_MASTODON_MAX_CHARS))
 
 
 def _xdg(var: str, fallback: str) -> Path:
+    """An XDG base directory; relative values are invalid by the spec and ignored."""
     value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
+    return Path(value) if value and Path(value).is_absolute() else Path.home() / fallback
 
 
 def config_path() -> Path:
@@ -232,10 +236,8 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
                     named.fail(
                         account_name, "is not a valid account name (letters, digits, - and _)"
                     )
-                settings = named.table_of(account_name).data
-                platform = platforms.setdefault(
-                    platform_name, Platform(platform_name, True, {DEFAULT_ACCOUNT: {}})
-                )
+                settings = _account_settings(platform_name, named.table_of(account_name))
+                platform = platforms.setdefault(platform_name, Platform(platform_name, True, {}))
                 platform.accounts[account_name] = settings
 
     defaults = top.table_of("defaults") if "defaults" in data else _Reader(path, "defaults", {})
@@ -259,11 +261,16 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
 def _platform(top: _Reader, name: str) -> Platform:
     section = top.table_of(name)
     enabled = section.get("enabled", bool, True)
-    if name == "mastodon":
-        max_chars = section.get("max_chars", int)
+    return Platform(name, enabled, {DEFAULT_ACCOUNT: _account_settings(name, section)})
+
+
+def _account_settings(platform: str, table: _Reader) -> dict[str, Any]:
+    """The checks every account of a platform gets, the default one and named ones alike."""
+    if platform == "mastodon":
+        max_chars = table.get("max_chars", int)
         if max_chars is not None and max_chars < 1:
-            section.fail("max_chars", "must be a positive number")
-    return Platform(name, enabled, {DEFAULT_ACCOUNT: section.data})
+            table.fail("max_chars", "must be a positive number")
+    return table.data
 
 
 def _scheduling(top: _Reader) -> Scheduling:

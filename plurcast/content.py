@@ -13,9 +13,11 @@ from plurcast.errors import InvalidInput
 
 MAX_BYTES = 100_000
 BLUESKY_MAX_GRAPHEMES = 300
+BLUESKY_MAX_BYTES = 3000  # the lexicon's maxLength, beside maxGraphemes
 # Mastodon counts every link as 23 characters and a mention by its local part only.
 MASTODON_URL_LENGTH = 23
-_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+# A link ends before trailing punctuation, as Mastodon's own parser ends it.
+_URL = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?'()\[\]]", re.IGNORECASE)
 _MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
@@ -33,13 +35,13 @@ def decode(raw: bytes) -> str:
 def normalise(text: str) -> str:
     """Validate size and encoding; strip surrounding blank space (a trailing newline from echo)."""
     try:
-        size = len(text.encode("utf-8"))
+        encoded = text.strip().encode("utf-8")
     except UnicodeEncodeError:
         # Arguments that were not UTF-8 reach Python as lone surrogates.
         raise InvalidInput("content is not valid UTF-8", "convert it with iconv -t UTF-8") from None
-    if size > MAX_BYTES:
+    if len(encoded) > MAX_BYTES:
         raise InvalidInput(
-            f"content is {size:,} bytes, over the limit of {MAX_BYTES:,}", "shorten it"
+            f"content is {len(encoded):,} bytes, over the limit of {MAX_BYTES:,}", "shorten it"
         )
     text = text.strip()
     if not text:
@@ -76,5 +78,11 @@ def check_limits(text: str, platforms: Sequence[str], mastodon_max_chars: int) -
         if length > BLUESKY_MAX_GRAPHEMES:
             raise InvalidInput(
                 f"content is {length} characters, over bluesky's limit of {BLUESKY_MAX_GRAPHEMES}",
+                "shorten it, or leave bluesky out with -p",
+            )
+        size = len(text.encode("utf-8"))
+        if size > BLUESKY_MAX_BYTES:
+            raise InvalidInput(
+                f"content is {size:,} bytes, over bluesky's limit of {BLUESKY_MAX_BYTES:,}",
                 "shorten it, or leave bluesky out with -p",
             )

@@ -63,6 +63,12 @@ def bucket_of(at_ms: int, bounds: tuple[int, int, int, int]) -> str:
     return BUCKETS[-1]
 
 
+def next_due_ms(post: Post) -> int:
+    """When the post's next delivery is due: a retry waiting for later is not overdue."""
+    dues = [d.due_at_ms for d in post.deliveries if d.state in WAITING and d.due_at_ms is not None]
+    return min(dues) if dues else post.scheduled_at_ms or 0
+
+
 def daemon_health(conn: sqlite3.Connection, now: datetime) -> Daemon:
     beat = store.latest_heartbeat(conn)
     if beat is None:
@@ -84,11 +90,13 @@ def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats
     buckets = dict.fromkeys(BUCKETS, 0)
     by_platform: Counter[str] = Counter()
     per_day: Counter[str] = Counter()
+    due_of = {post.id: next_due_ms(post) for post in queued}
+    queued.sort(key=lambda p: due_of[p.id])
     for post in queued:
-        assert post.scheduled_at_ms is not None
-        buckets[bucket_of(post.scheduled_at_ms, bounds)] += 1
+        due = due_of[post.id]
+        buckets[bucket_of(due, bounds)] += 1
         by_platform.update(d.platform for d in post.deliveries if d.state in WAITING)
-        per_day[from_ms(post.scheduled_at_ms).astimezone(tz).date().isoformat()] += 1
+        per_day[from_ms(due).astimezone(tz).date().isoformat()] += 1
     today = now.astimezone(tz).date()
     days = [(today + timedelta(days=i)).isoformat() for i in range(CHART_DAYS)]
     return QueueStats(
@@ -96,7 +104,7 @@ def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats
         by_status={s.value: by_status.get(s.value, 0) for s in PostStatus},
         by_platform=dict(sorted(by_platform.items())),
         by_time_bucket=buckets,
-        upcoming=[p for p in queued if (p.scheduled_at_ms or 0) >= bounds[0]][:UPCOMING],
+        upcoming=[p for p in queued if due_of[p.id] >= bounds[0]][:UPCOMING],
         per_day=[(day, per_day.get(day, 0)) for day in days],
         daemon=daemon_health(conn, now),
     )

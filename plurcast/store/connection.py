@@ -100,7 +100,9 @@ def _create_private(path: Path) -> None:
     if path.exists():
         return
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir(parents=True) gives ancestors the umask's mode; create each one 0700.
+        for missing in reversed([d for d in (path.parent, *path.parent.parents) if not d.exists()]):
+            missing.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return
