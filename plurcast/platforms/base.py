@@ -1,0 +1,66 @@
+"""What the delivery engine needs from a platform, and what a platform tells it back.
+
+The engine calls `prepare` once, at a delivery's first attempt, and stores the
+payload it returns before any byte goes out; every attempt, including re-sends
+after a crash, calls `publish` with that stored payload. A platform therefore
+makes the payload carry whatever lets the network recognise a re-send as the
+same post (a signed Nostr event id, a Mastodon Idempotency-Key, a Bluesky rkey).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class OutcomeKind(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # try again later with backoff
+    PERMANENT = "permanent"  # retrying cannot help: give up now, with the reason
+    RATE_LIMITED = "rate_limited"  # try again after `retry_after`, without counting it a failure
+
+
+@dataclass(frozen=True)
+class Work:
+    """One delivery as a platform sees it."""
+
+    delivery_id: int
+    post_id: str
+    platform: str
+    account: str
+    content: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    remote_id: str | None = None  # e.g. note1…, a status id, an at:// uri
+    remote_url: str | None = None
+    error: str | None = None  # one line, for people: "relay.example: blocked: spam"
+    retry_after: float | None = None  # seconds the platform asked us to wait
+    auth: bool = False  # permanent because the credentials were refused
+    detail: dict[str, str] = field(default_factory=dict)  # e.g. relay url -> its answer
+
+
+class Publisher(Protocol):
+    """One connected client for one (platform, account), reused for every delivery."""
+
+    platform: str
+    account: str
+    timeout: float  # publish returns within about this many seconds
+
+    async def prepare(self, work: Work) -> str:
+        """The payload to store and (re-)send; called once per delivery."""
+        ...
+
+    async def publish(self, payload: str) -> Outcome:
+        """Send the stored payload; platform failures are outcomes, never exceptions."""
+        ...
+
+    def display(self, outcome: Outcome) -> str:
+        """The line plur-post prints for a success, e.g. `nostr:note1…`."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,536 @@
+"""Nostr: signed kind-1 notes sent to several relays through one long-lived nostr-sdk client.
+
+The payload the engine stores is the signed event's JSON. Re-sending it is always the
+same event (same id, same signature), so a relay that already has it answers
+`duplicate:` (or simply OK) and the re-send counts as delivered (G2). Nothing in
+`publish` depends on the clock.
+
+`import nostr_sdk` costs ~90 ms, more than plur-post's whole start-up budget, so it
+happens only inside the functions that need it: `check_credentials` (what plur-post
+calls at schedule time) checks the key's shape and the relay list in pure Python.
+
+Config (the `default` account is `[nostr]`, named ones `[accounts.nostr.NAME]`):
+    keys_file   nsec1… or 64 hex characters, in a mode-600 file (or $PLURCAST_NOSTR_KEY
+                for the default account); a relative path is relative to the config file
+    relays      ["wss://…", …]; a named account without its own uses the default's
+    min_relays  how many relays must accept for the post to count as sent (default 1)
+    timeout     seconds to wait for the relays' answers (default 10)
+A named account without `min_relays` or `timeout` takes the default account's.
+
+A publish sends to every relay at once and lasts at most `timeout` (+1.5 s of margin);
+once `min_relays` relays have accepted, it waits at most 1 s more for the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plurcast.config import DEFAULT_ACCOUNT, Config
+from plurcast.errors import ConfigError
+from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.secrets import secret, secret_path
+
+if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
+    import asyncio
+
+PLATFORM = "nostr"
+KEY_ENV = "PLURCAST_NOSTR_KEY"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MIN_RELAYS = 1
+# Extra seconds past `timeout` before publish gives up on nostr-sdk itself.
+HARD_DEADLINE_MARGIN = 1.5
+# Seconds to keep waiting for the other relays once `min_relays` have accepted.
+DEFAULT_LINGER = 1.0
+
+# What one relay's answer means (classify_relay_answer).
+ACCEPTED = "accepted"
+PERMANENT = "permanent"
+TRANSIENT = "transient"
+RATE_LIMITED = "rate_limited"
+
+# NIP-01 machine-readable prefixes of an `OK false` answer that retrying cannot change.
+PERMANENT_PREFIXES = frozenset({"invalid", "blocked", "restricted", "pow"})
+
+_KEY_SHAPE = "nsec1… or 64 hex characters"
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+# Order of secp256k1: a secret key is an integer in [1, N-1].
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _sdk() -> Any:
+    """nostr_sdk, imported on first use (~90 ms)."""
+    import nostr_sdk  # type: ignore[import-untyped, unused-ignore]
+
+    return nostr_sdk
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Account:
+    name: str
+    section: str  # the config table, for messages: "nostr" or "accounts.nostr.NAME"
+    settings: dict[str, Any]
+    defaults: dict[str, Any]  # the default account's settings ({} for the default itself)
+    cfg_path: Path
+
+    def inherited(self, key: str) -> tuple[Any, str]:
+        """A setting of this account, else of the default account; with the table it came from."""
+        if key in self.settings:
+            return self.settings[key], self.section
+        if key in self.defaults:
+            return self.defaults[key], PLATFORM
+        return None, self.section
+
+
+def _account(cfg: Config, account: str) -> _Account:
+    platform = cfg.platforms.get(PLATFORM)
+    if platform is None or account not in platform.accounts:
+        if account == DEFAULT_ACCOUNT:
+            raise ConfigError(
+                "Nostr is not configured",
+                f"add a [nostr] section with keys_file and relays to {cfg.path}",
+            )
+        raise ConfigError(
+            f'no Nostr account "{account}"',
+            f"add an [accounts.nostr.{account}] section with keys_file to {cfg.path}",
+        )
+    if account == DEFAULT_ACCOUNT:
+        return _Account(account, PLATFORM, platform.accounts[account], {}, cfg.path)
+    return _Account(
+        account,
+        f"accounts.{PLATFORM}.{account}",
+        platform.accounts[account],
+        platform.accounts.get(DEFAULT_ACCOUNT, {}),
+        cfg.path,
+    )
+
+
+def _valid_relay_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    if not url or any(c.isspace() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
+
+
+def _relays(acc: _Account) -> list[str]:
+    value, table = acc.inherited("relays")
+    if value is None:
+        raise ConfigError(
+            f"no Nostr relays configured for account {acc.name}",
+            f'add relays = ["wss://…"] to [{acc.section}] in {acc.cfg_path}',
+        )
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.relays must be a non-empty list of ws:// or wss:// URLs"
+        )
+    urls: list[str] = []
+    for url in value:
+        if not isinstance(url, str) or not _valid_relay_url(url.strip()):
+            raise ConfigError(
+                f"{acc.cfg_path}: {table}.relays: {url!r} is not a ws:// or wss:// URL",
+                'write relays as "wss://relay.example"',
+            )
+        if url.strip() not in urls:
+            urls.append(url.strip())
+    return urls
+
+
+def _min_relays(acc: _Account, relay_count: int) -> int:
+    value, table = acc.inherited("min_relays")
+    if value is None:
+        return DEFAULT_MIN_RELAYS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= relay_count:
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.min_relays must be a whole number from 1 to "
+            f"{relay_count} (the number of relays)"
+        )
+    return value
+
+
+def _timeout(acc: _Account) -> float:
+    value, table = acc.inherited("timeout")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
+    return float(value)
+
+
+def relays(cfg: Config, account: str) -> list[str]:
+    """The account's relay URLs (named accounts without their own use the default's)."""
+    return _relays(_account(cfg, account))
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def _bech32_payload(text: str, hrp: str) -> bytes | None:
+    """The bytes of a lower-case bech32 (BIP-173) string with prefix `hrp`, or None."""
+    prefix = hrp + "1"
+    if not text.startswith(prefix) or len(text) > 90:
+        return None
+    values = [_BECH32.find(c) for c in text[len(prefix) :]]
+    if len(values) < 7 or -1 in values:
+        return None
+    generator = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    checksum = 1
+    for value in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + values:
+        top = checksum >> 25
+        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
+        for i, g in enumerate(generator):
+            if (top >> i) & 1:
+                checksum ^= g
+    if checksum != 1:
+        return None
+    acc = bits = 0
+    out = bytearray()
+    for value in values[:-6]:
+        acc = (acc << 5) | value
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    if bits >= 5 or acc & ((1 << bits) - 1):
+        return None  # non-zero padding
+    return bytes(out)
+
+
+def _is_secret_key(raw: bytes | None) -> bool:
+    return raw is not None and len(raw) == 32 and 0 < int.from_bytes(raw, "big") < _SECP256K1_N
+
+
+def normalise_secret_key(text: str, source: str) -> str:
+    """The key in the form nostr-sdk parses (lower case), after checking its shape.
+
+    Pure Python (no nostr_sdk). `source` names where the key came from; the key
+    itself never appears in a message.
+    """
+    key = text.strip()
+    lower = key.lower()
+    if lower.startswith("npub1"):
+        raise ConfigError(
+            f"{source} holds a Nostr public key (npub1…), not a secret key",
+            "put the account's secret key (nsec1…) there",
+        )
+    if lower.startswith("nsec1"):
+        if key in (lower, key.upper()) and _is_secret_key(_bech32_payload(lower, "nsec")):
+            return lower
+    elif _HEX64.fullmatch(key) and _is_secret_key(bytes.fromhex(key)):
+        return lower
+    raise ConfigError(f"{source} is not a Nostr secret key ({_KEY_SHAPE})")
+
+
+def _secret_key_text(acc: _Account) -> str:
+    """The account's key, checked for shape."""
+    env_var = KEY_ENV if acc.name == DEFAULT_ACCOUNT else None
+    text = secret(
+        acc.settings, "keys_file", env_var, "Nostr secret key", acc.cfg_path, section=acc.section
+    )
+    if env_var and os.environ.get(env_var, "").strip():
+        source = env_var
+    else:
+        source = str(secret_path(str(acc.settings["keys_file"]), acc.cfg_path))
+    return normalise_secret_key(text, source)
+
+
+def load_keys(cfg: Config, account: str) -> Any:
+    """The account's `nostr_sdk.Keys`, from $PLURCAST_NOSTR_KEY (default account) or keys_file."""
+    acc = _account(cfg, account)
+    key = _secret_key_text(acc)
+    sdk = _sdk()
+    try:
+        return sdk.Keys.parse(key)
+    except sdk.NostrSdkError:
+        raise ConfigError(
+            f"the Nostr key of account {account} is not a Nostr secret key ({_KEY_SHAPE})"
+        ) from None
+
+
+def check_credentials(cfg: Config, account: str) -> None:
+    """What plur-post checks at schedule time, without importing nostr_sdk.
+
+    The key is read (file mode, environment) and its shape checked, the relay list,
+    min_relays and timeout validated. Raises ConfigError (exit 2).
+    """
+    acc = _account(cfg, account)
+    _secret_key_text(acc)
+    _min_relays(acc, len(_relays(acc)))
+    _timeout(acc)
+
+
+# --- relay answers -------------------------------------------------------------------
+
+
+def classify_relay_answer(reason: str | None) -> str:
+    """What one relay's answer to an EVENT means: accepted, permanent, transient, rate_limited.
+
+    None is an `OK true`. A `duplicate:` refusal means the relay already has this
+    very event, so it counts as accepted. `invalid:`, `blocked:`, `restricted:` and
+    `pow:` cannot change by retrying; `rate-limited:` can, later; everything else
+    (nostr-sdk's `timeout`, `relay not connected`, `error:`, unknown) is transient.
+    """
+    if reason is None:
+        return ACCEPTED
+    prefix, colon, _ = reason.strip().lower().partition(":")
+    if not colon:
+        return TRANSIENT
+    prefix = prefix.strip()
+    if prefix == "duplicate":
+        return ACCEPTED
+    if prefix in PERMANENT_PREFIXES:
+        return PERMANENT
+    if prefix == "rate-limited":
+        return RATE_LIMITED
+    return TRANSIENT
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no reason given)"
+
+
+def outcome_from_answers(
+    answers: Mapping[str, str | None], min_relays: int, note_id: str
+) -> Outcome:
+    """The delivery's outcome from each relay's answer (None = accepted), in relay order.
+
+    SENT when at least `min_relays` accepted. PERMANENT when even a retry that every
+    transient relay then accepted could not reach `min_relays` (the relays that
+    accepted will answer a re-send as a duplicate, the permanent ones will refuse
+    again). Otherwise TRANSIENT, or RATE_LIMITED when every refusal was `rate-limited:`.
+    """
+    kinds = {url: classify_relay_answer(reason) for url, reason in answers.items()}
+    detail = {url: "ok" if reason is None else _one_line(reason) for url, reason in answers.items()}
+    accepted = sum(1 for kind in kinds.values() if kind == ACCEPTED)
+    if accepted >= min_relays:
+        return Outcome(OutcomeKind.SENT, remote_id=note_id, detail=detail)
+    failed = [url for url, kind in kinds.items() if kind != ACCEPTED]
+    summary = "; ".join(f"{url}: {detail[url]}" for url in failed)
+    if accepted:
+        summary = f"accepted by {accepted} of the {min_relays} relays required; {summary}"
+    retryable = sum(1 for url in failed if kinds[url] in (TRANSIENT, RATE_LIMITED))
+    if accepted + retryable < min_relays:
+        return Outcome(OutcomeKind.PERMANENT, error=summary, detail=detail)
+    if failed and all(kinds[url] == RATE_LIMITED for url in failed):
+        return Outcome(OutcomeKind.RATE_LIMITED, error=summary, detail=detail)
+    return Outcome(OutcomeKind.TRANSIENT, error=summary, detail=detail)
+
+
+# --- the publisher -------------------------------------------------------------------
+
+
+class NostrPublisher:
+    """The Publisher for one Nostr account: one nostr-sdk Client, connected on first use.
+
+    `publish` sends the event to every relay at once and waits for their answers, at
+    most `timeout` seconds. Once `min_relays` have accepted it waits at most `linger`
+    seconds more for the others (a dead relay in the list must not make every post
+    take `timeout`); those still silent are reported as `pending: …` in `detail`, and
+    their sends go on in the background until `close`.
+    """
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        keys: Any,
+        relays: list[str],
+        *,
+        min_relays: int = DEFAULT_MIN_RELAYS,
+        timeout: float = DEFAULT_TIMEOUT,
+        linger: float = DEFAULT_LINGER,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        sdk = _sdk()
+        # nostr-sdk normalises URLs (lower-case host …) and reports answers by its form;
+        # messages and `detail` use the URL as the user wrote it.
+        self._urls: dict[str, str] = {}
+        for url in relays:
+            try:
+                normal = str(sdk.RelayUrl.parse(url))
+            except sdk.NostrSdkError:
+                raise ConfigError(f"{url!r} is not a valid Nostr relay URL") from None
+            self._urls.setdefault(normal, url)
+        if not self._urls:
+            raise ConfigError("a Nostr account needs at least one relay")
+        if not 1 <= min_relays <= len(self._urls):
+            raise ConfigError(f"min_relays must be from 1 to {len(self._urls)} (the relays)")
+        if not timeout > 0:
+            raise ConfigError("the Nostr timeout must be a positive number of seconds")
+        self.account = account
+        self.keys = keys
+        self.relays = list(self._urls.values())
+        self.min_relays = min_relays
+        self.timeout = float(timeout)
+        self.linger = max(0.0, min(float(linger), self.timeout))
+        self._client: Any = None
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+
+    @classmethod
+    def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> NostrPublisher:
+        acc = _account(cfg, account)
+        urls = _relays(acc)
+        min_relays = _min_relays(acc, len(urls))
+        timeout = _timeout(acc)
+        keys = load_keys(cfg, account)
+        return cls(keys, urls, min_relays=min_relays, timeout=timeout, account=account)
+
+    @property
+    def public_key(self) -> str:
+        """The account's npub1…."""
+        return str(self.keys.public_key().to_bech32())
+
+    async def prepare(self, work: Work) -> str:
+        """A kind-1 note with the content, created now and signed: its JSON is the payload."""
+        sdk = _sdk()
+        event = (
+            sdk.EventBuilder(sdk.Kind(1), work.content)
+            .custom_created_at(sdk.Timestamp.now())
+            .finalize(self.keys)
+        )
+        return str(event.as_json())
+
+    async def publish(self, payload: str) -> Outcome:
+        """Send the stored signed event to every relay; never raises for platform trouble."""
+        sdk = _sdk()
+        try:
+            event = sdk.Event.from_json(payload)
+        except sdk.NostrSdkError:
+            return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Nostr event")
+        # from_json accepts an event whose content, id or signature was altered: verify.
+        if not event.verify():
+            return Outcome(OutcomeKind.PERMANENT, error="stored event failed verification")
+        note_id = str(event.id().to_bech32())
+        try:
+            answers = await self._send(event)
+        except Exception as exc:  # whatever nostr-sdk raises: a failed attempt, not a crash
+            return Outcome(
+                OutcomeKind.TRANSIENT,
+                error=f"nostr: {type(exc).__name__}: {_one_line(str(exc))}",
+                detail=dict.fromkeys(self.relays, "not sent"),
+            )
+        return outcome_from_answers(answers, self.min_relays, note_id)
+
+    def display(self, outcome: Outcome) -> str:
+        """`nostr:note1…` for a success, `nostr:error:<reason>` otherwise."""
+        if outcome.kind is OutcomeKind.SENT and outcome.remote_id:
+            return f"{PLATFORM}:{outcome.remote_id}"
+        return f"{PLATFORM}:error:{outcome.error or outcome.kind.value}"
+
+    async def close(self) -> None:
+        """Stop sends still in flight and disconnect from every relay; publish reconnects."""
+        import asyncio
+        import contextlib
+
+        for task in list(self._background):
+            task.cancel()
+        self._background.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing is best effort
+                await asyncio.wait_for(client.shutdown(), HARD_DEADLINE_MARGIN)
+
+    # -- internals --
+
+    def _guard(self) -> asyncio.Lock:
+        """A lock for making the client, one per event loop (a Lock belongs to one loop)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    async def _connected(self) -> Any:
+        async with self._guard():
+            if self._client is None:
+                sdk = _sdk()
+                client = (
+                    sdk.ClientBuilder().connect_timeout(timedelta(seconds=self.timeout)).build()
+                )
+                for normal in self._urls:
+                    await client.add_relay(sdk.RelayUrl.parse(normal))
+                self._client = client
+            client = self._client
+        # Starts a connection to every relay not connected or connecting (first use, or a
+        # relay that dropped); returns at once. send_event waits for relays still connecting.
+        await client.connect()
+        return client
+
+    async def _send(self, event: Any) -> dict[str, str | None]:
+        """Each relay's answer (None = accepted), by configured URL, within the deadline."""
+        import asyncio
+
+        sdk = _sdk()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout + HARD_DEADLINE_MARGIN
+        client = await asyncio.wait_for(self._connected(), self.timeout)
+        ok_timeout = timedelta(seconds=self.timeout)
+        sends: dict[asyncio.Future[Any], str] = {}
+        for normal, url in self._urls.items():
+            target = sdk.SendEventTarget.to([sdk.RelayUrl.parse(normal)])
+            send = client.send_event(event, target=target, ok_timeout=ok_timeout)
+            sends[asyncio.ensure_future(send)] = url
+        answers: dict[str, str | None] = dict.fromkeys(self.relays, "no answer from the relay")
+        pending = set(sends)
+        quorum_at: float | None = None
+        try:
+            while pending:
+                limit = deadline if quorum_at is None else min(deadline, quorum_at + self.linger)
+                if loop.time() >= limit:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=limit - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    answers[sends[task]] = _answer(task)
+                if quorum_at is None and _accepted(answers) >= self.min_relays:
+                    quorum_at = loop.time()
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
+        for task in pending:
+            if quorum_at is None:
+                task.cancel()
+                answers[sends[task]] = f"timeout: no answer within {self.timeout:g} s"
+            else:  # enough relays have it: let the rest finish while the client lives
+                answers[sends[task]] = "pending: no answer yet, still sending"
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        return answers
+
+
+def _answer(task: asyncio.Future[Any]) -> str | None:
+    """One relay's answer from its finished send (a SendEventOutput for that relay alone)."""
+    if task.cancelled():
+        return "error: send cancelled"
+    try:
+        output = task.result()
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {_one_line(str(exc))}"
+    if output.success:
+        return None
+    for reason in output.failed.values():
+        return str(reason)
+    return "no answer from the relay"
+
+
+def _accepted(answers: Mapping[str, str | None]) -> int:
+    return sum(1 for reason in answers.values() if classify_relay_answer(reason) == ACCEPTED)
