@@ -12,6 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plurcast import clikit
+from tests.peers.fixtures import inprocess_relay, nostr_relay
+
+__all__ = ["inprocess_relay", "nostr_relay"]  # real relays, for every test module
 
 # A Sunday morning; Europe/Berlin is on CET (UTC+1).
 NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)
@@ -65,10 +68,18 @@ def write_config(config_path: Path) -> Callable[[str], Path]:
     return write
 
 
+# Valid secp256k1 secret keys (any 64-hex value in [1, n-1]); not anyone's real key.
+TEST_KEYS = {"nostr.keys": "11" * 32, "nostr-test.keys": "22" * 32}
+
+
 @pytest.fixture
 def configured(write_config: Callable[[str], Path]) -> Path:
     """The usual config: three platforms, Berlin time, a named nostr account `test`."""
-    return write_config(BASE_CONFIG)
+    path = write_config(BASE_CONFIG)
+    for name, key in TEST_KEYS.items():
+        (path.parent / name).write_text(key + "\n")
+        (path.parent / name).chmod(0o600)
+    return path
 
 
 @pytest.fixture
