@@ -62,7 +62,13 @@ def fill_queue(env: dict[str, str]) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "config.toml"
-        cfg.write_text('timezone = "Europe/Berlin"\n[nostr]\n[mastodon]\ninstance = "x"\n')
+        key = Path(tmp) / "nostr.keys"
+        key.write_text("11" * 32)
+        key.chmod(0o600)
+        cfg.write_text(
+            f'timezone = "Europe/Berlin"\n[nostr]\nkeys_file = "{key}"\n'
+            'relays = ["ws://127.0.0.1:7777"]\n[mastodon]\ninstance = "x"\n'
+        )
         env = {
             **os.environ,
             "PLURCAST_CONFIG": str(cfg),

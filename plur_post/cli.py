@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from plurcast import __version__, clikit, queue
@@ -61,12 +63,21 @@ def cli(
     """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
 
     CONTENT is the text; give `-` or pipe it on stdin to read it from there.
+    Without --schedule or --draft it is published now: one line per platform,
+    `nostr:note1…`, or `nostr:error:<reason>` (a passing failure is retried by
+    plur-send).
     """
     cfg = config_module.load()
     zone = config_module.zone(tz) if tz else cfg.timezone
     text = clikit.read_content(content)
     now = clikit.now()
     conn = queue.open_db(cfg)
+    engine = None
+    if schedule is None and not draft:
+        # Only publishing now needs the engine (and asyncio): queueing stays fast.
+        from plurcast.engine import Engine
+
+        engine = Engine(cfg, conn)
     created = queue.create_post(
         conn,
         cfg,
@@ -77,7 +88,15 @@ def cli(
         account=account,
         tz=zone,
         now=now,
+        claim=engine.claim_post_locked if engine else None,
     )
+    if engine is not None:
+        from plurcast import publish, reporting
+
+        delivered = publish.deliver(engine, created.claims)
+        reports = publish.report(conn, created.post_id, delivered, engine.pool.platforms)
+        alive = publish.daemon_alive(conn, engine.now_ms())
+        sys.exit(reporting.emit(reports, fmt, tz=zone, now=now, daemon_alive=alive))
     names = [platform for platform, _ in created.targets]
     if created.scheduled_at is None:
         if fmt == "text":

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from plur_queue import send
 from plur_queue.common import open_session, when_cell
 from plurcast import clikit, queue
 from plurcast.models import DeliveryState, Post
@@ -86,5 +87,7 @@ def delete(post_ids: tuple[str, ...], fmt: Format) -> None:
     conn = open_session().conn
     _delete(conn, queue.get_many(conn, post_ids), fmt)
 
+
+failed.add_command(send.retry)
 
 COMMANDS = (failed,)

@@ -23,6 +23,7 @@ DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DEFAULT_POSTS_PER_HOUR = {"nostr": 100, "mastodon": 300, "bluesky": 1000}
 DEFAULT_MASTODON_MAX_CHARS = 500
+DEFAULT_NOSTR_MAX_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,13 @@ class Config:
             and self.platforms[p].enabled
             and DEFAULT_ACCOUNT in self.platforms[p].accounts
         )
+
+    def nostr_max_bytes(self, account: str = DEFAULT_ACCOUNT) -> int:
+        section = self.platforms.get("nostr")
+        if section is None:
+            return DEFAULT_NOSTR_MAX_BYTES
+        settings = section.accounts.get(account) or section.accounts.get(DEFAULT_ACCOUNT, {})
+        return int(settings.get("max_bytes", DEFAULT_NOSTR_MAX_BYTES))
 
     def mastodon_max_chars(self, account: str = DEFAULT_ACCOUNT) -> int:
         section = self.platforms.get("mastodon")
@@ -266,10 +274,11 @@ def _platform(top: _Reader, name: str) -> Platform:
 
 def _account_settings(platform: str, table: _Reader) -> dict[str, Any]:
     """The checks every account of a platform gets, the default one and named ones alike."""
-    if platform == "mastodon":
-        max_chars = table.get("max_chars", int)
-        if max_chars is not None and max_chars < 1:
-            table.fail("max_chars", "must be a positive number")
+    limit_key = {"mastodon": "max_chars", "nostr": "max_bytes"}.get(platform)
+    if limit_key is not None:
+        limit = table.get(limit_key, int)
+        if limit is not None and limit < 1:
+            table.fail(limit_key, "must be a positive number")
     return table.data
 
 

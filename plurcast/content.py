@@ -14,6 +14,7 @@ from plurcast.errors import InvalidInput
 MAX_BYTES = 100_000
 BLUESKY_MAX_GRAPHEMES = 300
 BLUESKY_MAX_BYTES = 3000  # the lexicon's maxLength, beside maxGraphemes
+NOSTR_MAX_BYTES = 65536  # relays set their own; this is a common ceiling
 # Mastodon counts every link as 23 characters and a mention by its local part only.
 MASTODON_URL_LENGTH = 23
 # A link ends before trailing punctuation, as Mastodon's own parser ends it.
@@ -64,8 +65,20 @@ def mastodon_length(text: str) -> int:
     return graphemes(text)
 
 
-def check_limits(text: str, platforms: Sequence[str], mastodon_max_chars: int) -> None:
+def check_limits(
+    text: str,
+    platforms: Sequence[str],
+    mastodon_max_chars: int,
+    nostr_max_bytes: int = NOSTR_MAX_BYTES,
+) -> None:
     """Refuse content over any target platform's limit, naming platform, limit and length."""
+    if "nostr" in platforms:
+        size = len(text.encode("utf-8"))
+        if size > nostr_max_bytes:
+            raise InvalidInput(
+                f"content is {size:,} bytes, over the nostr limit of {nostr_max_bytes:,}",
+                "shorten it, or raise [nostr] max_bytes if your relays take more",
+            )
     if "mastodon" in platforms:
         length = mastodon_length(text)
         if length > mastodon_max_chars:

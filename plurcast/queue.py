@@ -9,19 +9,21 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from plurcast import content as content_rules
 from plurcast import when
 from plurcast.config import DEFAULT_ACCOUNT, PLATFORMS, Config, validate_account_name
-from plurcast.errors import ConfigError, InvalidInput, NotFound, RuntimeFailure
+from plurcast.errors import ConfigError, InvalidInput, NotFound
 from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
 from plurcast.store import connect
+from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
 from plurcast.store.connection import transaction
+from plurcast.store.deliveries import Claimed
 
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
@@ -74,6 +76,12 @@ def resolve_targets(
                 f"add [accounts.{name}.{account}] to {cfg.path}",
             )
         targets.append((name, account))
+    for name, account in targets:
+        if name == "nostr":
+            # A post that cannot be signed is refused now, not at 9 am: key and relays.
+            from plurcast.platforms import nostr
+
+            nostr.check_credentials(cfg, account)
     return targets
 
 
@@ -83,6 +91,7 @@ class Created:
     scheduled_at: datetime | None
     targets: list[tuple[str, str]]
     timezone: ZoneInfo
+    claims: list[Claimed] = field(default_factory=list)  # leased to this process: publish now
 
 
 def create_post(
@@ -96,8 +105,14 @@ def create_post(
     account: str | None,
     tz: ZoneInfo,
     now: datetime,
+    claim: Callable[[str], list[Claimed]] | None = None,
 ) -> Created:
-    """Validate everything, then write the post and its deliveries in one transaction."""
+    """Validate everything, then write the post and its deliveries in one transaction.
+
+    Without --schedule or --draft the post is due now, and `claim` leases its
+    deliveries to the caller inside that same transaction, so no daemon can take
+    them between the write and the publish.
+    """
     if draft and schedule is not None:
         raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
     text = content_rules.normalise(text)
@@ -111,10 +126,7 @@ def create_post(
             pending_after = None if latest is None else from_ms(latest)
         scheduled_at = when.parse_when(schedule, now=now, tz=tz, pending_after=pending_after)
     elif not draft:
-        raise RuntimeFailure(
-            "publishing immediately is not available yet",
-            "queue the post with --schedule (or keep it with --draft)",
-        )
+        scheduled_at = now
     post_id = str(uuid.uuid4())
     record = store.NewPost(
         id=post_id,
@@ -124,9 +136,12 @@ def create_post(
         timezone=tz.key,
         targets=targets,
     )
+    claims: list[Claimed] = []
     with transaction(conn):
         store.insert_post(conn, record)
-    return Created(post_id, scheduled_at, targets, tz)
+        if claim is not None and schedule is None and not draft:
+            claims = claim(post_id)
+    return Created(post_id, scheduled_at, targets, tz, claims)
 
 
 def resolve(conn: sqlite3.Connection, prefix: str) -> str:
@@ -183,25 +198,34 @@ def check_cancellable(post: Post) -> None:
 
 
 def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> None:
-    """Cancel every delivery not yet sent; sent ones stay as the record of what went out."""
+    """Cancel every delivery not yet sent; sent ones stay as the record of what went out.
+
+    The check is repeated inside the write transaction, so a daemon that sent the
+    post a moment ago is seen.
+    """
     for post in posts:
         check_cancellable(post)
     if not posts:
         return
+    ids = [p.id for p in posts]
     with transaction(conn):
-        store.set_deliveries_state(
-            conn, [p.id for p in posts], DeliveryState.CANCELLED, CANCELLABLE, to_ms(now)
-        )
+        for post in store.get_posts(conn, ids):
+            check_cancellable(post)
+        store.set_deliveries_state(conn, ids, DeliveryState.CANCELLED, CANCELLABLE, to_ms(now))
+
+
+def _check_movable(post: Post) -> None:
+    status = post.status
+    if status not in (PostStatus.SCHEDULED, PostStatus.DRAFT):
+        hint = "see plur-queue failed retry" if status == PostStatus.FAILED else None
+        raise InvalidInput(f"post {post.id} is {status}; only scheduled posts can be moved", hint)
 
 
 def reschedule(
     conn: sqlite3.Connection, post: Post, expression: str, *, tz: ZoneInfo, now: datetime
 ) -> datetime:
     """Move a scheduled (or retrying) post, or give a draft its time."""
-    status = post.status
-    if status not in (PostStatus.SCHEDULED, PostStatus.DRAFT):
-        hint = "see plur-queue failed retry" if status == PostStatus.FAILED else None
-        raise InvalidInput(f"post {post.id} is {status}; only scheduled posts can be moved", hint)
+    _check_movable(post)
     if when.is_relative_shift(expression):
         if post.scheduled_at_ms is None:
             raise InvalidInput(
@@ -214,22 +238,30 @@ def reschedule(
     else:
         new_time = when.parse_when(expression, now=now, tz=tz)
     with transaction(conn):
+        _check_movable(store.get_posts(conn, [post.id])[0])
         store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))
     return new_time
 
 
-def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: datetime) -> str:
-    """Replace the text of a post nothing of which has been sent or prepared yet."""
+def _check_editable(post: Post) -> None:
     live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED]
     if not live or any(d.state != DeliveryState.PENDING or d.prepared for d in live):
         raise InvalidInput(
             f"post {post.id} is {post.status}; only posts not yet sent can be edited",
             "cancel it and write a new one",
         )
+
+
+def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: datetime) -> str:
+    """Replace the text of a post nothing of which has been sent or prepared yet."""
+    _check_editable(post)
     text = content_rules.normalise(text)
     account = post.account or DEFAULT_ACCOUNT
-    content_rules.check_limits(text, post.platforms, cfg.mastodon_max_chars(account))
+    content_rules.check_limits(
+        text, post.platforms, cfg.mastodon_max_chars(account), cfg.nostr_max_bytes(account)
+    )
     with transaction(conn):
+        _check_editable(store.get_posts(conn, [post.id])[0])
         store.set_content(conn, post.id, text, to_ms(now))
     return text
 
@@ -249,3 +281,25 @@ def delete_failed(conn: sqlite3.Connection, posts: Sequence[Post]) -> None:
     if posts:
         with transaction(conn):
             store.delete_posts(conn, [p.id for p in posts])
+
+
+def check_sendable(post: Post) -> None:
+    """`now` sends what is waiting; a post with nothing waiting has nothing to send."""
+    if any(d.state in WAITING for d in post.deliveries):
+        return
+    if post.status in (PostStatus.POSTED, PostStatus.PARTIAL):
+        raise InvalidInput(f"post {post.id} is already posted", "nothing left to send")
+    if post.status == PostStatus.SENDING:
+        return
+    hint = "see plur-queue failed retry" if post.status == PostStatus.FAILED else None
+    raise InvalidInput(f"post {post.id} is {post.status}; nothing to send", hint)
+
+
+def retry_failed(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> None:
+    """Queue the deliveries that gave up again, now; what was sent stays sent."""
+    for post in posts:
+        if not any(d.state == DeliveryState.DEAD for d in post.deliveries):
+            raise InvalidInput(f"post {post.id} is {post.status}, not failed", "nothing to retry")
+    if posts:
+        with transaction(conn):
+            delivery_store.retry_dead(conn, [p.id for p in posts], to_ms(now))

@@ -119,7 +119,6 @@ def test_named_account_is_stored_on_each_delivery(run: Run, clock: Clock, db_pat
         (["x", "-s", "1h", "--bogus"], None, 3, "Error: No such option '--bogus' — see"),
         (["x", "-s", "random:10s-1m"], None, 3, "Error: "),
         (["x", "-f", "xml", "-s", "1h"], None, 3, "Error: Invalid value for '-f'"),
-        (["x"], None, 1, "Error: publishing immediately is not available yet"),
     ],
 )
 @pytest.mark.usefixtures("configured")
@@ -239,3 +238,25 @@ def test_help_and_version(run: Run) -> None:
     result = run(cli, "--version")
     assert result.exit_code == 0
     assert result.stdout.startswith("plur-post, version ")
+
+
+@pytest.mark.usefixtures("configured")
+def test_nostr_key_problems_are_refused_when_scheduling(
+    run: Run, clock: Clock, config_path: Path, db_path: Path
+) -> None:
+    key = config_path.parent / "nostr.keys"
+    key.chmod(0o644)
+    result = run(cli, "x", "-s", "1h", "-p", "nostr")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {key} is readable by other users — chmod 600 {key}\n"
+    key.unlink()
+    result = run(cli, "x", "-s", "1h", "-p", "nostr")
+    assert result.exit_code == 2
+    assert str(key) in result.stderr
+    key.write_text("not a key at all")
+    key.chmod(0o600)
+    result = run(cli, "x", "-s", "1h", "-p", "nostr")
+    assert result.exit_code == 2
+    assert "not a key at all" not in result.stderr
+    assert count_posts(db_path) == 0
+    assert run(cli, "x", "-s", "1h", "-p", "nostr", "-a", "test").exit_code == 0

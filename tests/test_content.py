@@ -205,9 +205,15 @@ def test_bluesky_byte_limit_is_checked() -> None:
     assert "bluesky" in err.message
 
 
-def test_nostr_has_no_character_limit() -> None:
-    check_limits("a" * 100_000, ["nostr"], 500)
-    check_limits(FAMILY * 3000, ["nostr"], 500)
+def test_nostr_limit_is_in_bytes_and_configurable() -> None:
+    check_limits("a" * 65_536, ["nostr"], 500)
+    check_limits(FAMILY * 2600, ["nostr"], 500)  # 65,000 bytes, 2,600 characters
+    err = invalid(check_limits, "a" * 65_537, ["nostr"], 500)
+    assert err.message == "content is 65,537 bytes, over the nostr limit of 65,536"
+    check_limits("a" * 100_000, ["nostr"], 500, 100_000)
+    assert invalid(check_limits, "é" * 2049, ["nostr"], 500, 4096).message.startswith(
+        "content is 4,098 bytes"
+    )
 
 
 def test_first_platform_over_limit_is_named() -> None:

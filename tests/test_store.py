@@ -540,15 +540,18 @@ def test_latest_waiting_time(conn: sqlite3.Connection) -> None:
     assert latest_waiting_time_ms(conn) is None
 
 
-def test_set_deliveries_state(queue: sqlite3.Connection) -> None:
+def test_set_deliveries_state_keeps_the_lease(queue: sqlite3.Connection) -> None:
+    """A delivery cancelled while on the wire stays its sender's to record (as sent, if it was)."""
     queue.execute(
-        "UPDATE deliveries SET state = 'retry', lease_owner = 'w1', lease_expires_at_ms = 5 "
+        "UPDATE deliveries SET state = 'sending', lease_owner = 'w1', lease_expires_at_ms = 5 "
         "WHERE post_id = ? AND platform = 'nostr'",
         (ID_A,),
     )
     later = T0 + 7
     with transaction(queue):
-        changed = set_deliveries_state(queue, [ID_A, ID_D], DeliveryState.CANCELLED, WAITING, later)
+        changed = set_deliveries_state(
+            queue, [ID_A, ID_D], DeliveryState.CANCELLED, (*WAITING, DeliveryState.SENDING), later
+        )
     assert changed == 2  # A's two waiting deliveries; D's sent one is left alone
     rows = queue.execute(
         "SELECT post_id, platform, state, lease_owner, lease_expires_at_ms, updated_at_ms "
@@ -556,7 +559,7 @@ def test_set_deliveries_state(queue: sqlite3.Connection) -> None:
         (ID_A, ID_D),
     ).fetchall()
     assert rows == [
-        (ID_A, "nostr", "cancelled", None, None, later),
+        (ID_A, "nostr", "cancelled", "w1", 5, later),
         (ID_A, "mastodon", "cancelled", None, None, later),
         (ID_D, "mastodon", "sent", None, None, CREATED),
     ]

@@ -92,7 +92,34 @@ def _m001_queue(db: Any) -> None:
     db["attempts"].create_index(["delivery_id"], index_name="attempts_by_delivery")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_queue,)
+def _m002_rate_limits(db: Any) -> None:
+    """Sliding-window slots reserved at claim time, and holds a platform asked for."""
+    db.execute(
+        """
+        CREATE TABLE rate_slots (
+            id          INTEGER PRIMARY KEY,
+            platform    TEXT NOT NULL,
+            account     TEXT NOT NULL,
+            at_ms       INTEGER NOT NULL,
+            delivery_id INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE rate_holds (
+            platform TEXT NOT NULL,
+            account  TEXT NOT NULL,
+            until_ms INTEGER NOT NULL,
+            reason   TEXT,
+            PRIMARY KEY (platform, account)
+        )
+        """
+    )
+    db["rate_slots"].create_index(["platform", "account", "at_ms"], index_name="rate_slots_window")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_queue, _m002_rate_limits)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -170,9 +170,11 @@ def set_deliveries_state(
 ) -> int:
     marks = ",".join("?" * len(post_ids))
     states = ",".join("?" * len(from_states))
+    # The lease stays: a delivery cancelled while on the wire is still its sender's to
+    # record, and if it did go out, `sent` is what gets recorded.
     cur = conn.execute(
-        f"UPDATE deliveries SET state = ?, lease_owner = NULL, lease_expires_at_ms = NULL, "
-        f"updated_at_ms = ? WHERE post_id IN ({marks}) AND state IN ({states})",
+        f"UPDATE deliveries SET state = ?, updated_at_ms = ? "
+        f"WHERE post_id IN ({marks}) AND state IN ({states})",
         [new_state.value, now_ms, *post_ids, *(s.value for s in from_states)],
     )
     conn.execute(f"UPDATE posts SET updated_at_ms = ? WHERE id IN ({marks})", [now_ms, *post_ids])

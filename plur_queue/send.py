@@ -1,0 +1,65 @@
+"""plur-queue commands that publish in the foreground: now, failed retry."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from plur_queue.common import Session, open_session
+from plurcast import clikit, queue
+from plurcast.models import Post
+from plurcast.output import Format
+
+
+def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
+    """Deliver each post's waiting deliveries in this process; print like plur-post."""
+    # Imported here: the engine brings asyncio, which listing commands should not pay for.
+    from plurcast import publish, reporting
+    from plurcast.engine import Engine
+
+    engine = Engine(s.cfg, s.conn)
+    claims = [c for post in posts for c in engine.claim_post(post.id)]
+    delivered = publish.deliver(engine, claims)
+    reports = []
+    for post in posts:
+        publish.wait_for_others(s.conn, post.id, publish.WAIT_FOR_OTHERS_SECONDS)
+        reports += publish.report(s.conn, post.id, delivered, engine.pool.platforms)
+    alive = publish.daemon_alive(s.conn, engine.now_ms())
+    return reporting.emit(reports, fmt, tz=s.tz, now=s.now, daemon_alive=alive)
+
+
+@click.command()
+@click.argument("post_id", metavar="ID")
+@clikit.format_option
+def now(post_id: str, fmt: Format) -> None:
+    """Publish a queued post right now, whatever its time.
+
+    Safe while plur-send runs: a delivery is sent by one process only. Prints what
+    plur-post prints: one line per platform.
+    """
+    s = open_session()
+    post = queue.get(s.conn, post_id)
+    queue.check_sendable(post)
+    sys.exit(publish_posts(s, [post], fmt))
+
+
+@click.command("retry")
+@click.argument("post_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed post.")
+@clikit.format_option
+def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
+    """Send the deliveries that gave up again, now; what was sent is not sent twice."""
+    if bool(post_ids) == retry_all:
+        raise click.UsageError("give post ids or --all (not both)")
+    s = open_session()
+    posts = queue.failed(s.conn) if retry_all else queue.get_many(s.conn, post_ids)
+    if not posts:
+        sys.stderr.write("No failed posts.\n")
+        return
+    queue.retry_failed(s.conn, posts, s.now)
+    sys.exit(publish_posts(s, posts, fmt))
+
+
+COMMANDS = (now,)

@@ -1,0 +1,383 @@
+"""The one delivery path: claim → prepare and commit → publish → record.
+
+plur-post (now), plur-queue now / failed retry and plur-send all deliver through
+this module. The guarantees rest on where its transactions begin and end:
+
+- claim: one BEGIN IMMEDIATE takes due deliveries (and those whose holder's lease
+  ran out), reserves their rate-limit slots and leases them to this process — two
+  processes can never hold the same delivery (G1);
+- prepare: the payload is made once, at the first attempt, and committed before
+  any byte goes out, under a check that this process still holds a delivery that
+  is still wanted — a cancelled post is never sent, and every re-send after a
+  crash sends the same bytes, which the platform recognises (G2);
+- record: the outcome is written in one transaction; only failed deliveries are
+  retried (G3), with backoff, or given up with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from plurcast import process
+from plurcast.config import Config
+from plurcast.errors import ConfigError, PlurcastError
+from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
+from plurcast.ratelimit import Window
+from plurcast.retry import backoff_seconds
+from plurcast.store import deliveries as store
+from plurcast.store.connection import transaction
+from plurcast.store.deliveries import Claimed
+
+log = logging.getLogger("plurcast.engine")
+
+LEASE_SECONDS = 120.0
+# A publish gets its platform's timeout plus this before it is abandoned as
+# transient, and never longer than MAX_PUBLISH_SECONDS: the lease must outlive it
+# by far, so that no other process takes the delivery while it may be on the wire.
+PUBLISH_MARGIN_SECONDS = 5.0
+MAX_PUBLISH_SECONDS = LEASE_SECONDS / 2
+
+Factory = Callable[[Config, str], Publisher]
+
+
+def default_factories() -> dict[str, Factory]:
+    def nostr(cfg: Config, account: str) -> Publisher:
+        from plurcast.platforms.nostr import NostrPublisher
+
+        return NostrPublisher.from_config(cfg, account)
+
+    return {"nostr": nostr}
+
+
+class PublisherPool:
+    """One connected publisher per (platform, account), made on first use and reused."""
+
+    def __init__(self, cfg: Config, factories: dict[str, Factory] | None = None) -> None:
+        self.cfg = cfg
+        self.factories = default_factories() if factories is None else factories
+        self._publishers: dict[tuple[str, str], Publisher] = {}
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        return tuple(self.factories)
+
+    def get(self, platform: str, account: str) -> Publisher:
+        key = (platform, account)
+        if key not in self._publishers:
+            self._publishers[key] = self.factories[platform](self.cfg, account)
+        return self._publishers[key]
+
+    async def close(self) -> None:
+        publishers, self._publishers = list(self._publishers.values()), {}
+        for publisher in publishers:
+            try:
+                await publisher.close()
+            except Exception as exc:  # a client that fails to close must not stop the others
+                log.warning("closing %s/%s failed: %s", publisher.platform, publisher.account, exc)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What became of one claimed delivery in this process."""
+
+    claim: Claimed
+    state: str  # sent | retry | dead | cancelled | lost (another process took over)
+    outcome: Outcome | None
+    due_at_ms: int | None = None
+    display: str | None = None  # e.g. nostr:note1…
+
+    @property
+    def line(self) -> str:
+        """What plur-post prints for this platform."""
+        platform = self.claim.platform
+        if self.state == "sent" and self.display:
+            return self.display
+        reason = (self.outcome.error if self.outcome else None) or self.state
+        return f"{platform}:error:{reason}"
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        conn: sqlite3.Connection,
+        pool: PublisherPool | None = None,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        no_retry: bool = False,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.cfg = cfg
+        self.conn = conn
+        self.pool = pool or PublisherPool(cfg)
+        self.owner = owner or process.owner_id()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.no_retry = no_retry
+        self.lease_ms = int(lease_seconds * 1000)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # --- claim ------------------------------------------------------------------------
+
+    def claim_due(self, limit: int) -> list[Claimed]:
+        """Lease up to `limit` due deliveries, reserving their rate-limit slots."""
+        if limit <= 0:
+            return []
+        now = self.now_ms()
+        with transaction(self.conn):
+            candidates = store.due_candidates(self.conn, now, self.pool.platforms, limit)
+            return self._lease(candidates, now)
+
+    def claim_post(self, post_id: str) -> list[Claimed]:
+        """Lease a post's waiting deliveries whatever their time (plur-queue now)."""
+        with transaction(self.conn):
+            return self.claim_post_locked(post_id)
+
+    def claim_post_locked(self, post_id: str) -> list[Claimed]:
+        """As claim_post, inside the caller's transaction (plur-post inserts and claims at once)."""
+        now = self.now_ms()
+        return self._lease(store.post_candidates(self.conn, post_id, self.pool.platforms), now)
+
+    def _lease(self, candidates: Iterable[tuple[Claimed, str]], now: int) -> list[Claimed]:
+        window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
+        grace = self.cfg.scheduling.grace
+        claimed = []
+        for claim, state in candidates:
+            late = now - claim.due_at_ms
+            if (
+                grace is not None
+                and state == "pending"
+                and not claim.payload
+                and late > grace * 1000
+            ):
+                reason = f"expired: {late / 1000:.0f} s late, over the grace of {grace:g} s"
+                store.expire(self.conn, claim.delivery_id, reason, now)
+                log.warning(
+                    "post %s to %s: %s", claim.post_id, claim.platform, reason, extra=_fields(claim)
+                )
+                continue
+            frees_at = window.reserve(claim.platform, claim.account, claim.delivery_id)
+            if frees_at is not None:
+                store.defer(self.conn, claim.delivery_id, frees_at, now)
+                log.info(
+                    "rate limit: post %s to %s/%s deferred by %.0f s",
+                    claim.post_id,
+                    claim.platform,
+                    claim.account,
+                    (frees_at - now) / 1000,
+                    extra=_fields(claim),
+                )
+                continue
+            store.take_lease(self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms)
+            claimed.append(claim)
+        return claimed
+
+    # --- prepare, publish, record -----------------------------------------------------
+
+    async def deliver(self, claim: Claimed) -> Delivered:
+        started = self.now_ms()
+        try:
+            publisher = self.pool.get(claim.platform, claim.account)
+        except PlurcastError as exc:
+            outcome = Outcome(
+                OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError)
+            )
+            return self._record(claim, outcome, started, None)
+        payload = claim.payload
+        if payload is None:
+            try:
+                payload = await publisher.prepare(
+                    Work(
+                        claim.delivery_id,
+                        claim.post_id,
+                        claim.platform,
+                        claim.account,
+                        claim.content,
+                        claim.metadata,
+                    )
+                )
+            except PlurcastError as exc:
+                outcome = Outcome(
+                    OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError)
+                )
+                return self._record(claim, outcome, started, publisher)
+        with transaction(self.conn):
+            stored = store.store_payload(
+                self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
+            )
+        if stored is None:
+            log.info(
+                "post %s to %s/%s was cancelled or taken over before sending; not sent",
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                extra=_fields(claim),
+            )
+            return Delivered(claim, "cancelled", None)
+        limit = min(publisher.timeout + PUBLISH_MARGIN_SECONDS, MAX_PUBLISH_SECONDS)
+        try:
+            outcome = await asyncio.wait_for(publisher.publish(stored), limit)
+        except TimeoutError:
+            outcome = Outcome(OutcomeKind.TRANSIENT, error=f"no answer within {limit:g} s")
+        except Exception as exc:  # an adapter must not take the daemon down with it
+            log.exception(
+                "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
+            )
+            outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
+        return self._record(claim, outcome, started, publisher)
+
+    def _record(
+        self, claim: Claimed, outcome: Outcome, started: int, publisher: Publisher | None
+    ) -> Delivered:
+        now = self.now_ms()
+        sched = self.cfg.scheduling
+        attempt = claim.attempts + 1
+        due: int | None = None
+        count = True
+        kind: str | None = None
+        error = outcome.error
+        if outcome.kind == OutcomeKind.SENT:
+            state, error = "sent", None
+        elif outcome.kind == OutcomeKind.PERMANENT:
+            state, kind = "dead", "auth" if outcome.auth else "permanent"
+        elif outcome.kind == OutcomeKind.RATE_LIMITED and not self.no_retry:
+            state, kind, count = "retry", "rate_limited", False
+            wait = outcome.retry_after or backoff_seconds(attempt, sched.retry_delay, self.rng)
+            due = now + int(wait * 1000)
+        elif self.no_retry or attempt > sched.max_retries:
+            state, kind = "dead", "transient"
+            error = f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}: {error}"
+        else:
+            state, kind = "retry", "transient"
+            wait = outcome.retry_after or backoff_seconds(attempt, sched.retry_delay, self.rng)
+            due = now + int(wait * 1000)
+        with transaction(self.conn):
+            held = store.record(
+                self.conn,
+                claim.delivery_id,
+                self.owner,
+                state=state,
+                now_ms=now,
+                count_attempt=count,
+                due_at_ms=due,
+                remote_id=outcome.remote_id,
+                remote_url=outcome.remote_url,
+                error=error,
+                error_kind=kind,
+            )
+            store.log_attempt(
+                self.conn,
+                claim.delivery_id,
+                started_ms=started,
+                finished_ms=now,
+                outcome=state,
+                error=error,
+                error_kind=kind,
+                detail=outcome.detail,
+                worker=self.owner,
+            )
+            if outcome.kind == OutcomeKind.RATE_LIMITED and due is not None:
+                store.set_hold(
+                    self.conn, claim.platform, claim.account, due, error or "rate limited"
+                )
+        if not held:
+            log.warning(
+                "post %s to %s/%s: lease lost before recording %s",
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                state,
+                extra=_fields(claim),
+            )
+            return Delivered(claim, "lost", outcome)
+        display = publisher.display(outcome) if publisher and state == "sent" else None
+        self._log_outcome(claim, state, outcome, error, due, now)
+        return Delivered(claim, state, outcome, due, display)
+
+    def _log_outcome(
+        self,
+        claim: Claimed,
+        state: str,
+        outcome: Outcome,
+        error: str | None,
+        due: int | None,
+        now: int,
+    ) -> None:
+        fields = {**_fields(claim), "delivery_state": state}
+        if state == "sent":
+            lateness = (now - claim.due_at_ms) / 1000 if claim.due_at_ms else 0.0
+            log.info(
+                "sent post %s to %s/%s: %s (%.3f s after its time)",
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                outcome.remote_id,
+                lateness,
+                extra=fields,
+            )
+        elif state == "retry":
+            log.warning(
+                "post %s to %s/%s failed (%s); retrying in %.0f s",
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                error,
+                ((due or now) - now) / 1000,
+                extra=fields,
+            )
+        else:
+            log.error(
+                "post %s to %s/%s gave up: %s",
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                error,
+                extra=fields,
+            )
+
+    async def deliver_all(self, claims: Sequence[Claimed], concurrency: int) -> list[Delivered]:
+        """Deliver claims with at most `concurrency` on the wire at once."""
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(claim: Claimed) -> Delivered:
+            async with gate:
+                return await self.deliver(claim)
+
+        return list(await asyncio.gather(*(one(c) for c in claims)))
+
+    # --- leases of this and of dead processes ---------------------------------------------
+
+    def release(self) -> int:
+        """Give back unfinished leases (on shutdown); payloads stay for the re-send."""
+        with transaction(self.conn):
+            return store.release(self.conn, self.owner, self.now_ms())
+
+    def recover_dead_leases(self) -> int:
+        """Leases of processes of this host that died are claimable at once."""
+        owners = [
+            o for o in store.lease_owners(self.conn) if o != self.owner and process.is_dead(o)
+        ]
+        if not owners:
+            return 0
+        with transaction(self.conn):
+            count = store.expire_leases(self.conn, owners, self.now_ms())
+        log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
+        return count
+
+    def next_wake_ms(self) -> int | None:
+        return store.next_wake_ms(self.conn, self.pool.platforms)
+
+
+def _fields(claim: Claimed) -> dict[str, str]:
+    """Structured fields for logs (journald/json): which post, where, as whom."""
+    return {"post_id": claim.post_id, "platform": claim.platform, "account": claim.account}

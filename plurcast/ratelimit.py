@@ -1,0 +1,42 @@
+"""Per-(platform, account) sliding-window rate limits, decided at claim time.
+
+A slot is reserved in the same transaction that claims the delivery, so two
+daemons cannot both take the last slot. A full window defers the delivery to the
+moment a slot frees — it is never dropped — and a platform's own "wait until"
+(a hold) closes the window until then. Any doubt fails closed: no slot, no send.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from plurcast.store import deliveries as store
+
+WINDOW_MS = 3_600_000
+
+
+class Window:
+    """The slots of one claim transaction; remembers how many it already deferred."""
+
+    def __init__(self, conn: sqlite3.Connection, per_hour: dict[str, int], now_ms: int) -> None:
+        self.conn, self.per_hour, self.now_ms = conn, per_hour, now_ms
+        self._deferred: dict[tuple[str, str], int] = {}
+        store.prune_slots(conn, now_ms - WINDOW_MS)
+
+    def reserve(self, platform: str, account: str, delivery_id: int) -> int | None:
+        """Reserve a slot now (None), or say when the next free slot for this one opens."""
+        hold = store.hold_until(self.conn, platform, account)
+        if hold is not None and hold > self.now_ms:
+            return hold
+        limit = self.per_hour[platform]
+        since = self.now_ms - WINDOW_MS
+        used, _ = store.slots_in_window(self.conn, platform, account, since)
+        if used < limit:
+            store.reserve_slot(self.conn, platform, account, self.now_ms, delivery_id)
+            return None
+        # The k-th delivery waiting in this batch gets the k-th slot to leave the window.
+        key = (platform, account)
+        position = used - limit + self._deferred.get(key, 0)
+        self._deferred[key] = self._deferred.get(key, 0) + 1
+        frees = store.nth_slot_time(self.conn, platform, account, since, position)
+        return (frees if frees is not None else self.now_ms) + WINDOW_MS + 1

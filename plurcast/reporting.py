@@ -1,0 +1,64 @@
+"""What the foreground publishers print: one line per platform, notes, and the exit code.
+
+Shared by plur-post (no --schedule), plur-queue now and plur-queue failed retry,
+so all three print what the original plur-post printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from plurcast.errors import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
+from plurcast.models import from_ms
+from plurcast.output import Format, emit_json
+from plurcast.publish import Report
+from plurcast.timefmt import format_local
+
+
+def report_json(r: Report) -> dict[str, Any]:
+    """The original's fields (post_id is the platform's id), plus our own post id."""
+    return {
+        "platform": r.platform,
+        "account": r.account,
+        "success": r.success,
+        "post_id": r.remote_id,
+        "url": r.url,
+        "error": r.error,
+        "state": r.state,
+        "id": r.post_id,
+    }
+
+
+def emit(
+    reports: Sequence[Report], fmt: Format, *, tz: ZoneInfo, now: datetime, daemon_alive: bool
+) -> int:
+    """Print the reports and notes; return the exit code (0 all sent, 2 auth, 1 otherwise)."""
+    if fmt == "text":
+        click.echo("\n".join(r.line for r in reports))
+    else:
+        emit_json([report_json(r) for r in reports], fmt)
+    now_ms = int(now.timestamp() * 1000)
+    retrying = [
+        r
+        for r in reports
+        if r.due_at_ms is not None
+        and (r.state == "retry" or (r.state == "pending" and r.due_at_ms > now_ms))
+    ]
+    for r in retrying:
+        at = format_local(from_ms(r.due_at_ms or 0), tz, now)
+        sys.stderr.write(f"Note: {r.platform} will be retried by plur-send at {at}.\n")
+    if retrying and not daemon_alive:
+        sys.stderr.write(
+            "Warning: no plur-send daemon is running — start plur-send so the retry happens.\n"
+        )
+    if all(r.success for r in reports):
+        return EXIT_OK
+    if any(r.error_kind == "auth" for r in reports):
+        return EXIT_CONFIG
+    return EXIT_RUNTIME

@@ -1,0 +1,351 @@
+"""Every SQL statement of the delivery engine: claim, prepare, record, release, recover.
+
+Each function that writes runs inside the caller's `transaction()`; the engine
+decides the transaction boundaries (one per claim batch, one per prepare, one per
+outcome), because those boundaries are what the guarantees rest on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+WAITING = "('pending', 'retry')"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this process holds the lease on, with what publishing it needs."""
+
+    delivery_id: int
+    post_id: str
+    platform: str
+    account: str
+    content: str
+    metadata: dict[str, Any]
+    payload: str | None  # set when an earlier attempt prepared it: re-send exactly this
+    attempts: int
+    due_at_ms: int
+
+
+_CLAIM_COLUMNS = (
+    "d.id, d.post_id, d.platform, d.account, p.content, p.metadata, d.payload, d.attempts, "
+    "coalesce(d.due_at_ms, 0), d.state"
+)
+
+
+def _claimed(row: Any) -> Claimed:
+    metadata = {} if row[5] == "{}" else json.loads(row[5])
+    return Claimed(row[0], row[1], row[2], row[3], row[4], metadata, row[6], row[7], row[8])
+
+
+def due_candidates(
+    conn: sqlite3.Connection, now_ms: int, platforms: Sequence[str], limit: int
+) -> list[tuple[Claimed, str]]:
+    """Deliveries that are due, or whose lease ran out (their holder died), oldest first."""
+    marks = ",".join("?" * len(platforms))
+    rows = conn.execute(
+        f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
+        f"WHERE d.platform IN ({marks}) AND ("
+        f"  (d.state IN {WAITING} AND d.due_at_ms <= ?)"
+        f"  OR (d.state = 'sending' AND d.lease_expires_at_ms <= ?)) "
+        f"ORDER BY d.due_at_ms, d.id LIMIT ?",
+        [*platforms, now_ms, now_ms, limit],
+    )
+    return [(_claimed(r), r[9]) for r in rows]
+
+
+def post_candidates(
+    conn: sqlite3.Connection, post_id: str, platforms: Sequence[str]
+) -> list[tuple[Claimed, str]]:
+    """A post's deliveries that `now` may take: waiting ones, whatever their time."""
+    marks = ",".join("?" * len(platforms))
+    rows = conn.execute(
+        f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
+        f"WHERE d.post_id = ? AND d.platform IN ({marks}) AND d.state IN {WAITING} "
+        f"ORDER BY d.id",
+        [post_id, *platforms],
+    )
+    return [(_claimed(r), r[9]) for r in rows]
+
+
+def take_lease(
+    conn: sqlite3.Connection, delivery_id: int, owner: str, now_ms: int, lease_until_ms: int
+) -> None:
+    conn.execute(
+        "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_expires_at_ms = ?, "
+        "updated_at_ms = ? WHERE id = ?",
+        (owner, lease_until_ms, now_ms, delivery_id),
+    )
+
+
+def defer(conn: sqlite3.Connection, delivery_id: int, until_ms: int, now_ms: int) -> None:
+    """Push a delivery back to a later time (rate window full); never drops it."""
+    conn.execute(
+        "UPDATE deliveries SET due_at_ms = ?, updated_at_ms = ?, lease_owner = NULL, "
+        "lease_expires_at_ms = NULL, "
+        "state = CASE WHEN state = 'sending' THEN 'retry' ELSE state END WHERE id = ?",
+        (until_ms, now_ms, delivery_id),
+    )
+
+
+def expire(conn: sqlite3.Connection, delivery_id: int, reason: str, now_ms: int) -> None:
+    """Give up a one-shot delivery that is staler than the configured grace."""
+    conn.execute(
+        "UPDATE deliveries SET state = 'dead', error_kind = 'expired', last_error = ?, "
+        "lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = ? WHERE id = ?",
+        (reason, now_ms, delivery_id),
+    )
+
+
+def store_payload(
+    conn: sqlite3.Connection, delivery_id: int, owner: str, payload: str, now_ms: int
+) -> str | None:
+    """Keep the first payload ever prepared and return it — or None when this process
+    no longer holds the delivery (cancelled, or its lease was taken over): then it must
+    not be published."""
+    row = conn.execute(
+        "UPDATE deliveries SET payload = coalesce(payload, ?), updated_at_ms = ? "
+        "WHERE id = ? AND state = 'sending' AND lease_owner = ? RETURNING payload",
+        (payload, now_ms, delivery_id, owner),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def record(
+    conn: sqlite3.Connection,
+    delivery_id: int,
+    owner: str,
+    *,
+    state: str,
+    now_ms: int,
+    count_attempt: bool,
+    due_at_ms: int | None = None,
+    remote_id: str | None = None,
+    remote_url: str | None = None,
+    error: str | None = None,
+    error_kind: str | None = None,
+) -> bool:
+    """Write an attempt's outcome if this process still holds the lease.
+
+    A delivery cancelled while it was on the wire keeps `cancelled` unless it was
+    in fact sent: then `sent` is the truth and is recorded.
+    """
+    cur = conn.execute(
+        "UPDATE deliveries SET "
+        "  state = CASE WHEN state = 'cancelled' AND ? != 'sent' THEN 'cancelled' ELSE ? END, "
+        "  attempts = attempts + ?, due_at_ms = coalesce(?, due_at_ms), "
+        "  remote_id = coalesce(?, remote_id), remote_url = coalesce(?, remote_url), "
+        "  sent_at_ms = CASE WHEN ? = 'sent' THEN ? ELSE sent_at_ms END, "
+        "  last_error = ?, error_kind = ?, lease_owner = NULL, lease_expires_at_ms = NULL, "
+        "  updated_at_ms = ? "
+        "WHERE id = ? AND lease_owner = ? AND state IN ('sending', 'cancelled')",
+        (
+            state,
+            state,
+            int(count_attempt),
+            due_at_ms,
+            remote_id,
+            remote_url,
+            state,
+            now_ms,
+            error,
+            error_kind,
+            now_ms,
+            delivery_id,
+            owner,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def log_attempt(
+    conn: sqlite3.Connection,
+    delivery_id: int,
+    *,
+    started_ms: int,
+    finished_ms: int,
+    outcome: str,
+    error: str | None,
+    error_kind: str | None,
+    detail: dict[str, str],
+    worker: str,
+) -> None:
+    number = conn.execute(
+        "SELECT count(*) + 1 FROM attempts WHERE delivery_id = ?", (delivery_id,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, number, started_at_ms, finished_at_ms, outcome, "
+        "error, error_kind, detail, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            delivery_id,
+            number,
+            started_ms,
+            finished_ms,
+            outcome,
+            error,
+            error_kind,
+            json.dumps(detail, ensure_ascii=False) if detail else None,
+            worker,
+        ),
+    )
+
+
+def delivery_states(conn: sqlite3.Connection, delivery_ids: Sequence[int]) -> dict[int, Any]:
+    """(state, remote_id, remote_url, last_error, error_kind, due_at_ms) by delivery id."""
+    marks = ",".join("?" * len(delivery_ids))
+    rows = conn.execute(
+        f"SELECT id, state, remote_id, remote_url, last_error, error_kind, due_at_ms "
+        f"FROM deliveries WHERE id IN ({marks})",
+        list(delivery_ids),
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def release(conn: sqlite3.Connection, owner: str, now_ms: int) -> int:
+    """Give back every lease `owner` holds; the payload stays, so a re-send is the same post."""
+    return conn.execute(
+        "UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'retry' ELSE 'pending' END, "
+        "lease_owner = NULL, lease_expires_at_ms = NULL, "
+        "due_at_ms = min(coalesce(due_at_ms, ?), ?), updated_at_ms = ? "
+        "WHERE lease_owner = ? AND state = 'sending'",
+        (now_ms, now_ms, now_ms, owner),
+    ).rowcount
+
+
+def lease_owners(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT lease_owner FROM deliveries "
+        "WHERE state = 'sending' AND lease_owner IS NOT NULL"
+    )
+    return [r[0] for r in rows]
+
+
+def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) -> int:
+    """Let the leases of dead processes be claimed at once instead of at their expiry."""
+    marks = ",".join("?" * len(owners))
+    return conn.execute(
+        f"UPDATE deliveries SET lease_expires_at_ms = ?, updated_at_ms = ? "
+        f"WHERE state = 'sending' AND lease_owner IN ({marks})",
+        [now_ms, now_ms, *owners],
+    ).rowcount
+
+
+def next_wake_ms(conn: sqlite3.Connection, platforms: Sequence[str]) -> int | None:
+    """The earliest time something may become claimable: a due time or a lease expiry."""
+    marks = ",".join("?" * len(platforms))
+    row = conn.execute(
+        f"SELECT min(t) FROM ("
+        f"  SELECT min(due_at_ms) AS t FROM deliveries "
+        f"  WHERE state = 'pending' AND platform IN ({marks}) AND due_at_ms IS NOT NULL "
+        f"  UNION ALL SELECT min(due_at_ms) FROM deliveries "
+        f"  WHERE state = 'retry' AND platform IN ({marks}) AND due_at_ms IS NOT NULL "
+        f"  UNION ALL SELECT min(lease_expires_at_ms) FROM deliveries "
+        f"  WHERE state = 'sending' AND platform IN ({marks}))",
+        [*platforms, *platforms, *platforms],
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def retry_dead(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int) -> int:
+    """Queue the dead deliveries of these posts again, now, with a fresh retry budget."""
+    marks = ",".join("?" * len(post_ids))
+    return conn.execute(
+        f"UPDATE deliveries SET state = 'pending', attempts = 0, due_at_ms = ?, "
+        f"last_error = NULL, error_kind = NULL, updated_at_ms = ? "
+        f"WHERE state = 'dead' AND post_id IN ({marks})",
+        [now_ms, now_ms, *post_ids],
+    ).rowcount
+
+
+# --- rate limits ----------------------------------------------------------------------
+
+
+def slots_in_window(
+    conn: sqlite3.Connection, platform: str, account: str, since_ms: int
+) -> tuple[int, int | None]:
+    """(slots used since `since_ms`, the oldest of them) for one (platform, account)."""
+    row = conn.execute(
+        "SELECT count(*), min(at_ms) FROM rate_slots "
+        "WHERE platform = ? AND account = ? AND at_ms > ?",
+        (platform, account, since_ms),
+    ).fetchone()
+    return int(row[0]), row[1]
+
+
+def nth_slot_time(
+    conn: sqlite3.Connection, platform: str, account: str, since_ms: int, offset: int
+) -> int | None:
+    row = conn.execute(
+        "SELECT at_ms FROM rate_slots WHERE platform = ? AND account = ? AND at_ms > ? "
+        "ORDER BY at_ms LIMIT 1 OFFSET ?",
+        (platform, account, since_ms, offset),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def reserve_slot(
+    conn: sqlite3.Connection, platform: str, account: str, at_ms: int, delivery_id: int
+) -> None:
+    conn.execute(
+        "INSERT INTO rate_slots (platform, account, at_ms, delivery_id) VALUES (?, ?, ?, ?)",
+        (platform, account, at_ms, delivery_id),
+    )
+
+
+def prune_slots(conn: sqlite3.Connection, before_ms: int) -> None:
+    conn.execute("DELETE FROM rate_slots WHERE at_ms <= ?", (before_ms,))
+    conn.execute("DELETE FROM rate_holds WHERE until_ms <= ?", (before_ms,))
+
+
+def hold_until(conn: sqlite3.Connection, platform: str, account: str) -> int | None:
+    row = conn.execute(
+        "SELECT until_ms FROM rate_holds WHERE platform = ? AND account = ?", (platform, account)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def set_hold(
+    conn: sqlite3.Connection, platform: str, account: str, until_ms: int, reason: str
+) -> None:
+    conn.execute(
+        "INSERT INTO rate_holds (platform, account, until_ms, reason) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (platform, account) DO UPDATE SET "
+        "until_ms = max(until_ms, excluded.until_ms), reason = excluded.reason",
+        (platform, account, until_ms, reason),
+    )
+
+
+# --- daemon heartbeats --------------------------------------------------------------------
+
+
+def beat(
+    conn: sqlite3.Connection,
+    owner: str,
+    host: str,
+    pid: int,
+    started_ms: int,
+    now_ms: int,
+    version: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO heartbeats (owner, host, pid, started_at_ms, beat_at_ms, version) "
+        "VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (owner) DO UPDATE SET beat_at_ms = excluded.beat_at_ms",
+        (owner, host, pid, started_ms, now_ms, version),
+    )
+
+
+def forget_heartbeat(conn: sqlite3.Connection, owner: str) -> None:
+    conn.execute("DELETE FROM heartbeats WHERE owner = ?", (owner,))
+
+
+def live_heartbeats(conn: sqlite3.Connection, since_ms: int) -> int:
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM heartbeats WHERE beat_at_ms > ?", (since_ms,)
+        ).fetchone()[0]
+    )

@@ -1,0 +1,159 @@
+"""Publishing in the foreground: plur-post without --schedule, plur-queue now and failed retry."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plur_post.cli import cli as post_cli
+from plur_queue.cli import cli as queue_cli
+from tests.conftest import Clock, Run
+from tests.peers.nostr import InProcessRelay
+
+
+@pytest.fixture
+def nostr_key(isolated_home: Path) -> Path:
+    import nostr_sdk
+
+    path = isolated_home / "nostr.keys"
+    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32())
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def relay_config(write_config: Callable[[str], Path], nostr_key: Path) -> Callable[[str], Path]:
+    def write(url: str, extra: str = "") -> Path:
+        return write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{url}"]\n'
+            f'timeout = 2\n[mastodon]\ninstance = "m.example"\n{extra}'
+        )
+
+    return write
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{s.getsockname()[1]}"
+
+
+def states(db_path: Path) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT platform, state, attempts FROM deliveries ORDER BY id"
+        ).fetchall()
+
+
+def test_publish_now_prints_the_note_and_exits_0(
+    run: Run,
+    clock: Clock,
+    relay_config: Callable[[str], Path],
+    inprocess_relay: InProcessRelay,
+    db_path: Path,
+) -> None:
+    relay_config(inprocess_relay.url)
+    result = run(post_cli, "Hello, relay 👋", "-p", "nostr")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("nostr:note1")
+    assert result.stdout.count("\n") == 1
+    assert result.stderr == ""
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["Hello, relay 👋"]
+    assert states(db_path) == [("nostr", "sent", 1)]
+
+
+def test_publish_now_json(
+    run: Run,
+    clock: Clock,
+    relay_config: Callable[[str], Path],
+    inprocess_relay: InProcessRelay,
+) -> None:
+    relay_config(inprocess_relay.url)
+    result = run(post_cli, "as json", "-p", "nostr", "-f", "json")
+    [item] = json.loads(result.stdout)
+    assert item["platform"] == "nostr"
+    assert item["account"] == "default"
+    assert item["success"] is True
+    assert item["post_id"].startswith("note1")
+    assert item["error"] is None
+    assert len(item["id"]) == 36
+
+
+def test_relay_down_queues_a_retry_and_says_so(
+    run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
+) -> None:
+    relay_config(closed_port_url())
+    result = run(post_cli, "into the void", "-p", "nostr")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("nostr:error:")
+    assert "Note: nostr will be retried by plur-send at " in result.stderr
+    assert "Warning: no plur-send daemon is running" in result.stderr
+    assert states(db_path) == [("nostr", "retry", 1)]
+
+
+def test_unsupported_platform_stays_queued(
+    run: Run,
+    clock: Clock,
+    relay_config: Callable[[str], Path],
+    inprocess_relay: InProcessRelay,
+    db_path: Path,
+) -> None:
+    relay_config(inprocess_relay.url)
+    result = run(post_cli, "both", "-p", "nostr,mastodon")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("nostr:note1")
+    assert lines[1] == "mastodon:error:publishing to this platform is not supported yet"
+    assert states(db_path) == [("nostr", "sent", 1), ("mastodon", "pending", 0)]
+
+
+def test_queue_now_sends_a_scheduled_post_once(
+    run: Run,
+    clock: Clock,
+    relay_config: Callable[[str], Path],
+    inprocess_relay: InProcessRelay,
+) -> None:
+    relay_config(inprocess_relay.url)
+    post_id = json.loads(
+        run(post_cli, "later, or now", "-s", "1d", "-p", "nostr", "-f", "json").stdout
+    )["post_id"]
+    result = run(queue_cli, "now", post_id[:8])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("nostr:note1")
+    again = run(queue_cli, "now", post_id)
+    assert again.exit_code == 3
+    assert again.stderr.startswith(f"Error: post {post_id} is already posted")
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["later, or now"]
+
+
+def test_failed_retry_resends_only_what_is_dead(
+    run: Run,
+    clock: Clock,
+    relay_config: Callable[[str], Path],
+    inprocess_relay: InProcessRelay,
+    db_path: Path,
+) -> None:
+    relay_config(inprocess_relay.url, "[scheduling]\nmax_retries = 0\n")
+    bad = closed_port_url()
+    post_id = json.loads(
+        run(post_cli, "second chance", "-s", "1h", "-p", "nostr", "-f", "json").stdout
+    )["post_id"]
+    relay_config(bad, "[scheduling]\nmax_retries = 0\n")
+    result = run(queue_cli, "now", post_id)
+    assert result.exit_code == 1
+    assert states(db_path) == [("nostr", "dead", 1)]
+    assert run(queue_cli, "failed", "list").stdout.startswith(
+        f"{post_id}\tfailed\tnostr(default): "
+    )
+    relay_config(inprocess_relay.url)
+    result = run(queue_cli, "failed", "retry", post_id)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("nostr:note1")
+    assert states(db_path) == [("nostr", "sent", 1)]
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["second chance"]
+    assert run(queue_cli, "failed", "retry", post_id).exit_code == 3

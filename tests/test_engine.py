@@ -1,0 +1,354 @@
+"""The delivery engine against a real relay (nostr-sdk's in-process one), with an injected clock.
+
+Each test names the guarantee it would catch breaking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from plurcast import config as config_module
+from plurcast import queue
+from plurcast.engine import Delivered, Engine
+from plurcast.models import DeliveryState
+from plurcast.platforms.base import Work
+from plurcast.store import deliveries as store
+from plurcast.store.connection import transaction
+from plurcast.store.deliveries import Claimed
+from tests.conftest import NOW
+from tests.peers.nostr import InProcessRelay
+
+T0 = NOW.timestamp()
+
+
+class FakeClock:
+    """Engine time, stepped by the test; real network calls still take real time."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def nostr_key(isolated_home: Path) -> Path:
+    import nostr_sdk
+
+    path = isolated_home / ".config" / "plurcast" / "nostr.keys"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+WriteNostrConfig = Callable[..., config_module.Config]
+
+
+@pytest.fixture
+def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteNostrConfig:
+    def write(relays: list[str], scheduling: str = "", min_relays: int = 1) -> config_module.Config:
+        relay_list = ", ".join(f'"{r}"' for r in relays)
+        write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = [{relay_list}]\n'
+            f"timeout = 2\nmin_relays = {min_relays}\n"
+            f"[scheduling]\nretry_delay = 60\nmax_retries = 2\n{scheduling}"
+        )
+        return config_module.load()
+
+    return write
+
+
+def add_post(conn: sqlite3.Connection, cfg: config_module.Config, text: str, at: float) -> str:
+    from datetime import UTC, datetime
+
+    created = queue.create_post(
+        conn,
+        cfg,
+        text,
+        schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        draft=False,
+        platforms=["nostr"],
+        account=None,
+        tz=cfg.timezone,
+        now=datetime.fromtimestamp(T0, UTC),
+    )
+    return created.post_id
+
+
+def deliver(engine: Engine, claims: list[Claimed]) -> list[Delivered]:
+    async def run() -> list[Delivered]:
+        try:
+            return await engine.deliver_all(claims, 4)
+        finally:
+            await engine.pool.close()
+
+    return asyncio.run(run())
+
+
+class Row(NamedTuple):
+    state: str
+    attempts: int
+    due_at_ms: int
+    last_error: str | None
+    error_kind: str | None
+    remote_id: str | None
+    payload: str | None
+
+
+def row(conn: sqlite3.Connection, post_id: str) -> Row:
+    return Row(
+        *conn.execute(
+            "SELECT state, attempts, due_at_ms, last_error, error_kind, remote_id, payload "
+            "FROM deliveries WHERE post_id = ?",
+            (post_id,),
+        ).fetchone()
+    )
+
+
+def test_sends_due_posts_once_and_records_the_note_id(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    clock = FakeClock()
+    due = add_post(conn, cfg, "due now ✨ Grüße", T0 + 60)
+    later = add_post(conn, cfg, "not yet", T0 + 3600)
+    clock.advance(60)
+    engine = Engine(cfg, conn, clock=clock)
+    claims = engine.claim_due(10)
+    assert [c.post_id for c in claims] == [due]
+    [result] = deliver(engine, claims)
+    assert result.state == "sent"
+    assert result.display is not None and result.display.startswith("nostr:note1")
+    state, attempts, _, error, _, remote_id, payload = row(conn, due)
+    assert (state, attempts, error) == ("sent", 1, None)
+    assert result.display == f"nostr:{remote_id}"
+    assert payload is not None
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["due now ✨ Grüße"]
+    assert row(conn, later)[0] == "pending"
+    history = conn.execute("SELECT number, outcome FROM attempts").fetchall()
+    assert history == [(1, "sent")]
+
+
+def test_two_engines_never_claim_the_same_delivery(
+    nostr_config: WriteNostrConfig, tmp_path: Path
+) -> None:
+    """G1: claims are disjoint however the two processes interleave."""
+    cfg = nostr_config(["ws://127.0.0.1:1"])
+    conn = queue.open_db(cfg)
+    ids = {add_post(conn, cfg, f"p{i}", T0 + 1) for i in range(40)}
+    clock = FakeClock(T0 + 5)
+    a = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:1:1")
+    b = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:2:2")
+    taken: list[str] = []
+    for _ in range(10):
+        taken += [c.post_id for c in a.claim_due(3)]
+        taken += [c.post_id for c in b.claim_due(2)]
+    assert sorted(taken) == sorted(ids)
+    owners = conn.execute(
+        "SELECT lease_owner, count(*) FROM deliveries GROUP BY lease_owner ORDER BY 1"
+    ).fetchall()
+    assert owners == [("host:1:1", 24), ("host:2:2", 16)]
+
+
+def test_a_crash_after_prepare_resends_the_same_event(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """G2: the payload committed before publishing is what every later attempt sends."""
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "survives a crash", T0 + 1)
+    clock = FakeClock(T0 + 2)
+    first = Engine(cfg, conn, clock=clock, owner="host:1:1")
+    [claim] = first.claim_due(5)
+
+    async def crash_after_publish() -> None:
+        publisher = first.pool.get("nostr", "default")
+        payload = await publisher.prepare(
+            Work(claim.delivery_id, claim.post_id, "nostr", "default", claim.content)
+        )
+        with transaction(conn):
+            stored = store.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
+        assert stored == payload
+        outcome = await publisher.publish(payload)
+        assert outcome.kind == "sent"
+        await first.pool.close()  # ... and the process dies before recording anything
+
+    asyncio.run(crash_after_publish())
+    assert row(conn, post_id)[0] == "sending"
+    clock.advance(200)  # the dead holder's lease runs out
+    second = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:2:2")
+    claims = second.claim_due(5)
+    assert [c.payload is not None for c in claims] == [True]
+    [result] = deliver(second, claims)
+    assert result.state == "sent"
+    events = inprocess_relay.fetch_events()
+    assert [e["content"] for e in events] == ["survives a crash"]
+    assert result.display == f"nostr:{row(conn, post_id)[5]}"
+
+
+def test_cancelled_between_claim_and_publish_is_never_sent(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """G2/cancel: the prepare transaction re-checks that the delivery is still wanted."""
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "cancel me", T0 + 1)
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    claims = engine.claim_due(5)
+    post = queue.get(queue.open_db(cfg), post_id)
+    queue.cancel(queue.open_db(cfg), [post], NOW)
+    [result] = deliver(engine, claims)
+    assert result.state == "cancelled"
+    assert row(conn, post_id)[0] == "cancelled"
+    assert row(conn, post_id)[6] is None
+    assert inprocess_relay.fetch_events() == []
+
+
+def test_transient_failures_back_off_exponentially_then_give_up(
+    nostr_config: WriteNostrConfig,
+) -> None:
+    """G3 and the original's bug: retries honour retry_delay and grow; attempts are bounded."""
+    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "relay is down", T0 + 1)
+    clock = FakeClock(T0 + 1)
+    engine = Engine(cfg, conn, clock=clock, rng=random.Random(7))
+    delays = []
+    for attempt in (1, 2, 3):
+        claims = engine.claim_due(5)
+        assert len(claims) == 1, attempt
+        [result] = deliver(engine, claims)
+        state, attempts, due, error, kind, _, payload = row(conn, post_id)
+        assert attempts == attempt
+        assert payload is not None
+        if attempt < 3:
+            assert (state, kind) == ("retry", "transient")
+            delays.append((due - int(clock() * 1000)) / 1000)
+            assert engine.claim_due(5) == []  # not before its time
+            clock.t = due / 1000
+        else:
+            assert (state, kind) == ("dead", "transient")
+            assert str(error).startswith("gave up after 3 attempts: ")
+            assert result.state == "dead"
+    assert 48 <= delays[0] <= 72  # retry_delay = 60, ±20 %
+    assert 96 <= delays[1] <= 144  # doubled
+    outcomes = [r[0] for r in conn.execute("SELECT outcome FROM attempts ORDER BY id")]
+    assert outcomes == ["retry", "retry", "dead"]
+
+
+def test_rate_limit_defers_the_rest_to_when_slots_free(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """posts_per_hour = N: exactly N claimed in the window, the rest deferred, none dropped."""
+    cfg = nostr_config(
+        [inprocess_relay.url], "[scheduling.rate_limits.nostr]\nposts_per_hour = 3\n"
+    )
+    conn = queue.open_db(cfg)
+    ids = [add_post(conn, cfg, f"limited {i}", T0 + 1) for i in range(5)]
+    clock = FakeClock(T0 + 2)
+    engine = Engine(cfg, conn, clock=clock)
+    first = engine.claim_due(10)
+    assert len(first) == 3
+    deliver(engine, first)
+    waiting = [r for r in (row(conn, i) for i in ids) if r[0] == "pending"]
+    assert len(waiting) == 2
+    slot_ms = int((T0 + 2) * 1000)
+    # Both get the slot the first send frees: they are claimed one by one as it opens.
+    assert [r.due_at_ms for r in waiting] == [slot_ms + 3_600_001] * 2
+    clock.advance(1800)
+    assert engine.claim_due(10) == []
+    clock.advance(1801)
+    second = engine.claim_due(10)
+    assert len(second) == 2
+    deliver(engine, second)
+    assert sorted(e["content"] for e in inprocess_relay.fetch_events()) == sorted(
+        f"limited {i}" for i in range(5)
+    )
+
+
+def test_release_gives_back_leases_and_keeps_payloads(nostr_config: WriteNostrConfig) -> None:
+    cfg = nostr_config(["ws://127.0.0.1:1"])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "x", T0 + 1)
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    [claim] = engine.claim_due(1)
+    conn.execute("UPDATE deliveries SET payload = '{\"stored\":1}'")
+    assert engine.release() == 1
+    state, attempts, _, _, _, _, payload = row(conn, post_id)
+    assert (state, attempts, payload) == ("pending", 0, '{"stored":1}')
+    assert engine.claim_due(1)[0].payload == '{"stored":1}'
+    assert claim.post_id == post_id
+
+
+def test_leases_of_dead_processes_on_this_host_are_recovered_at_once(
+    nostr_config: WriteNostrConfig,
+) -> None:
+    from plurcast import process
+
+    cfg = nostr_config(["ws://127.0.0.1:1"])
+    conn = queue.open_db(cfg)
+    add_post(conn, cfg, "orphan", T0 + 1)
+    clock = FakeClock(T0 + 2)
+    dead_owner = f"{process.HOST}:999999:1"
+    Engine(cfg, conn, clock=clock, owner=dead_owner).claim_due(1)
+    elsewhere = Engine(cfg, conn, clock=clock, owner="otherhost:1:1")
+    assert elsewhere.claim_due(1) == []  # the lease has not run out
+    assert elsewhere.recover_dead_leases() == 1
+    assert len(elsewhere.claim_due(1)) == 1
+
+
+def test_grace_expires_stale_one_shot_posts(nostr_config: WriteNostrConfig) -> None:
+    cfg = nostr_config(["ws://127.0.0.1:1"], "grace = 600\n")
+    conn = queue.open_db(cfg)
+    stale = add_post(conn, cfg, "too late", T0 + 1)
+    fresh = add_post(conn, cfg, "fine", T0 + 3000)
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 3100))
+    assert [c.post_id for c in engine.claim_due(10)] == [fresh]
+    state, _, _, error, kind, _, _ = row(conn, stale)
+    assert (state, kind) == ("dead", "expired")
+    assert "over the grace of 600 s" in str(error)
+    assert queue.get(conn, stale).status.value == "expired"
+
+
+def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay, nostr_key: Path
+) -> None:
+    """Permanent errors go dead at once with the reason; retry re-sends what is dead."""
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "needs a key", T0 + 1)
+    key = nostr_key.read_text()
+    nostr_key.unlink()
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    [result] = deliver(engine, engine.claim_due(1))
+    state, attempts, _, error, kind, _, _ = row(conn, post_id)
+    assert (state, attempts, kind) == ("dead", 1, "auth")
+    assert str(nostr_key) in str(error)
+    assert [p.id for p in queue.failed(conn)] == [post_id]
+    nostr_key.write_text(key)
+    nostr_key.chmod(0o600)
+    queue.retry_failed(conn, queue.get_many(conn, [post_id]), NOW)
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 3))
+    [result] = deliver(engine, engine.claim_post(post_id))
+    assert result.state == "sent"
+    assert row(conn, post_id)[0] == DeliveryState.SENT
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["needs a key"]
