@@ -1,0 +1,1 @@
+"""plur-send: the daemon that delivers what is due."""

@@ -1,0 +1,259 @@
+"""plur-send's loop: deliver what is due, on time, until told to stop.
+
+It sleeps until the earliest of: the next due delivery, the next lease expiry,
+the next heartbeat, the poll interval — and looks every quarter second whether
+another process changed the database (`PRAGMA data_version`), so a post queued
+for two seconds from now is noticed at once and sent on its second (G4).
+
+Signals only set flags. The first SIGTERM/SIGINT stops claiming, lets in-flight
+deliveries finish within `shutdown_timeout`, gives back unfinished leases (their
+payloads stay, so a re-send is the same post) and exits 0; a second one exits at
+once. SIGHUP re-reads the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from plurcast import __version__, process
+from plurcast.config import Config
+from plurcast.engine import Delivered, Engine, PublisherPool
+from plurcast.store import deliveries as store
+from plurcast.store.connection import transaction
+
+log = logging.getLogger("plurcast.daemon")
+
+HEARTBEAT_SECONDS = 5.0
+WATCH_SECONDS = 0.25  # how often other processes' changes are looked for
+
+
+@dataclass
+class Options:
+    once: bool = False
+    poll_interval: float | None = None  # None: from config
+    max_concurrency: int | None = None
+    no_retry: bool = False
+
+
+@dataclass
+class RunStats:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    lateness_ms: list[int] = field(default_factory=list)
+
+
+class Daemon:
+    def __init__(
+        self,
+        load_config: Callable[[], Config],
+        connect: Callable[[Config], sqlite3.Connection],
+        options: Options,
+        *,
+        clock: Callable[[], float] = time.time,
+        pool_factory: Callable[[Config], PublisherPool] = PublisherPool,
+    ) -> None:
+        self.load_config = load_config
+        self.options = options
+        self.clock = clock
+        self.cfg = load_config()
+        self.conn = connect(self.cfg)
+        self.pool_factory = pool_factory
+        self.engine = Engine(
+            self.cfg, self.conn, pool_factory(self.cfg), clock=clock, no_retry=options.no_retry
+        )
+        self.owner = self.engine.owner
+        self.started_ms = self.engine.now_ms()
+        self.stats = RunStats()
+        self.inflight: set[asyncio.Task[Delivered]] = set()
+        self._stopping = False
+        self._reload = False
+        self._wake: asyncio.Event | None = None
+        self._data_version = -1
+        self._next_beat = 0.0
+
+    # --- what signal handlers call (flags only) ------------------------------------------
+
+    def request_stop(self, signum: int) -> None:
+        if self._stopping:
+            log.warning("second %s: exiting at once", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: finishing in-flight deliveries, then stopping", signal.Signals(signum).name)
+        self._stopping = True
+        self._poke()
+
+    def request_reload(self) -> None:
+        self._reload = True
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------
+
+    @property
+    def poll_interval(self) -> float:
+        return self.options.poll_interval or self.cfg.scheduling.poll_interval
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.options.max_concurrency or self.cfg.scheduling.max_concurrency
+
+    async def run(self) -> int:
+        """Deliver until stopped (or, with --once, until nothing is due); the exit code."""
+        self._wake = asyncio.Event()
+        self._beat()
+        self.engine.recover_dead_leases()
+        log.info(
+            "plur-send %s started (pid %d, database %s, platforms %s)",
+            __version__,
+            os.getpid(),
+            self.cfg.db_path,
+            ", ".join(self.engine.pool.platforms),
+        )
+        if self.cfg.scheduling.startup_delay and not self.options.once:
+            await self._sleep(self.cfg.scheduling.startup_delay)
+        try:
+            while not self._stopping:
+                if self._reload:
+                    await self._reconfigure()
+                self._claim_and_start()
+                if self.options.once and not self.inflight and not self._due_now():
+                    break
+                await self._wait()
+            await self._finish_inflight()
+        finally:
+            released = self.engine.release()
+            if released:
+                log.info("gave back %d unfinished deliveries", released)
+            with transaction(self.conn):
+                store.forget_heartbeat(self.conn, self.owner)
+            await self.engine.pool.close()
+        log.info(
+            "plur-send stopped: %d sent, %d to retry, %d given up",
+            self.stats.sent,
+            self.stats.retried,
+            self.stats.dead,
+        )
+        return 1 if self.options.once and self.stats.dead else 0
+
+    def _claim_and_start(self) -> None:
+        free = self.max_concurrency - len(self.inflight)
+        while free > 0 and not self._stopping:
+            claims = self.engine.claim_due(free)
+            if not claims:
+                return
+            for claim in claims:
+                task = asyncio.get_running_loop().create_task(self.engine.deliver(claim))
+                self.inflight.add(task)
+                task.add_done_callback(self._done)
+            free -= len(claims)
+
+    def _done(self, task: asyncio.Task[Delivered]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            result = task.result()
+            if result.state == "sent":
+                self.stats.sent += 1
+                self.stats.lateness_ms.append(self.engine.now_ms() - result.claim.due_at_ms)
+            elif result.state == "retry":
+                self.stats.retried += 1
+            elif result.state == "dead":
+                self.stats.dead += 1
+        elif not task.cancelled():
+            log.error("a delivery task failed: %r", task.exception())
+        self._poke()
+
+    def _due_now(self) -> bool:
+        wake = self.engine.next_wake_ms()
+        return wake is not None and wake <= self.engine.now_ms()
+
+    async def _wait(self) -> None:
+        """Sleep until something may be claimable, watching for other processes' changes."""
+        assert self._wake is not None
+        now = self.engine.now_ms()
+        wake = self.engine.next_wake_ms()
+        deadline = now + int(self.poll_interval * 1000)
+        # With every slot busy, only a finishing delivery (it sets _wake) can change things.
+        if wake is not None and len(self.inflight) < self.max_concurrency:
+            deadline = min(deadline, max(wake, now))
+        while not self._stopping and not self._reload:
+            remaining = (deadline - self.engine.now_ms()) / 1000
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(remaining, WATCH_SECONDS))
+                return  # a delivery finished (a slot is free) or a signal came
+            except TimeoutError:
+                pass
+            if time.monotonic() >= self._next_beat:
+                self._beat()
+            if self._changed_elsewhere():
+                return
+
+    def _changed_elsewhere(self) -> bool:
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed = self._data_version not in (-1, version)
+        self._data_version = version
+        return changed
+
+    def _beat(self) -> None:
+        with transaction(self.conn):
+            store.beat(
+                self.conn,
+                self.owner,
+                process.HOST,
+                os.getpid(),
+                self.started_ms,
+                self.engine.now_ms(),
+                __version__,
+            )
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        self.engine.recover_dead_leases()
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(
+                    self._wake.wait(), min(HEARTBEAT_SECONDS, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                self._beat()
+
+    async def _finish_inflight(self) -> None:
+        if not self.inflight:
+            return
+        timeout = self.cfg.scheduling.shutdown_timeout
+        log.info("waiting up to %g s for %d in-flight deliveries", timeout, len(self.inflight))
+        _done, pending = await asyncio.wait(self.inflight, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _reconfigure(self) -> None:
+        self._reload = False
+        try:
+            cfg = self.load_config()
+        except Exception as exc:
+            log.error("SIGHUP: config not reloaded, keeping the old one: %s", exc)
+            return
+        if self.inflight:
+            await asyncio.wait(self.inflight)
+        await self.engine.pool.close()
+        self.cfg = cfg
+        self.engine.cfg = cfg
+        self.engine.pool = self.pool_factory(cfg)
+        log.info("SIGHUP: config reloaded from %s", cfg.path)
