@@ -15,11 +15,17 @@ RelayUrl keys: `'ws://127.0.0.1:PORT'`, no trailing slash). Observed:
   nostr-sdk cannot match it and reports failed={url: 'timeout'} after `ok_timeout`
   (default 10 s). It also pauses that connection 2 s, 4 s, 8 s... after each refusal.
 - relay down: failed={url: 'timeout'} after `ok_timeout` (or sometimes 'relay not connected');
-  `connect_timeout` does not shorten it, `ok_timeout` does.
+  `connect_timeout` does not shorten it, `ok_timeout` does. The event stays queued in that
+  client and is delivered when it reconnects, so "failed" can still mean "published later".
+- relay back after a restart: reconnect with `await client.disconnect()` then
+  `await client.try_connect(timeout)`; left alone, nostr-sdk reconnects after 5-9 s.
 - never connected: failed={url: 'relay is initialized but not ready'} at once.
 - no relay added: raises NostrSdkError.Generic('relay/s not specified').
 - tampered event: nostr-sdk refuses to send it at all, raising NostrSdkError.Generic with
   'Invalid event ID' (content changed) or 'Invalid signature' (sig changed).
+
+The real relay checks `created_at` against the *real* clock (refused if > 1 h ahead or > 1 year
+old): events dated by the tests' fixed clock (conftest NOW) can be refused, as a 'timeout'.
 """
 
 from __future__ import annotations
@@ -324,6 +330,25 @@ def test_inprocess_relay_round_trip(inprocess_relay: InProcessRelay) -> None:
 
 
 # --------------------------------------------------------------------------- nostr-sdk facts
+
+
+def test_send_event_without_a_usable_relay() -> None:
+    event = note("nowhere", Keys.generate())
+
+    async def scenario() -> tuple[list[str], dict[str, str]]:
+        with pytest.raises(NostrSdkError.Generic, match="relay/s not specified"):
+            await Client().send_event(event)
+        client = Client()
+        url = f"ws://127.0.0.1:{nostr.free_port()}"
+        await client.add_relay(RelayUrl.parse(url))  # added but never connected
+        try:
+            return shape(await client.send_event(event, ok_timeout=SECOND))
+        finally:
+            await client.shutdown()
+
+    success, failed = asyncio.run(scenario())
+    assert success == []
+    assert list(failed.values()) == ["relay is initialized but not ready"]
 
 
 def test_event_json_ids_and_keys() -> None:
