@@ -76,7 +76,6 @@ class Daemon:
         self._stopping = False
         self._reload = False
         self._wake: asyncio.Event | None = None
-        self._data_version = -1
         self._next_beat = 0.0
 
     # --- what signal handlers call (flags only) ------------------------------------------
@@ -179,6 +178,9 @@ class Daemon:
     async def _wait(self) -> None:
         """Sleep until something may be claimable, watching for other processes' changes."""
         assert self._wake is not None
+        # The baseline comes first: a commit after it is seen below, one before it is in
+        # next_wake_ms. The other order loses a post queued in between until poll_interval.
+        baseline = self._data_version_now()
         now = self.engine.now_ms()
         wake = self.engine.next_wake_ms()
         deadline = now + int(self.poll_interval * 1000)
@@ -197,14 +199,12 @@ class Daemon:
                 pass
             if time.monotonic() >= self._next_beat:
                 self._beat()
-            if self._changed_elsewhere():
+            if self._data_version_now() != baseline:
                 return
 
-    def _changed_elsewhere(self) -> bool:
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        changed = self._data_version not in (-1, version)
-        self._data_version = version
-        return changed
+    def _data_version_now(self) -> int:
+        """Changes whenever another connection commits (our own commits leave it alone)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _beat(self) -> None:
         with transaction(self.conn):

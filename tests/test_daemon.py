@@ -314,3 +314,50 @@ def test_a_post_due_in_2_s_is_sent_within_1_s_of_its_time(
     lateness = scalar(cfg, "SELECT sent_at_ms - due_at_ms FROM deliveries")
     assert 0 <= lateness <= 1000
     assert [e["content"] for e in nostr_relay.stored_events()] == ["on the second"]
+
+
+def test_a_second_sigterm_exits_at_once(
+    write_config: Callable[[str], Path], nostr_key: Path, daemons: Daemons
+) -> None:
+    """With a delivery stuck on the wire, the first TERM waits; the second does not."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers: the publish hangs
+    write_config(
+        f'[nostr]\nkeys_file = "{nostr_key}"\n'
+        f'relays = ["ws://127.0.0.1:{silent.getsockname()[1]}"]\ntimeout = 30\n'
+        "[scheduling]\nshutdown_timeout = 20\n"
+    )
+    cfg = config_module.load()
+    queue.open_db(cfg).close()
+    enqueue(cfg, 1, time.time())
+    proc = daemons.start()
+    wait_until(
+        lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sending'") == 1,
+        20,
+        "the delivery on the wire",
+    )
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None, "the first SIGTERM should wait for the delivery in flight"
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert proc.wait(5) == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 1.0
+    silent.close()
+
+
+def test_sighup_reloads_the_config(setup: Setup, daemons: Daemons, nostr_relay: NostrRelay) -> None:
+    cfg = setup()
+    proc = daemons.start()
+    wait_for_heartbeat(cfg)
+    setup("retry_delay = 7\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "config reloaded" in daemons.output(), 10, "the reload")
+    contents = enqueue(cfg, 1, time.time(), "after the reload")
+    wait_until(lambda: sent_count(cfg) == 1, 10, "a send after the reload")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert_each_exactly_once(nostr_relay, contents)
