@@ -21,7 +21,7 @@ class Window:
     def __init__(self, conn: sqlite3.Connection, per_hour: dict[str, int], now_ms: int) -> None:
         self.conn, self.per_hour, self.now_ms = conn, per_hour, now_ms
         self._deferred: dict[tuple[str, str], int] = {}
-        store.prune_slots(conn, now_ms - WINDOW_MS)
+        self._pruned: set[tuple[str, str]] = set()
 
     def reserve(self, platform: str, account: str, delivery_id: int) -> int | None:
         """Reserve a slot now (None), or say when the next free slot for this one opens."""
@@ -30,12 +30,15 @@ class Window:
             return hold
         limit = self.per_hour[platform]
         since = self.now_ms - WINDOW_MS
-        used, _ = store.slots_in_window(self.conn, platform, account, since)
+        key = (platform, account)
+        if key not in self._pruned:
+            store.prune_slots(self.conn, platform, account, since)
+            self._pruned.add(key)
+        used = store.slots_used(self.conn, platform, account)
         if used < limit:
             store.reserve_slot(self.conn, platform, account, self.now_ms, delivery_id)
             return None
         # The k-th delivery waiting in this batch gets the k-th slot to leave the window.
-        key = (platform, account)
         position = used - limit + self._deferred.get(key, 0)
         self._deferred[key] = self._deferred.get(key, 0) + 1
         frees = store.nth_slot_time(self.conn, platform, account, since, position)

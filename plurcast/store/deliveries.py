@@ -45,17 +45,27 @@ def _claimed(row: Any) -> Claimed:
 def due_candidates(
     conn: sqlite3.Connection, now_ms: int, platforms: Sequence[str], limit: int
 ) -> list[tuple[Claimed, str]]:
-    """Deliveries that are due, or whose lease ran out (their holder died), oldest first."""
+    """Deliveries that are due, or whose lease ran out (their holder died), oldest first.
+
+    One query per state, each an in-order walk of the (state, due_at_ms) index that
+    stops after `limit` rows; a single query with OR across states makes SQLite sort
+    every due row on every claim (O(n²) over a burst of n).
+    """
     marks = ",".join("?" * len(platforms))
-    rows = conn.execute(
-        f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
-        f"WHERE d.platform IN ({marks}) AND ("
-        f"  (d.state IN {WAITING} AND d.due_at_ms <= ?)"
-        f"  OR (d.state = 'sending' AND d.lease_expires_at_ms <= ?)) "
-        f"ORDER BY d.due_at_ms, d.id LIMIT ?",
-        [*platforms, now_ms, now_ms, limit],
-    )
-    return [(_claimed(r), r[9]) for r in rows]
+    head = f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
+    tail = f"AND d.platform IN ({marks}) ORDER BY d.due_at_ms, d.id LIMIT ?"
+    rows: list[Any] = []
+    for state in ("pending", "retry"):
+        rows += conn.execute(
+            f"{head} WHERE d.state = ? AND d.due_at_ms <= ? {tail}",
+            [state, now_ms, *platforms, limit],
+        ).fetchall()
+    rows += conn.execute(
+        f"{head} WHERE d.state = 'sending' AND d.lease_expires_at_ms <= ? {tail}",
+        [now_ms, *platforms, limit],
+    ).fetchall()
+    rows.sort(key=lambda r: (r[8], r[0]))
+    return [(_claimed(r), r[9]) for r in rows[:limit]]
 
 
 def post_candidates(
@@ -264,16 +274,12 @@ def retry_dead(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int) -
 # --- rate limits ----------------------------------------------------------------------
 
 
-def slots_in_window(
-    conn: sqlite3.Connection, platform: str, account: str, since_ms: int
-) -> tuple[int, int | None]:
-    """(slots used since `since_ms`, the oldest of them) for one (platform, account)."""
+def slots_used(conn: sqlite3.Connection, platform: str, account: str) -> int:
+    """Slots held by (platform, account); exact once its old slots are pruned."""
     row = conn.execute(
-        "SELECT count(*), min(at_ms) FROM rate_slots "
-        "WHERE platform = ? AND account = ? AND at_ms > ?",
-        (platform, account, since_ms),
+        "SELECT used FROM rate_counts WHERE platform = ? AND account = ?", (platform, account)
     ).fetchone()
-    return int(row[0]), row[1]
+    return 0 if row is None else int(row[0])
 
 
 def nth_slot_time(
@@ -296,9 +302,12 @@ def reserve_slot(
     )
 
 
-def prune_slots(conn: sqlite3.Connection, before_ms: int) -> None:
-    conn.execute("DELETE FROM rate_slots WHERE at_ms <= ?", (before_ms,))
-    conn.execute("DELETE FROM rate_holds WHERE until_ms <= ?", (before_ms,))
+def prune_slots(conn: sqlite3.Connection, platform: str, account: str, before_ms: int) -> None:
+    """Forget slots that left the window (through the index: only the aged rows are visited)."""
+    conn.execute(
+        "DELETE FROM rate_slots WHERE platform = ? AND account = ? AND at_ms <= ?",
+        (platform, account, before_ms),
+    )
 
 
 def hold_until(conn: sqlite3.Connection, platform: str, account: str) -> int | None:

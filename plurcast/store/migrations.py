@@ -117,6 +117,33 @@ def _m002_rate_limits(db: Any) -> None:
         """
     )
     db["rate_slots"].create_index(["platform", "account", "at_ms"], index_name="rate_slots_window")
+    # Slots in the window, kept exact by triggers: counting them would cost O(window) per claim.
+    db.execute(
+        """
+        CREATE TABLE rate_counts (
+            platform TEXT NOT NULL,
+            account  TEXT NOT NULL,
+            used     INTEGER NOT NULL,
+            PRIMARY KEY (platform, account)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER rate_slot_added AFTER INSERT ON rate_slots BEGIN
+            INSERT INTO rate_counts (platform, account, used) VALUES (new.platform, new.account, 1)
+            ON CONFLICT (platform, account) DO UPDATE SET used = used + 1;
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER rate_slot_removed AFTER DELETE ON rate_slots BEGIN
+            UPDATE rate_counts SET used = used - 1
+            WHERE platform = old.platform AND account = old.account;
+        END
+        """
+    )
 
 
 MIGRATIONS: tuple[Migration, ...] = (_m001_queue, _m002_rate_limits)
