@@ -72,30 +72,25 @@ def check_limits(
     nostr_max_bytes: int = NOSTR_MAX_BYTES,
 ) -> None:
     """Refuse content over any target platform's limit, naming platform, limit and length."""
+    size = len(text.encode("utf-8"))
     if "nostr" in platforms:
-        size = len(text.encode("utf-8"))
-        if size > nostr_max_bytes:
-            raise InvalidInput(
-                f"content is {size:,} bytes, over the nostr limit of {nostr_max_bytes:,}",
-                "shorten it, or raise [nostr] max_bytes if your relays take more",
-            )
+        _refuse_over(
+            "nostr",
+            size,
+            nostr_max_bytes,
+            "bytes",
+            "shorten it, or raise [nostr] max_bytes if your relays take more",
+        )
     if "mastodon" in platforms:
-        length = mastodon_length(text)
-        if length > mastodon_max_chars:
-            raise InvalidInput(
-                f"content is {length} characters, over mastodon's limit of {mastodon_max_chars}",
-                "shorten it, or leave mastodon out with -p",
-            )
+        _refuse_over("mastodon", mastodon_length(text), mastodon_max_chars, "characters")
     if "bluesky" in platforms:
-        length = graphemes(text)
-        if length > BLUESKY_MAX_GRAPHEMES:
-            raise InvalidInput(
-                f"content is {length} characters, over bluesky's limit of {BLUESKY_MAX_GRAPHEMES}",
-                "shorten it, or leave bluesky out with -p",
-            )
-        size = len(text.encode("utf-8"))
-        if size > BLUESKY_MAX_BYTES:
-            raise InvalidInput(
-                f"content is {size:,} bytes, over bluesky's limit of {BLUESKY_MAX_BYTES:,}",
-                "shorten it, or leave bluesky out with -p",
-            )
+        _refuse_over("bluesky", graphemes(text), BLUESKY_MAX_GRAPHEMES, "characters")
+        _refuse_over("bluesky", size, BLUESKY_MAX_BYTES, "bytes")
+
+
+def _refuse_over(platform: str, measured: int, limit: int, unit: str, hint: str = "") -> None:
+    if measured > limit:
+        raise InvalidInput(
+            f"content is {measured:,} {unit}, over {platform}'s limit of {limit:,}",
+            hint or f"shorten it, or leave {platform} out with -p",
+        )

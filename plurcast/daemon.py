@@ -20,7 +20,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from plurcast import __version__, process
 from plurcast.config import Config
@@ -47,7 +47,6 @@ class RunStats:
     sent: int = 0
     retried: int = 0
     dead: int = 0
-    lateness_ms: list[int] = field(default_factory=list)
 
 
 class Daemon:
@@ -162,7 +161,6 @@ class Daemon:
             result = task.result()
             if result.state == "sent":
                 self.stats.sent += 1
-                self.stats.lateness_ms.append(self.engine.now_ms() - result.claim.due_at_ms)
             elif result.state == "retry":
                 self.stats.retried += 1
             elif result.state == "dead":

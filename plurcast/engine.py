@@ -92,15 +92,6 @@ class Delivered:
     due_at_ms: int | None = None
     display: str | None = None  # e.g. nostr:note1…
 
-    @property
-    def line(self) -> str:
-        """What plur-post prints for this platform."""
-        platform = self.claim.platform
-        if self.state == "sent" and self.display:
-            return self.display
-        reason = (self.outcome.error if self.outcome else None) or self.state
-        return f"{platform}:error:{reason}"
-
 
 class Engine:
     def __init__(

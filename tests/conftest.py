@@ -83,6 +83,17 @@ def configured(write_config: Callable[[str], Path]) -> Path:
 
 
 @pytest.fixture
+def nostr_key(isolated_home: Path) -> Path:
+    """A fresh Nostr secret key (nsec) in a mode-600 file."""
+    import nostr_sdk
+
+    path = isolated_home / "nostr-secret.keys"
+    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
 def db_path(isolated_home: Path) -> Path:
     return isolated_home / ".local" / "share" / "plurcast" / "posts.db"
 

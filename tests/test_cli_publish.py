@@ -17,16 +17,6 @@ from tests.peers.nostr import InProcessRelay
 
 
 @pytest.fixture
-def nostr_key(isolated_home: Path) -> Path:
-    import nostr_sdk
-
-    path = isolated_home / "nostr.keys"
-    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32())
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
 def relay_config(write_config: Callable[[str], Path], nostr_key: Path) -> Callable[[str], Path]:
     def write(url: str, extra: str = "") -> Path:
         return write_config(

@@ -169,8 +169,8 @@ def test_mastodon_url_counts_23_at_the_limit() -> None:
 def test_mastodon_configured_max_chars() -> None:
     check_limits("a" * 5000, ["mastodon"], 5000)
     err = invalid(check_limits, "a" * 5001, ["mastodon"], 5000)
-    assert "5000" in err.message
-    assert "5001" in err.message
+    assert "5,000" in err.message
+    assert "5,001" in err.message
     err = invalid(check_limits, "a" * 281, ["mastodon"], 280)
     assert "280" in err.message
     assert "281" in err.message
@@ -209,7 +209,7 @@ def test_nostr_limit_is_in_bytes_and_configurable() -> None:
     check_limits("a" * 65_536, ["nostr"], 500)
     check_limits(FAMILY * 2600, ["nostr"], 500)  # 65,000 bytes, 2,600 characters
     err = invalid(check_limits, "a" * 65_537, ["nostr"], 500)
-    assert err.message == "content is 65,537 bytes, over the nostr limit of 65,536"
+    assert err.message == "content is 65,537 bytes, over nostr's limit of 65,536"
     check_limits("a" * 100_000, ["nostr"], 500, 100_000)
     assert invalid(check_limits, "é" * 2049, ["nostr"], 500, 4096).message.startswith(
         "content is 4,098 bytes"

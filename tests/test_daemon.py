@@ -29,16 +29,6 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture
-def nostr_key(isolated_home: Path) -> Path:
-    import nostr_sdk
-
-    path = isolated_home / "nostr.keys"
-    path.write_text(nostr_sdk.Keys.generate().secret_key().to_hex())
-    path.chmod(0o600)
-    return path
-
-
 Setup = Callable[..., config_module.Config]
 
 

@@ -48,17 +48,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def nostr_key(isolated_home: Path) -> Path:
-    import nostr_sdk
-
-    path = isolated_home / ".config" / "plurcast" / "nostr.keys"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32() + "\n")
-    path.chmod(0o600)
-    return path
-
-
 WriteNostrConfig = Callable[..., config_module.Config]
 
 

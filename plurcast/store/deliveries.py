@@ -204,17 +204,6 @@ def log_attempt(
     )
 
 
-def delivery_states(conn: sqlite3.Connection, delivery_ids: Sequence[int]) -> dict[int, Any]:
-    """(state, remote_id, remote_url, last_error, error_kind, due_at_ms) by delivery id."""
-    marks = ",".join("?" * len(delivery_ids))
-    rows = conn.execute(
-        f"SELECT id, state, remote_id, remote_url, last_error, error_kind, due_at_ms "
-        f"FROM deliveries WHERE id IN ({marks})",
-        list(delivery_ids),
-    )
-    return {r[0]: r[1:] for r in rows}
-
-
 def release(conn: sqlite3.Connection, owner: str, now_ms: int) -> int:
     """Give back every lease `owner` holds; the payload stays, so a re-send is the same post."""
     return conn.execute(

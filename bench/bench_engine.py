@@ -1,0 +1,225 @@
+"""Delivery benchmarks against a real nostr-relay on 127.0.0.1.
+
+- lateness: 500 posts due over 30 s; p50/p99/max of sent_at - scheduled_at (target p99 <= 1 s)
+- burst: 5,000 posts due at once; posts/s beside the same 5,000 events, pre-signed and
+  published by a minimal nostr-sdk client, one by one and 8 at a time (target >= 0.8 of
+  the better baseline)
+- idle: a daemon that has sent a post then waits 60 s; CPU seconds and peak RSS
+  (targets <= 0.3 s and <= 80 MB)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.peers.nostr import NostrRelay
+
+BIN = Path(sys.executable).parent
+BURST = 5_000
+CONCURRENCY = 8
+IDLE_SECONDS = 60
+
+
+def write_config(work: Path, relay: NostrRelay, name: str) -> dict[str, str]:
+    import nostr_sdk
+
+    key = work / f"{name}.keys"
+    key.write_text(nostr_sdk.Keys.generate().secret_key().to_hex())
+    key.chmod(0o600)
+    cfg = work / f"{name}.toml"
+    cfg.write_text(
+        f'[nostr]\nkeys_file = "{key}"\nrelays = ["{relay.url}"]\n'
+        f"[scheduling]\npoll_interval = 60\nmax_concurrency = {CONCURRENCY}\n"
+        "[scheduling.rate_limits.nostr]\nposts_per_hour = 1000000\n"
+    )
+    env = {
+        **os.environ,
+        "PLURCAST_CONFIG": str(cfg),
+        "PLURCAST_DB_PATH": str(work / f"{name}.db"),
+    }
+    os.environ.update(env)
+    return env
+
+
+def enqueue(count: int, due: Callable[[int], float]) -> None:
+    """Posts written straight through the store, post i due at due(i) (epoch seconds)."""
+    from plurcast import config
+    from plurcast.store import connect
+    from plurcast.store.connection import transaction
+    from plurcast.store.posts import NewPost, insert_post
+
+    conn = connect(config.load().db_path)
+    now_ms = int(time.time() * 1000)
+    with transaction(conn):
+        for i in range(count):
+            insert_post(
+                conn,
+                NewPost(
+                    str(uuid.uuid4()),
+                    f"bench post {i} ✨",
+                    now_ms,
+                    int(due(i)) * 1000,
+                    "UTC",
+                    [("nostr", "default")],
+                ),
+            )
+    conn.close()
+
+
+def query(env: dict[str, str], sql: str) -> list[tuple[int, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{env['PLURCAST_DB_PATH']}?mode=ro", uri=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def wait_sent(env: dict[str, str], count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if query(env, "SELECT count(*) FROM deliveries WHERE state = 'sent'")[0][0] >= count:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {count} posts to be sent")
+
+
+def daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "plur-send")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def lateness(work: Path) -> tuple[float, float, float]:
+    with NostrRelay(work / "relay-lateness") as relay:
+        env = write_config(work, relay, "lateness")
+        start = time.time() + 5
+        enqueue(500, lambda i: start + (i * 30) // 500)
+        proc = daemon(env)
+        wait_sent(env, 500, 120)
+        stop(proc)
+    late = [
+        r[0] / 1000
+        for r in query(env, "SELECT sent_at_ms - due_at_ms FROM deliveries WHERE state = 'sent'")
+    ]
+    return statistics.median(late), percentile(late, 99), max(late)
+
+
+async def baseline(url: str, concurrency: int) -> float:
+    """The same number of pre-signed events through one plain nostr-sdk client; events/s."""
+    import nostr_sdk as sdk
+
+    keys = sdk.Keys.generate()
+    events = [
+        sdk.EventBuilder(sdk.Kind(1), f"bench post {i} ✨").finalize(keys) for i in range(BURST)
+    ]
+    client = sdk.Client()
+    await client.add_relay(sdk.RelayUrl.parse(url))
+    await client.connect(and_wait=timedelta(seconds=5))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def send(event: object) -> None:
+        async with gate:
+            out = await client.send_event(event, ok_timeout=timedelta(seconds=10))
+            if not out.success:
+                raise SystemExit(f"baseline send failed: {out.failed}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(send(e) for e in events))
+    elapsed = time.perf_counter() - started
+    await client.shutdown()
+    return BURST / elapsed
+
+
+def burst(work: Path) -> tuple[float, float, float]:
+    with NostrRelay(work / "relay-base-1") as relay:
+        one_by_one = asyncio.run(baseline(relay.url, 1))
+    with NostrRelay(work / "relay-base-8") as relay:
+        eight = asyncio.run(baseline(relay.url, CONCURRENCY))
+    with NostrRelay(work / "relay-burst") as relay:
+        env = write_config(work, relay, "burst")
+        enqueue(BURST, lambda i: time.time())
+        proc = daemon(env)
+        wait_sent(env, BURST, 600)
+        stop(proc)
+        stored = len(relay.stored_events())
+    if stored != BURST:
+        raise SystemExit(f"relay stored {stored} events, expected {BURST}")
+    first, last = query(env, "SELECT min(started_at_ms), max(finished_at_ms) FROM attempts")[0]
+    return BURST / ((last - first) / 1000), one_by_one, eight
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def idle(work: Path) -> tuple[float, float]:
+    with NostrRelay(work / "relay-idle") as relay:
+        env = write_config(work, relay, "idle")
+        enqueue(1, lambda i: time.time())
+        proc = daemon(env)
+        wait_sent(env, 1, 30)
+        time.sleep(1)
+        before = cpu_seconds(proc.pid)
+        time.sleep(IDLE_SECONDS)
+        used = cpu_seconds(proc.pid) - before
+        rss = peak_rss_mb(proc.pid)
+        stop(proc)
+    return used, rss
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        p50, p99, worst = lateness(work)
+        print(
+            f"lateness, 500 posts due over 30 s: p50 {p50:.3f} s  p99 {p99:.3f} s  "
+            f"max {worst:.3f} s"
+            f"  (target p99 <= 1 s: {'ok' if p99 <= 1 else 'MISSED'})"
+        )
+        rate, one, eight = burst(work)
+        ratio = rate / max(one, eight)
+        print(
+            f"burst, {BURST:,} posts at once: plur-send {rate:.0f} posts/s; "
+            f"minimal nostr-sdk client {one:.0f}/s one by one, "
+            f"{eight:.0f}/s {CONCURRENCY} at a time; ratio {ratio:.2f}"
+            f"  (target >= 0.8: {'ok' if ratio >= 0.8 else 'MISSED'})"
+        )
+        cpu, rss = idle(work)
+        print(
+            f"idle daemon, {IDLE_SECONDS} s after a send: CPU {cpu:.3f} s, peak RSS {rss:.1f} MB"
+            f"  (targets <= 0.3 s, <= 80 MB: {'ok' if cpu <= 0.3 and rss <= 80 else 'MISSED'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
