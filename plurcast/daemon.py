@@ -34,6 +34,23 @@ HEARTBEAT_SECONDS = 5.0
 WATCH_SECONDS = 0.25  # how often other processes' changes are looked for
 
 
+class Notifier:
+    """What a supervisor hears from the daemon; the default tells no one.
+
+    plur-send passes one that speaks sd_notify under systemd (issue #6): READY once
+    the database is open and the first pass ran, STATUS as the queue changes,
+    WATCHDOG from the live loop only, STOPPING when a stop begins.
+    """
+
+    def ready(self) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def watchdog(self) -> None: ...
+
+    def stopping(self) -> None: ...
+
+
 @dataclass
 class Options:
     once: bool = False
@@ -58,6 +75,7 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         pool_factory: Callable[[Config], PublisherPool] = PublisherPool,
+        notifier: Notifier | None = None,
     ) -> None:
         self.load_config = load_config
         self.options = options
@@ -65,6 +83,7 @@ class Daemon:
         self.cfg = load_config()
         self.conn = connect(self.cfg)
         self.pool_factory = pool_factory
+        self.notifier = notifier or Notifier()
         self.engine = Engine(
             self.cfg, self.conn, pool_factory(self.cfg), clock=clock, no_retry=options.no_retry
         )
@@ -85,6 +104,7 @@ class Daemon:
             os._exit(128 + signum)
         log.info("%s: finishing in-flight deliveries, then stopping", signal.Signals(signum).name)
         self._stopping = True
+        self.notifier.stopping()
         self._poke()
 
     def request_reload(self) -> None:
@@ -119,11 +139,16 @@ class Daemon:
         )
         if self.cfg.scheduling.startup_delay and not self.options.once:
             await self._sleep(self.cfg.scheduling.startup_delay)
+        ready = False
         try:
             while not self._stopping:
                 if self._reload:
                     await self._reconfigure()
                 self._claim_and_start()
+                if not ready:
+                    ready = True
+                    self.notifier.ready()
+                    self.notifier.status(self._status_line())
                 if self.options.once and not self.inflight and not self._due_now():
                     break
                 await self._wait()
@@ -195,10 +220,23 @@ class Daemon:
                 return  # a delivery finished (a slot is free) or a signal came
             except TimeoutError:
                 pass
+            self.notifier.watchdog()
             if time.monotonic() >= self._next_beat:
                 self._beat()
+                self.notifier.status(self._status_line())
             if self._data_version_now() != baseline:
                 return
+
+    def _status_line(self) -> str:
+        """One line for `systemctl status`: what waits, when the next is due, what failed."""
+        waiting, next_due, dead = store.queue_summary(self.conn)
+        parts = [f"{waiting} queued", f"{len(self.inflight)} sending"]
+        if next_due is not None:
+            wait = max(0, next_due - self.engine.now_ms()) // 1000
+            parts.append(f"next in {wait} s")
+        if dead:
+            parts.append(f"{dead} failed")
+        return ", ".join(parts)
 
     def _data_version_now(self) -> int:
         """Changes whenever another connection commits (our own commits leave it alone)."""

@@ -26,6 +26,8 @@ from plurcast.store.connection import transaction
 from plurcast.store.deliveries import Claimed
 
 MIN_ID_PREFIX = 8
+# Modules with check_credentials(cfg, account); each must import fast (no SDK at top level).
+CREDENTIAL_CHECKS = {"nostr": "plurcast.platforms.nostr"}
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
@@ -77,11 +79,12 @@ def resolve_targets(
             )
         targets.append((name, account))
     for name, account in targets:
-        if name == "nostr":
-            # A post that cannot be signed is refused now, not at 9 am: key and relays.
-            from plurcast.platforms import nostr
+        # A post that cannot be sent is refused now, not at 9 am: keys, tokens, servers.
+        checker = CREDENTIAL_CHECKS.get(name)
+        if checker is not None:
+            import importlib
 
-            nostr.check_credentials(cfg, account)
+            importlib.import_module(checker).check_credentials(cfg, account)
     return targets
 
 

@@ -215,6 +215,17 @@ def release(conn: sqlite3.Connection, owner: str, now_ms: int) -> int:
     ).rowcount
 
 
+def queue_summary(conn: sqlite3.Connection) -> tuple[int, int | None, int]:
+    """(waiting deliveries, the earliest due time among them, dead deliveries)."""
+    row = conn.execute(
+        f"SELECT (SELECT count(*) FROM deliveries WHERE state IN {WAITING} "
+        f"        AND due_at_ms IS NOT NULL), "
+        f"       (SELECT min(due_at_ms) FROM deliveries WHERE state IN {WAITING}), "
+        f"       (SELECT count(*) FROM deliveries WHERE state = 'dead')"
+    ).fetchone()
+    return int(row[0]), row[1], int(row[2])
+
+
 def lease_owners(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT DISTINCT lease_owner FROM deliveries "
