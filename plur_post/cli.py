@@ -49,6 +49,11 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "-a", "--account", metavar="NAME", help="A named account from [accounts.<platform>.NAME]."
 )
 @click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and for output (default: config).")
+@click.option(
+    "--visibility",
+    type=click.Choice(["public", "unlisted", "private", "direct"]),
+    help="Mastodon visibility for this post (default: [mastodon] visibility, else public).",
+)
 @clikit.format_option
 @click.version_option(__version__, "-V", "--version", prog_name="plur-post")
 def cli(
@@ -58,6 +63,7 @@ def cli(
     platforms: tuple[str, ...],
     account: str | None,
     tz: str | None,
+    visibility: str | None,
     fmt: Format,
 ) -> None:
     """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
@@ -89,6 +95,7 @@ def cli(
         tz=zone,
         now=now,
         claim=engine.claim_post_locked if engine else None,
+        metadata={"visibility": visibility} if visibility else None,
     )
     if engine is not None:
         from plurcast import publish, reporting

@@ -281,6 +281,9 @@ class Engine:
                 store.set_hold(
                     self.conn, claim.platform, claim.account, due, error or "rate limited"
                 )
+            if outcome.hold_for:
+                until = now + int(outcome.hold_for * 1000)
+                store.set_hold(self.conn, claim.platform, claim.account, until, "quota used up")
         if not held:
             log.warning(
                 "post %s to %s/%s: lease lost before recording %s",

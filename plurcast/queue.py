@@ -6,12 +6,14 @@ first write, and every change is one transaction, so an error leaves nothing beh
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import content as content_rules
@@ -109,6 +111,7 @@ def create_post(
     tz: ZoneInfo,
     now: datetime,
     claim: Callable[[str], list[Claimed]] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Created:
     """Validate everything, then write the post and its deliveries in one transaction.
 
@@ -138,6 +141,7 @@ def create_post(
         scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
         timezone=tz.key,
         targets=targets,
+        metadata=json.dumps(metadata or {}, ensure_ascii=False),
     )
     claims: list[Claimed] = []
     with transaction(conn):

@@ -40,6 +40,9 @@ class Outcome:
     remote_url: str | None = None
     error: str | None = None  # one line, for people: "relay.example: blocked: spam"
     retry_after: float | None = None  # seconds the platform asked us to wait
+    hold_for: float | None = (
+        None  # seconds this account must not post (quota used up), even on success
+    )
     auth: bool = False  # permanent because the credentials were refused
     detail: dict[str, str] = field(default_factory=dict)  # e.g. relay url -> its answer
 
