@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import __version__, clikit, queue
+from plurcast import __version__, clikit, queue, schedules
 from plurcast import config as config_module
+from plurcast.errors import InvalidInput
+from plurcast.models import from_ms
 from plurcast.output import Format, emit_json
 from plurcast.timefmt import format_local, format_relative
-from plurcast.views import time_fields
+from plurcast.views import schedule_json, time_fields
 
 
 @click.command(
@@ -49,6 +54,25 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "-a", "--account", metavar="NAME", help="A named account from [accounts.<platform>.NAME]."
 )
 @click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and for output (default: config).")
+@click.option("--cron", metavar="EXPR", help='Repeat on a cron schedule: "0 9 * * 1-5" (in --tz).')
+@click.option(
+    "--every", metavar="DURATION", help="Repeat at a fixed interval: 6h, 1d, 90m (>= 1m)."
+)
+@click.option(
+    "--until", metavar="WHEN", help="With --cron/--every: no occurrences after this time."
+)
+@click.option("--count", type=int, metavar="N", help="With --cron/--every: stop after N posts.")
+@click.option(
+    "--misfire",
+    type=click.Choice(["latest", "skip", "all"]),
+    default="latest",
+    show_default=True,
+    help="Missed occurrences (daemon down): post the latest within --grace, skip them, "
+    "or post all (at most 10).",
+)
+@click.option(
+    "--grace", metavar="DURATION", help="With --misfire latest: how late is too late (1h)."
+)
 @click.option(
     "--visibility",
     type=click.Choice(["public", "unlisted", "private", "direct"]),
@@ -63,6 +87,12 @@ def cli(
     platforms: tuple[str, ...],
     account: str | None,
     tz: str | None,
+    cron: str | None,
+    every: str | None,
+    until: str | None,
+    count: int | None,
+    misfire: str,
+    grace: str | None,
     visibility: str | None,
     fmt: Format,
 ) -> None:
@@ -78,6 +108,25 @@ def cli(
     text = clikit.read_content(content)
     now = clikit.now()
     conn = queue.open_db(cfg)
+    metadata: dict[str, object] | None = {"visibility": visibility} if visibility else None
+    if cron is not None or every is not None:
+        if draft:
+            raise InvalidInput("--draft cannot be used with --cron or --every", "choose one")
+        _recurring(
+            conn,
+            cfg,
+            text,
+            schedules.Recurring(cron, every, schedule, until, count, misfire, grace),
+            platforms=platforms,
+            account=account,
+            zone=zone,
+            now=now,
+            metadata=metadata,
+            fmt=fmt,
+        )
+        return
+    if until is not None or count is not None or grace is not None:
+        raise InvalidInput("--until, --count and --grace go with --cron or --every")
     engine = None
     if schedule is None and not draft:
         # Only publishing now needs the engine (and asyncio): queueing stays fast.
@@ -95,7 +144,7 @@ def cli(
         tz=zone,
         now=now,
         claim=engine.claim_post_locked if engine else None,
-        metadata={"visibility": visibility} if visibility else None,
+        metadata=metadata,
     )
     if engine is not None:
         from plurcast import publish, reporting
@@ -127,6 +176,38 @@ def cli(
         },
         fmt,
     )
+
+
+def _recurring(
+    conn: sqlite3.Connection,
+    cfg: config_module.Config,
+    text: str,
+    spec: schedules.Recurring,
+    *,
+    platforms: tuple[str, ...],
+    account: str | None,
+    zone: ZoneInfo,
+    now: datetime,
+    metadata: dict[str, object] | None,
+    fmt: Format,
+) -> None:
+    s = schedules.create(
+        conn,
+        cfg,
+        text,
+        spec,
+        platforms=platforms,
+        account=account,
+        tz=zone,
+        now=now,
+        metadata=metadata,
+    )
+    next_run = from_ms(s.next_run_at_ms or 0)
+    shown = format_local(next_run, zone, now)
+    if fmt == "text":
+        click.echo(f"schedule:{s.id}:next:{format_relative(next_run - now)} ({shown})")
+        return
+    emit_json(schedule_json(s, zone, now), fmt)
 
 
 def main() -> None:

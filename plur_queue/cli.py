@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from plur_queue import failed, manage, send, stats
+from plur_queue import failed, manage, recurring, send, stats
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
 from plurcast import __version__, clikit, queue
 from plurcast.models import Post
@@ -113,7 +113,7 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
     return lines
 
 
-for _module in (manage, send, stats, failed):
+for _module in (manage, send, stats, failed, recurring):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

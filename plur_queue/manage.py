@@ -7,8 +7,8 @@ import sys
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, queue, when
-from plurcast.models import to_ms
+from plurcast import clikit, queue, schedules, when
+from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.timefmt import format_local, format_relative
 from plurcast.views import time_fields
@@ -20,10 +20,11 @@ from plurcast.views import time_fields
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @clikit.format_long_option
 def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format) -> None:
-    """Cancel scheduled posts; what was already sent stays sent.
+    """Cancel scheduled posts or recurring schedules; what was already sent stays sent.
 
     Asks for confirmation on stderr unless --force. Cancelled posts stay visible
-    with `plur-queue list --all`.
+    with `plur-queue list --all`. A schedule id stops the schedule and cancels
+    its posts not yet sent.
 
     \b
     Examples:
@@ -33,20 +34,35 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     if bool(post_ids) == cancel_all:
         raise click.UsageError("give post ids or --all (not both)")
     s = open_session()
-    posts = queue.list_posts(s.conn) if cancel_all else queue.get_many(s.conn, post_ids)
+    recurring: list[Schedule] = []
+    if cancel_all:
+        posts = queue.list_posts(s.conn)
+    else:
+        posts, recurring = schedules.posts_or_schedules(s.conn, post_ids)
     for post in posts:
         queue.check_cancellable(post)
-    if not posts:
+    if not posts and not recurring:
         sys.stderr.write("Nothing to cancel.\n")
         return
     if not force:
-        noun = "post" if len(posts) == 1 else "posts"
-        clikit.confirm(f"Cancel {len(posts)} {noun}?")
-    queue.cancel(s.conn, posts, clikit.now())
+        what = [f"{len(posts)} post{'s' if len(posts) != 1 else ''}"] if posts else []
+        if recurring:
+            what.append(f"{len(recurring)} schedule{'s' if len(recurring) != 1 else ''}")
+        clikit.confirm(f"Cancel {' and '.join(what)}?")
+    now = clikit.now()
+    queue.cancel(s.conn, posts, now)
+    for schedule in recurring:
+        schedules.cancel(s.conn, schedule, int(now.timestamp() * 1000))
     if fmt == "text":
-        click.echo("\n".join(f"cancelled:{p.id}" for p in posts))
+        click.echo(
+            "\n".join(f"cancelled:{i}" for i in [p.id for p in posts] + [x.id for x in recurring])
+        )
     else:
-        emit_json([{"post_id": p.id, "cancelled": True} for p in posts], fmt)
+        emit_json(
+            [{"post_id": p.id, "cancelled": True} for p in posts]
+            + [{"schedule_id": x.id, "cancelled": True} for x in recurring],
+            fmt,
+        )
 
 
 class _ShiftCommand(clikit.Command):

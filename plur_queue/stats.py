@@ -10,7 +10,8 @@ import click
 from plur_queue.common import Session, open_session, when_cell
 from plurcast import clikit, stats
 from plurcast.output import Format, emit_json, fancy, first_line
-from plurcast.views import iso, local, post_json, time_fields
+from plurcast.schedules import rule_of
+from plurcast.views import iso, local, post_json, schedule_json, time_fields
 
 _BUCKET_NAMES = {
     "overdue": "overdue",
@@ -62,6 +63,7 @@ def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
         "upcoming": [post_json(p, s.tz) for p in r.upcoming],
         "per_day": [{"date": day, "count": n} for day, n in r.per_day],
         "daemon": _daemon_json(r.daemon, s),
+        "schedules": [schedule_json(x, s.tz, s.now) for x in r.next_occurrences],
     }
 
 
@@ -81,6 +83,10 @@ def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
     rows += [
         ["upcoming", p.id, iso(p.scheduled_at_ms or 0, s.tz), first_line(p.content)]
         for p in r.upcoming
+    ]
+    rows += [
+        ["recurring", x.id, iso(x.next_run_at_ms or 0, s.tz), first_line(x.content)]
+        for x in r.next_occurrences
     ]
     rows.append(["daemon", _daemon_text(r.daemon, s)])
     return rows
@@ -108,6 +114,18 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
                 p.id[:8], when_cell(p, s), ",".join(p.platforms), first_line(p.content)
             )
         console.print(upcoming)
+    if r.next_occurrences:
+        recurring = Table(title="Recurring, next", show_edge=False, header_style="bold")
+        for header in ("ID", "Next", "Rule", "Content"):
+            recurring.add_column(header)
+        for x in r.next_occurrences:
+            recurring.add_row(
+                x.id[:8],
+                local(x.next_run_at_ms, s.tz, s.now),
+                rule_of(x).describe(),
+                first_line(x.content),
+            )
+        console.print(recurring)
     peak = max((n for _, n in r.per_day), default=0) or 1
     console.print("[bold]Next 14 days[/]")
     for day, n in r.per_day:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plurcast import __version__, process
+from plurcast import __version__, process, schedules
 from plurcast.config import Config
 from plurcast.engine import Delivered, Engine, PublisherPool
 from plurcast.store import deliveries as store
@@ -169,6 +169,8 @@ class Daemon:
         return 1 if self.options.once and self.stats.dead else 0
 
     def _claim_and_start(self) -> None:
+        if not self._stopping:
+            schedules.materialize(self.conn, self.engine.now_ms())
         free = self.max_concurrency - len(self.inflight)
         while free > 0 and not self._stopping:
             claims = self.engine.claim_due(free)
@@ -194,8 +196,13 @@ class Daemon:
             log.error("a delivery task failed: %r", task.exception())
         self._poke()
 
+    def _next_wake_ms(self) -> int | None:
+        """The earliest due delivery, lease expiry or recurring occurrence."""
+        times = [t for t in (self.engine.next_wake_ms(), schedules.next_run_ms(self.conn)) if t]
+        return min(times) if times else None
+
     def _due_now(self) -> bool:
-        wake = self.engine.next_wake_ms()
+        wake = self._next_wake_ms()
         return wake is not None and wake <= self.engine.now_ms()
 
     async def _wait(self) -> None:
@@ -205,7 +212,7 @@ class Daemon:
         # next_wake_ms. The other order loses a post queued in between until poll_interval.
         baseline = self._data_version_now()
         now = self.engine.now_ms()
-        wake = self.engine.next_wake_ms()
+        wake = self._next_wake_ms()
         deadline = now + int(self.poll_interval * 1000)
         # With every slot busy, only a finishing delivery (it sets _wake) can change things.
         if wake is not None and len(self.inflight) < self.max_concurrency:

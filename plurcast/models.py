@@ -96,6 +96,33 @@ class Post:
         return accounts.pop() if len(accounts) == 1 else None
 
 
+@dataclass(slots=True)
+class Schedule:
+    """A recurring post: its text and targets, its rule, and where it stands."""
+
+    id: str
+    content: str
+    targets: list[tuple[str, str]]
+    metadata: dict[str, Any]
+    cron: str | None
+    every_seconds: int | None
+    timezone: str
+    anchor_ms: int
+    until_ms: int | None
+    max_count: int | None
+    posted: int
+    next_run_at_ms: int | None
+    misfire: str
+    grace_seconds: int
+    state: str  # active | paused | finished | cancelled
+    created_at_ms: int
+    last_run_at_ms: int | None
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted({p for p, _ in self.targets}, key=PLATFORM_ORDER.__getitem__)
+
+
 def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> PostStatus:
     """The one rule for a post's status; precedence runs from in-flight to final."""
     states = [d.state for d in deliveries]

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from plurcast.models import WAITING, Post, PostStatus, from_ms, to_ms
+from plurcast.models import WAITING, Post, PostStatus, Schedule, from_ms, to_ms
 from plurcast.store import posts as store
+from plurcast.store import schedules as schedule_store
 
 BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
 CHART_DAYS = 14
@@ -35,6 +36,7 @@ class QueueStats:
     upcoming: list[Post]
     per_day: list[tuple[str, int]]
     daemon: Daemon
+    next_occurrences: list[Schedule]
 
     @property
     def overdue_without_daemon(self) -> bool:
@@ -107,4 +109,7 @@ def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats
         upcoming=[p for p in queued if due_of[p.id] >= bounds[0]][:UPCOMING],
         per_day=[(day, per_day.get(day, 0)) for day in days],
         daemon=daemon_health(conn, now),
+        next_occurrences=[s for s in schedule_store.all_schedules(conn) if s.state == "active"][
+            :UPCOMING
+        ],
     )

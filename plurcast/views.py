@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plurcast.models import Delivery, Post, from_ms
+from plurcast.models import Delivery, Post, Schedule, from_ms
 from plurcast.timefmt import format_local
 
 
@@ -74,3 +74,27 @@ def post_detail_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
         ]
         deliveries.append(item)
     return {**post_json(post, tz), "metadata": post.metadata, "deliveries": deliveries}
+
+
+def schedule_json(s: Schedule, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
+    from plurcast.schedules import rule_of
+
+    return {
+        "schedule": True,
+        "schedule_id": s.id,
+        "content": s.content,
+        "rule": rule_of(s).describe(),
+        "cron": s.cron,
+        "every_seconds": s.every_seconds,
+        "timezone": s.timezone,
+        "state": s.state,
+        **time_fields("next_run_at", s.next_run_at_ms, tz),
+        "next_run_time": local(s.next_run_at_ms, tz, now),
+        **time_fields("until", s.until_ms, tz),
+        "count": s.max_count,
+        "posted": s.posted,
+        "misfire": s.misfire,
+        "grace_seconds": s.grace_seconds,
+        "platforms": s.platforms,
+        "account": s.targets[0][1] if s.targets else None,
+    }

@@ -351,3 +351,22 @@ def test_sighup_reloads_the_config(setup: Setup, daemons: Daemons, nostr_relay: 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     assert_each_exactly_once(nostr_relay, contents)
+
+
+def test_two_daemons_send_each_recurring_occurrence_once_and_on_time(
+    setup: Setup, daemons: Daemons, nostr_relay: NostrRelay
+) -> None:
+    """G5 with real processes: the occurrence is materialised once and sent on its second."""
+    cfg = setup()
+    daemons.start()
+    daemons.start()
+    wait_for_heartbeat(cfg, 2)
+    subprocess.run(
+        [str(BIN / "plur-post"), "every minute ⏰", "--every", "1m", "--schedule", "2s"],
+        check=True,
+    )
+    wait_until(lambda: sent_count(cfg) == 1, 15, "the first occurrence sent")
+    time.sleep(1.5)
+    assert [e["content"] for e in nostr_relay.stored_events()] == ["every minute ⏰"]
+    assert scalar(cfg, "SELECT count(*) FROM occurrences") == 1
+    assert 0 <= scalar(cfg, "SELECT sent_at_ms - due_at_ms FROM deliveries") <= 1000

@@ -146,7 +146,52 @@ def _m002_rate_limits(db: Any) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_queue, _m002_rate_limits)
+def _m003_schedules(db: Any) -> None:
+    """Recurring schedules, and the fate of every one of their occurrences."""
+    db.execute(
+        """
+        CREATE TABLE schedules (
+            id             TEXT PRIMARY KEY,
+            content        TEXT NOT NULL,
+            targets        TEXT NOT NULL,     -- JSON [[platform, account], …]
+            metadata       TEXT NOT NULL DEFAULT '{}',
+            cron           TEXT,
+            every_seconds  INTEGER,
+            timezone       TEXT NOT NULL,
+            anchor_ms      INTEGER NOT NULL,
+            until_ms       INTEGER,
+            max_count      INTEGER,
+            posted         INTEGER NOT NULL DEFAULT 0,
+            next_run_at_ms INTEGER,           -- NULL once finished or cancelled
+            misfire        TEXT NOT NULL DEFAULT 'latest'
+                           CHECK (misfire IN ('latest', 'skip', 'all')),
+            grace_seconds  INTEGER NOT NULL,
+            state          TEXT NOT NULL DEFAULT 'active'
+                           CHECK (state IN ('active', 'paused', 'finished', 'cancelled')),
+            created_at_ms  INTEGER NOT NULL,
+            updated_at_ms  INTEGER NOT NULL,
+            last_run_at_ms INTEGER,
+            CHECK ((cron IS NULL) != (every_seconds IS NULL))
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE occurrences (
+            schedule_id      TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+            occurrence_at_ms INTEGER NOT NULL,
+            decided_at_ms    INTEGER NOT NULL,
+            fate             TEXT NOT NULL CHECK (fate IN ('posted', 'skipped')),
+            post_id          TEXT REFERENCES posts(id) ON DELETE SET NULL,
+            reason           TEXT,
+            PRIMARY KEY (schedule_id, occurrence_at_ms)
+        )
+        """
+    )
+    db["schedules"].create_index(["state", "next_run_at_ms"], index_name="schedules_due")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m001_queue, _m002_rate_limits, _m003_schedules)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

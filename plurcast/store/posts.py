@@ -36,13 +36,16 @@ class NewPost:
     timezone: str
     targets: Sequence[tuple[str, str]]  # (platform, account)
     metadata: str = "{}"
+    schedule_id: str | None = None
+    occurrence_at_ms: int | None = None
+    due_at_ms: int | None = None  # default: scheduled_at_ms (a catch-up is due now, not then)
 
 
 def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
     """One post and its deliveries; the caller owns the transaction."""
     conn.execute(
         "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, metadata, "
-        "updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "updated_at_ms, schedule_id, occurrence_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             post.id,
             post.content,
@@ -51,13 +54,21 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
             post.timezone,
             post.metadata,
             post.created_at_ms,
+            post.schedule_id,
+            post.occurrence_at_ms,
         ),
     )
     conn.executemany(
         "INSERT INTO deliveries (post_id, platform, account, due_at_ms, updated_at_ms) "
         "VALUES (?, ?, ?, ?, ?)",
         [
-            (post.id, platform, account, post.scheduled_at_ms, post.created_at_ms)
+            (
+                post.id,
+                platform,
+                account,
+                post.scheduled_at_ms if post.due_at_ms is None else post.due_at_ms,
+                post.created_at_ms,
+            )
             for platform, account in post.targets
         ],
     )

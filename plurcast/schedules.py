@@ -1,0 +1,292 @@
+"""Recurring schedules: writing them, and turning their due occurrences into posts (G5).
+
+`materialize` runs in one BEGIN IMMEDIATE transaction: it decides every due
+occurrence (posted or skipped, and why), inserts the posts, and advances each
+schedule's cursor. An occurrence's fate is a row keyed by (schedule, occurrence),
+and a post's (schedule_id, occurrence_at_ms) is unique, so however many daemons
+run, no occurrence is ever enqueued twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from plurcast import content as content_rules
+from plurcast import queue, recurrence, when
+from plurcast.config import Config
+from plurcast.errors import InvalidInput, NotFound
+from plurcast.models import DeliveryState, Post, Schedule, to_ms
+from plurcast.recurrence import Rule
+from plurcast.store import posts as post_store
+from plurcast.store import schedules as store
+from plurcast.store.connection import transaction
+
+log = logging.getLogger("plurcast.schedules")
+
+
+def rule_of(s: Schedule) -> Rule:
+    return Rule(s.cron, s.every_seconds, ZoneInfo(s.timezone), s.anchor_ms)
+
+
+@dataclass(frozen=True)
+class Recurring:
+    cron: str | None = None
+    every: str | None = None
+    first: str | None = None  # --schedule: the first run (interval) or the start (cron)
+    until: str | None = None
+    count: int | None = None
+    misfire: str = "latest"
+    grace: str | None = None
+
+
+def create(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    text: str,
+    spec: Recurring,
+    *,
+    platforms: Sequence[str],
+    account: str | None,
+    tz: ZoneInfo,
+    now: datetime,
+    metadata: dict[str, object] | None = None,
+) -> Schedule:
+    """Validate everything (content, targets, rule, zone, end), then write the schedule."""
+    if (spec.cron is None) == (spec.every is None):
+        raise InvalidInput(
+            "give either --cron or --every", "e.g. --cron '0 9 * * 1-5' or --every 6h"
+        )
+    if spec.misfire not in recurrence.MISFIRE_POLICIES:
+        raise InvalidInput(f'unknown misfire policy "{spec.misfire}"', "use latest, skip or all")
+    if spec.until is not None and spec.count is not None:
+        raise InvalidInput("--until and --count cannot be used together", "choose one end")
+    if spec.count is not None and spec.count < 1:
+        raise InvalidInput("--count must be at least 1")
+    text = content_rules.normalise(text)
+    targets = queue.resolve_targets(cfg, platforms, account)
+    account_name = targets[0][1]
+    content_rules.check_limits(
+        text,
+        [p for p, _ in targets],
+        cfg.mastodon_max_chars(account_name),
+        cfg.nostr_max_bytes(account_name),
+    )
+    now_ms = to_ms(now)
+    first_ms = to_ms(when.parse_when(spec.first, now=now, tz=tz)) if spec.first else None
+    if spec.cron is not None:
+        cron = recurrence.validate_cron(spec.cron, tz, now)
+        rule = Rule(cron, None, tz, first_ms or now_ms + 1)
+    else:
+        every = recurrence.validate_interval(when.parse_duration(spec.every or "").total_seconds())
+        rule = Rule(None, every, tz, first_ms or now_ms + every * 1000)
+    next_run = rule.next_after(rule.anchor_ms - 1)
+    until_ms = to_ms(when.parse_when(spec.until, now=now, tz=tz)) if spec.until else None
+    if until_ms is not None and next_run > until_ms:
+        raise InvalidInput("--until is before the first occurrence", "choose a later end")
+    grace = (
+        int(when.parse_duration(spec.grace).total_seconds())
+        if spec.grace
+        else recurrence.DEFAULT_GRACE_SECONDS
+    )
+    schedule = Schedule(
+        id=str(uuid.uuid4()),
+        content=text,
+        targets=targets,
+        metadata=dict(metadata or {}),
+        cron=rule.cron,
+        every_seconds=rule.every_seconds,
+        timezone=tz.key,
+        anchor_ms=rule.anchor_ms,
+        until_ms=until_ms,
+        max_count=spec.count,
+        posted=0,
+        next_run_at_ms=next_run,
+        misfire=spec.misfire,
+        grace_seconds=grace,
+        state="active",
+        created_at_ms=now_ms,
+        last_run_at_ms=None,
+    )
+    with transaction(conn):
+        store.insert(conn, schedule, now_ms)
+    return schedule
+
+
+def materialize(conn: sqlite3.Connection, now_ms: int) -> list[str]:
+    """Decide every due occurrence and advance each schedule, atomically; the new post ids."""
+    nxt = store.next_run_ms(conn)
+    if nxt is None or nxt > now_ms:
+        return []  # the common case: a read, no write lock
+    created: list[str] = []
+    with transaction(conn):
+        for s in store.due(conn, now_ms):
+            created += _materialize_one(conn, s, now_ms)
+    return created
+
+
+def _materialize_one(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> list[str]:
+    rule = rule_of(s)
+    assert s.next_run_at_ms is not None
+    # Only the newest misses matter to any policy; older ones are summed up in one line.
+    missed: deque[int] = deque(maxlen=recurrence.MAX_RECORDED_MISSES)
+    dropped = 0
+    t: int | None = s.next_run_at_ms
+    while t is not None and t <= now_ms and (s.until_ms is None or t <= s.until_ms):
+        if len(missed) == missed.maxlen:
+            dropped += 1
+        missed.append(t)
+        t = rule.next_after(t)
+    if dropped:
+        store.record_occurrence(
+            conn,
+            s.id,
+            s.next_run_at_ms,
+            now_ms,
+            "skipped",
+            None,
+            f"{dropped} occurrences from here on were missed while no daemon ran",
+        )
+    created: list[str] = []
+    finished = False
+    for decision in recurrence.decide(list(missed), now_ms, s.misfire, s.grace_seconds):
+        if s.max_count is not None and s.posted + len(created) >= s.max_count:
+            finished = True
+            break
+        if not decision.post:
+            store.record_occurrence(
+                conn, s.id, decision.occurrence_ms, now_ms, "skipped", None, decision.reason
+            )
+            log.info("schedule %s: occurrence skipped: %s", s.id, decision.reason)
+            continue
+        post_id = str(uuid.uuid4())
+        post_store.insert_post(
+            conn,
+            post_store.NewPost(
+                id=post_id,
+                content=s.content,
+                created_at_ms=now_ms,
+                scheduled_at_ms=decision.occurrence_ms,
+                timezone=s.timezone,
+                targets=s.targets,
+                metadata=json.dumps(s.metadata, ensure_ascii=False),
+                schedule_id=s.id,
+                occurrence_at_ms=decision.occurrence_ms,
+                due_at_ms=max(decision.occurrence_ms, now_ms),
+            ),
+        )
+        store.record_occurrence(conn, s.id, decision.occurrence_ms, now_ms, "posted", post_id, None)
+        created.append(post_id)
+        log.info("schedule %s: occurrence posted as %s", s.id, post_id)
+    done_by_count = s.max_count is not None and s.posted + len(created) >= s.max_count
+    done_by_time = t is None or (s.until_ms is not None and t > s.until_ms)
+    if finished or done_by_count or done_by_time:
+        store.advance(conn, s.id, None, len(created), "finished", now_ms)
+    else:
+        store.advance(conn, s.id, t, len(created), "active", now_ms)
+    return created
+
+
+def next_run_ms(conn: sqlite3.Connection) -> int | None:
+    return store.next_run_ms(conn)
+
+
+def resolve(conn: sqlite3.Connection, prefix: str) -> str:
+    key = prefix.strip().lower()
+    found = store.find_ids(conn, key) if len(key) >= queue.MIN_ID_PREFIX else []
+    if not found:
+        raise NotFound(f'no schedule with id "{prefix}"', "see plur-queue schedules")
+    if len(found) > 1:
+        raise InvalidInput(
+            f'id prefix "{prefix}" matches more than one schedule', "give more characters"
+        )
+    return found[0]
+
+
+def posts_or_schedules(
+    conn: sqlite3.Connection, prefixes: Sequence[str]
+) -> tuple[list[Post], list[Schedule]]:
+    """Ids given to `cancel`: each names a post or, failing that, a schedule."""
+    post_ids: list[str] = []
+    found: list[Schedule] = []
+    for prefix in prefixes:
+        try:
+            post_ids.append(queue.resolve(conn, prefix))
+        except NotFound:
+            try:
+                found.append(get(conn, prefix))
+            except NotFound:
+                raise NotFound(
+                    f'no post or schedule with id "{prefix}"', "see plur-queue list --all"
+                ) from None
+    return post_store.get_posts(conn, list(dict.fromkeys(post_ids))), found
+
+
+def get(conn: sqlite3.Connection, prefix: str) -> Schedule:
+    return store.get(conn, resolve(conn, prefix))
+
+
+def pause(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+    if s.state != "active":
+        raise InvalidInput(f"schedule {s.id} is {s.state}; only an active one can be paused")
+    with transaction(conn):
+        store.set_state(conn, s.id, "paused", now_ms)
+
+
+def resume(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+    """Active again; occurrences missed while paused are decided by its misfire policy."""
+    if s.state != "paused":
+        raise InvalidInput(f"schedule {s.id} is {s.state}; only a paused one can be resumed")
+    with transaction(conn):
+        store.set_state(conn, s.id, "active", now_ms)
+
+
+def cancel(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+    """No more occurrences, and its posts not yet sent are cancelled too."""
+    if s.state in ("cancelled", "finished"):
+        raise InvalidInput(f"schedule {s.id} is {s.state}", "nothing left to cancel")
+    with transaction(conn):
+        store.set_state(conn, s.id, "cancelled", now_ms, clear_next=True)
+        waiting = store.waiting_post_ids(conn, s.id)
+        if waiting:
+            post_store.set_deliveries_state(
+                conn,
+                waiting,
+                DeliveryState.CANCELLED,
+                (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING),
+                now_ms,
+            )
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    at_ms: int
+    decided_ms: int
+    fate: str  # skipped, or the post's status: posted, failed, partial, scheduled …
+    post_id: str | None
+    reason: str | None
+
+
+def history(conn: sqlite3.Connection, s: Schedule) -> list[Occurrence]:
+    rows = store.occurrences(conn, s.id)
+    posts = {p.id: p for p in post_store.get_posts(conn, [r[3] for r in rows if r[3]])}
+    result = []
+    for at, decided, fate, post_id, reason in rows:
+        post = posts.get(post_id or "")
+        outcome, why = fate, reason
+        if fate == "posted" and post is not None:
+            outcome = post.status.value
+            why = "; ".join(d.last_error for d in post.deliveries if d.last_error) or None
+        result.append(Occurrence(at, decided, outcome, post_id, why))
+    return result
+
+
+def all_schedules(conn: sqlite3.Connection) -> list[Schedule]:
+    return store.all_schedules(conn)

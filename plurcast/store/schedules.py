@@ -1,0 +1,152 @@
+"""Every SQL statement about recurring schedules and their occurrences."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from plurcast.models import Schedule
+
+_COLUMNS = (
+    "id, content, targets, metadata, cron, every_seconds, timezone, anchor_ms, until_ms, "
+    "max_count, posted, next_run_at_ms, misfire, grace_seconds, state, created_at_ms, "
+    "last_run_at_ms"
+)
+
+
+def _schedule(row: Any) -> Schedule:
+    return Schedule(
+        row[0],
+        row[1],
+        [tuple(t) for t in json.loads(row[2])],
+        json.loads(row[3]),
+        *row[4:],
+    )
+
+
+def insert(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+    conn.execute(
+        f"INSERT INTO schedules ({_COLUMNS}, updated_at_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            s.id,
+            s.content,
+            json.dumps(s.targets),
+            json.dumps(s.metadata, ensure_ascii=False),
+            s.cron,
+            s.every_seconds,
+            s.timezone,
+            s.anchor_ms,
+            s.until_ms,
+            s.max_count,
+            s.posted,
+            s.next_run_at_ms,
+            s.misfire,
+            s.grace_seconds,
+            s.state,
+            s.created_at_ms,
+            s.last_run_at_ms,
+            now_ms,
+        ),
+    )
+
+
+def due(conn: sqlite3.Connection, now_ms: int) -> list[Schedule]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM schedules WHERE state = 'active' AND next_run_at_ms <= ? "
+        "ORDER BY next_run_at_ms",
+        (now_ms,),
+    )
+    return [_schedule(r) for r in rows]
+
+
+def next_run_ms(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute(
+        "SELECT min(next_run_at_ms) FROM schedules WHERE state = 'active'"
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def record_occurrence(
+    conn: sqlite3.Connection,
+    schedule_id: str,
+    occurrence_ms: int,
+    now_ms: int,
+    fate: str,
+    post_id: str | None,
+    reason: str | None,
+) -> bool:
+    """Note an occurrence's fate once; False when it was already decided (by anyone)."""
+    cur = conn.execute(
+        "INSERT INTO occurrences (schedule_id, occurrence_at_ms, decided_at_ms, fate, post_id, "
+        "reason) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (schedule_id, occurrence_ms, now_ms, fate, post_id, reason),
+    )
+    return cur.rowcount == 1
+
+
+def advance(
+    conn: sqlite3.Connection,
+    schedule_id: str,
+    next_run_ms_: int | None,
+    posted: int,
+    state: str,
+    now_ms: int,
+) -> None:
+    conn.execute(
+        "UPDATE schedules SET next_run_at_ms = ?, posted = posted + ?, state = ?, "
+        "last_run_at_ms = ?, updated_at_ms = ? WHERE id = ?",
+        (next_run_ms_, posted, state, now_ms, now_ms, schedule_id),
+    )
+
+
+def set_state(
+    conn: sqlite3.Connection, schedule_id: str, state: str, now_ms: int, *, clear_next: bool = False
+) -> None:
+    conn.execute(
+        "UPDATE schedules SET state = ?, updated_at_ms = ?, "
+        "next_run_at_ms = CASE WHEN ? THEN NULL ELSE next_run_at_ms END WHERE id = ?",
+        (state, now_ms, clear_next, schedule_id),
+    )
+
+
+def all_schedules(conn: sqlite3.Connection) -> list[Schedule]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM schedules "
+        "ORDER BY state != 'active', next_run_at_ms IS NULL, next_run_at_ms, created_at_ms"
+    )
+    return [_schedule(r) for r in rows]
+
+
+def get(conn: sqlite3.Connection, schedule_id: str) -> Schedule:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+    return _schedule(row)
+
+
+def find_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
+    rows = conn.execute(
+        "SELECT id FROM schedules WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+    )
+    return [r[0] for r in rows]
+
+
+def occurrences(
+    conn: sqlite3.Connection, schedule_id: str
+) -> list[tuple[int, int, str, str | None, str | None]]:
+    """(occurrence, decided, fate, post id, reason), oldest first."""
+    rows = conn.execute(
+        "SELECT occurrence_at_ms, decided_at_ms, fate, post_id, reason FROM occurrences "
+        "WHERE schedule_id = ? ORDER BY occurrence_at_ms",
+        (schedule_id,),
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def waiting_post_ids(conn: sqlite3.Connection, schedule_id: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT p.id FROM posts p JOIN deliveries d ON d.post_id = p.id "
+        "WHERE p.schedule_id = ? AND d.state IN ('pending', 'retry', 'sending')",
+        (schedule_id,),
+    )
+    return [r[0] for r in rows]
