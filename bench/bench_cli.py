@@ -79,6 +79,7 @@ def main() -> None:
             "PLURCAST_CONFIG": str(cfg),
             "PLURCAST_DB_PATH": str(Path(tmp) / "posts.db"),
             "PYTHONPYCACHEPREFIX": str(Path(tmp) / "pycache"),
+            "PLURCAST_MASTODON_TOKEN": "bench-token",
         }
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         fill_queue(env)

@@ -82,8 +82,10 @@ class Config:
         section = self.platforms.get("mastodon")
         if section is None:
             return DEFAULT_MASTODON_MAX_CHARS
-        settings = section.accounts.get(account, {})
-        return int(settings.get("max_chars", DEFAULT_MASTODON_MAX_CHARS))
+        # A named account takes the default account's limit unless it sets its own.
+        default = section.accounts.get(DEFAULT_ACCOUNT, {}).get("max_chars")
+        limit = section.accounts.get(account, {}).get("max_chars", default)
+        return int(limit or DEFAULT_MASTODON_MAX_CHARS)
 
 
 def _xdg(var: str, fallback: str) -> Path:

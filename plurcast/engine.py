@@ -52,7 +52,12 @@ def default_factories() -> dict[str, Factory]:
 
         return NostrPublisher.from_config(cfg, account)
 
-    return {"nostr": nostr}
+    def mastodon(cfg: Config, account: str) -> Publisher:
+        from plurcast.platforms.mastodon import MastodonPublisher
+
+        return MastodonPublisher.from_config(cfg, account)
+
+    return {"nostr": nostr, "mastodon": mastodon}
 
 
 class PublisherPool:

@@ -29,7 +29,10 @@ from plurcast.store.deliveries import Claimed
 
 MIN_ID_PREFIX = 8
 # Modules with check_credentials(cfg, account); each must import fast (no SDK at top level).
-CREDENTIAL_CHECKS = {"nostr": "plurcast.platforms.nostr"}
+CREDENTIAL_CHECKS = {
+    "nostr": "plurcast.platforms.nostr",
+    "mastodon": "plurcast.platforms.mastodon",
+}
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 

@@ -13,8 +13,10 @@ from click.testing import CliRunner, Result
 
 from plurcast import clikit
 from tests.peers.fixtures import inprocess_relay, nostr_relay
+from tests.peers.mastodon import mastodon_server
 
-__all__ = ["inprocess_relay", "nostr_relay"]  # real relays, for every test module
+# Real peers, for every test module.
+__all__ = ["inprocess_relay", "mastodon_server", "nostr_relay"]
 
 # A Sunday morning; Europe/Berlin is on CET (UTC+1).
 NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)
@@ -28,9 +30,11 @@ relays = ["ws://127.0.0.1:1"]
 
 [mastodon]
 instance = "mastodon.example"
+token_file = "~/.config/plurcast/mastodon.token"
 
 [bluesky]
 handle = "alice.test"
+app_password_file = "~/.config/plurcast/bluesky.password"
 
 [accounts.nostr.test]
 keys_file = "~/.config/plurcast/nostr-test.keys"
@@ -69,7 +73,12 @@ def write_config(config_path: Path) -> Callable[[str], Path]:
 
 
 # Valid secp256k1 secret keys (any 64-hex value in [1, n-1]); not anyone's real key.
-TEST_KEYS = {"nostr.keys": "11" * 32, "nostr-test.keys": "22" * 32}
+TEST_KEYS = {
+    "nostr.keys": "11" * 32,
+    "nostr-test.keys": "22" * 32,
+    "mastodon.token": "test-mastodon-token",
+    "bluesky.password": "test-app-password",
+}
 
 
 @pytest.fixture

@@ -155,7 +155,10 @@ def test_over_platform_limits(run: Run, clock: Clock, db_path: Path) -> None:
     assert count_posts(db_path) == 2
 
 
-def test_configured_max_chars(run: Run, clock: Clock, write_config) -> None:  # type: ignore[no-untyped-def]
+def test_configured_max_chars(  # type: ignore[no-untyped-def]
+    run: Run, clock: Clock, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLURCAST_MASTODON_TOKEN", "token")
     write_config('[mastodon]\ninstance = "x"\nmax_chars = 5000\n')
     assert run(cli, "a" * 4000, "-s", "1h").exit_code == 0
 

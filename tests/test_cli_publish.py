@@ -86,22 +86,6 @@ def test_relay_down_queues_a_retry_and_says_so(
     assert states(db_path) == [("nostr", "retry", 1)]
 
 
-def test_unsupported_platform_stays_queued(
-    run: Run,
-    clock: Clock,
-    relay_config: Callable[[str], Path],
-    inprocess_relay: InProcessRelay,
-    db_path: Path,
-) -> None:
-    relay_config(inprocess_relay.url)
-    result = run(post_cli, "both", "-p", "nostr,mastodon")
-    assert result.exit_code == 1
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("nostr:note1")
-    assert lines[1] == "mastodon:error:publishing to this platform is not supported yet"
-    assert states(db_path) == [("nostr", "sent", 1), ("mastodon", "pending", 0)]
-
-
 def test_queue_now_sends_a_scheduled_post_once(
     run: Run,
     clock: Clock,

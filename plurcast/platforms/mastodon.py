@@ -1,0 +1,503 @@
+"""Mastodon: statuses posted through Mastodon.py, one client per account, never twice.
+
+The payload the engine stores holds the text, the visibility and an `Idempotency-Key`
+made from the delivery (`plurcast-<post id>-<delivery id>`). Every attempt sends that
+key, and Mastodon answers a repeated key with the status it already made instead of a
+second one (G2). Mastodon remembers a key for about an hour, and ignores it for
+server-side scheduled statuses: we only ever post immediately, at the time we chose.
+
+What an attempt came to is read from the HTTP answer itself, captured per thread by a
+response hook on the client's session, not from Mastodon.py's exceptions: its 429
+error carries neither status nor headers (no `Retry-After`), its
+`ratelimit_remaining`/`ratelimit_reset` belong to the client, not to one request
+(they survive into later answers that carry no such headers, and threads share them),
+and it raises after a 2xx whose body or headers it cannot parse — a post that exists.
+
+`import mastodon` costs ~180 ms (requests, dateutil …), so it happens only when a
+publisher is made: `check_credentials` (what plur-post calls at schedule time) is
+pure Python.
+
+Config (the `default` account is `[mastodon]`, named ones `[accounts.mastodon.NAME]`):
+    instance    the server: "mastodon.social" or "https://mastodon.social"; http:// only
+                for this machine (127.0.0.1, localhost, ::1)
+    token_file  the access token, in a mode-600 file (or $PLURCAST_MASTODON_TOKEN for the
+                default account); a relative path is relative to the config file
+    visibility  public (default), unlisted, private or direct; plur-post --visibility wins
+    timeout     seconds to wait for the server (default 10)
+A named account without `instance`, `visibility` or `timeout` takes the default account's;
+its token is always its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plurcast.config import DEFAULT_ACCOUNT, Config
+from plurcast.errors import ConfigError, InvalidInput
+from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.secrets import secret, secret_path
+
+if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
+    from mastodon import Mastodon
+
+PLATFORM = "mastodon"
+TOKEN_ENV = "PLURCAST_MASTODON_TOKEN"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_VISIBILITY = "public"
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+# http:// is refused for other hosts: the token would cross the network in clear text.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# A wait a server asks for is believed up to a day (Mastodon's windows are hours long);
+# a broken header must not park an account for years.
+MAX_WAIT_SECONDS = 24 * 3600.0
+# What a server's error message is cut to in an outcome (it ends up in `failed list`).
+MAX_MESSAGE_CHARS = 300
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP header
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Account:
+    name: str
+    section: str  # the config table, for messages: "mastodon" or "accounts.mastodon.NAME"
+    settings: dict[str, Any]
+    defaults: dict[str, Any]  # the default account's settings ({} for the default itself)
+    cfg_path: Path
+
+    def inherited(self, key: str) -> tuple[Any, str]:
+        """A setting of this account, else of the default account; with the table it came from."""
+        if key in self.settings:
+            return self.settings[key], self.section
+        if key in self.defaults:
+            return self.defaults[key], PLATFORM
+        return None, self.section
+
+
+def _account(cfg: Config, account: str) -> _Account:
+    platform = cfg.platforms.get(PLATFORM)
+    if platform is None or account not in platform.accounts:
+        if account == DEFAULT_ACCOUNT:
+            raise ConfigError(
+                "Mastodon is not configured",
+                f"add a [mastodon] section with instance and token_file to {cfg.path}",
+            )
+        raise ConfigError(
+            f'no Mastodon account "{account}"',
+            f"add an [accounts.mastodon.{account}] section with token_file to {cfg.path}",
+        )
+    if account == DEFAULT_ACCOUNT:
+        return _Account(account, PLATFORM, platform.accounts[account], {}, cfg.path)
+    return _Account(
+        account,
+        f"accounts.{PLATFORM}.{account}",
+        platform.accounts[account],
+        platform.accounts.get(DEFAULT_ACCOUNT, {}),
+        cfg.path,
+    )
+
+
+def instance_url(value: str) -> str:
+    """The API base URL for an `instance` setting: `https://host[:port]`, no path.
+
+    A bare host gets https://. Raises ValueError (with the reason) for anything else
+    than a server's address, and for http:// to another machine than this one.
+    """
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("is empty or contains spaces")
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a server address") from None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username or parts.password:
+        raise ValueError("is not a server address")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError("must be the server alone, without a path")
+    if scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ValueError("must use https:// (http:// is allowed for this machine only)")
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{netloc}" + (f":{port}" if port is not None else "")
+
+
+def _instance(acc: _Account) -> str:
+    value, table = acc.inherited("instance")
+    if value is None:
+        raise ConfigError(
+            f"no Mastodon instance configured for account {acc.name}",
+            f'add instance = "mastodon.social" (your server) to [{acc.section}] in {acc.cfg_path}',
+        )
+    if not isinstance(value, str):
+        raise ConfigError(f"{acc.cfg_path}: {table}.instance must be a server name (a string)")
+    try:
+        return instance_url(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.instance {value!r} {exc}",
+            'write it as "mastodon.social" or "https://mastodon.social"',
+        ) from None
+
+
+def _timeout(acc: _Account) -> float:
+    value, table = acc.inherited("timeout")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
+    return float(value)
+
+
+def _visibility(acc: _Account) -> str:
+    value, table = acc.inherited("visibility")
+    if value is None:
+        return DEFAULT_VISIBILITY
+    if value not in VISIBILITIES:
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.visibility must be one of {', '.join(VISIBILITIES)}"
+        )
+    return str(value)
+
+
+def _token(acc: _Account) -> str:
+    """The account's access token: $PLURCAST_MASTODON_TOKEN (default account) or token_file.
+
+    Only the first line counts, so a token file written by Mastodon.py's
+    `log_in(to_file=…)` (token, then the server's URL, …) works as it is.
+    """
+    env_var = TOKEN_ENV if acc.name == DEFAULT_ACCOUNT else None
+    text = secret(
+        acc.settings,
+        "token_file",
+        env_var,
+        "Mastodon access token",
+        acc.cfg_path,
+        section=acc.section,
+    )
+    token = text.splitlines()[0].strip()
+    if not _TOKEN.fullmatch(token):
+        if env_var and os.environ.get(env_var, "").strip():
+            source = env_var
+        else:
+            source = str(secret_path(str(acc.settings["token_file"]), acc.cfg_path))
+        raise ConfigError(
+            f"{source} does not hold a Mastodon access token (one word, no spaces)",
+            "copy the token from Preferences → Development → your application",
+        )
+    return token
+
+
+def check_credentials(cfg: Config, account: str) -> None:
+    """What plur-post checks at schedule time, without importing Mastodon.py.
+
+    The instance is normalised, the token read (file mode, environment) and its
+    shape checked, visibility and timeout validated. Raises ConfigError (exit 2).
+    Whether the server accepts the token is only known when posting.
+    """
+    acc = _account(cfg, account)
+    _instance(acc)
+    _token(acc)
+    _visibility(acc)
+    _timeout(acc)
+
+
+def idempotency_key(work: Work) -> str:
+    """The delivery's Idempotency-Key: the same for every attempt, different for every delivery."""
+    return f"plurcast-{work.post_id}-{work.delivery_id}"
+
+
+# --- what the server answered --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer to one attempt, or why there was none."""
+
+    status: int | None  # None: no answer at all (timeout, connection refused, DNS …)
+    headers: Mapping[str, str]  # names in lower case
+    body: Any  # the parsed JSON, else the text
+    problem: str | None = None  # what went wrong on our side, if anything
+
+
+def _seconds_until(value: str, headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds from the answer's time until `value`: epoch seconds, an HTTP-date or ISO 8601.
+
+    Measured from the server's own `Date` when it sent one, so that a wrong clock
+    on either side does not change the wait. None when `value` is no time.
+    """
+    import email.utils
+    from datetime import UTC, datetime
+
+    def epoch(text: str) -> float | None:
+        text = text.strip()
+        if text.isdigit():
+            return float(text)
+        try:
+            return email.utils.parsedate_to_datetime(text).timestamp()
+        except (TypeError, ValueError):
+            pass
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+    until = epoch(value)
+    if until is None:
+        return None
+    sent = epoch(headers["date"]) if "date" in headers else None
+    return until - (now if sent is None else sent)
+
+
+def _wait(seconds: float | None) -> float | None:
+    """A wait the server asked for, if it is one: positive, and at most a day."""
+    if seconds is None or not seconds > 0:
+        return None
+    return min(seconds, MAX_WAIT_SECONDS)
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """`Retry-After` in seconds: a number of seconds or an HTTP-date."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return _wait(float(value))
+    return _wait(_seconds_until(value, headers, now))
+
+
+def quota_reset(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds until `X-RateLimit-Reset` (Mastodon sends ISO 8601, others epoch seconds)."""
+    value = headers.get("x-ratelimit-reset", "").strip()
+    return _wait(_seconds_until(value, headers, now)) if value else None
+
+
+def quota_used_up(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the account must not post: until the reset when no request is left, else None."""
+    if headers.get("x-ratelimit-remaining", "").strip() != "0":
+        return None
+    return quota_reset(headers, now)
+
+
+def _one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _http_error(answer: Answer) -> str:
+    """`HTTP 422 Unprocessable Entity: Validation failed: Text is too long` — for people."""
+    from http import HTTPStatus
+
+    code = answer.status or 0
+    try:
+        head = f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        head = f"HTTP {code}"
+    body = answer.body
+    if isinstance(body, dict) and body.get("error"):
+        message = str(body["error"])
+        if body.get("error_description"):
+            message += f" ({body['error_description']})"
+    elif isinstance(body, str) and body.strip():
+        message = body
+    else:
+        return head
+    return f"{head}: {_one_line(message)}"
+
+
+def outcome_from_answer(answer: Answer, now: float) -> Outcome:
+    """What one attempt came to, from the server's answer alone.
+
+    2xx with a status: SENT (a post that exists is never retried). 429: RATE_LIMITED
+    after `Retry-After`, else after `X-RateLimit-Reset`. 401/403: PERMANENT, the
+    token was refused. 408, 5xx, no answer or an unreadable 2xx: TRANSIENT — the
+    re-send carries the same Idempotency-Key, so a post that did get made is not
+    made twice. Any other 4xx (422 validation …): PERMANENT with the server's reason.
+    `hold_for` is set whenever the answer says no request is left until the reset.
+    """
+    from http import HTTPStatus
+
+    if answer.status is None:
+        return Outcome(OutcomeKind.TRANSIENT, error=answer.problem or "no answer from the server")
+    headers = answer.headers
+    hold = quota_used_up(headers, now)
+    code = answer.status
+    if 200 <= code < 300:
+        body = answer.body
+        if isinstance(body, dict) and isinstance(body.get("id"), str | int) and body["id"] != "":
+            url = body.get("url") or body.get("uri")
+            return Outcome(
+                OutcomeKind.SENT,
+                remote_id=str(body["id"]),
+                remote_url=str(url) if url else None,
+                hold_for=hold,
+            )
+        return Outcome(
+            OutcomeKind.TRANSIENT,
+            error=f"HTTP {code}, but the answer is not a status: {answer.problem or 'no id'}",
+            hold_for=hold,
+        )
+    if code == HTTPStatus.TOO_MANY_REQUESTS:
+        wait = retry_after(headers, now) or quota_reset(headers, now)
+        return Outcome(OutcomeKind.RATE_LIMITED, error=_http_error(answer), retry_after=wait)
+    if code in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN):
+        return Outcome(
+            OutcomeKind.PERMANENT,
+            error=f"{_http_error(answer)} — check the account's access token",
+            auth=True,
+            hold_for=hold,
+        )
+    if code == HTTPStatus.REQUEST_TIMEOUT or code >= 500:
+        return Outcome(
+            OutcomeKind.TRANSIENT,
+            error=_http_error(answer),
+            retry_after=retry_after(headers, now),
+            hold_for=hold,
+        )
+    return Outcome(OutcomeKind.PERMANENT, error=_http_error(answer), hold_for=hold)
+
+
+def _answer_of(response: Any, problem: str | None) -> Answer:
+    """An Answer from a `requests.Response` (or None when the request got no answer)."""
+    if response is None:
+        return Answer(None, {}, None, problem)
+    headers = {str(k).lower(): str(v) for k, v in response.headers.items()}
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    return Answer(int(response.status_code), headers, body, problem)
+
+
+# --- the publisher -------------------------------------------------------------------
+
+
+class MastodonPublisher:
+    """The Publisher for one Mastodon account: one Mastodon.py client, reused.
+
+    Mastodon.py is synchronous: each post runs in a worker thread, so the daemon's
+    event loop keeps serving other deliveries and signals meanwhile. The client is
+    made with `ratelimit_method="throw"` (its default sleeps inside the call, up to
+    5 minutes) and without version checks (they cost a request).
+    """
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        instance: str,
+        token: str,
+        *,
+        visibility: str = DEFAULT_VISIBILITY,
+        timeout: float = DEFAULT_TIMEOUT,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        import threading
+
+        from mastodon import Mastodon
+
+        from plurcast import __version__
+
+        if visibility not in VISIBILITIES:
+            raise ConfigError(f"Mastodon visibility must be one of {', '.join(VISIBILITIES)}")
+        if not timeout > 0:
+            raise ConfigError("the Mastodon timeout must be a positive number of seconds")
+        self.account = account
+        self.instance = instance_url(instance)
+        self.visibility = visibility
+        self.timeout = float(timeout)
+        # The answer to the request this thread made last (see the module docstring).
+        self._last = threading.local()
+        client = Mastodon(
+            api_base_url=self.instance,
+            version_check_mode="none",
+            ratelimit_method="throw",
+            request_timeout=self.timeout,
+            user_agent=f"plurcast/{__version__}",
+        )
+        # Set after construction: given to the constructor, a token that happens to
+        # name a file in the working directory would be replaced by that file's first line.
+        client.access_token = token
+        client.session.hooks["response"].append(self._keep_answer)
+        self._client: Mastodon = client
+
+    @classmethod
+    def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> MastodonPublisher:
+        acc = _account(cfg, account)
+        return cls(
+            _instance(acc),
+            _token(acc),
+            visibility=_visibility(acc),
+            timeout=_timeout(acc),
+            account=account,
+        )
+
+    async def prepare(self, work: Work) -> str:
+        """Text, visibility (the post's, else the account's) and the delivery's Idempotency-Key."""
+        visibility = work.metadata.get("visibility") or self.visibility
+        if visibility not in VISIBILITIES:
+            raise InvalidInput(
+                f"Mastodon visibility {visibility!r} is not one of {', '.join(VISIBILITIES)}"
+            )
+        payload = {
+            "status": work.content,
+            "visibility": visibility,
+            "idempotency_key": idempotency_key(work),
+        }
+        return json.dumps(payload, ensure_ascii=False)
+
+    async def publish(self, payload: str) -> Outcome:
+        """Post the stored status with its Idempotency-Key; never raises for platform trouble."""
+        import asyncio
+        import time
+
+        try:
+            data = json.loads(payload)
+            text, visibility, key = data["status"], data["visibility"], data["idempotency_key"]
+            if not all(isinstance(v, str) and v for v in (text, key)):
+                raise TypeError
+            if visibility not in VISIBILITIES:  # Mastodon.py would refuse it before sending
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Mastodon status")
+        answer = await asyncio.to_thread(self._post, text, visibility, key)
+        return outcome_from_answer(answer, time.time())
+
+    def display(self, outcome: Outcome) -> str:
+        """`mastodon:<id>` for a success (the URL is in the JSON output), else the error."""
+        if outcome.kind is OutcomeKind.SENT and outcome.remote_id:
+            return f"{PLATFORM}:{outcome.remote_id}"
+        return f"{PLATFORM}:error:{outcome.error or outcome.kind.value}"
+
+    async def close(self) -> None:
+        """Close the client's connections; a later publish opens new ones."""
+        self._client.session.close()
+
+    # -- internals --
+
+    def _keep_answer(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        """requests' response hook: runs in the thread that made the request."""
+        self._last.response = response
+
+    def _post(self, text: str, visibility: str, key: str) -> Answer:
+        """POST /api/v1/statuses in a worker thread: the answer, whatever Mastodon.py made of it."""
+        self._last.response = None
+        problem = None
+        try:
+            self._client.status_post(text, visibility=visibility, idempotency_key=key)
+        except Exception as exc:  # the answer decides; the exception only explains a missing one
+            problem = _one_line(f"{type(exc).__name__}: {exc}")
+        return _answer_of(self._last.response, problem)

@@ -1,0 +1,303 @@
+"""Mastodon through the delivery engine and the CLIs, against a real mastodon_mock server.
+
+Each test names the guarantee it would catch breaking; every status is counted on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from plur_post.cli import cli as post_cli
+from plur_queue.cli import cli as queue_cli
+from plurcast import config as config_module
+from plurcast import queue
+from plurcast.engine import Engine
+from plurcast.platforms.base import OutcomeKind, Work
+from plurcast.platforms.mastodon import MastodonPublisher
+from plurcast.store import deliveries as store
+from plurcast.store.connection import transaction
+from tests.conftest import Clock, Run
+from tests.peers.mastodon import TOKENS, MastodonMock
+from tests.peers.nostr import InProcessRelay
+from tests.test_engine import T0, FakeClock, deliver, row
+
+WriteConfig = Callable[..., config_module.Config]
+
+
+@pytest.fixture
+def mastodon_config(
+    write_config: Callable[[str], Path], isolated_home: Path, mastodon_server: MastodonMock
+) -> WriteConfig:
+    """[mastodon] on the mock as alice, [accounts.mastodon.bob] as bob; `extra` appended."""
+
+    def write(alice_token: str = TOKENS["alice"], extra: str = "") -> config_module.Config:
+        for name, token in (("alice", alice_token), ("bob", TOKENS["bob"])):
+            path = isolated_home / f"{name}.token"
+            path.write_text(token + "\n")
+            path.chmod(0o600)
+        write_config(
+            f'timezone = "UTC"\n{extra}\n'
+            f'[mastodon]\ninstance = "{mastodon_server.url}"\n'
+            f'token_file = "{isolated_home / "alice.token"}"\ntimeout = 3\n'
+            f'[accounts.mastodon.bob]\ntoken_file = "{isolated_home / "bob.token"}"\n'
+            "[scheduling]\nretry_delay = 60\nmax_retries = 2\n"
+        )
+        return config_module.load()
+
+    return write
+
+
+def add_post(
+    conn: sqlite3.Connection, cfg: config_module.Config, text: str, at: float, account: str = ""
+) -> str:
+    created = queue.create_post(
+        conn,
+        cfg,
+        text,
+        schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        draft=False,
+        platforms=["mastodon"],
+        account=account or None,
+        tz=cfg.timezone,
+        now=datetime.fromtimestamp(T0, UTC),
+    )
+    return created.post_id
+
+
+def test_429_retry_after_defers_the_delivery_by_that_much(
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock
+) -> None:
+    """A 429 is no failed attempt: the delivery waits exactly Retry-After, then goes out once."""
+    cfg = mastodon_config()
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "after the limit ⏳", T0 + 1)
+    clock = FakeClock(T0 + 2)
+    engine = Engine(cfg, conn, clock=clock)
+    mastodon_server.add_fault({"type": "ratelimit", "headers": {"Retry-After": "42"}})
+    [result] = deliver(engine, engine.claim_due(5))
+    assert result.outcome is not None
+    assert (result.state, result.outcome.kind) == ("retry", OutcomeKind.RATE_LIMITED)
+    assert result.outcome.retry_after == 42.0
+    state, attempts, due_at_ms, error, kind, _, payload = row(conn, post_id)
+    assert (state, attempts, kind) == ("retry", 0, "rate_limited")
+    assert error == "HTTP 429 Too Many Requests: Too many requests"
+    assert due_at_ms == int((T0 + 2) * 1000) + 42_000
+    assert payload is not None
+    clock.advance(41)
+    assert engine.claim_due(5) == []
+    clock.advance(1)
+    [result] = deliver(engine, engine.claim_due(5))
+    assert result.state == "sent"
+    assert mastodon_server.texts() == ["after the limit ⏳"]
+
+
+def test_a_crash_between_publish_and_record_posts_once(
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock
+) -> None:
+    """G2: the stored payload's Idempotency-Key makes the re-send return the first status."""
+    cfg = mastodon_config()
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "survives a crash 💥", T0 + 1)
+    clock = FakeClock(T0 + 2)
+    first = Engine(cfg, conn, clock=clock, owner="host:1:1")
+    [claim] = first.claim_due(5)
+
+    async def crash_after_publish() -> str | None:
+        publisher = first.pool.get("mastodon", "default")
+        payload = await publisher.prepare(
+            Work(claim.delivery_id, claim.post_id, "mastodon", "default", claim.content)
+        )
+        with transaction(conn):
+            assert store.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
+        outcome = await publisher.publish(payload)
+        assert outcome.kind is OutcomeKind.SENT
+        await first.pool.close()  # ... and the process dies before recording anything
+        return outcome.remote_id
+
+    status_id = asyncio.run(crash_after_publish())
+    assert row(conn, post_id)[0] == "sending"
+    clock.advance(200)  # the dead holder's lease runs out
+    second = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:2:2")
+    claims = second.claim_due(5)
+    assert [c.payload is not None for c in claims] == [True]
+    [result] = deliver(second, claims)
+    assert (result.state, result.display) == ("sent", f"mastodon:{status_id}")
+    assert [s["id"] for s in mastodon_server.statuses()] == [status_id]
+    assert row(conn, post_id)[5] == status_id
+
+
+@pytest.mark.parametrize("mastodon_server", [{"ratelimit": 2}], indirect=True)
+def test_no_requests_left_holds_that_account_until_the_reset(
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock
+) -> None:
+    """X-RateLimit-Remaining: 0 on a success: the account's next post waits for the reset;
+    another account (its own token, its own quota) does not."""
+    cfg = mastodon_config()
+    conn = queue.open_db(cfg)
+    ids = [add_post(conn, cfg, f"alice {i}", T0 + 1) for i in range(2)]
+    clock = FakeClock(T0 + 2)
+    engine = Engine(cfg, conn, clock=clock)
+    results = [deliver(engine, engine.claim_due(1))[0] for _ in ids]
+    assert [r.state for r in results] == ["sent", "sent"]
+    hold = results[1].outcome.hold_for if results[1].outcome else None
+    assert results[0].outcome is not None and results[0].outcome.hold_for is None
+    assert hold is not None and 0 < hold <= 300  # what is left of the mock's 300-s window
+    third = add_post(conn, cfg, "alice 2", T0 + 1)
+    bobs = add_post(conn, cfg, "bob 0", T0 + 1, account="bob")
+    bob_claims = engine.claim_due(5)
+    assert [c.post_id for c in bob_claims] == [bobs]
+    assert [r.state for r in deliver(engine, bob_claims)] == ["sent"]
+    held_until = row(conn, third).due_at_ms
+    assert held_until == int((T0 + 2) * 1000) + int(hold * 1000)
+    clock.t = held_until / 1000
+    assert [c.post_id for c in engine.claim_due(5)] == [third]
+
+
+def test_named_accounts_post_as_themselves_through_their_own_client(
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock
+) -> None:
+    cfg = mastodon_config()
+    conn = queue.open_db(cfg)
+    add_post(conn, cfg, "from alice", T0 + 1)
+    add_post(conn, cfg, "from bob", T0 + 1, account="bob")
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    alice = engine.pool.get("mastodon", "default")
+    bob = engine.pool.get("mastodon", "bob")
+    assert isinstance(alice, MastodonPublisher) and isinstance(bob, MastodonPublisher)
+    assert alice._client is not bob._client
+    results = deliver(engine, engine.claim_due(5))
+    assert sorted(r.state for r in results) == ["sent", "sent"]
+    assert mastodon_server.texts(TOKENS["alice"]) == ["from alice"]
+    assert mastodon_server.texts(TOKENS["bob"]) == ["from bob"]
+
+
+@pytest.mark.slow
+def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock, tmp_path: Path
+) -> None:
+    """G2 with a real kill -9: the server made the status, plur-send died before recording
+    it; the next plur-send re-sends the stored payload and is given that same status."""
+    cfg = mastodon_config()
+    conn = queue.open_db(cfg)
+    queue.create_post(
+        conn,
+        cfg,
+        "killed before recording 🔪",
+        schedule="now",
+        draft=False,
+        platforms=["mastodon"],
+        account=None,
+        tz=cfg.timezone,
+        now=datetime.now(UTC),
+    )
+    # The server holds the request 1 s, time enough to lock the database against the record.
+    mastodon_server.add_fault({"type": "latency", "delay_ms": 1000})
+    plur_send = str(Path(sys.executable).parent / "plur-send")
+    locker = sqlite3.connect(cfg.db_path, isolation_level=None)
+    with (tmp_path / "plur-send.log").open("wb") as log:
+        first = subprocess.Popen([plur_send, "--once"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            # The rule is used up when the request reaches the server: it is on the wire.
+            while mastodon_server.request("GET", "/api/v1/_mock/faults"):
+                assert first.poll() is None and time.monotonic() < deadline, log.name
+                time.sleep(0.01)
+            locker.execute("BEGIN IMMEDIATE")  # plur-send can no longer record the outcome
+            while not mastodon_server.statuses():
+                assert time.monotonic() < deadline, "the held request was never served"
+                time.sleep(0.02)
+        finally:
+            first.kill()
+            first.wait()
+            if locker.in_transaction:
+                locker.execute("ROLLBACK")
+            locker.close()
+    [status] = mastodon_server.statuses()
+    assert conn.execute("SELECT state FROM deliveries").fetchall() == [("sending",)]
+    again = subprocess.run(
+        [plur_send, "--once"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0, again.stderr
+    assert [s["id"] for s in mastodon_server.statuses()] == [status["id"]]
+    assert conn.execute("SELECT state, remote_id FROM deliveries").fetchall() == [
+        ("sent", status["id"])
+    ]
+
+
+# --- the CLIs --------------------------------------------------------------------------------
+
+
+def deliveries(db_path: Path) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT platform, state, attempts FROM deliveries ORDER BY id"
+        ).fetchall()
+
+
+def test_plur_post_prints_the_status_id_and_json_carries_the_url(
+    run: Run, clock: Clock, mastodon_config: WriteConfig, mastodon_server: MastodonMock
+) -> None:
+    mastodon_config()
+    result = run(post_cli, "Hallo Fediverse 👋", "-p", "mastodon", "--visibility", "unlisted")
+    assert result.exit_code == 0, result.stderr
+    [status] = mastodon_server.statuses()
+    assert result.stdout == f"mastodon:{status['id']}\n"
+    assert (status["text"], status["visibility"]) == ("Hallo Fediverse 👋", "unlisted")
+    result = run(post_cli, "as json", "-p", "mastodon", "-a", "bob", "-f", "json")
+    [item] = json.loads(result.stdout)
+    [status] = mastodon_server.statuses(TOKENS["bob"])
+    assert (item["platform"], item["account"], item["success"]) == ("mastodon", "bob", True)
+    assert (item["post_id"], item["url"]) == (status["id"], status["url"])
+
+
+def test_refused_token_partial_post_then_failed_retry_sends_only_mastodon(
+    run: Run,
+    clock: Clock,
+    mastodon_config: WriteConfig,
+    mastodon_server: MastodonMock,
+    inprocess_relay: InProcessRelay,
+    nostr_key: Path,
+    isolated_home: Path,
+    db_path: Path,
+) -> None:
+    """G3 and exit codes: Nostr sent, Mastodon refused (401 → exit 2, partial); after the
+    token is fixed, `failed retry` re-sends Mastodon only."""
+    nostr = f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\ntimeout = 2'
+    mastodon_config(alice_token="revoked_token", extra=nostr)
+    result = run(post_cli, "everywhere 🌍", "-p", "nostr,mastodon")
+    assert result.exit_code == 2, result.stderr
+    nostr_line, mastodon_line = result.stdout.splitlines()
+    assert nostr_line.startswith("nostr:note1")
+    error = (
+        "HTTP 401 Unauthorized: This method requires an authenticated user "
+        "— check the account's access token"
+    )
+    assert mastodon_line == f"mastodon:error:{error}"
+    assert deliveries(db_path) == [("nostr", "sent", 1), ("mastodon", "dead", 1)]
+    listed = run(queue_cli, "failed", "list")
+    [line] = listed.stdout.splitlines()
+    post_id, post_status, errors, content = line.split("\t")
+    assert (post_status, content) == ("partial", "everywhere 🌍")
+    assert errors == f"mastodon(default): {error}"
+
+    (isolated_home / "alice.token").write_text(TOKENS["alice"] + "\n")
+    retried = run(queue_cli, "failed", "retry", post_id[:8], "-f", "json")
+    assert retried.exit_code == 0, retried.stderr
+    items = {item["platform"]: item for item in json.loads(retried.stdout)}
+    [status] = mastodon_server.statuses()
+    assert items["mastodon"]["success"] and items["mastodon"]["post_id"] == status["id"]
+    assert items["mastodon"]["url"] == status["url"]
+    assert deliveries(db_path) == [("nostr", "sent", 1), ("mastodon", "sent", 1)]
+    assert inprocess_relay.count_by_content("everywhere 🌍") == 1
+    assert status["text"] == "everywhere 🌍"
+    assert run(queue_cli, "failed", "list").stdout == ""
