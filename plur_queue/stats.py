@@ -31,12 +31,9 @@ def stats_cmd(fmt: Format) -> None:
     """
     s = open_session()
     result = stats.compute(s.conn, s.now, s.tz)
-    if result.overdue_without_daemon:
-        n = result.by_time_bucket["overdue"]
-        sys.stderr.write(
-            f"Warning: {n} post{'s are' if n != 1 else ' is'} overdue and no plur-send daemon "
-            "is running — start plur-send to deliver them.\n"
-        )
+    warning = result.overdue_warning()
+    if warning:
+        sys.stderr.write(warning + "\n")
     if fmt != "text":
         emit_json(_as_json(result, s), fmt)
     elif fancy():

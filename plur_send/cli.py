@@ -1,32 +1,48 @@
-"""plur-send: parse options, set up logging and signals, run plurcast.daemon."""
+"""plur-send: run the daemon (no subcommand), or manage it as a systemd user service.
+
+Thin on purpose: the daemon is plurcast.daemon, the unit file and systemctl calls are
+plurcast.service, sd_notify is plurcast.systemd; this module parses and prints.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
+from datetime import datetime
+from typing import Any, NoReturn
 
 import click
 
-from plurcast import __version__, clikit, logs, queue
+from plurcast import __version__, clikit, logs, queue, service, stats
 from plurcast import config as config_module
-from plurcast.daemon import Daemon, Options
+from plurcast.errors import EXIT_RUNTIME
+from plurcast.output import Format, emit_json
+from plurcast.timefmt import format_relative
+from plurcast.views import time_fields
+
+DAEMON_OPTIONS = ("once", "poll_interval", "max_concurrency", "no_retry", "verbose", "log_format")
 
 
-@click.command(
-    cls=clikit.Command,
+@click.group(
+    "plur-send",
+    cls=clikit.Group,
+    invoke_without_command=True,
     context_settings=clikit.CONTEXT,
     epilog="""\b
 Examples:
   plur-send                 run in the foreground until SIGTERM/Ctrl-C
   plur-send --once          deliver everything due now, then exit
   plur-send -v --log-format json
+  plur-send install --now   run it as a systemd user service from now on
+  plur-send status          is it running, and what is waiting?
 
 \b
 Signals: TERM/INT finish in-flight deliveries (within [scheduling]
 shutdown_timeout), give back the rest and exit 0; a second one exits at once.
 HUP re-reads the config.
-Exit codes: 0 ok, 1 a delivery failed for good (--once) or runtime error,
-2 config error.""",
+Exit codes: 0 ok, 1 a delivery failed for good (--once), a runtime error or
+no systemd user manager, 2 config error, 3 invalid input.""",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (1 if any gave up).")
 @click.option(
@@ -45,26 +61,57 @@ Exit codes: 0 ok, 1 a delivery failed for good (--once) or runtime error,
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.option(
     "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Log lines as text or JSON objects (stderr).",
+    type=click.Choice(logs.FORMATS),
+    help="text or json lines on stderr, or journal entries with POST_ID, PLATFORM, ACCOUNT "
+    "and DELIVERY_STATE fields [default: journal under systemd, else text].",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="plur-send")
+@click.pass_context
 def cli(
+    ctx: click.Context,
     once: bool,
     poll_interval: float | None,
     max_concurrency: int | None,
     no_retry: bool,
     verbose: bool,
-    log_format: str,
+    log_format: str | None,
 ) -> int:
-    """Deliver scheduled posts when they are due: on time, exactly once, with retries."""
+    """Deliver scheduled posts when they are due: on time, exactly once, with retries.
+
+    Without a command it runs the daemon in the foreground; the commands install and
+    control it as a systemd user service.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in DAEMON_OPTIONS
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} runs the daemon and cannot go with '{ctx.invoked_subcommand}'"
+            )
+        return 0
+    return run_daemon(once, poll_interval, max_concurrency, no_retry, verbose, log_format)
+
+
+def run_daemon(
+    once: bool,
+    poll_interval: float | None,
+    max_concurrency: int | None,
+    no_retry: bool,
+    verbose: bool,
+    log_format: str | None,
+) -> int:
+    from plurcast.daemon import Daemon, Options
+    from plurcast.systemd import SystemdNotifier
+
     logs.setup(verbose, log_format)
     daemon = Daemon(
         config_module.load,
         queue.open_db,
         Options(once, poll_interval, max_concurrency, no_retry),
+        notifier=SystemdNotifier(),
     )
 
     async def main() -> int:
@@ -77,5 +124,200 @@ def cli(
     return asyncio.run(main())
 
 
+# --- the systemd user service --------------------------------------------------------------
+
+
+def no_user_manager(exc: service.NoUserManager, action: str, done: str = "") -> NoReturn:
+    """One `Error:` line, then what to run by hand once a user manager is there."""
+    sys.stderr.write(
+        f"Error: {exc}{done} — run these from a login session of {service.user_name()}:\n"
+    )
+    for step in service.manual_steps(action):
+        sys.stderr.write(f"  {step}\n")
+    sys.exit(EXIT_RUNTIME)
+
+
+@cli.command()
+@click.option("--now", "start", is_flag=True, help="Also start it now (else at next login).")
+def install(start: bool) -> None:
+    """Install plur-send as a systemd user service and enable it.
+
+    Writes plur-send.service to $XDG_CONFIG_HOME/systemd/user/ with ExecStart set to this
+    installation's plur-send (and PLURCAST_CONFIG/PLURCAST_DB_PATH when this shell sets
+    them), then reloads systemd and enables the unit. Running it again rewrites the unit;
+    'plur-send restart' then applies it to a running service.
+
+    \b
+    Example:
+      plur-send install --now && plur-send status
+    """
+    path, settings = service.write_unit(config_module.load())
+    click.echo(f"wrote {path} (ExecStart={settings.exec_start})")
+    try:
+        service.enable(start)
+    except service.NoUserManager as exc:
+        no_user_manager(exc, "install", "; the unit file is written")
+    click.echo(
+        f"enabled {service.UNIT_NAME}"
+        + (": started now" if start else ": it starts at your next login ('plur-send start' now)")
+    )
+    if not service.linger_enabled():
+        sys.stderr.write(
+            f"Hint: systemd stops your services when you log out. To keep plur-send running "
+            f"while logged out and start it at boot: {service.linger_command()}\n"
+        )
+
+
+@cli.command()
+def uninstall() -> None:
+    """Stop and disable the service and remove its unit file (posts and config stay)."""
+    try:
+        path = service.uninstall()
+    except service.NoUserManager as exc:
+        no_user_manager(exc, "uninstall")
+    if path is None:
+        sys.stderr.write(f"{service.UNIT_NAME} is not installed (no {service.unit_path()})\n")
+        return
+    click.echo(f"stopped and disabled {service.UNIT_NAME}, removed {path}")
+
+
+def _control_command(action: str, summary: str, done: str) -> click.Command:
+    def control() -> None:
+        try:
+            service.control(action)
+        except service.NoUserManager as exc:
+            no_user_manager(exc, action)
+        click.echo(f"{done} {service.UNIT_NAME}")
+
+    control.__doc__ = summary
+    return cli.command(action)(control)
+
+
+_control_command("start", "Start the service (systemctl --user start).", "started")
+_control_command("stop", "Stop the service; in-flight deliveries finish first.", "stopped")
+_control_command("restart", "Restart the service, e.g. after an upgrade.", "restarted")
+
+
+@cli.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new entries as they come.")
+@click.option(
+    "-n", "--lines", type=click.IntRange(min=0), metavar="N", help="Show only the last N entries."
+)
+def logs_cmd(follow: bool, lines: int | None) -> int:
+    """The service's log from the journal (journalctl --user-unit plur-send.service).
+
+    \b
+    Examples:
+      plur-send logs -n 50
+      plur-send logs -f
+      journalctl --user-unit plur-send.service POST_ID=<id>   one post's story
+    """
+    return service.journal(follow, lines)
+
+
+@cli.command()
+@clikit.format_option
+def health(fmt: Format) -> None:
+    """Exit 0 when a plur-send daemon beat its heartbeat in the last 30 s, else 1.
+
+    For monitoring: any daemon using this database counts, under systemd or not.
+    """
+    cfg = config_module.load()
+    now = clikit.now()
+    daemon = stats.daemon_health(queue.open_db(cfg), now)
+    if fmt != "text":
+        emit_json(_daemon_json(daemon, cfg), fmt)
+    elif daemon.running:
+        click.echo(f"ok: plur-send {_daemon_text(daemon, now)}")
+    if not daemon.running:
+        if daemon.last_heartbeat_ms is None:
+            reason = "no plur-send daemon has run on this database"
+        else:
+            reason = f"no heartbeat from plur-send: {_daemon_text(daemon, now)}"
+        sys.stderr.write(f"Error: {reason} — start it: plur-send start (or plur-send)\n")
+        sys.exit(EXIT_RUNTIME)
+
+
+@cli.command()
+@clikit.format_option
+def status(fmt: Format) -> None:
+    """The service as systemd sees it, the daemon's heartbeat, and the queue.
+
+    Warns when posts are overdue and no daemon is running.
+    """
+    cfg = config_module.load()
+    now = clikit.now()
+    unit: dict[str, str] | None
+    try:
+        unit = service.show()
+        manager_problem = None
+    except service.NoUserManager as exc:
+        unit, manager_problem = None, exc.reason
+    result = stats.compute(queue.open_db(cfg), now, cfg.timezone)
+    if fmt != "text":
+        emit_json(
+            {
+                "systemd": unit or {"error": manager_problem},
+                "daemon": _daemon_json(result.daemon, cfg),
+                "queue": {
+                    "total": result.total,
+                    "by_time_bucket": result.by_time_bucket,
+                    "failed": result.by_status.get("failed", 0),
+                },
+            },
+            fmt,
+        )
+    else:
+        click.echo(f"service: {_unit_text(unit, manager_problem)}")
+        if unit and unit["StatusText"]:
+            click.echo(f"status:  {unit['StatusText']}")
+        state = "running" if result.daemon.running else "not running"
+        if result.daemon.last_heartbeat_ms is not None:
+            state += f", {_daemon_text(result.daemon, now)}"
+        click.echo(f"daemon:  {state}")
+        buckets = ", ".join(
+            f"{n} {name.replace('_', ' ')}" for name, n in result.by_time_bucket.items() if n
+        )
+        failed = result.by_status.get("failed", 0)
+        click.echo(
+            f"queue:   {result.total} scheduled"
+            + (f" ({buckets})" if buckets else "")
+            + (f", {failed} failed" if failed else "")
+        )
+    warning = result.overdue_warning()
+    if warning:
+        sys.stderr.write(warning + "\n")
+
+
+def _unit_text(unit: dict[str, str] | None, manager_problem: str | None) -> str:
+    if unit is None:
+        return f"unknown: no systemd user manager ({manager_problem})"
+    if unit["LoadState"] == "not-found":
+        return "not installed (plur-send install)"
+    text = f"{unit['ActiveState']} ({unit['SubState']}), {unit['UnitFileState'] or 'static'}"
+    if unit["MainPID"] not in ("", "0"):
+        text += f", pid {unit['MainPID']}"
+    return text
+
+
+def _daemon_text(daemon: stats.Daemon, now: datetime) -> str:
+    assert daemon.last_heartbeat_ms is not None
+    ago = format_relative(datetime.fromtimestamp(daemon.last_heartbeat_ms / 1000, now.tzinfo) - now)
+    return f"pid {daemon.pid} on {daemon.host}, last heartbeat {ago}"
+
+
+def _daemon_json(daemon: stats.Daemon, cfg: config_module.Config) -> dict[str, Any]:
+    return {
+        "running": daemon.running,
+        "host": daemon.host,
+        "pid": daemon.pid,
+        **time_fields("last_heartbeat", daemon.last_heartbeat_ms, cfg.timezone),
+    }
+
+
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

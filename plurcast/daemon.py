@@ -218,6 +218,12 @@ class Daemon:
         if wake is not None and len(self.inflight) < self.max_concurrency:
             deadline = min(deadline, max(wake, now))
         while not self._stopping and not self._reload:
+            # Every pass, not only after a quiet tick: in a burst a finishing delivery
+            # returns from here every few ms, and the loop is alive all the same.
+            self.notifier.watchdog()
+            if time.monotonic() >= self._next_beat:
+                self._beat()
+                self.notifier.status(self._status_line())
             remaining = (deadline - self.engine.now_ms()) / 1000
             if remaining <= 0:
                 return
@@ -227,10 +233,6 @@ class Daemon:
                 return  # a delivery finished (a slot is free) or a signal came
             except TimeoutError:
                 pass
-            self.notifier.watchdog()
-            if time.monotonic() >= self._next_beat:
-                self._beat()
-                self.notifier.status(self._status_line())
             if self._data_version_now() != baseline:
                 return
 

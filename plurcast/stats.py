@@ -42,6 +42,16 @@ class QueueStats:
     def overdue_without_daemon(self) -> bool:
         return self.by_time_bucket["overdue"] > 0 and not self.daemon.running
 
+    def overdue_warning(self) -> str | None:
+        """The one warning both plur-queue stats and plur-send status give."""
+        if not self.overdue_without_daemon:
+            return None
+        n = self.by_time_bucket["overdue"]
+        return (
+            f"Warning: {n} post{'s are' if n != 1 else ' is'} overdue and no plur-send daemon "
+            "is running — start it: plur-send start (or plur-send)"
+        )
+
 
 def bucket_bounds(now: datetime, tz: ZoneInfo) -> tuple[int, int, int, int]:
     """Ends of: now, the next hour, today, this week (Monday-based) — in the user's zone."""
