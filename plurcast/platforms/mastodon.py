@@ -35,11 +35,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
+from plurcast.platforms import accounts
+from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.secrets import secret, secret_path
 
@@ -65,43 +66,9 @@ _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP he
 # --- configuration -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Account:
-    name: str
-    section: str  # the config table, for messages: "mastodon" or "accounts.mastodon.NAME"
-    settings: dict[str, Any]
-    defaults: dict[str, Any]  # the default account's settings ({} for the default itself)
-    cfg_path: Path
-
-    def inherited(self, key: str) -> tuple[Any, str]:
-        """A setting of this account, else of the default account; with the table it came from."""
-        if key in self.settings:
-            return self.settings[key], self.section
-        if key in self.defaults:
-            return self.defaults[key], PLATFORM
-        return None, self.section
-
-
-def _account(cfg: Config, account: str) -> _Account:
-    platform = cfg.platforms.get(PLATFORM)
-    if platform is None or account not in platform.accounts:
-        if account == DEFAULT_ACCOUNT:
-            raise ConfigError(
-                "Mastodon is not configured",
-                f"add a [mastodon] section with instance and token_file to {cfg.path}",
-            )
-        raise ConfigError(
-            f'no Mastodon account "{account}"',
-            f"add an [accounts.mastodon.{account}] section with token_file to {cfg.path}",
-        )
-    if account == DEFAULT_ACCOUNT:
-        return _Account(account, PLATFORM, platform.accounts[account], {}, cfg.path)
-    return _Account(
-        account,
-        f"accounts.{PLATFORM}.{account}",
-        platform.accounts[account],
-        platform.accounts.get(DEFAULT_ACCOUNT, {}),
-        cfg.path,
+def _account(cfg: Config, account: str) -> Account:
+    return accounts.account(
+        cfg, PLATFORM, account, title="Mastodon", needs="instance and token_file"
     )
 
 
@@ -134,7 +101,7 @@ def instance_url(value: str) -> str:
     return f"{scheme}://{netloc}" + (f":{port}" if port is not None else "")
 
 
-def _instance(acc: _Account) -> str:
+def _instance(acc: Account) -> str:
     value, table = acc.inherited("instance")
     if value is None:
         raise ConfigError(
@@ -152,7 +119,7 @@ def _instance(acc: _Account) -> str:
         ) from None
 
 
-def _timeout(acc: _Account) -> float:
+def _timeout(acc: Account) -> float:
     value, table = acc.inherited("timeout")
     if value is None:
         return DEFAULT_TIMEOUT
@@ -161,7 +128,7 @@ def _timeout(acc: _Account) -> float:
     return float(value)
 
 
-def _visibility(acc: _Account) -> str:
+def _visibility(acc: Account) -> str:
     value, table = acc.inherited("visibility")
     if value is None:
         return DEFAULT_VISIBILITY
@@ -172,7 +139,7 @@ def _visibility(acc: _Account) -> str:
     return str(value)
 
 
-def _token(acc: _Account) -> str:
+def _token(acc: Account) -> str:
     """The account's access token: $PLURCAST_MASTODON_TOKEN (default account) or token_file.
 
     Only the first line counts, so a token file written by Mastodon.py's

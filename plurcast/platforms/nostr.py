@@ -26,13 +26,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
+from plurcast.platforms import accounts
+from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.secrets import secret, secret_path
 
@@ -74,44 +74,8 @@ def _sdk() -> Any:
 # --- configuration -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Account:
-    name: str
-    section: str  # the config table, for messages: "nostr" or "accounts.nostr.NAME"
-    settings: dict[str, Any]
-    defaults: dict[str, Any]  # the default account's settings ({} for the default itself)
-    cfg_path: Path
-
-    def inherited(self, key: str) -> tuple[Any, str]:
-        """A setting of this account, else of the default account; with the table it came from."""
-        if key in self.settings:
-            return self.settings[key], self.section
-        if key in self.defaults:
-            return self.defaults[key], PLATFORM
-        return None, self.section
-
-
-def _account(cfg: Config, account: str) -> _Account:
-    platform = cfg.platforms.get(PLATFORM)
-    if platform is None or account not in platform.accounts:
-        if account == DEFAULT_ACCOUNT:
-            raise ConfigError(
-                "Nostr is not configured",
-                f"add a [nostr] section with keys_file and relays to {cfg.path}",
-            )
-        raise ConfigError(
-            f'no Nostr account "{account}"',
-            f"add an [accounts.nostr.{account}] section with keys_file to {cfg.path}",
-        )
-    if account == DEFAULT_ACCOUNT:
-        return _Account(account, PLATFORM, platform.accounts[account], {}, cfg.path)
-    return _Account(
-        account,
-        f"accounts.{PLATFORM}.{account}",
-        platform.accounts[account],
-        platform.accounts.get(DEFAULT_ACCOUNT, {}),
-        cfg.path,
-    )
+def _account(cfg: Config, account: str) -> Account:
+    return accounts.account(cfg, PLATFORM, account, title="Nostr", needs="keys_file and relays")
 
 
 def _valid_relay_url(url: str) -> bool:
@@ -127,7 +91,7 @@ def _valid_relay_url(url: str) -> bool:
     return parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
 
 
-def _relays(acc: _Account) -> list[str]:
+def _relays(acc: Account) -> list[str]:
     value, table = acc.inherited("relays")
     if value is None:
         raise ConfigError(
@@ -150,7 +114,7 @@ def _relays(acc: _Account) -> list[str]:
     return urls
 
 
-def _min_relays(acc: _Account, relay_count: int) -> int:
+def _min_relays(acc: Account, relay_count: int) -> int:
     value, table = acc.inherited("min_relays")
     if value is None:
         return DEFAULT_MIN_RELAYS
@@ -162,7 +126,7 @@ def _min_relays(acc: _Account, relay_count: int) -> int:
     return value
 
 
-def _timeout(acc: _Account) -> float:
+def _timeout(acc: Account) -> float:
     value, table = acc.inherited("timeout")
     if value is None:
         return DEFAULT_TIMEOUT
@@ -235,7 +199,7 @@ def normalise_secret_key(text: str, source: str) -> str:
     raise ConfigError(f"{source} is not a Nostr secret key ({_KEY_SHAPE})")
 
 
-def _secret_key_text(acc: _Account) -> str:
+def _secret_key_text(acc: Account) -> str:
     """The account's key, checked for shape."""
     env_var = KEY_ENV if acc.name == DEFAULT_ACCOUNT else None
     text = secret(
