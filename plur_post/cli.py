@@ -150,7 +150,7 @@ def cli(
         from plurcast import publish, reporting
 
         delivered = publish.deliver(engine, created.claims)
-        reports = publish.report(conn, created.post_id, delivered, engine.pool.platforms)
+        reports = publish.report(conn, created.post_id, delivered)
         alive = publish.daemon_alive(conn, engine.now_ms())
         sys.exit(reporting.emit(reports, fmt, tz=zone, now=now, daemon_alive=alive))
     names = [platform for platform, _ in created.targets]

@@ -25,7 +25,7 @@ def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
     reports = []
     for post in posts:
         publish.wait_for_others(s.conn, post.id, publish.WAIT_FOR_OTHERS_SECONDS)
-        reports += publish.report(s.conn, post.id, delivered, engine.pool.platforms)
+        reports += publish.report(s.conn, post.id, delivered)
     alive = publish.daemon_alive(s.conn, engine.now_ms())
     return reporting.emit(reports, fmt, tz=s.tz, now=s.now, daemon_alive=alive)
 

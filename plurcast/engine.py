@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from plurcast import process
 from plurcast.config import Config
-from plurcast.errors import ConfigError, PlurcastError
+from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
 from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds
@@ -57,7 +57,12 @@ def default_factories() -> dict[str, Factory]:
 
         return MastodonPublisher.from_config(cfg, account)
 
-    return {"nostr": nostr, "mastodon": mastodon}
+    def bluesky(cfg: Config, account: str) -> Publisher:
+        from plurcast.platforms.bluesky import BlueskyPublisher
+
+        return BlueskyPublisher.from_config(cfg, account)
+
+    return {"nostr": nostr, "mastodon": mastodon, "bluesky": bluesky}
 
 
 class PublisherPool:
@@ -184,11 +189,8 @@ class Engine:
         started = self.now_ms()
         try:
             publisher = self.pool.get(claim.platform, claim.account)
-        except PlurcastError as exc:
-            outcome = Outcome(
-                OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError)
-            )
-            return self._record(claim, outcome, started, None)
+        except Exception as exc:
+            return self._record(claim, _failure(exc, claim), started, None)
         payload = claim.payload
         if payload is None:
             try:
@@ -202,11 +204,8 @@ class Engine:
                         claim.metadata,
                     )
                 )
-            except PlurcastError as exc:
-                outcome = Outcome(
-                    OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError)
-                )
-                return self._record(claim, outcome, started, publisher)
+            except Exception as exc:
+                return self._record(claim, _failure(exc, claim), started, publisher)
         with transaction(self.conn):
             stored = store.store_payload(
                 self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
@@ -375,6 +374,22 @@ class Engine:
 
     def next_wake_ms(self) -> int | None:
         return store.next_wake_ms(self.conn, self.pool.platforms)
+
+
+def _failure(exc: Exception, claim: Claimed) -> Outcome:
+    """What a failure before any byte went out means for the delivery.
+
+    Config and input errors cannot mend themselves (dead, with the reason; config
+    ones are auth errors, plur-post exits 2); a RuntimeFailure is passing (retry);
+    anything else is a bug in an adapter, logged with its traceback and retried
+    rather than allowed to take the daemon down.
+    """
+    if isinstance(exc, RuntimeFailure):
+        return Outcome(OutcomeKind.TRANSIENT, error=str(exc))
+    if isinstance(exc, PlurcastError):
+        return Outcome(OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError))
+    log.exception("preparing post %s for %s failed unexpectedly", claim.post_id, claim.platform)
+    return Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
 
 
 def _fields(claim: Claimed) -> dict[str, str]:

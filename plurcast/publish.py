@@ -64,12 +64,7 @@ def wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> N
         time.sleep(0.1)
 
 
-def report(
-    conn: sqlite3.Connection,
-    post_id: str,
-    delivered: Sequence[Delivered],
-    supported: Sequence[str],
-) -> list[Report]:
+def report(conn: sqlite3.Connection, post_id: str, delivered: Sequence[Delivered]) -> list[Report]:
     """Each delivery of the post as it stands now, with this run's display lines."""
     lines = {d.claim.delivery_id: d for d in delivered}
     post: Post = post_store.get_posts(conn, [post_id])[0]
@@ -83,7 +78,7 @@ def report(
         elif d.last_error:
             line = f"{d.platform}:error:{d.last_error}"
         else:
-            line = f"{d.platform}:error:{_unsent(d.state.value, d.platform in supported)}"
+            line = f"{d.platform}:error:{_unsent(d.state.value)}"
         reports.append(
             Report(
                 post.id,
@@ -101,13 +96,11 @@ def report(
     return reports
 
 
-def _unsent(state: str, supported: bool) -> str:
+def _unsent(state: str) -> str:
     if state == "cancelled":
         return "cancelled"
     if state == "sending":
         return "still being sent by another process"
-    if not supported:
-        return "publishing to this platform is not supported yet"
     return f"not sent ({state})"
 
 

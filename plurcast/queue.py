@@ -32,6 +32,7 @@ MIN_ID_PREFIX = 8
 CREDENTIAL_CHECKS = {
     "nostr": "plurcast.platforms.nostr",
     "mastodon": "plurcast.platforms.mastodon",
+    "bluesky": "plurcast.platforms.bluesky",
 }
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 

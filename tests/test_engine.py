@@ -341,3 +341,30 @@ def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
     assert result.state == "sent"
     assert row(conn, post_id)[0] == DeliveryState.SENT
     assert [e["content"] for e in inprocess_relay.fetch_events()] == ["needs a key"]
+
+
+def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """An exception from an adapter's prepare must not take down deliver_all (or the daemon)."""
+    from plurcast.engine import PublisherPool
+    from plurcast.errors import RuntimeFailure
+    from plurcast.platforms.nostr import NostrPublisher
+
+    class Broken(NostrPublisher):
+        async def prepare(self, work: Work) -> str:
+            if work.content == "bug":
+                raise ValueError("adapter bug")
+            if work.content == "passing":
+                raise RuntimeFailure("handle lookup timed out")
+            return await super().prepare(work)
+
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    ids = {text: add_post(conn, cfg, text, T0 + 1) for text in ("bug", "passing", "fine")}
+    pool = PublisherPool(cfg, {"nostr": Broken.from_config})
+    engine = Engine(cfg, conn, pool, clock=FakeClock(T0 + 2))
+    results = {r.claim.content: r.state for r in deliver(engine, engine.claim_due(5))}
+    assert results == {"bug": "retry", "passing": "retry", "fine": "sent"}
+    assert row(conn, ids["bug"]).last_error == "ValueError: adapter bug"
+    assert row(conn, ids["passing"]).last_error == "handle lookup timed out"
