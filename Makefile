@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint format demo bench clean
+.PHONY: venv test lint format demo bench chaos clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_cli.py
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_scale.py
+
+# Everything going wrong at once for 60 s, then a count on the servers (issue #7; ~90 s).
+# Exit 1 when an invariant broke; `python bench/chaos.py --help` for a smaller or longer run.
+chaos: $(STAMP)
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
