@@ -62,7 +62,8 @@ class Delivery:
     sent_at_ms: int | None
     last_error: str | None
     error_kind: str | None
-    prepared: bool = False  # a payload exists: what goes out is fixed
+    prepared: bool = False  # a payload exists or an attempt was made: the text is fixed
+    has_payload: bool = False  # a payload was stored: it may already be out
     history: list[Attempt] = field(default_factory=list)
 
 

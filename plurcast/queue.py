@@ -197,14 +197,27 @@ def list_posts(
     return [p for p in posts if p.status == PostStatus.SCHEDULED]
 
 
-CANCELLABLE = (*WAITING, DeliveryState.SENDING)
+UNSENT = (*WAITING, DeliveryState.SENDING)
 
 
 def check_cancellable(post: Post) -> None:
+    """A post can be cancelled while nothing of it can have gone out.
+
+    A delivery whose payload is stored may already be published — its send timed
+    out, or its sender died before recording — so "cancelled" could be a lie; such a
+    post is refused as a whole and will be delivered (exactly once) and recorded.
+    """
     status = post.status
+    maybe_out = [d.platform for d in post.deliveries if d.state in UNSENT and d.has_payload]
+    if maybe_out:
+        raise InvalidInput(
+            f"post {post.id} may already be out on {', '.join(maybe_out)}; it can no longer "
+            "be cancelled",
+            "it will be delivered once and recorded — see plur-queue show",
+        )
     if status in (PostStatus.POSTED, PostStatus.PARTIAL):
         raise InvalidInput(f"post {post.id} is already posted", "nothing left to cancel")
-    if not any(d.state in CANCELLABLE for d in post.deliveries):
+    if not any(d.state in UNSENT for d in post.deliveries):
         raise InvalidInput(f"post {post.id} is {status}", "nothing left to cancel")
 
 
@@ -222,7 +235,7 @@ def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> No
     with transaction(conn):
         for post in store.get_posts(conn, ids):
             check_cancellable(post)
-        store.set_deliveries_state(conn, ids, DeliveryState.CANCELLED, CANCELLABLE, to_ms(now))
+        store.cancel_unsent(conn, ids, to_ms(now))
 
 
 def _check_movable(post: Post) -> None:

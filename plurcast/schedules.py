@@ -23,7 +23,7 @@ from plurcast import content as content_rules
 from plurcast import queue, recurrence, when
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
-from plurcast.models import DeliveryState, Post, Schedule, to_ms
+from plurcast.models import Post, Schedule, to_ms
 from plurcast.recurrence import Rule
 from plurcast.store import posts as post_store
 from plurcast.store import schedules as store
@@ -256,13 +256,7 @@ def cancel(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
         store.set_state(conn, s.id, "cancelled", now_ms, clear_next=True)
         waiting = store.waiting_post_ids(conn, s.id)
         if waiting:
-            post_store.set_deliveries_state(
-                conn,
-                waiting,
-                DeliveryState.CANCELLED,
-                (DeliveryState.PENDING, DeliveryState.RETRY, DeliveryState.SENDING),
-                now_ms,
-            )
+            post_store.cancel_unsent(conn, waiting, now_ms)
 
 
 @dataclass(frozen=True)

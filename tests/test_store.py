@@ -13,7 +13,6 @@ import sqlite_utils
 
 from plurcast.errors import EXIT_CONFIG, EXIT_RUNTIME, ConfigError, RuntimeFailure
 from plurcast.models import (
-    WAITING,
     Delivery,
     DeliveryState,
     Post,
@@ -26,13 +25,13 @@ from plurcast.store.connection import connect, transaction
 from plurcast.store.migrations import SCHEMA_VERSION
 from plurcast.store.posts import (
     NewPost,
+    cancel_unsent,
     delete_posts,
     find_post_ids,
     get_posts,
     insert_post,
     latest_waiting_time_ms,
     select_posts,
-    set_deliveries_state,
     set_schedule,
 )
 from tests.conftest import NOW
@@ -540,19 +539,24 @@ def test_latest_waiting_time(conn: sqlite3.Connection) -> None:
     assert latest_waiting_time_ms(conn) is None
 
 
-def test_set_deliveries_state_keeps_the_lease(queue: sqlite3.Connection) -> None:
-    """A delivery cancelled while on the wire stays its sender's to record (as sent, if it was)."""
+def test_cancel_unsent_keeps_the_lease_and_spares_what_may_be_out(
+    queue: sqlite3.Connection,
+) -> None:
+    """A claimed but unprepared delivery is cancelled with its lease kept (the engine's prepare
+    check finds it); one with a stored payload may already be published and is left alone."""
     queue.execute(
         "UPDATE deliveries SET state = 'sending', lease_owner = 'w1', lease_expires_at_ms = 5 "
         "WHERE post_id = ? AND platform = 'nostr'",
         (ID_A,),
     )
+    queue.execute(
+        "UPDATE deliveries SET state = 'retry', payload = '{}' WHERE post_id = ?", (ID_A2,)
+    )
     later = T0 + 7
     with transaction(queue):
-        changed = set_deliveries_state(
-            queue, [ID_A, ID_D], DeliveryState.CANCELLED, (*WAITING, DeliveryState.SENDING), later
-        )
-    assert changed == 2  # A's two waiting deliveries; D's sent one is left alone
+        changed = cancel_unsent(queue, [ID_A, ID_D], later)
+        assert cancel_unsent(queue, [ID_A2], later) == 0  # its payload may already be out
+    assert changed == 2  # A's two unsent deliveries; D's sent one is left alone
     rows = queue.execute(
         "SELECT post_id, platform, state, lease_owner, lease_expires_at_ms, updated_at_ms "
         "FROM deliveries WHERE post_id IN (?, ?) ORDER BY post_id, id",
@@ -568,8 +572,8 @@ def test_set_deliveries_state_keeps_the_lease(queue: sqlite3.Connection) -> None
     assert queue.execute("SELECT updated_at_ms FROM posts WHERE id = ?", (ID_A,)).fetchone() == (
         later,
     )
-    [b] = get_posts(queue, [ID_B])
-    assert b.status == PostStatus.SCHEDULED
+    [a2] = get_posts(queue, [ID_A2])
+    assert [(d.state.value, d.has_payload) for d in a2.deliveries] == [("retry", True)]
 
 
 def test_set_schedule_moves_only_waiting_deliveries(queue: sqlite3.Connection) -> None:

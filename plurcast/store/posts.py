@@ -18,7 +18,7 @@ _POST_ROW = """
            (SELECT json_group_array(json_array(
                 d.id, d.platform, d.account, d.state, d.due_at_ms, d.attempts, d.remote_id,
                 d.remote_url, d.sent_at_ms, d.last_error, d.error_kind,
-                d.payload IS NOT NULL OR d.attempts > 0))
+                d.payload IS NOT NULL OR d.attempts > 0, d.payload IS NOT NULL))
             FROM deliveries d WHERE d.post_id = p.id) AS deliveries
     FROM posts p
 """
@@ -111,6 +111,7 @@ def _posts_from_rows(rows: Iterable[Any]) -> list[Post]:
                 d[9],
                 d[10],
                 bool(d[11]),
+                bool(d[12]),
                 [],
             )
             for d in loads(r[8])
@@ -172,21 +173,20 @@ def load_history(conn: sqlite3.Connection, post: Post) -> None:
         by_id[r[0]].history.append(Attempt(*r[1:]))
 
 
-def set_deliveries_state(
-    conn: sqlite3.Connection,
-    post_ids: Sequence[str],
-    new_state: DeliveryState,
-    from_states: Sequence[DeliveryState],
-    now_ms: int,
-) -> int:
+def cancel_unsent(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int) -> int:
+    """Cancel the deliveries of these posts that nothing can have sent: no payload stored.
+
+    A delivery with a stored payload may already be out (its send timed out, or its
+    sender died before recording) and is left to be delivered and recorded. One that is
+    claimed but not yet prepared is safe to cancel: the engine's prepare step publishes
+    only a delivery still `sending` — the lease stays, for that check to find.
+    """
     marks = ",".join("?" * len(post_ids))
-    states = ",".join("?" * len(from_states))
-    # The lease stays: a delivery cancelled while on the wire is still its sender's to
-    # record, and if it did go out, `sent` is what gets recorded.
     cur = conn.execute(
-        f"UPDATE deliveries SET state = ?, updated_at_ms = ? "
-        f"WHERE post_id IN ({marks}) AND state IN ({states})",
-        [new_state.value, now_ms, *post_ids, *(s.value for s in from_states)],
+        f"UPDATE deliveries SET state = 'cancelled', updated_at_ms = ? "
+        f"WHERE post_id IN ({marks}) AND state IN ('pending', 'retry', 'sending') "
+        f"AND payload IS NULL",
+        [now_ms, *post_ids],
     )
     conn.execute(f"UPDATE posts SET updated_at_ms = ? WHERE id IN ({marks})", [now_ms, *post_ids])
     return cur.rowcount
