@@ -27,23 +27,11 @@ from plurcast.store.deliveries import Claimed
 from tests.conftest import NOW, Run
 from tests.peers.bluesky import Account, Pds
 from tests.peers.nostr import InProcessRelay
+from tests.test_engine import FakeClock
 
 T0 = NOW.timestamp()
 CREATE_SESSION = "com.atproto.server.createSession"
 PUT_RECORD = "com.atproto.repo.putRecord"
-
-
-class FakeClock:
-    """Engine time, stepped by the test; real network calls still take real time."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @pytest.fixture
