@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.peers.nostr import NostrRelay, _dies_with_parent
+from tests.peers.nostr import NostrRelay
+from tests.peers.process import dies_with_parent
 
 BIN = Path(sys.executable).parent
 BIG = 1_000_000
@@ -239,7 +240,7 @@ def daemon_rss(work: Path) -> None:
         try:
             with (work / "plur-send.log").open("wb") as log:
                 daemon = subprocess.Popen(
-                    _dies_with_parent([str(BIN / "plur-send")]),
+                    dies_with_parent([str(BIN / "plur-send")]),
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,

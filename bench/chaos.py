@@ -68,7 +68,8 @@ if str(ROOT) not in sys.path:  # run as a script: the tests' peers live in the r
     sys.path.insert(0, str(ROOT))
 
 from tests.peers.mastodon import TOKENS, MastodonMock  # noqa: E402
-from tests.peers.nostr import NostrRelay, _dies_with_parent  # noqa: E402
+from tests.peers.nostr import NostrRelay  # noqa: E402
+from tests.peers.process import dies_with_parent  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ACCOUNTS = ("default", "alt")
@@ -781,7 +782,7 @@ class Harness:
 
     def start_daemon(self, slot: int) -> None:
         proc = subprocess.Popen(
-            _dies_with_parent([str(BIN / "plur-send")]),
+            dies_with_parent([str(BIN / "plur-send")]),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self.logs[slot],
@@ -839,7 +840,7 @@ class Harness:
         argv = [str(BIN / exe), *args]
         op = CliOp(kind, post_id, argv, _now_ms(), hostile=hostile, text=text)
         op.proc = subprocess.Popen(
-            _dies_with_parent(argv),
+            dies_with_parent(argv),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -1225,7 +1226,7 @@ class Harness:
             self.daemons[slot] = None
         self.say(f"daemons stopped: exit codes {self.daemon_stops[-len(self.daemons) :]}")
         drain = subprocess.Popen(
-            _dies_with_parent([str(BIN / "plur-send")]),
+            dies_with_parent([str(BIN / "plur-send")]),
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self.logs[0],

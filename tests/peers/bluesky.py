@@ -36,13 +36,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 import pytest
 
 # The same cache, ports and die-with-the-test-run launcher as the Nostr relay.
-from tests.peers.nostr import PEERS_DIR, _dies_with_parent, free_port
+from tests.peers.nostr import PEERS_DIR, free_port
+from tests.peers.process import Peer, dies_with_parent
 
 PDS_VERSION = "0.5.35"
 PLC_VERSION = "0.0.1"
@@ -138,7 +138,7 @@ def _run_step(cmd: list[str], *, cwd: Path, env: dict[str, str], lock_fd: int) -
     if exe is None:
         raise RuntimeError(f"{cmd[0]} not found on PATH: the Bluesky PDS needs npm to install")
     proc = subprocess.run(
-        _dies_with_parent([exe, *cmd[1:]]),
+        dies_with_parent([exe, *cmd[1:]]),
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -234,7 +234,7 @@ class Account:
     app_password: str
 
 
-class Pds:
+class Pds(Peer):
     """PLC + PDS as one Node subprocess on 127.0.0.1; data, log and request log in `directory`.
 
     Without `directory` a temp dir is used and removed again by `close()` / the `with` block.
@@ -297,7 +297,7 @@ class Pds:
         log = self.log_path.open("ab")
         self._log = log
         self.process = subprocess.Popen(
-            _dies_with_parent([str(install.node), str(SCRIPT)]),
+            dies_with_parent([str(install.node), str(SCRIPT)]),
             cwd=self.directory,
             env=self._env(install),
             stdin=subprocess.DEVNULL,
@@ -341,13 +341,6 @@ class Pds:
                 )
             time.sleep(0.05)
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def stop(self) -> None:
         """SIGTERM our own process (it closes PDS and PLC), SIGKILL if it hangs."""
         proc, self.process = self.process, None
@@ -366,17 +359,6 @@ class Pds:
         self.stop()
         if self._owns_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- what tests do with it --
 

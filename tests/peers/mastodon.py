@@ -40,12 +40,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 import pytest
 
-from tests.peers.nostr import _dies_with_parent, free_port
+from tests.peers.nostr import free_port
+from tests.peers.process import Peer, dies_with_parent
 
 __all__ = ["TOKENS", "MastodonMock", "mastodon_server"]
 
@@ -57,7 +57,7 @@ STOP_GRACE = 1.0
 LOG_NAME = "mastodon-mock.log"
 
 
-class MastodonMock:
+class MastodonMock(Peer):
     """mastodon_mock 0.6.1 as a subprocess on 127.0.0.1; config and log in `directory`.
 
     `ratelimit=N` turns on its limiter: N requests per token per `window` seconds.
@@ -103,7 +103,7 @@ class MastodonMock:
         self._log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "mastodon_mock", "serve", "--config", str(config)]
         self.process = subprocess.Popen(
-            _dies_with_parent([*cmd, "--log-level", "warning"]),
+            dies_with_parent([*cmd, "--log-level", "warning"]),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=self.directory,  # it would read ./.mastodon_mock.toml or ./pyproject.toml
@@ -195,15 +195,7 @@ class MastodonMock:
     def texts(self, token: str = TOKENS["alice"]) -> list[str]:
         return [status["text"] for status in self.statuses(token)]
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
 
     def __repr__(self) -> str:

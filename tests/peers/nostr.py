@@ -46,6 +46,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
 
+from tests.peers.process import Peer, dies_with_parent
+
 if TYPE_CHECKING:  # nostr_sdk loads a 20 MB native library: only InProcessRelay needs it.
     from nostr_sdk import LocalRelay
 
@@ -166,25 +168,6 @@ def ensure_nostr_relay(peers_dir: Path | None = None) -> Path:
     return exe
 
 
-# A tiny launcher: ask Linux to SIGTERM the command when the thread that started it dies, then
-# exec the command. So a pytest run killed with SIGKILL (a CI timeout) leaves no relay or pip
-# behind. (The signal is tied to the starting *thread*: start peers from long-lived threads.)
-_LAUNCHER = """\
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(0)  # the parent died before prctl took effect
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def _dies_with_parent(cmd: list[str]) -> list[str]:
-    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only)."""
-    if sys.platform != "linux":
-        return cmd
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *cmd]
-
-
 def _run_quietly(cmd: list[str], *, lock_fd: int) -> None:
     """Run a build step, raising with its output if it fails.
 
@@ -192,7 +175,7 @@ def _run_quietly(cmd: list[str], *, lock_fd: int) -> None:
     until the child is gone too: a second builder never races an orphaned pip.
     """
     proc = subprocess.run(
-        _dies_with_parent(cmd), capture_output=True, text=True, check=False, pass_fds=(lock_fd,)
+        dies_with_parent(cmd), capture_output=True, text=True, check=False, pass_fds=(lock_fd,)
     )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-4000:]
@@ -324,7 +307,7 @@ def read_stored_events(db_path: Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the real relay
 
 
-class NostrRelay:
+class NostrRelay(Peer):
     """nostr-relay 1.14 as a subprocess on 127.0.0.1; its config, database and log in `directory`.
 
     `restart()` keeps the port and the database, which is what "relay down, then back" needs.
@@ -400,7 +383,7 @@ class NostrRelay:
         log.flush()
         self._log = log
         self.process = subprocess.Popen(
-            _dies_with_parent(
+            dies_with_parent(
                 [str(exe.absolute()), "-c", str(self.config_path), "serve", "--use-uvicorn"]
             ),
             cwd=self.directory,
@@ -445,13 +428,6 @@ class NostrRelay:
                 )
             time.sleep(0.02)
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def wait(self) -> int:
         """Block until the relay process exits on its own; its exit code."""
         assert self.process is not None, "not started"
@@ -489,17 +465,6 @@ class NostrRelay:
 
     def count_by_content(self, text: str) -> int:
         return sum(1 for event in self.stored_events() if event["content"] == text)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = f"pid {self.process.pid}" if self.process else "stopped"
@@ -624,7 +589,7 @@ def publish_raw(url: str, event: Mapping[str, Any], timeout: float = 5.0) -> lis
 # --------------------------------------------------------------------------- in-process relay
 
 
-class InProcessRelay:
+class InProcessRelay(Peer):
     """nostr-sdk's `LocalRelay` on 127.0.0.1, driven from a private event-loop thread.
 
     `LocalRelay.run()` only spawns the server on nostr-sdk's own (Rust) runtime and returns, but
@@ -704,15 +669,7 @@ class InProcessRelay:
     def count_by_content(self, text: str) -> int:
         return sum(1 for event in self.fetch_events() if event["content"] == text)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
 
     def __repr__(self) -> str:

@@ -1,0 +1,58 @@
+"""What every test peer shares: dying with its starter, a log tail, `with` support."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+# A tiny launcher: ask Linux to SIGTERM the command when the thread that started it dies, then
+# exec the command. So a pytest run killed with SIGKILL (a CI timeout) leaves no server or pip
+# behind. (The signal is tied to the starting *thread*: start peers from long-lived threads.)
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)  # the parent died before prctl took effect
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def dies_with_parent(cmd: list[str]) -> list[str]:
+    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only)."""
+    if sys.platform != "linux":
+        return cmd
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *cmd]
+
+
+class Peer:
+    """A server a test starts and stops: `with Peer(...) as p:` starts it and closes it."""
+
+    log_path: Path
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's log, for error messages when it will not start."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
