@@ -805,17 +805,33 @@ class Harness:
         self.say(f"timed out after {timeout:g} s waiting for {what}")
         return False
 
+    def holds_leases(self, owner: str) -> bool:
+        return (
+            self.scalar(
+                "SELECT count(*) FROM deliveries WHERE state = 'sending' AND lease_owner = ?",
+                owner,
+            )
+            > 0
+        )
+
     def kill_one(self) -> None:
         """kill -9 a random live daemon, note what it held, restart it at once."""
         from plurcast import process
 
-        live = [i for i, d in enumerate(self.daemons) if d is not None and d.poll() is None]
+        live = {
+            i: process.owner_id(d.pid)
+            for i, d in enumerate(self.daemons)
+            if d is not None and d.poll() is None
+        }
         if not live:
             return
-        slot = self.rng.choice(live)
+        # Half the kills go to a daemon with deliveries on the wire, when there is one: the
+        # kills that test G1 must not be left to chance.
+        busy = [i for i, owner in live.items() if self.holds_leases(owner)]
+        slot = self.rng.choice(busy if busy and self.rng.random() < 0.5 else sorted(live))
         proc = self.daemons[slot]
         assert proc is not None
-        owner = process.owner_id(proc.pid)
+        owner = live[slot]
         self.cpu["plur-send"] += cpu_seconds(proc.pid)
         proc.kill()
         proc.wait(10)
@@ -1213,6 +1229,16 @@ class Harness:
         for slot, proc in enumerate(self.daemons):
             if proc is None:
                 continue
+            # One restarted by the last kill may still be in the interpreter's own startup,
+            # where no Python code can hold a SIGTERM yet (plur-send holds it from its first
+            # line on); it holds nothing, but a stop there would read as -15.
+            self.wait_until(
+                lambda pid=proc.pid: (
+                    self.scalar("SELECT count(*) FROM heartbeats WHERE pid = ?", pid) > 0
+                ),
+                30,
+                f"plur-send in slot {slot} to start",
+            )
             self.cpu["plur-send"] += cpu_seconds(proc.pid)
             proc.send_signal(signal.SIGTERM)
             try:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from plur_send import early
 from plurcast import __version__, clikit, logs, queue, service, stats
 from plurcast import config as config_module
 from plurcast.errors import EXIT_RUNTIME
@@ -82,6 +83,7 @@ def cli(
     control it as a systemd user service.
     """
     if ctx.invoked_subcommand is not None:
+        early.release()
         given = [
             f"--{name.replace('_', '-')}"
             for name in DAEMON_OPTIONS
@@ -119,6 +121,11 @@ def run_daemon(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, daemon.request_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        for held in early.take():
+            if held == signal.SIGHUP:
+                daemon.request_reload()
+            else:
+                daemon.request_stop(held)
         return await daemon.run()
 
     return asyncio.run(main())
@@ -317,7 +324,3 @@ def _daemon_json(daemon: stats.Daemon, cfg: config_module.Config) -> dict[str, A
 
 def main() -> None:
     cli()
-
-
-if __name__ == "__main__":
-    main()

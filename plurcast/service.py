@@ -158,7 +158,7 @@ def plur_send_command() -> list[str]:
     sibling = Path(sys.executable).parent / "plur-send"
     if sibling.is_file() and os.access(sibling, os.X_OK):
         return [str(sibling)]
-    return [str(Path(sys.executable).absolute()), "-m", "plur_send.cli"]
+    return [str(Path(sys.executable).absolute()), "-m", "plur_send"]
 
 
 def settings_for(cfg: Config) -> UnitSettings:

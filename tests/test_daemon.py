@@ -339,6 +339,51 @@ def test_a_second_sigterm_exits_at_once(
     silent.close()
 
 
+_TERM_WHILE_STARTING = """\
+import os, signal, sys
+from plur_send import early, main
+early.catch()  # what the plur-send script does first
+os.kill(os.getpid(), signal.SIGTERM)  # a stop while it still imports and opens the database
+sys.argv = ["plur-send", *sys.argv[1:]]
+main()
+"""
+
+
+def test_sigterm_while_starting_exits_0_and_claims_nothing(
+    setup: Setup, daemons: Daemons, nostr_relay: NostrRelay
+) -> None:
+    """systemd may stop a daemon that has only just started: exit 0, not death by -15."""
+    cfg = setup()
+    enqueue(cfg, 3, time.time())
+    result = subprocess.run(
+        [sys.executable, "-c", _TERM_WHILE_STARTING],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SIGTERM: finishing in-flight deliveries, then stopping" in result.stderr
+    assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'pending'") == 3
+    assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE attempts > 0") == 0
+    assert scalar(cfg, "SELECT count(*) FROM heartbeats") == 0
+    assert nostr_relay.stored_events() == []
+
+
+def test_sigterm_while_a_command_starts_still_terminates_it(setup: Setup) -> None:
+    """Only the daemon holds a stop signal for later; other commands die of it as usual."""
+    setup()
+    result = subprocess.run(
+        [sys.executable, "-c", _TERM_WHILE_STARTING, "health"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert result.stdout == ""
+
+
 def test_sighup_reloads_the_config(setup: Setup, daemons: Daemons, nostr_relay: NostrRelay) -> None:
     cfg = setup()
     proc = daemons.start()

@@ -457,13 +457,13 @@ def test_exec_start_is_this_installation(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(sys, "argv", ["pytest"])
     assert service.plur_send_command() == [str(BIN / "plur-send")]
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python3"))
-    assert service.plur_send_command() == [str(tmp_path / "python3"), "-m", "plur_send.cli"]
+    assert service.plur_send_command() == [str(tmp_path / "python3"), "-m", "plur_send"]
 
 
-def test_python_m_plur_send_cli_runs_plur_send() -> None:
+def test_python_m_plur_send_runs_plur_send() -> None:
     """The ExecStart of last resort."""
     result = subprocess.run(
-        [sys.executable, "-m", "plur_send.cli", "--version"],
+        [sys.executable, "-m", "plur_send", "--version"],
         capture_output=True,
         text=True,
         check=False,
