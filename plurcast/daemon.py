@@ -3,7 +3,9 @@
 It sleeps until the earliest of: the next due delivery, the next lease expiry,
 the next heartbeat, the poll interval — and looks every quarter second whether
 another process changed the database (`PRAGMA data_version`), so a post queued
-for two seconds from now is noticed at once and sent on its second (G4).
+for two seconds from now is noticed at once and sent on its second (G4). Each lane,
+a (platform, account), has its own `max_concurrency` slots: a relay or instance that is
+down or hangs keeps only its own posts waiting.
 
 Signals only set flags. The first SIGTERM/SIGINT stops claiming, lets in-flight
 deliveries finish within `shutdown_timeout`, gives back unfinished leases (their
@@ -14,6 +16,7 @@ once. SIGHUP re-reads the config.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -24,9 +27,10 @@ from dataclasses import dataclass
 
 from plurcast import __version__, process, schedules
 from plurcast.config import Config
-from plurcast.engine import Delivered, Engine, PublisherPool
+from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
+from plurcast.store.deliveries import Lane
 
 log = logging.getLogger("plurcast.daemon")
 
@@ -91,6 +95,7 @@ class Daemon:
         self.started_ms = self.engine.now_ms()
         self.stats = RunStats()
         self.inflight: set[asyncio.Task[Delivered]] = set()
+        self.lanes = Lanes(self.max_concurrency)
         self._stopping = False
         self._reload = False
         self._wake: asyncio.Event | None = None
@@ -171,19 +176,21 @@ class Daemon:
     def _claim_and_start(self) -> None:
         if not self._stopping:
             schedules.materialize(self.conn, self.engine.now_ms())
-        free = self.max_concurrency - len(self.inflight)
-        while free > 0 and not self._stopping:
-            claims = self.engine.claim_due(free)
+        self.lanes.size = self.max_concurrency
+        while not self._stopping:
+            claims = self.engine.claim_due(self.lanes.size, self.lanes)
             if not claims:
                 return
             for claim in claims:
+                lane = (claim.platform, claim.account)
+                self.lanes.take(lane)
                 task = asyncio.get_running_loop().create_task(self.engine.deliver(claim))
                 self.inflight.add(task)
-                task.add_done_callback(self._done)
-            free -= len(claims)
+                task.add_done_callback(functools.partial(self._done, lane))
 
-    def _done(self, task: asyncio.Task[Delivered]) -> None:
+    def _done(self, lane: Lane, task: asyncio.Task[Delivered]) -> None:
         self.inflight.discard(task)
+        self.lanes.give(lane)
         if not task.cancelled() and task.exception() is None:
             result = task.result()
             if result.state == "sent":
@@ -198,7 +205,9 @@ class Daemon:
 
     def _next_wake_ms(self) -> int | None:
         """The earliest due delivery, lease expiry or recurring occurrence."""
-        times = [t for t in (self.engine.next_wake_ms(), schedules.next_run_ms(self.conn)) if t]
+        times = [
+            t for t in (self.engine.next_wake_ms(self.lanes), schedules.next_run_ms(self.conn)) if t
+        ]
         return min(times) if times else None
 
     def _due_now(self) -> bool:
@@ -214,8 +223,9 @@ class Daemon:
         now = self.engine.now_ms()
         wake = self._next_wake_ms()
         deadline = now + int(self.poll_interval * 1000)
-        # With every slot busy, only a finishing delivery (it sets _wake) can change things.
-        if wake is not None and len(self.inflight) < self.max_concurrency:
+        # A lane with every slot busy is not in `wake`: only a finishing delivery of its
+        # (it sets _wake) can change things there.
+        if wake is not None:
             deadline = min(deadline, max(wake, now))
         while not self._stopping and not self._reload:
             # Every pass, not only after a quiet tick: in a burst a finishing delivery

@@ -21,6 +21,7 @@ import logging
 import random
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed
+from plurcast.store.deliveries import Claimed, Lane
 
 log = logging.getLogger("plurcast.engine")
 
@@ -103,6 +104,32 @@ class Delivered:
     display: str | None = None  # e.g. nostr:note1…
 
 
+class Lanes:
+    """Deliveries on the wire per lane (platform, account), each lane with `size` slots.
+
+    A relay, instance or PDS that is down or hangs fills only its own lane: posts for the
+    other accounts and platforms still find a slot and go out on time (G4).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._busy: Counter[Lane] = Counter()
+
+    def room(self, lane: Lane) -> int:
+        return self.size - self._busy[lane]
+
+    def full(self) -> list[Lane]:
+        return sorted(lane for lane, n in self._busy.items() if n >= self.size)
+
+    def take(self, lane: Lane) -> None:
+        self._busy[lane] += 1
+
+    def give(self, lane: Lane) -> None:
+        self._busy[lane] -= 1
+        if self._busy[lane] <= 0:
+            del self._busy[lane]
+
+
 class Engine:
     def __init__(
         self,
@@ -130,14 +157,16 @@ class Engine:
 
     # --- claim ------------------------------------------------------------------------
 
-    def claim_due(self, limit: int) -> list[Claimed]:
-        """Lease up to `limit` due deliveries, reserving their rate-limit slots."""
+    def claim_due(self, limit: int, lanes: Lanes | None = None) -> list[Claimed]:
+        """Lease up to `limit` due deliveries, reserving their rate-limit slots; with
+        `lanes`, none beyond the free slots of its lane (the caller takes those)."""
         if limit <= 0:
             return []
         now = self.now_ms()
+        full = lanes.full() if lanes is not None else []
         with transaction(self.conn):
-            candidates = store.due_candidates(self.conn, now, self.pool.platforms, limit)
-            return self._lease(candidates, now)
+            candidates = store.due_candidates(self.conn, now, self.pool.platforms, limit, skip=full)
+            return self._lease(candidates, now, lanes)
 
     def claim_post(self, post_id: str) -> list[Claimed]:
         """Lease a post's waiting deliveries whatever their time (plur-queue now)."""
@@ -149,11 +178,17 @@ class Engine:
         now = self.now_ms()
         return self._lease(store.post_candidates(self.conn, post_id, self.pool.platforms), now)
 
-    def _lease(self, candidates: Iterable[tuple[Claimed, str]], now: int) -> list[Claimed]:
+    def _lease(
+        self, candidates: Iterable[tuple[Claimed, str]], now: int, lanes: Lanes | None = None
+    ) -> list[Claimed]:
         window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
         grace = self.cfg.scheduling.grace
-        claimed = []
+        claimed: list[Claimed] = []
+        taken: Counter[Lane] = Counter()
         for claim, state in candidates:
+            lane = (claim.platform, claim.account)
+            if lanes is not None and lanes.room(lane) - taken[lane] <= 0:
+                continue  # left as it is, for when a slot of its lane frees
             late = now - claim.due_at_ms
             if (
                 grace is not None
@@ -181,6 +216,7 @@ class Engine:
                 continue
             store.take_lease(self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms)
             claimed.append(claim)
+            taken[lane] += 1
         return claimed
 
     # --- prepare, publish, record -----------------------------------------------------
@@ -372,8 +408,9 @@ class Engine:
         log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
         return count
 
-    def next_wake_ms(self) -> int | None:
-        return store.next_wake_ms(self.conn, self.pool.platforms)
+    def next_wake_ms(self, lanes: Lanes | None = None) -> int | None:
+        full = lanes.full() if lanes is not None else []
+        return store.next_wake_ms(self.conn, self.pool.platforms, full)
 
 
 def _failure(exc: Exception, claim: Claimed) -> Outcome:

@@ -17,7 +17,7 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
-from plurcast.engine import Delivered, Engine
+from plurcast.engine import LEASE_SECONDS, Delivered, Engine, Lanes
 from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
@@ -65,7 +65,13 @@ def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteN
     return write
 
 
-def add_post(conn: sqlite3.Connection, cfg: config_module.Config, text: str, at: float) -> str:
+def add_post(
+    conn: sqlite3.Connection,
+    cfg: config_module.Config,
+    text: str,
+    at: float,
+    account: str | None = None,
+) -> str:
     from datetime import UTC, datetime
 
     created = queue.create_post(
@@ -75,7 +81,7 @@ def add_post(conn: sqlite3.Connection, cfg: config_module.Config, text: str, at:
         schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         draft=False,
         platforms=["nostr"],
-        account=None,
+        account=account,
         tz=cfg.timezone,
         now=datetime.fromtimestamp(T0, UTC),
     )
@@ -368,3 +374,38 @@ def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     assert results == {"bug": "retry", "passing": "retry", "fine": "sent"}
     assert row(conn, ids["bug"]).last_error == "ValueError: adapter bug"
     assert row(conn, ids["passing"]).last_error == "handle lookup timed out"
+
+
+def test_a_lane_with_no_free_slot_is_passed_over_for_the_others(
+    write_config: Callable[[str], Path], nostr_key: Path
+) -> None:
+    """G4: a lane (platform, account) whose slots are all on the wire — its relay hangs —
+    must not keep another lane's post waiting, though that post is due later."""
+    write_config(
+        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n'
+        f'[accounts.nostr.work]\nkeys_file = "{nostr_key}"\n'
+    )
+    cfg = config_module.load()
+    conn = queue.open_db(cfg)
+    default = [add_post(conn, cfg, f"default {i}", T0 + 10 + i) for i in range(5)]
+    work = add_post(conn, cfg, "work", T0 + 30, account="work")
+    engine = Engine(cfg, conn, clock=FakeClock(T0 + 60))
+    lanes = Lanes(2)
+
+    def claim() -> list[str]:
+        claims = engine.claim_due(5, lanes)
+        for c in claims:
+            lanes.take((c.platform, c.account))
+        return [c.post_id for c in claims]
+
+    assert claim() == default[:2]  # the lane's 2 slots, though 5 were asked for
+    assert lanes.full() == [("nostr", "default")]
+    assert claim() == [work]
+    assert claim() == []
+    # Not the full lane's due rows: only the lease of the work post, for when it runs out.
+    assert engine.next_wake_ms(lanes) == int((T0 + 60 + LEASE_SECONDS) * 1000)
+    assert engine.next_wake_ms() == int((T0 + 12) * 1000)
+    lanes.give(("nostr", "default"))
+    assert engine.next_wake_ms(lanes) == int((T0 + 12) * 1000)
+    assert claim() == [default[2]]
+    assert row(conn, default[3]).state == row(conn, default[4]).state == "pending"

@@ -33,7 +33,7 @@ from plurcast import config as config_module
 from plurcast import logs, queue, service
 from plurcast import systemd as sd
 from plurcast.daemon import Daemon, Options
-from plurcast.engine import PublisherPool
+from plurcast.engine import Lanes, PublisherPool
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from tests.conftest import Run
 from tests.peers.nostr import InProcessRelay
@@ -296,11 +296,11 @@ def test_a_hung_loop_stops_the_watchdog_pings(
         )
         real_next_wake_ms = daemon.engine.next_wake_ms
 
-        def next_wake_ms() -> int | None:
+        def next_wake_ms(lanes: Lanes | None = None) -> int | None:
             if hang.is_set() and not release.is_set():
                 hung.set()
                 release.wait(10)  # blocks the event loop, as a stuck call would
-            return real_next_wake_ms()
+            return real_next_wake_ms(lanes)
 
         monkeypatch.setattr(daemon.engine, "next_wake_ms", next_wake_ms)
         built.append(daemon)

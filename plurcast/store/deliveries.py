@@ -16,6 +16,9 @@ from typing import Any
 WAITING = "('pending', 'retry')"
 
 
+Lane = tuple[str, str]  # (platform, account): one server and identity, with its own slots
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A delivery this process holds the lease on, with what publishing it needs."""
@@ -43,29 +46,45 @@ def _claimed(row: Any) -> Claimed:
 
 
 def due_candidates(
-    conn: sqlite3.Connection, now_ms: int, platforms: Sequence[str], limit: int
+    conn: sqlite3.Connection,
+    now_ms: int,
+    platforms: Sequence[str],
+    limit: int,
+    skip: Sequence[Lane] = (),
 ) -> list[tuple[Claimed, str]]:
-    """Deliveries that are due, or whose lease ran out (their holder died), oldest first.
+    """Deliveries that are due, or whose lease ran out (their holder died), oldest first,
+    leaving out the (platform, account) lanes in `skip` (they have no free slot).
 
-    One query per state, each an in-order walk of the (state, due_at_ms) index that
-    stops after `limit` rows; a single query with OR across states makes SQLite sort
-    every due row on every claim (O(n²) over a burst of n).
+    One query per state, each an in-order walk of the (state, due_at_ms, platform,
+    account) index that stops after `limit` rows; a single query with OR across states
+    makes SQLite sort every due row on every claim (O(n²) over a burst of n). The index
+    carries the lane, so rows of a skipped lane are passed over without reading them.
     """
-    marks = ",".join("?" * len(platforms))
+    where, args = _lanes_filter(platforms, skip)
     head = f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
-    tail = f"AND d.platform IN ({marks}) ORDER BY d.due_at_ms, d.id LIMIT ?"
+    tail = f"AND {where} ORDER BY d.due_at_ms, d.id LIMIT ?"
     rows: list[Any] = []
     for state in ("pending", "retry"):
         rows += conn.execute(
             f"{head} WHERE d.state = ? AND d.due_at_ms <= ? {tail}",
-            [state, now_ms, *platforms, limit],
+            [state, now_ms, *args, limit],
         ).fetchall()
     rows += conn.execute(
         f"{head} WHERE d.state = 'sending' AND d.lease_expires_at_ms <= ? {tail}",
-        [now_ms, *platforms, limit],
+        [now_ms, *args, limit],
     ).fetchall()
     rows.sort(key=lambda r: (r[8], r[0]))
     return [(_claimed(r), r[9]) for r in rows[:limit]]
+
+
+def _lanes_filter(platforms: Sequence[str], skip: Sequence[Lane]) -> tuple[str, list[str]]:
+    """SQL over `d` that keeps these platforms and leaves out the lanes in `skip`."""
+    where = f"d.platform IN ({','.join('?' * len(platforms))})"
+    args = list(platforms)
+    if skip:
+        where += f" AND (d.platform, d.account) NOT IN (VALUES {','.join(['(?, ?)'] * len(skip))})"
+        args += [part for lane in skip for part in lane]
+    return where, args
 
 
 def post_candidates(
@@ -244,18 +263,23 @@ def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) 
     ).rowcount
 
 
-def next_wake_ms(conn: sqlite3.Connection, platforms: Sequence[str]) -> int | None:
-    """The earliest time something may become claimable: a due time or a lease expiry."""
-    marks = ",".join("?" * len(platforms))
+def next_wake_ms(
+    conn: sqlite3.Connection, platforms: Sequence[str], skip: Sequence[Lane] = ()
+) -> int | None:
+    """The earliest time something may become claimable, a due time or a lease expiry,
+    outside the lanes in `skip` (a finishing delivery wakes the daemon for those)."""
+    where, args = _lanes_filter(platforms, skip)
     row = conn.execute(
         f"SELECT min(t) FROM ("
-        f"  SELECT min(due_at_ms) AS t FROM deliveries "
-        f"  WHERE state = 'pending' AND platform IN ({marks}) AND due_at_ms IS NOT NULL "
-        f"  UNION ALL SELECT min(due_at_ms) FROM deliveries "
-        f"  WHERE state = 'retry' AND platform IN ({marks}) AND due_at_ms IS NOT NULL "
-        f"  UNION ALL SELECT min(lease_expires_at_ms) FROM deliveries "
-        f"  WHERE state = 'sending' AND platform IN ({marks}))",
-        [*platforms, *platforms, *platforms],
+        f"  SELECT * FROM (SELECT d.due_at_ms AS t FROM deliveries d "
+        f"  WHERE d.state = 'pending' AND d.due_at_ms IS NOT NULL AND {where} "
+        f"  ORDER BY d.due_at_ms LIMIT 1) "
+        f"  UNION ALL SELECT * FROM (SELECT d.due_at_ms FROM deliveries d "
+        f"  WHERE d.state = 'retry' AND d.due_at_ms IS NOT NULL AND {where} "
+        f"  ORDER BY d.due_at_ms LIMIT 1) "
+        f"  UNION ALL SELECT min(d.lease_expires_at_ms) FROM deliveries d "
+        f"  WHERE d.state = 'sending' AND {where})",
+        [*args, *args, *args],
     ).fetchone()
     return None if row[0] is None else int(row[0])
 

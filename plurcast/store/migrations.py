@@ -191,7 +191,21 @@ def _m003_schedules(db: Any) -> None:
     db["schedules"].create_index(["state", "next_run_at_ms"], index_name="schedules_due")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m001_queue, _m002_rate_limits, _m003_schedules)
+def _m004_lanes(db: Any) -> None:
+    """The due index carries each delivery's lane (platform, account): a claim that passes
+    over the lanes with no free slot reads only the index, not every row of theirs."""
+    db.execute("DROP INDEX deliveries_due")
+    db["deliveries"].create_index(
+        ["state", "due_at_ms", "platform", "account"], index_name="deliveries_due"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _m001_queue,
+    _m002_rate_limits,
+    _m003_schedules,
+    _m004_lanes,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
