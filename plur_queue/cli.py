@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import click
 
-from plur_queue import failed, manage, recurring, send, stats
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
 from plurcast import __version__, clikit, queue
 from plurcast.models import Post
 from plurcast.output import Format, emit_json, emit_rows, first_line
 from plurcast.views import local, post_detail_json, post_json
 
+# The other commands, by the module that holds them (imported when one is run).
+LAZY = {
+    **dict.fromkeys(("cancel", "reschedule", "edit"), "plur_queue.manage"),
+    "now": "plur_queue.send",
+    "stats": "plur_queue.stats",
+    "failed": "plur_queue.failed",
+    **dict.fromkeys(("schedules", "pause", "resume", "history"), "plur_queue.recurring"),
+}
+
 
 @click.group(
-    cls=clikit.Group,
+    cls=clikit.LazyGroup,
+    lazy=LAZY,
     context_settings=clikit.CONTEXT,
     epilog="""\b
 Examples:
@@ -111,11 +120,6 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
                 f"    #{a.number} {local(a.started_at_ms, s.tz, s.now)} {a.outcome}{error}"
             )
     return lines
-
-
-for _module in (manage, send, stats, failed, recurring):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

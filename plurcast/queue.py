@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import content as content_rules
-from plurcast import when
 from plurcast.config import DEFAULT_ACCOUNT, PLATFORMS, Config, validate_account_name
 from plurcast.errors import ConfigError, InvalidInput, NotFound
 from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
@@ -130,6 +129,8 @@ def create_post(
     content_rules.check_limits(text, [p for p, _ in targets], cfg.mastodon_max_chars(targets[0][1]))
     scheduled_at: datetime | None = None
     if schedule is not None:
+        from plurcast import when  # the time grammar, for writing commands only
+
         pending_after = None
         if schedule.strip().lower().startswith("random:"):
             latest = store.latest_waiting_time_ms(conn)
@@ -249,6 +250,8 @@ def reschedule(
     conn: sqlite3.Connection, post: Post, expression: str, *, tz: ZoneInfo, now: datetime
 ) -> datetime:
     """Move a scheduled (or retrying) post, or give a draft its time."""
+    from plurcast import when
+
     _check_movable(post)
     if when.is_relative_shift(expression):
         if post.scheduled_at_ms is None:

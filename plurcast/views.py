@@ -18,7 +18,8 @@ def time_fields(name: str, ms: int | None, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def iso(ms: int, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds")
+    """Whole seconds, as in the epoch fields (an int is also quicker than ms / 1000)."""
+    return datetime.fromtimestamp(ms // 1000, tz).isoformat()
 
 
 def local(ms: int | None, tz: ZoneInfo, now: datetime) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -383,10 +386,36 @@ def test_locked_database_is_exit_1_and_nothing_changes(
 
 
 def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         yield f"{prefix}{name}", command
         if isinstance(command, click.Group):
             yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_each_lazy_command_is_in_the_module_named_for_it() -> None:
+    from plur_queue.cli import LAZY
+
+    found = {
+        command.name: module
+        for module in set(LAZY.values())
+        for command in importlib.import_module(module).COMMANDS
+    }
+    assert found == LAZY
+
+
+def test_list_imports_none_of_the_other_commands_modules() -> None:
+    code = (
+        "import sys\nfrom plur_queue.cli import cli\n"
+        "try:\n    cli(['list', '-f', 'json'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('plur_queue.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "['plur_queue.cli', 'plur_queue.common']"
 
 
 def test_every_command_has_help(run: Run) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from plurcast.bulk import no_cycle_collection
 from plurcast.models import PLATFORM_ORDER, Attempt, Delivery, DeliveryState, Post
 
 # One row per post, its deliveries folded into a JSON array by SQLite: half the rows
@@ -23,6 +24,7 @@ _POST_ROW = """
     FROM posts p
 """
 _ORDER = "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, p.id"
+_TIME_ORDER = "ORDER BY p.scheduled_at_ms, p.created_at_ms, p.id"  # drafts left out
 _WAITING = "('pending', 'retry')"
 _STATES = {state.value: state for state in DeliveryState}
 
@@ -91,7 +93,13 @@ def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list
 
 
 def _posts_from_rows(rows: Iterable[Any]) -> list[Post]:
-    """Posts from `_POST_ROW` rows; positional construction because this loop is hot."""
+    """Posts from `_POST_ROW` rows."""
+    with no_cycle_collection():
+        return _build_posts(rows)
+
+
+def _build_posts(rows: Iterable[Any]) -> list[Post]:
+    """Positional construction because this loop is hot."""
     posts: list[Post] = []
     append = posts.append
     states = _STATES
@@ -137,18 +145,22 @@ def select_posts(
     """
     where: list[str] = []
     params: list[object] = []
+    order = _ORDER
     if waiting_only:
+        # In time order along posts_by_time, each post asking its own deliveries (their
+        # unique index): `p.id IN (every waiting delivery)` looked up and sorted every post.
         where.append(
-            "p.scheduled_at_ms IS NOT NULL AND p.id IN "
-            f"(SELECT post_id FROM deliveries WHERE state IN {_WAITING})"
+            "p.scheduled_at_ms IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries w "
+            f"WHERE w.post_id = p.id AND w.state IN {_WAITING})"
         )
+        order = _TIME_ORDER
     if with_dead_only:
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE state = 'dead')")
     if platform:
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE platform = ?)")
         params.append(platform)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _posts_from_rows(conn.execute(f"{_POST_ROW} {clause} {_ORDER}", params))
+    return _posts_from_rows(conn.execute(f"{_POST_ROW} {clause} {order}", params))
 
 
 def get_posts(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
