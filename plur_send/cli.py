@@ -56,8 +56,8 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     "--max-concurrency",
     type=click.IntRange(min=1),
     metavar="N",
-    help="Deliveries on the wire at once for each account of each platform, so that a server "
-    "that is down delays only its own posts (default: [scheduling] max_concurrency).",
+    help="Deliveries on the wire at once for each platform, so that a server that is down "
+    "delays only its own platform's posts (default: [scheduling] max_concurrency).",
 )
 @click.option("--no-retry", is_flag=True, help="Give up on the first failure instead of retrying.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")

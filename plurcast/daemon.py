@@ -3,9 +3,9 @@
 It sleeps until the earliest of: the next due delivery, the next lease expiry,
 the next heartbeat, the poll interval — and looks every quarter second whether
 another process changed the database (`PRAGMA data_version`), so a post queued
-for two seconds from now is noticed at once and sent on its second (G4). Each lane,
-a (platform, account), has its own `max_concurrency` slots: a relay or instance that is
-down or hangs keeps only its own posts waiting.
+for two seconds from now is noticed at once and sent on its second (G4). Each platform
+has its own `max_concurrency` slots: a relay, instance or PDS that is down or hangs keeps
+only its own platform's posts waiting.
 
 Signals only set flags. The first SIGTERM/SIGINT stops claiming, lets in-flight
 deliveries finish within `shutdown_timeout`, gives back unfinished leases (their
@@ -30,7 +30,6 @@ from plurcast.config import Config
 from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Lane
 
 log = logging.getLogger("plurcast.daemon")
 
@@ -178,19 +177,20 @@ class Daemon:
             schedules.materialize(self.conn, self.engine.now_ms())
         self.lanes.size = self.max_concurrency
         while not self._stopping:
-            claims = self.engine.claim_due(self.lanes.size, self.lanes)
+            claims = self.engine.claim_due(
+                self.lanes.size * len(self.engine.pool.platforms), self.lanes
+            )
             if not claims:
                 return
             for claim in claims:
-                lane = (claim.platform, claim.account)
-                self.lanes.take(lane)
+                self.lanes.take(claim.platform)
                 task = asyncio.get_running_loop().create_task(self.engine.deliver(claim))
                 self.inflight.add(task)
-                task.add_done_callback(functools.partial(self._done, lane))
+                task.add_done_callback(functools.partial(self._done, claim.platform))
 
-    def _done(self, lane: Lane, task: asyncio.Task[Delivered]) -> None:
+    def _done(self, platform: str, task: asyncio.Task[Delivered]) -> None:
         self.inflight.discard(task)
-        self.lanes.give(lane)
+        self.lanes.give(platform)
         if not task.cancelled() and task.exception() is None:
             result = task.result()
             if result.state == "sent":
@@ -223,8 +223,8 @@ class Daemon:
         now = self.engine.now_ms()
         wake = self._next_wake_ms()
         deadline = now + int(self.poll_interval * 1000)
-        # A lane with every slot busy is not in `wake`: only a finishing delivery of its
-        # (it sets _wake) can change things there.
+        # A platform with every slot busy is not in `wake`: only a finishing delivery of
+        # its own (it sets _wake) can change things there.
         if wake is not None:
             deadline = min(deadline, max(wake, now))
         while not self._stopping and not self._reload:

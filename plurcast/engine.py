@@ -33,7 +33,7 @@ from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed, Lane
+from plurcast.store.deliveries import Claimed
 
 log = logging.getLogger("plurcast.engine")
 
@@ -105,29 +105,29 @@ class Delivered:
 
 
 class Lanes:
-    """Deliveries on the wire per lane (platform, account), each lane with `size` slots.
+    """Deliveries on the wire per platform, each platform with `size` slots.
 
-    A relay, instance or PDS that is down or hangs fills only its own lane: posts for the
-    other accounts and platforms still find a slot and go out on time (G4).
+    A relay, instance or PDS that is down or hangs fills only its own platform's slots:
+    posts for the other platforms still find one and go out on time (G4).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._busy: Counter[Lane] = Counter()
+        self._busy: Counter[str] = Counter()
 
-    def room(self, lane: Lane) -> int:
-        return self.size - self._busy[lane]
+    def room(self, platform: str) -> int:
+        return self.size - self._busy[platform]
 
-    def full(self) -> list[Lane]:
-        return sorted(lane for lane, n in self._busy.items() if n >= self.size)
+    def free(self, platforms: Iterable[str]) -> dict[str, int]:
+        return {p: self.room(p) for p in platforms}
 
-    def take(self, lane: Lane) -> None:
-        self._busy[lane] += 1
+    def take(self, platform: str) -> None:
+        self._busy[platform] += 1
 
-    def give(self, lane: Lane) -> None:
-        self._busy[lane] -= 1
-        if self._busy[lane] <= 0:
-            del self._busy[lane]
+    def give(self, platform: str) -> None:
+        self._busy[platform] -= 1
+        if self._busy[platform] <= 0:
+            del self._busy[platform]
 
 
 class Engine:
@@ -159,14 +159,15 @@ class Engine:
 
     def claim_due(self, limit: int, lanes: Lanes | None = None) -> list[Claimed]:
         """Lease up to `limit` due deliveries, reserving their rate-limit slots; with
-        `lanes`, none beyond the free slots of its lane (the caller takes those)."""
+        `lanes`, none beyond a platform's free slots (the caller takes those)."""
         if limit <= 0:
             return []
         now = self.now_ms()
-        full = lanes.full() if lanes is not None else []
+        platforms = self.pool.platforms
+        room = lanes.free(platforms) if lanes is not None else None
         with transaction(self.conn):
-            candidates = store.due_candidates(self.conn, now, self.pool.platforms, limit, skip=full)
-            return self._lease(candidates, now, lanes)
+            candidates = store.due_candidates(self.conn, now, platforms, limit, room)
+            return self._lease(candidates, now, room)
 
     def claim_post(self, post_id: str) -> list[Claimed]:
         """Lease a post's waiting deliveries whatever their time (plur-queue now)."""
@@ -179,16 +180,18 @@ class Engine:
         return self._lease(store.post_candidates(self.conn, post_id, self.pool.platforms), now)
 
     def _lease(
-        self, candidates: Iterable[tuple[Claimed, str]], now: int, lanes: Lanes | None = None
+        self,
+        candidates: Iterable[tuple[Claimed, str]],
+        now: int,
+        room: dict[str, int] | None = None,
     ) -> list[Claimed]:
         window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
         grace = self.cfg.scheduling.grace
         claimed: list[Claimed] = []
-        taken: Counter[Lane] = Counter()
+        taken: Counter[str] = Counter()
         for claim, state in candidates:
-            lane = (claim.platform, claim.account)
-            if lanes is not None and lanes.room(lane) - taken[lane] <= 0:
-                continue  # left as it is, for when a slot of its lane frees
+            if room is not None and room.get(claim.platform, 0) - taken[claim.platform] <= 0:
+                continue  # left as it is, for when a slot of its platform frees
             late = now - claim.due_at_ms
             if (
                 grace is not None
@@ -216,7 +219,7 @@ class Engine:
                 continue
             store.take_lease(self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms)
             claimed.append(claim)
-            taken[lane] += 1
+            taken[claim.platform] += 1
         return claimed
 
     # --- prepare, publish, record -----------------------------------------------------
@@ -409,8 +412,11 @@ class Engine:
         return count
 
     def next_wake_ms(self, lanes: Lanes | None = None) -> int | None:
-        full = lanes.full() if lanes is not None else []
-        return store.next_wake_ms(self.conn, self.pool.platforms, full)
+        """The next due time or lease expiry, of the platforms with a free slot."""
+        platforms = self.pool.platforms
+        if lanes is not None:
+            platforms = tuple(p for p in platforms if lanes.room(p) > 0)
+        return store.next_wake_ms(self.conn, platforms)
 
 
 def _failure(exc: Exception, claim: Claimed) -> Outcome:

@@ -70,7 +70,7 @@ def add_post(
     cfg: config_module.Config,
     text: str,
     at: float,
-    account: str | None = None,
+    platforms: list[str] | None = None,
 ) -> str:
     from datetime import UTC, datetime
 
@@ -80,8 +80,8 @@ def add_post(
         text,
         schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         draft=False,
-        platforms=["nostr"],
-        account=account,
+        platforms=platforms or ["nostr"],
+        account=None,
         tz=cfg.timezone,
         now=datetime.fromtimestamp(T0, UTC),
     )
@@ -376,36 +376,39 @@ def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     assert row(conn, ids["passing"]).last_error == "handle lookup timed out"
 
 
-def test_a_lane_with_no_free_slot_is_passed_over_for_the_others(
-    write_config: Callable[[str], Path], nostr_key: Path
+def test_a_platform_with_no_free_slot_is_passed_over_for_the_others(
+    write_config: Callable[[str], Path], nostr_key: Path, isolated_home: Path
 ) -> None:
-    """G4: a lane (platform, account) whose slots are all on the wire — its relay hangs —
-    must not keep another lane's post waiting, though that post is due later."""
+    """G4: a platform whose slots are all on the wire — its relay hangs — must not keep
+    another platform's post waiting, though that post is due later."""
+    token = isolated_home / "mastodon.token"
+    token.write_text("token\n")
+    token.chmod(0o600)
     write_config(
         f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n'
-        f'[accounts.nostr.work]\nkeys_file = "{nostr_key}"\n'
+        f'[mastodon]\ninstance = "http://127.0.0.1:1"\ntoken_file = "{token}"\n'
     )
     cfg = config_module.load()
     conn = queue.open_db(cfg)
-    default = [add_post(conn, cfg, f"default {i}", T0 + 10 + i) for i in range(5)]
-    work = add_post(conn, cfg, "work", T0 + 30, account="work")
+    nostr = [add_post(conn, cfg, f"nostr {i}", T0 + 10 + i) for i in range(5)]
+    mastodon = add_post(conn, cfg, "mastodon", T0 + 30, platforms=["mastodon"])
     engine = Engine(cfg, conn, clock=FakeClock(T0 + 60))
     lanes = Lanes(2)
 
-    def claim() -> list[str]:
-        claims = engine.claim_due(5, lanes)
+    def claim(limit: int = 5) -> list[str]:
+        claims = engine.claim_due(limit, lanes)
         for c in claims:
-            lanes.take((c.platform, c.account))
+            lanes.take(c.platform)
         return [c.post_id for c in claims]
 
-    assert claim() == default[:2]  # the lane's 2 slots, though 5 were asked for
-    assert lanes.full() == [("nostr", "default")]
-    assert claim() == [work]
+    assert claim(1) == nostr[:1]
+    assert claim() == [nostr[1], mastodon]  # Nostr's 2 slots, though 5 were asked for
+    assert lanes.room("nostr") == 0
     assert claim() == []
-    # Not the full lane's due rows: only the lease of the work post, for when it runs out.
+    # Not Nostr's due posts: only the lease of the Mastodon post, for when it runs out.
     assert engine.next_wake_ms(lanes) == int((T0 + 60 + LEASE_SECONDS) * 1000)
     assert engine.next_wake_ms() == int((T0 + 12) * 1000)
-    lanes.give(("nostr", "default"))
+    lanes.give("nostr")
     assert engine.next_wake_ms(lanes) == int((T0 + 12) * 1000)
-    assert claim() == [default[2]]
-    assert row(conn, default[3]).state == row(conn, default[4]).state == "pending"
+    assert claim() == [nostr[2]]
+    assert row(conn, nostr[3]).state == row(conn, nostr[4]).state == "pending"

@@ -236,7 +236,8 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
         return [i.columns for i in db.table(table).indexes if i.unique and i.origin == "u"]
 
     assert named("posts")["posts_by_time"] == ["scheduled_at_ms"]
-    assert named("deliveries")["deliveries_due"] == ["state", "due_at_ms", "platform", "account"]
+    assert named("deliveries")["deliveries_due"] == ["state", "due_at_ms"]
+    assert named("deliveries")["deliveries_due_by_platform"] == ["state", "platform", "due_at_ms"]
     assert named("attempts")["attempts_by_delivery"] == ["delivery_id"]
     assert ["post_id", "platform", "account"] in unique("deliveries")
     assert ["schedule_id", "occurrence_at_ms"] in unique("posts")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 WAITING = "('pending', 'retry')"
-
-
-Lane = tuple[str, str]  # (platform, account): one server and identity, with its own slots
 
 
 @dataclass(frozen=True)
@@ -50,41 +47,36 @@ def due_candidates(
     now_ms: int,
     platforms: Sequence[str],
     limit: int,
-    skip: Sequence[Lane] = (),
+    room: Mapping[str, int] | None = None,
 ) -> list[tuple[Claimed, str]]:
-    """Deliveries that are due, or whose lease ran out (their holder died), oldest first,
-    leaving out the (platform, account) lanes in `skip` (they have no free slot).
+    """Deliveries that are due, or whose lease ran out (their holder died), oldest first;
+    with `room`, no more for a platform than its free slots, none for a full one.
 
-    One query per state, each an in-order walk of the (state, due_at_ms, platform,
-    account) index that stops after `limit` rows; a single query with OR across states
-    makes SQLite sort every due row on every claim (O(n²) over a burst of n). The index
-    carries the lane, so rows of a skipped lane are passed over without reading them.
+    One query per platform and state, each an in-order walk of the (state, platform,
+    due_at_ms) index that stops after its limit: cost follows what is taken, not how
+    much is due — a backlog of 100,000 on a platform whose slots are full is not read.
+    (A single query with OR across states makes SQLite sort every due row on every
+    claim, O(n²) over a burst of n.)
     """
-    where, args = _lanes_filter(platforms, skip)
     head = f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
-    tail = f"AND {where} ORDER BY d.due_at_ms, d.id LIMIT ?"
     rows: list[Any] = []
-    for state in ("pending", "retry"):
+    for platform in platforms:
+        n = limit if room is None else min(limit, room.get(platform, limit))
+        if n <= 0:
+            continue
+        for state in ("pending", "retry"):
+            rows += conn.execute(
+                f"{head} WHERE d.state = ? AND d.platform = ? AND d.due_at_ms <= ? "
+                "ORDER BY d.due_at_ms, d.id LIMIT ?",
+                (state, platform, now_ms, n),
+            ).fetchall()
         rows += conn.execute(
-            f"{head} WHERE d.state = ? AND d.due_at_ms <= ? {tail}",
-            [state, now_ms, *args, limit],
+            f"{head} WHERE d.state = 'sending' AND d.platform = ? AND d.lease_expires_at_ms <= ? "
+            "ORDER BY d.due_at_ms, d.id LIMIT ?",
+            (platform, now_ms, n),
         ).fetchall()
-    rows += conn.execute(
-        f"{head} WHERE d.state = 'sending' AND d.lease_expires_at_ms <= ? {tail}",
-        [now_ms, *args, limit],
-    ).fetchall()
     rows.sort(key=lambda r: (r[8], r[0]))
     return [(_claimed(r), r[9]) for r in rows[:limit]]
-
-
-def _lanes_filter(platforms: Sequence[str], skip: Sequence[Lane]) -> tuple[str, list[str]]:
-    """SQL over `d` that keeps these platforms and leaves out the lanes in `skip`."""
-    where = f"d.platform IN ({','.join('?' * len(platforms))})"
-    args = list(platforms)
-    if skip:
-        where += f" AND (d.platform, d.account) NOT IN (VALUES {','.join(['(?, ?)'] * len(skip))})"
-        args += [part for lane in skip for part in lane]
-    return where, args
 
 
 def post_candidates(
@@ -263,24 +255,24 @@ def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) 
     ).rowcount
 
 
-def next_wake_ms(
-    conn: sqlite3.Connection, platforms: Sequence[str], skip: Sequence[Lane] = ()
-) -> int | None:
-    """The earliest time something may become claimable, a due time or a lease expiry,
-    outside the lanes in `skip` (a finishing delivery wakes the daemon for those)."""
-    where, args = _lanes_filter(platforms, skip)
-    row = conn.execute(
-        f"SELECT min(t) FROM ("
-        f"  SELECT * FROM (SELECT d.due_at_ms AS t FROM deliveries d "
-        f"  WHERE d.state = 'pending' AND d.due_at_ms IS NOT NULL AND {where} "
-        f"  ORDER BY d.due_at_ms LIMIT 1) "
-        f"  UNION ALL SELECT * FROM (SELECT d.due_at_ms FROM deliveries d "
-        f"  WHERE d.state = 'retry' AND d.due_at_ms IS NOT NULL AND {where} "
-        f"  ORDER BY d.due_at_ms LIMIT 1) "
-        f"  UNION ALL SELECT min(d.lease_expires_at_ms) FROM deliveries d "
-        f"  WHERE d.state = 'sending' AND {where})",
-        [*args, *args, *args],
-    ).fetchone()
+def next_wake_ms(conn: sqlite3.Connection, platforms: Sequence[str]) -> int | None:
+    """The earliest time something of these platforms may become claimable: a due time
+    or a lease expiry. One index probe per platform and state."""
+    arms: list[str] = []
+    args: list[str] = []
+    for platform in platforms:
+        arms += [
+            "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'pending' "
+            "AND platform = ? AND due_at_ms IS NOT NULL ORDER BY due_at_ms LIMIT 1)",
+            "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'retry' "
+            "AND platform = ? AND due_at_ms IS NOT NULL ORDER BY due_at_ms LIMIT 1)",
+            "SELECT min(lease_expires_at_ms) FROM deliveries WHERE state = 'sending' "
+            "AND platform = ?",
+        ]
+        args += [platform] * 3
+    if not arms:
+        return None
+    row = conn.execute(f"SELECT min(due_at_ms) FROM ({' UNION ALL '.join(arms)})", args).fetchone()
     return None if row[0] is None else int(row[0])
 
 

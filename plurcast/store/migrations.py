@@ -191,12 +191,11 @@ def _m003_schedules(db: Any) -> None:
     db["schedules"].create_index(["state", "next_run_at_ms"], index_name="schedules_due")
 
 
-def _m004_lanes(db: Any) -> None:
-    """The due index carries each delivery's lane (platform, account): a claim that passes
-    over the lanes with no free slot reads only the index, not every row of theirs."""
-    db.execute("DROP INDEX deliveries_due")
+def _m004_due_by_platform(db: Any) -> None:
+    """Due deliveries per platform in time order: each platform has its own slots, and a
+    claim asks each platform with a free slot for just that many."""
     db["deliveries"].create_index(
-        ["state", "due_at_ms", "platform", "account"], index_name="deliveries_due"
+        ["state", "platform", "due_at_ms"], index_name="deliveries_due_by_platform"
     )
 
 
@@ -204,7 +203,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
     _m003_schedules,
-    _m004_lanes,
+    _m004_due_by_platform,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
