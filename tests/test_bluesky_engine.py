@@ -18,16 +18,15 @@ from plur_post.cli import cli as post_cli
 from plurcast import config as config_module
 from plurcast import queue
 from plurcast.daemon import Daemon, Options
-from plurcast.engine import Delivered, Engine
+from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed
 from tests.conftest import NOW, Run
 from tests.peers.bluesky import Account, Pds
 from tests.peers.nostr import InProcessRelay
-from tests.test_engine import FakeClock
+from tests.test_engine import FakeClock, deliver
 
 T0 = NOW.timestamp()
 CREATE_SESSION = "com.atproto.server.createSession"
@@ -92,16 +91,6 @@ def add_post(
         now=datetime.fromtimestamp(T0, UTC) if at is not None else datetime.now(UTC),
     )
     return created.post_id
-
-
-def deliver(engine: Engine, claims: list[Claimed]) -> list[Delivered]:
-    async def run() -> list[Delivered]:
-        try:
-            return await engine.deliver_all(claims, 4)
-        finally:
-            await engine.pool.close()
-
-    return asyncio.run(run())
 
 
 def delivery(conn: sqlite3.Connection, post_id: str, platform: str) -> sqlite3.Row:
