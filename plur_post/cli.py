@@ -27,6 +27,7 @@ Examples:
   plur-post "Reminder" -s 30m -p nostr,mastodon
   plur-post "Launch day" -s "2027-01-01 10:00" --tz Europe/Berlin
   echo "from a pipe" | plur-post -s random:1h-2h
+  plur-post "Weekly tip" -s next            the next free slot of [slots]
   plur-post "Not ready yet" --draft
 
 \b
@@ -38,7 +39,8 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "--schedule",
     metavar="WHEN",
     help='Queue for a time: "30m", "tomorrow 9am", "fri 15:30", "2027-01-01 10:00", '
-    '"random:1h-2h" … (see the README for the full grammar).',
+    '"random:1h-2h" … (see the README for the full grammar), or "next": the earliest '
+    "free posting slot of [slots] in the config.",
 )
 @click.option("-d", "--draft", is_flag=True, help="Save as a draft: queued for no time.")
 @click.option(

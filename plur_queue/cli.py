@@ -15,6 +15,7 @@ LAZY = {
     **dict.fromkeys(("cancel", "reschedule", "edit"), "plur_queue.manage"),
     "now": "plur_queue.send",
     "stats": "plur_queue.stats",
+    "slots": "plur_queue.slots",
     "failed": "plur_queue.failed",
     **dict.fromkeys(("schedules", "pause", "resume", "history"), "plur_queue.recurring"),
 }
@@ -30,6 +31,8 @@ Examples:
   plur-queue list --all -f json
   plur-queue show 3f2a9c1e
   plur-queue reschedule 3f2a9c1e -30m
+  plur-queue reschedule 3f2a9c1e next      the next free posting slot
+  plur-queue slots
   plur-queue cancel 3f2a9c1e --force
   plur-queue stats
 

@@ -88,17 +88,19 @@ class _ShiftCommand(clikit.Command):
 def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: Format) -> None:
     """Move a scheduled post (or give a draft its time).
 
-    WHEN is any time plur-post --schedule accepts, or a shift of the post's current
-    time: +2h, -30m (no `--` needed).
+    WHEN is any time plur-post --schedule accepts, a shift of the post's current
+    time: +2h, -30m (no `--` needed), or `next`: the earliest posting slot of [slots]
+    that no other queued post of the same platforms holds.
 
     \b
     Examples:
       plur-queue reschedule 3f2a9c1e "tomorrow 9am"
       plur-queue reschedule 3f2a9c1e -30m
+      plur-queue reschedule 3f2a9c1e next
     """
     s = open_session(tz)
     post = queue.get(s.conn, post_id)
-    new_time = queue.reschedule(s.conn, post, " ".join(expression), tz=s.tz, now=s.now)
+    new_time = queue.reschedule(s.conn, s.cfg, post, " ".join(expression), tz=s.tz, now=s.now)
     shown = format_local(new_time, s.tz, s.now)
     if fmt == "text":
         relative = format_relative(new_time - s.now)

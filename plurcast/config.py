@@ -60,6 +60,8 @@ class Config:
     default_platforms: tuple[str, ...]
     platforms: dict[str, Platform]
     scheduling: Scheduling
+    # [slots]: platform name or "all" -> weekly (weekday, minute) slots (plurcast.slots)
+    slots: dict[str, frozenset[tuple[int, int]]] = field(default_factory=dict)
 
     def enabled_platforms(self) -> tuple[str, ...]:
         """Platforms whose own section is present and enabled (named accounts alone are not)."""
@@ -265,6 +267,7 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
         default_platforms=tuple(default_platforms),
         platforms=platforms,
         scheduling=_scheduling(top),
+        slots=_slots(top),
     )
 
 
@@ -282,6 +285,33 @@ def _account_settings(platform: str, table: _Reader) -> dict[str, Any]:
         if limit is not None and limit < 1:
             table.fail(limit_key, "must be a positive number")
     return table.data
+
+
+def _slots(top: _Reader) -> dict[str, frozenset[tuple[int, int]]]:
+    """`[slots] nostr = ["mon-fri 09:00"]`, `all = [...]`: checked here, so a bad slot is a
+    config error on any command, not a surprise at the first `--schedule next`."""
+    if "slots" not in top.data:
+        return {}
+    from plurcast import slots
+
+    table = top.table_of("slots")
+    rules: dict[str, frozenset[tuple[int, int]]] = {}
+    for name, value in table.data.items():
+        if name != slots.ALL and name not in PLATFORMS:
+            table.fail(name, f"is not a platform ({', '.join(PLATFORMS)}) or all")
+        specs = [value] if isinstance(value, str) else value
+        if not isinstance(specs, list) or not all(isinstance(v, str) for v in specs):
+            table.fail(name, f"must be a list of weekly times, {slots.EXAMPLE}")
+        for spec in specs:
+            try:
+                slots.parse_spec(spec)
+            except slots.SlotError as exc:
+                raise ConfigError(
+                    f'{top.path}: slots.{name}: "{spec}" is not a weekly time ({exc})',
+                    f"write days and a 24-hour time, {slots.EXAMPLE}",
+                ) from None
+        rules[name] = slots.parse_specs(specs)
+    return rules
 
 
 def _scheduling(top: _Reader) -> Scheduling:

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import content as content_rules
+from plurcast import slots
 from plurcast.config import DEFAULT_ACCOUNT, PLATFORMS, Config, validate_account_name
 from plurcast.errors import ConfigError, InvalidInput, NotFound
 from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
@@ -128,7 +129,10 @@ def create_post(
     targets = resolve_targets(cfg, platforms, account)
     content_rules.check_limits(text, [p for p, _ in targets], cfg.mastodon_max_chars(targets[0][1]))
     scheduled_at: datetime | None = None
-    if schedule is not None:
+    slot = slots.is_slot(schedule)
+    if slot:
+        slots.check(cfg, targets)
+    elif schedule is not None:
         from plurcast import when  # the time grammar, for writing commands only
 
         pending_after = None
@@ -139,17 +143,19 @@ def create_post(
     elif not draft:
         scheduled_at = now
     post_id = str(uuid.uuid4())
-    record = store.NewPost(
-        id=post_id,
-        content=text,
-        created_at_ms=to_ms(now),
-        scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
-        timezone=tz.key,
-        targets=targets,
-        metadata=json.dumps(metadata or {}, ensure_ascii=False),
-    )
     claims: list[Claimed] = []
     with transaction(conn):
+        if slot:  # chosen under the write lock: two writers never take one slot
+            scheduled_at = slots.take(conn, cfg, targets, now)
+        record = store.NewPost(
+            id=post_id,
+            content=text,
+            created_at_ms=to_ms(now),
+            scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
+            timezone=tz.key,
+            targets=targets,
+            metadata=json.dumps(metadata or {}, ensure_ascii=False),
+        )
         store.insert_post(conn, record)
         if claim is not None and schedule is None and not draft:
             claims = claim(post_id)
@@ -247,12 +253,26 @@ def _check_movable(post: Post) -> None:
 
 
 def reschedule(
-    conn: sqlite3.Connection, post: Post, expression: str, *, tz: ZoneInfo, now: datetime
+    conn: sqlite3.Connection,
+    cfg: Config,
+    post: Post,
+    expression: str,
+    *,
+    tz: ZoneInfo,
+    now: datetime,
 ) -> datetime:
-    """Move a scheduled (or retrying) post, or give a draft its time."""
+    """Move a scheduled (or retrying) post, or give a draft its time (`next`: a free slot)."""
     from plurcast import when
 
     _check_movable(post)
+    if slots.is_slot(expression):
+        targets = [(d.platform, d.account) for d in post.deliveries]
+        slots.check(cfg, targets)
+        with transaction(conn):
+            _check_movable(store.get_posts(conn, [post.id])[0])
+            new_time = slots.take(conn, cfg, targets, now, moving=post.id)
+            store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))
+        return new_time
     if when.is_relative_shift(expression):
         if post.scheduled_at_ms is None:
             raise InvalidInput(

@@ -84,6 +84,49 @@ def latest_waiting_time_ms(conn: sqlite3.Connection) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
+def held_times_ms(
+    conn: sqlite3.Connection,
+    targets: Sequence[tuple[str, str]],
+    after_ms: int,
+    moving: str | None = None,
+) -> set[int]:
+    """Times after `after_ms` of posts that hold a posting slot of any of these
+    (platform, account) targets: a delivery there neither cancelled nor given up.
+    `moving` (a post being rescheduled) holds none."""
+    if not targets:
+        return set()
+    arms = " OR ".join("(d.platform = ? AND d.account = ?)" for _ in targets)
+    params: list[object] = [after_ms, *(v for target in targets for v in target)]
+    skip = ""
+    if moving is not None:
+        skip = "AND p.id <> ? "
+        params.append(moving)
+    rows = conn.execute(
+        "SELECT DISTINCT p.scheduled_at_ms FROM posts p JOIN deliveries d ON d.post_id = p.id "
+        "WHERE p.scheduled_at_ms > ? AND d.state NOT IN ('cancelled', 'dead') "
+        f"AND ({arms}) {skip}",
+        params,
+    )
+    return {int(r[0]) for r in rows}
+
+
+def posts_at(
+    conn: sqlite3.Connection, times_ms: Sequence[int], targets: Sequence[tuple[str, str]]
+) -> list[Post]:
+    """Posts scheduled at one of these times that hold a slot of one of these targets."""
+    if not times_ms or not targets:
+        return []
+    marks = ",".join("?" * len(times_ms))
+    arms = " OR ".join("(d.platform = ? AND d.account = ?)" for _ in targets)
+    sql = (
+        f"{_POST_ROW} WHERE p.scheduled_at_ms IN ({marks}) AND EXISTS (SELECT 1 FROM "
+        f"deliveries d WHERE d.post_id = p.id AND d.state NOT IN ('cancelled', 'dead') "
+        f"AND ({arms})) {_ORDER}"
+    )
+    params = [*times_ms, *(v for target in targets for v in target)]
+    return _posts_from_rows(conn.execute(sql, params))
+
+
 def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
     """Ids starting with `prefix` (lower-case hex and dashes only, checked by the caller)."""
     rows = conn.execute(
