@@ -1,0 +1,189 @@
+"""What one row of an import file may say, and its checked, typed form.
+
+Fields are named after plur-post's long options (`schedule`, `tz`, `platforms`, `account`,
+`draft`, `visibility`, `nostr_pow`, `21e8`) plus `content` and `key`. Names are read
+without regard to case, `-` or spaces (`Nostr-Pow` is `nostr_pow`), and a few spreadsheet
+spellings are understood (Buffer's `Text` and `Posting Time`, `platform`). Anything else is
+refused by name — never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FIELDS = (
+    "key",
+    "content",
+    "schedule",
+    "tz",
+    "platforms",
+    "account",
+    "draft",
+    "visibility",
+    "nostr_pow",
+    "21e8",
+)
+ALIASES = {"platform": "platforms", "text": "content", "posting_time": "schedule"}
+# plur-post options whose features a row cannot carry yet: refused with the reason.
+NOT_YET = {
+    "cw": "content warnings",
+    "lang": "languages",
+    "images": "images",
+    "image": "images",
+    "image_url": "images",
+    "alt": "images",
+    "thread": "threads",
+    "reply_to": "replies",
+}
+RECURRING = ("cron", "every", "until", "count", "misfire", "grace")
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+MAX_KEY_CHARS = 200
+MAX_POW = 64
+_TRUE = ("true", "yes", "1", "y", "on")
+_FALSE = ("false", "no", "0", "n", "off", "")
+
+
+class FieldError(ValueError):
+    """A row that cannot be read as written; the message says which field and why."""
+
+
+def field_name(raw: str) -> str:
+    """The field a column or front-matter key names, or FieldError."""
+    name = "_".join(raw.strip().lower().replace("-", " ").split())
+    name = ALIASES.get(name, name)
+    if name in FIELDS:
+        return name
+    if name in NOT_YET:
+        raise FieldError(
+            f'"{raw}": {NOT_YET[name]} cannot be imported by this version of plurcast',
+            "leave the column out (the posts would go out without them)",
+        )
+    if name in RECURRING:
+        raise FieldError(
+            f'"{raw}": recurring posts cannot be imported',
+            "create them with plur-post --cron or --every",
+        )
+    shown = raw if raw.strip() else "(an empty name)"
+    raise FieldError(f'"{shown}" is not a field', f"use {', '.join(FIELDS)}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One post as a file describes it, before the queue's rules have looked at it."""
+
+    where: str  # "line 3", "posts/launch.md:1": what error messages point at
+    content: str
+    key: str | None = None
+    schedule: str | None = None
+    tz: str | None = None
+    platforms: tuple[str, ...] = ()
+    account: str | None = None
+    draft: bool = False
+    visibility: str | None = None
+    nostr_pow: int | None = None
+    pow_21e8: bool = False
+
+
+def entry(where: str, values: Mapping[str, Any]) -> Entry:
+    """Check each field's type and shape (not yet the queue's rules) → an Entry."""
+    fields: dict[str, Any] = {}
+    for raw_name, value in values.items():
+        name = field_name(raw_name)
+        if name in fields:
+            raise FieldError(f'"{raw_name}" is given twice', "keep one of them")
+        fields[name] = value
+    content = fields.get("content")
+    if not isinstance(content, str):
+        raise FieldError(
+            "no content" if content is None else "content must be text",
+            "every post needs its text in the content field",
+        )
+    if "nostr_pow" not in fields and _flag(fields, "21e8"):
+        raise FieldError("21e8 requires nostr_pow", "give nostr_pow too")
+    return Entry(
+        where=where,
+        content=content,
+        key=_key(fields.get("key")),
+        schedule=_text(fields, "schedule"),
+        tz=_text(fields, "tz"),
+        platforms=_platforms(fields.get("platforms")),
+        account=_text(fields, "account"),
+        draft=_flag(fields, "draft"),
+        visibility=_visibility(_text(fields, "visibility")),
+        nostr_pow=_pow(fields.get("nostr_pow")),
+        pow_21e8=_flag(fields, "21e8"),
+    )
+
+
+def _text(fields: Mapping[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FieldError(f"{name} must be text, not {_kind(value)}")
+    return value.strip() or None
+
+
+def _key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise FieldError(f"key must be text, not {_kind(value)}")
+    key = str(value).strip()
+    if len(key) > MAX_KEY_CHARS:
+        raise FieldError(f"key is longer than {MAX_KEY_CHARS} characters", "shorten it")
+    if any(not c.isprintable() for c in key):
+        raise FieldError("key contains control characters", "use letters, digits and -_.:")
+    return key or None
+
+
+def _platforms(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise FieldError(
+            f"platforms must be a list of names, not {_kind(value)}",
+            'e.g. ["nostr", "mastodon"], or "nostr,mastodon" in a CSV cell',
+        )
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
+def _flag(fields: Mapping[str, Any], name: str) -> bool:
+    value = fields.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+        return value.strip().lower() in _TRUE
+    raise FieldError(f"{name} must be true or false, not {value!r}")
+
+
+def _visibility(value: str | None) -> str | None:
+    if value is not None and value.lower() not in VISIBILITIES:
+        raise FieldError(f'unknown visibility "{value}"', f"use {', '.join(VISIBILITIES)}")
+    return None if value is None else value.lower()
+
+
+def _pow(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_POW:
+        raise FieldError(
+            f"nostr_pow must be a whole number from 0 to {MAX_POW}, not {value!r}",
+            "20-25 takes a few seconds; 0 means none",
+        )
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {
+        list: "a list",
+        dict: "a table",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

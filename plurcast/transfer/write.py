@@ -1,0 +1,95 @@
+"""Entries → the files plur-import reads: JSON Lines, CSV, Markdown.
+
+What is written reads back as the same entries (the round trip is tested per format, with
+hostile text: commas, quotes, newlines, `+++` and `---` lines, emoji).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from plurcast.transfer.fields import Entry
+from plurcast.transfer.read import ESCAPABLE, SEPARATOR, Kind
+
+# Always written, in this order; the others only when some entry uses them.
+CORE = ("key", "content", "schedule", "tz", "platforms", "account")
+EXTRA = ("draft", "visibility", "nostr_pow", "21e8")
+
+
+def fields_of(e: Entry) -> dict[str, Any]:
+    """An entry as field → value, without the fields it leaves unset."""
+    values: dict[str, Any] = {
+        "key": e.key,
+        "content": e.content,
+        "schedule": e.schedule,
+        "tz": e.tz,
+        "platforms": list(e.platforms) or None,
+        "account": e.account,
+        "draft": e.draft or None,
+        "visibility": e.visibility,
+        "nostr_pow": e.nostr_pow,
+        "21e8": e.pow_21e8 or None,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def write(entries: Sequence[Entry], kind: Kind) -> str:
+    return {"jsonl": _jsonl, "csv": _csv, "markdown": _markdown}[kind](entries)
+
+
+def _jsonl(entries: Iterable[Entry]) -> str:
+    import orjson
+
+    return "".join(orjson.dumps(fields_of(e)).decode() + "\n" for e in entries)
+
+
+def _columns(entries: Sequence[Entry]) -> list[str]:
+    used = {name for e in entries for name in fields_of(e)}
+    return [*CORE, *(name for name in EXTRA if name in used)]
+
+
+def _csv(entries: Sequence[Entry]) -> str:
+    out = io.StringIO(newline="")
+    columns = _columns(entries)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for e in entries:
+        values = fields_of(e)
+        writer.writerow([_cell(values.get(name)) for name in columns])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _markdown(entries: Iterable[Entry]) -> str:
+    import yaml
+
+    posts = []
+    for e in entries:
+        front = {k: v for k, v in fields_of(e).items() if k != "content"}
+        # BaseLoader reads every scalar back as text; fields parse their own types.
+        matter = yaml.safe_dump(
+            front, sort_keys=False, allow_unicode=True, default_flow_style=None, width=1000
+        )
+        body = "\n".join(_escape(line) for line in e.content.split("\n"))
+        posts.append(f"---\n{matter}---\n{body}\n")
+    return f"{SEPARATOR}\n".join(posts)
+
+
+def _escape(line: str) -> str:
+    """A body line that reads as the separator gets one more backslash before its `+++`."""
+    if not ESCAPABLE.fullmatch(line):
+        return line
+    at = len(line) - len(line.lstrip())
+    return line[:at] + "\\" + line[at:]
