@@ -144,8 +144,14 @@ def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> Po
     return PostStatus.FAILED
 
 
+# Stored times are shown clamped to what datetime holds, a day inside its range so that any
+# zone's offset fits too: a row from an older version or a hand edit never breaks a listing.
+MIN_MS = -62_135_510_400_000  # 0001-01-02 00:00 UTC
+MAX_MS = 253_402_128_000_000  # 9999-12-30 00:00 UTC
+
+
 def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    return datetime.fromtimestamp(min(max(ms, MIN_MS), MAX_MS) / 1000, UTC)
 
 
 def to_ms(dt: datetime) -> int:

@@ -23,6 +23,9 @@ from plurcast.models import from_ms, to_ms
 
 MISFIRE_POLICIES = ("latest", "skip", "all")
 MIN_INTERVAL_SECONDS = 60
+MINUTE_MS = 60_000
+CRON_FIELDS = 5  # minute hour day-of-month month day-of-week
+_CRON_HINT = 'use 5 fields: minute hour day month weekday, e.g. "0 9 * * 1-5"'
 DEFAULT_GRACE_SECONDS = 3600
 # An occurrence this late is still "on time": the daemon was running, just busy.
 ON_TIME_MS = 60_000
@@ -54,6 +57,9 @@ class Rule:
             import cronsim
 
             start = max(after_ms, self.anchor_ms - 1)
+            # Cron counts whole minutes: asked from the minute's last instant, even a
+            # stored expression with a seconds field fires at most once a minute (G5).
+            start += MINUTE_MS - 1 - start % MINUTE_MS
             local = datetime.fromtimestamp(start / 1000, self.timezone)
             return to_ms(next(cronsim.CronSim(self.cron, local)))
         every = (self.every_seconds or 0) * 1000
@@ -74,24 +80,21 @@ def validate_cron(expression: str, tz: ZoneInfo, now: datetime) -> str:
     import cronsim
 
     expression = " ".join(expression.split())
+    fields = len(expression.split())
+    if fields != CRON_FIELDS:
+        # cronsim would take a sixth field as seconds: "* * * * * *" posts every second.
+        raise InvalidInput(
+            f'invalid cron expression "{expression}": {fields} fields, not 5', _CRON_HINT
+        )
     try:
         next(cronsim.CronSim(expression, now.astimezone(tz)))
     except cronsim.CronSimError as exc:
-        raise InvalidInput(
-            f'invalid cron expression "{expression}": {exc}',
-            'use 5 fields: minute hour day month weekday, e.g. "0 9 * * 1-5"',
-        ) from None
+        raise InvalidInput(f'invalid cron expression "{expression}": {exc}', _CRON_HINT) from None
     except StopIteration:
         raise InvalidInput(
             f'cron expression "{expression}" never matches', "check the day and month fields"
         ) from None
     return expression
-
-
-def validate_interval(seconds: float) -> int:
-    if seconds < MIN_INTERVAL_SECONDS:
-        raise InvalidInput(f"interval of {seconds:g} s is too short", "use --every 1m or longer")
-    return int(seconds)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ from plurcast.store.connection import transaction
 
 log = logging.getLogger("plurcast.schedules")
 
+# More posts than a once-a-minute schedule makes in two years is a typo, not a plan.
+MAX_COUNT = 1_000_000
+
 
 def rule_of(s: Schedule) -> Rule:
     return Rule(s.cron, s.every_seconds, ZoneInfo(s.timezone), s.anchor_ms)
@@ -68,8 +71,10 @@ def create(
         raise InvalidInput(f'unknown misfire policy "{spec.misfire}"', "use latest, skip or all")
     if spec.until is not None and spec.count is not None:
         raise InvalidInput("--until and --count cannot be used together", "choose one end")
-    if spec.count is not None and spec.count < 1:
-        raise InvalidInput("--count must be at least 1")
+    if spec.count is not None and not 1 <= spec.count <= MAX_COUNT:
+        raise InvalidInput(
+            f"--count must be from 1 to {MAX_COUNT:,}", "or end the schedule with --until WHEN"
+        )
     text = content_rules.normalise(text)
     targets = queue.resolve_targets(cfg, platforms, account)
     account_name = targets[0][1]
@@ -85,7 +90,10 @@ def create(
         cron = recurrence.validate_cron(spec.cron, tz, now)
         rule = Rule(cron, None, tz, first_ms or now_ms + 1)
     else:
-        every = recurrence.validate_interval(when.parse_duration(spec.every or "").total_seconds())
+        interval = when.parse_duration(
+            spec.every or "", minimum_seconds=recurrence.MIN_INTERVAL_SECONDS
+        )
+        every = int(interval.total_seconds())
         rule = Rule(None, every, tz, first_ms or now_ms + every * 1000)
     next_run = rule.next_after(rule.anchor_ms - 1)
     until_ms = to_ms(when.parse_when(spec.until, now=now, tz=tz)) if spec.until else None

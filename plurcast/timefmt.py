@@ -26,7 +26,10 @@ def format_local(dt: datetime, tz: ZoneInfo, now: datetime) -> str:
 
     Month names come from a table, not ``%b``, so output never depends on the process locale.
     """
-    local = dt.astimezone(tz)
+    try:
+        local = dt.astimezone(tz)
+    except OverflowError:  # the last hours of year 9999 in a zone east of UTC: as given
+        local = dt
     year = f" {local.year}" if local.year != now.astimezone(tz).year else ""
     month = MONTHS[local.month - 1].capitalize()
     return f"{month} {local.day}{year} {local:%H:%M} {local.tzname()}"

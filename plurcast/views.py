@@ -19,7 +19,10 @@ def time_fields(name: str, ms: int | None, tz: ZoneInfo) -> dict[str, Any]:
 
 def iso(ms: int, tz: ZoneInfo) -> str:
     """Whole seconds, as in the epoch fields (an int is also quicker than ms / 1000)."""
-    return datetime.fromtimestamp(ms // 1000, tz).isoformat()
+    try:
+        return datetime.fromtimestamp(ms // 1000, tz).isoformat()
+    except (OverflowError, ValueError, OSError):  # beyond datetime's years: shown clamped
+        return from_ms(ms).astimezone(tz).replace(microsecond=0).isoformat()
 
 
 def local(ms: int | None, tz: ZoneInfo, now: datetime) -> str:

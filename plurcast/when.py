@@ -25,11 +25,14 @@ from plurcast.timefmt import format_local
 MAX_INPUT_CHARS = 200
 HINT = 'try "30m", "tomorrow 9am" or "2027-01-01 10:00 Europe/Berlin"'
 _MAX_DURATION = timedelta(days=36525)  # 100 years: anything longer is a typo, not a plan
+# Nothing is scheduled further ahead than this: a typo such as year 9999 is refused, not queued.
+HORIZON = _MAX_DURATION
 _RANDOM_MIN = timedelta(seconds=30)
 _RANDOM_MAX = timedelta(days=30)
 _TONIGHT = time(20)
 _YEARS_AHEAD = 9  # enough for a yearless Feb 29 to find its next leap year
 _ZONE_HINT = 'use an IANA name such as "Europe/Berlin" or "UTC"'
+_DURATION_HINT = 'try "30m", "1h30m" or "2 days"'
 _RANDOM_HINT = 'e.g. "random:1h-2h" (minimum at least 30s, maximum at most 30d)'
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -109,7 +112,7 @@ def parse_when(
     if lowered in ("now", "today"):  # "today" keeps the current wall-clock time: that is now
         return _whole_seconds(now)
     if lowered.startswith("random:"):
-        return _random_after(lowered, raw, now, pending_after, rng or random.SystemRandom())
+        return _random_after(lowered, raw, now, zone, pending_after, rng or random.SystemRandom())
     ctx = _Context(now, zone, now.astimezone(zone).replace(tzinfo=None), raw)
     result = (
         _relative(lowered, now, raw)
@@ -134,8 +137,11 @@ def shift(text: str, *, base: datetime, now: datetime) -> datetime:
     delta = _duration_or_none(match["duration"], raw) if match else None
     if match is None or delta is None:
         raise _unparseable(raw)
-    result = _whole_seconds(base + (delta if match["sign"] == "+" else -delta))
     zone = now.tzinfo if isinstance(now.tzinfo, ZoneInfo) else ZoneInfo("UTC")
+    try:
+        result = _whole_seconds(base + (delta if match["sign"] == "+" else -delta))
+    except OverflowError:  # a time stored before the horizon existed, moved further still
+        raise _beyond_horizon(f'"{raw}" from {format_local(base, zone, now)}', now, zone) from None
     _ensure_future(result, zone, now)
     return result
 
@@ -149,14 +155,13 @@ def is_relative_shift(text: str) -> bool:
     return _SHIFT_SHAPE_RE.match(text) is not None
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse a positive duration such as ``1h30m`` or ``1 day 2 hours``, in whole seconds."""
+def parse_duration(text: str, *, minimum_seconds: int = 1) -> timedelta:
+    """Parse a duration such as ``1h30m`` or ``1 day 2 hours`` of at least
+    ``minimum_seconds``, in whole seconds."""
     raw = _clean(text)
-    delta = _duration_or_none(_squash(raw), raw)
+    delta = _duration_or_none(_squash(raw), raw, minimum_seconds, _DURATION_HINT)
     if delta is None:
-        raise InvalidInput(
-            f'cannot understand the duration "{raw}"', hint='try "30m", "1h30m" or "2 days"'
-        )
+        raise InvalidInput(f'cannot understand the duration "{raw}"', hint=_DURATION_HINT)
     return delta
 
 
@@ -190,8 +195,18 @@ def _out_of_range(raw: str, reason: str) -> InvalidInput:
 
 
 def _ensure_future(result: datetime, zone: ZoneInfo, now: datetime) -> None:
+    """Strictly after now and within the horizon."""
     if result <= now:
         raise InvalidInput(f"{format_local(result, zone, now)} is in the past")
+    if result - now > HORIZON:
+        raise _beyond_horizon(format_local(result, zone, now), now, zone)
+
+
+def _beyond_horizon(shown: str, now: datetime, zone: ZoneInfo) -> InvalidInput:
+    last = format_local(now + HORIZON, zone, now)
+    return InvalidInput(
+        f"{shown} is more than 100 years ahead", f"schedule posts up to {last} at the latest"
+    )
 
 
 def _whole_seconds(dt: datetime) -> datetime:
@@ -223,7 +238,9 @@ def _zone(name: str) -> ZoneInfo:
 # --- durations ----------------------------------------------------------------------
 
 
-def _duration_or_none(text: str, raw: str) -> timedelta | None:
+def _duration_or_none(
+    text: str, raw: str, minimum_seconds: int = 1, hint: str = HINT
+) -> timedelta | None:
     """None when ``text`` is not shaped like a duration; raise when it is but makes no sense."""
     if not _DURATION_RE.fullmatch(text):
         return None
@@ -231,9 +248,11 @@ def _duration_or_none(text: str, raw: str) -> timedelta | None:
         float(term["num"]) * _UNIT_SECONDS[term["unit"][0]] for term in _TERM_RE.finditer(text)
     )
     if seconds > _MAX_DURATION.total_seconds():
-        raise InvalidInput(f'duration "{raw}" is too long (max 100 years)', hint=HINT)
-    if round(seconds) < 1:
-        raise InvalidInput(f'duration "{raw}" must be at least 1s', hint=HINT)
+        raise InvalidInput(f'duration "{raw}" is too long (max 100 years)', hint=hint)
+    if round(seconds) < minimum_seconds:
+        raise InvalidInput(
+            f'duration "{raw}" must be at least {_compact(minimum_seconds)}', hint=hint
+        )
     return timedelta(seconds=round(seconds))
 
 
@@ -246,7 +265,12 @@ def _relative(text: str, now: datetime, raw: str) -> datetime | None:
 
 
 def _random_after(
-    text: str, raw: str, now: datetime, pending_after: datetime | None, rng: random.Random
+    text: str,
+    raw: str,
+    now: datetime,
+    zone: ZoneInfo,
+    pending_after: datetime | None,
+    rng: random.Random,
 ) -> datetime:
     """Pick a uniform instant in [base+MIN, base+MAX], base being the latest pending post.
 
@@ -264,7 +288,17 @@ def _random_after(
         if failed:
             raise InvalidInput(f"random: the {problem}", hint=_RANDOM_HINT)
     base = max(now, pending_after) if pending_after is not None else now
-    return _whole_seconds(base) + timedelta(seconds=rng.randint(low, high))
+    try:
+        result = _whole_seconds(base) + timedelta(seconds=rng.randint(low, high))
+    except OverflowError:
+        result = datetime.max.replace(tzinfo=UTC)
+    if result - now > HORIZON:
+        raise InvalidInput(
+            f"{raw} after the latest pending post ({format_local(base, zone, now)}) is more "
+            "than 100 years ahead",
+            "reschedule or cancel that post (plur-queue list), or give a time",
+        )
+    return result
 
 
 # --- absolute and wall-clock forms --------------------------------------------------

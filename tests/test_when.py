@@ -19,6 +19,7 @@ from plurcast.errors import InvalidInput
 from plurcast.timefmt import format_local, format_relative
 from plurcast.when import (
     HINT,
+    HORIZON,
     is_relative_shift,
     parse_duration,
     parse_when,
@@ -383,6 +384,7 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
         ("1h30", 'cannot understand the duration "1h30"'),
         ("-5m", 'cannot understand the duration "-5m"'),
         ("0m", 'duration "0m" must be at least 1s'),
+        ("0s", 'duration "0s" must be at least 1s'),
         ("0.2s", 'duration "0.2s" must be at least 1s'),
         ("36526d", 'duration "36526d" is too long (max 100 years)'),
         ("9" * 150 + "w", f'duration "{"9" * 150}w" is too long (max 100 years)'),
@@ -393,6 +395,14 @@ def test_parse_duration_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_duration(text)
     assert caught.value.message == message
+
+
+def test_parse_duration_names_the_minimum_it_was_given() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_duration("59s", minimum_seconds=60)
+    assert caught.value.message == 'duration "59s" must be at least 1m'
+    assert caught.value.hint == 'try "30m", "1h30m" or "2 days"'
+    assert parse_duration("1m", minimum_seconds=60) == timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
@@ -483,6 +493,47 @@ def test_out_of_range(text: str, reason: str) -> None:
     assert error_of(text).message == f'invalid date or time "{text}": {reason}'
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("9999-12-31 23:59 UTC", "Dec 31 9999 23:59 UTC"),
+        ("9999-12-31T23:59:59Z", "Dec 31 9999 23:59 UTC"),
+        ("2126-11-24", "Nov 24 2126 00:00 CET"),
+        ("Jan 1 3000 10:00", "Jan 1 3000 10:00 CET"),
+        ("in 200 years", "Nov 22 2226 11:04 CET"),
+    ],
+)
+def test_times_beyond_the_horizon_are_refused(text: str, shown: str) -> None:
+    error = error_of(text)
+    assert error.message == f"{shown} is more than 100 years ahead"
+    limit = "10:04 UTC" if text.endswith("UTC") else "11:04 CET"
+    assert error.hint == f"schedule posts up to Nov 23 2126 {limit} at the latest"
+
+
+def test_the_horizon_itself_is_allowed() -> None:
+    assert HORIZON.days == 36525  # 100 years of 365.25 days, as the README says
+    assert when("36525d") == NOW + HORIZON
+    assert when("2126-11-23 11:04") == utc(2126, 11, 23, 10, 4)
+
+
+def test_shift_beyond_the_horizon_is_refused_even_from_a_stored_year_9999() -> None:
+    with pytest.raises(InvalidInput, match="more than 100 years ahead"):
+        shift("+5000w", base=NOW + timedelta(days=3000), now=NOW.astimezone(BERLIN))
+    year_9999 = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    for text in ("+100w", "-1h"):
+        with pytest.raises(InvalidInput, match="more than 100 years ahead"):
+            shift(text, base=year_9999, now=NOW.astimezone(BERLIN))
+
+
+def test_random_after_a_pending_post_beyond_the_horizon_names_it() -> None:
+    year_9999 = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    for pending in (year_9999, NOW + HORIZON):
+        with pytest.raises(InvalidInput) as caught:
+            parse_when("random:1h-2h", now=NOW, tz=BERLIN, pending_after=pending)
+        assert "after the latest pending post" in caught.value.message
+        assert "more than 100 years ahead" in caught.value.message
+
+
 def test_unknown_timezone() -> None:
     error = error_of("2027-01-01 10:00 Mars/Base")
     assert error.message == 'unknown timezone "Mars/Base"'
@@ -527,7 +578,7 @@ def check_resolves_or_rejects(text: str, now: datetime, tz: ZoneInfo) -> None:
         return
     assert result.tzinfo is UTC
     assert result.microsecond == 0
-    assert result >= now.replace(microsecond=0)
+    assert now.replace(microsecond=0) <= result <= now + HORIZON
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,126 @@
+"""Hostile input (issue 11): each case a hostile new user found, pinned so it stays fixed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from plur_post.cli import cli as post_cli
+from plur_queue.cli import cli as queue_cli
+from plurcast import config as config_module
+from plurcast import queue, schedules
+from plurcast.models import to_ms
+from tests.conftest import Clock, Run
+
+pytestmark = pytest.mark.usefixtures("configured")
+
+YEAR_9999_MS = 253_402_300_740_000  # 9999-12-31 23:59 UTC
+
+
+def post(run: Run, content: str, *args: str) -> str:
+    result = run(post_cli, content, *args, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    return str(json.loads(result.stdout)["post_id"])
+
+
+def sql(db_path: Path, statement: str, *params: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+# --- 1. a cron that floods ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cron", "fields"), [("* * * * * *", 6), ("*/1 * * * * *", 6), ("* * *", 3), ("*", 1)]
+)
+def test_cron_with_other_than_5_fields_is_refused(
+    run: Run, clock: Clock, db_path: Path, cron: str, fields: int
+) -> None:
+    result = run(post_cli, "flood", "--cron", cron)
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f'Error: invalid cron expression "{cron}": {fields} fields, not 5 — use 5 fields: '
+        'minute hour day month weekday, e.g. "0 9 * * 1-5"\n'
+    )
+    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM schedules") == [(0,)]
+
+
+def test_a_stored_seconds_cron_still_fires_at_most_once_a_minute(
+    run: Run, clock: Clock, db_path: Path
+) -> None:
+    """A schedule written before the check (or by hand) must not flood either (G5)."""
+    sid = json.loads(run(post_cli, "x", "--cron", "* * * * *", "-f", "json").stdout)["schedule_id"]
+    sql(db_path, "UPDATE schedules SET cron = '* * * * * *', misfire = 'all'")
+    conn = queue.open_db(config_module.load())
+    made = []
+    for _ in range(180):  # three minutes, second by second
+        clock.advance(seconds=1)
+        made += schedules.materialize(conn, to_ms(clock.now))
+    assert 3 <= len(made) <= 4
+    times = [r[0] for r in sql(db_path, "SELECT occurrence_at_ms FROM posts ORDER BY 1")]
+    assert all(t % 60_000 == 0 for t in times), times
+    assert sql(db_path, "SELECT count(*) FROM occurrences WHERE schedule_id = ?", sid) == [
+        (len(made),)
+    ]
+
+
+# --- 2. a time beyond the horizon, and readers of any stored time ---------------------------
+
+
+@pytest.mark.parametrize("when", ["9999-12-31 23:59 UTC", "3000-01-01", "in 101 years"])
+def test_a_post_beyond_the_horizon_is_refused_and_nothing_written(
+    run: Run, clock: Clock, db_path: Path, when: str
+) -> None:
+    result = run(post_cli, "x", "-s", when)
+    assert result.exit_code == 3
+    assert "is more than 100 years ahead — schedule posts up to" in result.stderr
+    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
+
+
+def test_reschedule_beyond_the_horizon_is_refused(run: Run, clock: Clock, db_path: Path) -> None:
+    post_id = post(run, "x", "-s", "2126-01-01")
+    before = sql(db_path, "SELECT * FROM deliveries")
+    for when in ("9999-12-31 23:59 UTC", "2126-12-01", "+100w"):
+        result = run(queue_cli, "reschedule", post_id, when)
+        assert result.exit_code == 3, result.stderr
+        assert "more than 100 years ahead" in result.stderr
+    assert sql(db_path, "SELECT * FROM deliveries") == before
+
+
+@pytest.mark.parametrize("stored_ms", [YEAR_9999_MS, 2**62, -(2**62)])
+def test_every_reader_copes_with_any_stored_time(
+    run: Run, clock: Clock, db_path: Path, stored_ms: int
+) -> None:
+    """A time written by an older version or by hand must not make the queue unreadable."""
+    post_id = post(run, "x", "-s", "1h")
+    sql(db_path, "UPDATE posts SET scheduled_at_ms = ?", stored_ms)
+    sql(db_path, "UPDATE deliveries SET due_at_ms = ?", stored_ms)
+    for args in (
+        ["list"],
+        ["list", "--all"],
+        ["list", "-f", "json"],
+        ["stats"],
+        ["stats", "-f", "json"],
+        ["show", post_id],
+        ["show", post_id, "-f", "json"],
+    ):
+        result = run(queue_cli, *args)
+        assert result.exit_code == 0, (args, result.stderr)
+    listed = json.loads(run(queue_cli, "list", "-f", "json").stdout)[0]
+    assert listed["scheduled_at"] == stored_ms // 1000  # the epoch field stays exact
+    if stored_ms > 0:
+        result = run(post_cli, "y", "-s", "random:1h-2h")
+        assert result.exit_code == 3
+        assert "after the latest pending post" in result.stderr
+    assert run(queue_cli, "cancel", post_id, "--force").exit_code == 0
+    assert run(post_cli, "y", "-s", "random:1h-2h").exit_code == 0
+
+
+def test_until_beyond_the_horizon_is_refused(run: Run, clock: Clock) -> None:
+    result = run(post_cli, "x", "--every", "1d", "--until", "9999-12-31 23:59 UTC")
+    assert result.exit_code == 3
+    assert "more than 100 years ahead" in result.stderr
