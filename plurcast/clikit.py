@@ -7,17 +7,25 @@ exit 3 (invalid input) rather than click's 2, which means "config/auth" here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from plurcast.errors import EXIT_INVALID, EXIT_RUNTIME, Declined, InvalidInput, PlurcastError
+from plurcast.errors import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    Declined,
+    InvalidInput,
+    PlurcastError,
+)
 from plurcast.output import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,8 +45,13 @@ def fail(message: str, code: int) -> NoReturn:
 def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     kwargs["standalone_mode"] = False
     debug = os.environ.get("PLURCAST_DEBUG") == "1"
+    code: Any = 0
     try:
-        code = click.Command.main(command, args, **kwargs)
+        try:
+            code = click.Command.main(command, args, **kwargs)
+        except SystemExit as exc:  # a command's own exit code: flush its output first
+            code = exc.code
+        sys.stdout.flush()  # here, so that a reader gone away is noticed below
     except PlurcastError as exc:
         if debug:
             raise
@@ -53,11 +66,11 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
         fail(f"{exc.format_message().rstrip('.')} — see '{path} --help'", EXIT_INVALID)
     except click.Abort:
         fail("interrupted", 130)
-    except BrokenPipeError:
-        # The reader went away (`| head`); quietly stop writing.
+    except (BrokenPipeError, _ReaderGone):
+        # The reader went away (`| head -1`): it has what it wanted, which is no error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(EXIT_RUNTIME)
+        sys.exit(EXIT_OK)
     except click.ClickException as exc:
         fail(exc.format_message(), EXIT_RUNTIME)
     except sqlite3.Error as exc:
@@ -76,9 +89,30 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+class _ReaderGone(Exception):
+    """stdout's reader closed the pipe; raised instead of BrokenPipeError, which click would
+    turn into exit 1 before _run sees it."""
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise _ReaderGone from None
+
+
 class Command(click.Command):
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:  # --help prints here
+        with _reader_may_leave():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _reader_may_leave():
+            return super().invoke(ctx)
 
 
 class Group(click.Group):
@@ -86,6 +120,14 @@ class Group(click.Group):
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _reader_may_leave():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _reader_may_leave():
+            return super().invoke(ctx)
 
 
 Group.group_class = Group
@@ -139,11 +181,12 @@ def read_content(argument: str | None) -> str:
 
     if argument is not None and argument != "-":
         return argument
-    if argument is None and sys.stdin.isatty():
+    stdin = _stdin_bytes()
+    if stdin is None or (argument is None and sys.stdin.isatty()):
         raise InvalidInput(
             "no content given", 'pass it as an argument or on stdin: echo "Hello" | plur-post'
         )
-    raw = sys.stdin.buffer.read(content.MAX_BYTES + 1)
+    raw = stdin.read(content.MAX_BYTES + 1)
     if len(raw) > content.MAX_BYTES:
         raise InvalidInput(
             f"content is over the limit of {content.MAX_BYTES:,} bytes", "shorten it"
@@ -155,8 +198,18 @@ def confirm(question: str) -> None:
     """Ask `question (y/N)` on stderr and read the answer from stdin; anything but yes declines."""
     sys.stderr.write(f"{question} (y/N) ")
     sys.stderr.flush()
-    answer = sys.stdin.readline()
+    stdin = _stdin_bytes()
+    # Bytes, so that an answer in another encoding is a "no", not a decoding error.
+    answer = stdin.readline().decode("utf-8", "replace") if stdin is not None else ""
     if answer.strip().lower() not in ("y", "yes"):
         if not answer:
             sys.stderr.write("\n")
-        raise Declined("Cancelled by user")
+        raise Declined("Cancelled by user", "nothing was changed; answer y, or pass --force")
+
+
+def _stdin_bytes() -> BinaryIO | None:
+    """stdin as bytes; None when it is closed (`<&-`), which reads as no input."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        return None
+    return stream.buffer

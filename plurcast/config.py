@@ -128,16 +128,26 @@ def system_timezone() -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+# Files in the zone directory that are not zones to schedule in: copies of the zones under
+# another root (posix/ is the same, right/ counts leap seconds and shows wrong times), and the
+# machine's own zone or rules under a name that means nothing elsewhere.
+_NOT_ZONES = ("posix/", "right/")
+_NOT_ZONE_NAMES = ("localtime", "posixrules")
+
+
 def zone(name: str) -> ZoneInfo:
-    """An IANA zone from user input (`--tz`), or InvalidInput."""
+    """An IANA zone from user input (`--tz`, a zone in a time expression), or InvalidInput."""
+    hint = 'use an IANA name such as "Europe/Berlin" or "UTC"'
     try:
-        if not name or name != name.strip() or ".." in name:
+        if not name or name != name.strip() or ".." in name or name in _NOT_ZONE_NAMES:
             raise ValueError(name)
+        for prefix in _NOT_ZONES:
+            if name.startswith(prefix):
+                hint = f'use "{name.removeprefix(prefix)}"'
+                raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(
-            f'unknown timezone "{name}"', 'use an IANA name such as "Europe/Berlin" or "UTC"'
-        ) from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a long name
+        raise InvalidInput(f'unknown timezone "{name}"', hint) from None
 
 
 def validate_account_name(name: str) -> str:

@@ -197,7 +197,13 @@ def list_posts(
 ) -> list[Post]:
     """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
     if platform is not None:
-        platform = split_platforms([platform])[0]
+        names = split_platforms([platform])
+        if len(names) != 1:
+            raise InvalidInput(
+                f'-p "{platform}" names {len(names)} platforms',
+                f"give one of {', '.join(PLATFORMS)}",
+            )
+        platform = names[0]
     posts = store.select_posts(conn, waiting_only=not include_all, platform=platform)
     if include_all:
         return posts

@@ -15,8 +15,9 @@ import random
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
+from plurcast.config import zone
 from plurcast.errors import InvalidInput
 from plurcast.timefmt import MONTHS as _MONTHS
 from plurcast.timefmt import compact_duration as _compact
@@ -31,7 +32,6 @@ _RANDOM_MIN = timedelta(seconds=30)
 _RANDOM_MAX = timedelta(days=30)
 _TONIGHT = time(20)
 _YEARS_AHEAD = 9  # enough for a yearless Feb 29 to find its next leap year
-_ZONE_HINT = 'use an IANA name such as "Europe/Berlin" or "UTC"'
 _DURATION_HINT = 'try "30m", "1h30m" or "2 days"'
 _RANDOM_HINT = 'e.g. "random:1h-2h" (minimum at least 30s, maximum at most 30d)'
 
@@ -226,13 +226,12 @@ def _zone(name: str) -> ZoneInfo:
     if name.lower() == "utc":
         return ZoneInfo("UTC")
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        pass
-    matches = [key for key in available_timezones() if key.lower() == name.lower()]
-    if not matches:
-        raise InvalidInput(f'unknown timezone "{name}"', hint=_ZONE_HINT)
-    return ZoneInfo(matches[0])
+        return zone(name)
+    except InvalidInput as exact_error:
+        matches = [key for key in available_timezones() if key.lower() == name.lower()]
+        if not matches:
+            raise exact_error from None
+        return zone(matches[0])
 
 
 # --- durations ----------------------------------------------------------------------
@@ -467,6 +466,11 @@ def _natural_language(text: str, ctx: _Context) -> datetime | None:
         parsed = dateparser.parse(text, languages=["en"], settings=settings)
     except (ValueError, OverflowError):
         return None
+    except KeyError:  # pytz, which dateparser uses, lacks a zone that zoneinfo knows
+        raise InvalidInput(
+            f'cannot read "{ctx.raw}" in the zone {ctx.zone}',
+            'give the time as "YYYY-MM-DD HH:MM", or a duration such as "3d"',
+        ) from None
     if parsed is None:
         return None
     return _localize(parsed.replace(microsecond=0, tzinfo=None), ctx, strict=True)

@@ -171,7 +171,9 @@ def test_cancel_prompts_and_respects_the_answer(run: Run, clock: Clock, db_path:
     for answer in ("n\n", "\n", "", "maybe\n"):
         result = run(cli, "cancel", post_id, input=answer)
         assert result.exit_code == 3
-        assert result.stderr.endswith("Error: Cancelled by user\n")
+        assert result.stderr.endswith(
+            "Error: Cancelled by user — nothing was changed; answer y, or pass --force\n"
+        )
         assert "Cancel 1 post? (y/N)" in result.stderr
         assert states(db_path, post_id) == ["pending", "pending"]
     result = run(cli, "cancel", post_id[:8], input="y\n")

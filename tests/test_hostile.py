@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,92 @@ def test_until_beyond_the_horizon_is_refused(run: Run, clock: Clock) -> None:
     result = run(post_cli, "x", "--every", "1d", "--until", "9999-12-31 23:59 UTC")
     assert result.exit_code == 3
     assert "more than 100 years ahead" in result.stderr
+
+
+# --- 8. plain bad input is exit 3, never an internal error -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "-p", ","], 'Error: -p "," names 0 platforms — give one of'),
+        (["list", "-p", "nostr,mastodon"], 'Error: -p "nostr,mastodon" names 2 platforms'),
+    ],
+)
+def test_queue_bad_platform_filter_is_exit_3(
+    run: Run, clock: Clock, args: list[str], message: str
+) -> None:
+    result = run(queue_cli, *args)
+    assert result.exit_code == 3
+    assert result.stderr.startswith(message), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("zone", "hint"),
+    [
+        ("a" * 300, 'use an IANA name such as "Europe/Berlin" or "UTC"'),
+        ("Europe", 'use an IANA name such as "Europe/Berlin" or "UTC"'),
+        ("posix/Europe/Berlin", 'use "Europe/Berlin"'),
+        ("right/Europe/Berlin", 'use "Europe/Berlin"'),
+        ("localtime", 'use an IANA name such as "Europe/Berlin" or "UTC"'),
+    ],
+)
+@pytest.mark.parametrize("when", ["1h", "in 3 days at noon"])
+def test_a_zone_that_is_no_iana_zone_is_exit_3(
+    run: Run, clock: Clock, db_path: Path, zone: str, hint: str, when: str
+) -> None:
+    result = run(post_cli, "x", "-s", when, "--tz", zone)
+    assert result.exit_code == 3
+    assert result.stderr == f'Error: unknown timezone "{zone}" — {hint}\n'
+    result = run(post_cli, "x", "-s", f"tomorrow 9am {zone}")
+    assert result.exit_code == 3, result.stderr
+    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
+
+
+def test_a_config_zone_that_is_no_iana_zone_is_exit_2(
+    run: Run, clock: Clock, configured: Path
+) -> None:
+    configured.write_text(
+        configured.read_text().replace('"Europe/Berlin"', '"posix/Europe/Berlin"')
+    )
+    result = run(queue_cli, "list")
+    assert result.exit_code == 2
+    assert 'timezone "posix/Europe/Berlin" is not a known IANA zone' in result.stderr
+
+
+@pytest.mark.parametrize("answer", [b"\xff\xfe\n", b"\xe9\n", b""])
+def test_a_non_utf8_answer_at_the_prompt_declines(
+    run: Run, clock: Clock, db_path: Path, answer: bytes
+) -> None:
+    post_id = post(run, "x", "-s", "1h")
+    result = run(queue_cli, "cancel", post_id, input=answer)
+    assert result.exit_code == 3
+    assert result.stderr.endswith(
+        "Error: Cancelled by user — nothing was changed; answer y, or pass --force\n"
+    )
+    assert sql(db_path, "SELECT DISTINCT state FROM deliveries") == [("pending",)]
+
+
+# --- 12. a pipe closed early ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_is_no_error(run: Run, clock: Clock) -> None:
+    for n in range(3):
+        post(run, f"post {n}", "-s", f"{n + 1}h")
+    run(post_cli, "again", "--every", "1h")
+    for args in (["list"], ["schedules"], ["stats"], ["list", "-f", "json"], ["--help"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # `| head -0`: the reader is gone before the first byte
+        try:
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "plur-queue"), *args],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert done.returncode == 0, (args, done.stderr)
+        assert b"Error" not in done.stderr and b"Exception" not in done.stderr, args
