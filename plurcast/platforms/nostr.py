@@ -34,6 +34,7 @@ from plurcast.errors import ConfigError
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.platforms.nip19 import bech32_payload
 from plurcast.secrets import secret, secret_path
 
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
@@ -59,7 +60,6 @@ PERMANENT_PREFIXES = frozenset({"invalid", "blocked", "restricted", "pow"})
 
 _KEY_SHAPE = "nsec1… or 64 hex characters"
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
-_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 # Order of secp256k1: a secret key is an integer in [1, N-1].
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -143,37 +143,6 @@ def relays(cfg: Config, account: str) -> list[str]:
 # --- keys ----------------------------------------------------------------------------
 
 
-def _bech32_payload(text: str, hrp: str) -> bytes | None:
-    """The bytes of a lower-case bech32 (BIP-173) string with prefix `hrp`, or None."""
-    prefix = hrp + "1"
-    if not text.startswith(prefix) or len(text) > 90:
-        return None
-    values = [_BECH32.find(c) for c in text[len(prefix) :]]
-    if len(values) < 7 or -1 in values:
-        return None
-    generator = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
-    checksum = 1
-    for value in [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + values:
-        top = checksum >> 25
-        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
-        for i, g in enumerate(generator):
-            if (top >> i) & 1:
-                checksum ^= g
-    if checksum != 1:
-        return None
-    acc = bits = 0
-    out = bytearray()
-    for value in values[:-6]:
-        acc = (acc << 5) | value
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits >= 5 or acc & ((1 << bits) - 1):
-        return None  # non-zero padding
-    return bytes(out)
-
-
 def _is_secret_key(raw: bytes | None) -> bool:
     return raw is not None and len(raw) == 32 and 0 < int.from_bytes(raw, "big") < _SECP256K1_N
 
@@ -192,7 +161,7 @@ def normalise_secret_key(text: str, source: str) -> str:
             "put the account's secret key (nsec1…) there",
         )
     if lower.startswith("nsec1"):
-        if key in (lower, key.upper()) and _is_secret_key(_bech32_payload(lower, "nsec")):
+        if key in (lower, key.upper()) and _is_secret_key(bech32_payload(lower, "nsec")):
             return lower
     elif _HEX64.fullmatch(key) and _is_secret_key(bytes.fromhex(key)):
         return lower
