@@ -12,12 +12,21 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plurcast import clikit
+from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
 from tests.peers.mastodon import mastodon_server
+from tests.peers.pages import page_server
 
 # Real peers, for every test module.
-__all__ = ["bluesky_pds", "inprocess_relay", "mastodon_server", "nostr_relay"]
+__all__ = [
+    "blossom_server",
+    "bluesky_pds",
+    "inprocess_relay",
+    "mastodon_server",
+    "nostr_relay",
+    "page_server",
+]
 
 # A Sunday morning; Europe/Berlin is on CET (UTC+1).
 NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)

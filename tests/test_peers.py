@@ -517,7 +517,7 @@ def test_ensure_builds_once_even_when_called_concurrently(
 ) -> None:
     builds: list[Path] = []
 
-    def fake_build(root: Path, venv: Path, *, lock_fd: int) -> None:
+    def fake_build(root: Path, venv: Path, *, lock_fd: int, tool: nostr.VenvTool) -> None:
         time.sleep(0.2)  # long enough for the other threads to queue on the lock
         (venv / "bin").mkdir(parents=True)
         (venv / "bin" / "python").symlink_to(sys.executable)
@@ -543,6 +543,6 @@ def test_ensure_builds_once_even_when_called_concurrently(
     # An interpreter that disappeared (dangling bin/python) means: build again.
     (builds[0] / "bin" / "python").unlink()
     (builds[0] / "bin" / "python").symlink_to(tmp_path / "gone")
-    monkeypatch.setattr(nostr, "_build", lambda root, venv, lock_fd: builds.append(venv))
+    monkeypatch.setattr(nostr, "_build", lambda root, venv, lock_fd, tool: builds.append(venv))
     nostr.ensure_nostr_relay(tmp_path)
     assert len(builds) == 2

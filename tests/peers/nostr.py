@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -131,11 +132,30 @@ def _peers_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
 PEERS_DIR: Path = _peers_dir_from_env()
 
 
+@dataclass(frozen=True)
+class VenvTool:
+    """A command-line tool from PyPI that lives in its own cached virtualenv (its pins, or its
+    bundled binary, are not ours): `package==version`, pinned further by `constraints`."""
+
+    package: str
+    version: str
+    executable: str
+    constraints: str = ""
+    minutes: str = "~15 s"  # how long the first build takes, for the message
+
+
+RELAY = VenvTool(RELAY_PACKAGE, RELAY_VERSION, "nostr-relay", _TESTED_DEPENDENCIES)
+
+
+def tool_venv_dir(tool: VenvTool, peers_dir: Path | None = None) -> Path:
+    return (peers_dir or PEERS_DIR) / f"{tool.package}-{tool.version}"
+
+
 def relay_venv_dir(peers_dir: Path | None = None) -> Path:
-    return (peers_dir or PEERS_DIR) / f"nostr-relay-{RELAY_VERSION}"
+    return tool_venv_dir(RELAY, peers_dir)
 
 
-def _is_complete(venv: Path) -> bool:
+def _is_complete(venv: Path, executable: str = RELAY.executable) -> bool:
     """The marker is written last, before the rename, so a venv with it was fully installed.
 
     `bin/python` is a symlink to the interpreter that built the venv: if that interpreter was
@@ -144,27 +164,32 @@ def _is_complete(venv: Path) -> bool:
     return (
         (venv / _MARKER).is_file()
         and (venv / "bin" / "python").exists()
-        and (venv / "bin" / "nostr-relay").is_file()
+        and (venv / "bin" / executable).is_file()
     )
 
 
 def ensure_nostr_relay(peers_dir: Path | None = None) -> Path:
-    """Return the `nostr-relay` executable, building its venv first if this machine has none.
+    """Return the `nostr-relay` executable, building its venv first if this machine has none."""
+    return ensure_tool(RELAY, peers_dir)
+
+
+def ensure_tool(tool: VenvTool, peers_dir: Path | None = None) -> Path:
+    """Return `tool`'s executable, building its venv first if this machine has none.
 
     Safe to call from parallel pytest processes: builders take an exclusive flock, the build
     happens in a temp dir next to the target and is renamed into place only when complete, so
-    nobody ever sees a half-installed relay.
+    nobody ever sees a half-installed tool.
     """
     root = peers_dir or PEERS_DIR
-    venv = relay_venv_dir(root)
-    exe = venv / "bin" / "nostr-relay"
-    if _is_complete(venv):
+    venv = tool_venv_dir(tool, root)
+    exe = venv / "bin" / tool.executable
+    if _is_complete(venv, tool.executable):
         return exe
     root.mkdir(parents=True, exist_ok=True)
     with (root / f".{venv.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        if not _is_complete(venv):  # unless another process built it while we waited
-            _build(root, venv, lock_fd=lock.fileno())
+        if not _is_complete(venv, tool.executable):  # unless another process built it meanwhile
+            _build(root, venv, lock_fd=lock.fileno(), tool=tool)
     return exe
 
 
@@ -182,17 +207,17 @@ def _run_quietly(cmd: list[str], *, lock_fd: int) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{tail}")
 
 
-def _build(root: Path, venv: Path, *, lock_fd: int) -> None:
-    """Create the venv in a temp dir, install the relay, then rename it into place (under lock)."""
+def _build(root: Path, venv: Path, *, lock_fd: int, tool: VenvTool = RELAY) -> None:
+    """Create the venv in a temp dir, install the tool, then rename it into place (under lock)."""
     for stale in root.glob(f".{venv.name}.build-*"):  # left behind by a killed build
         shutil.rmtree(stale, ignore_errors=True)
     if venv.exists():  # incomplete, or its interpreter is gone
         shutil.rmtree(venv)
     tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.build-", dir=root))
     started = time.monotonic()
+    requirement = f"{tool.package}=={tool.version}"
     print(
-        f"tests.peers: installing {RELAY_PACKAGE}=={RELAY_VERSION} into {venv} "
-        "(once per machine, ~15 s)",
+        f"tests.peers: installing {requirement} into {venv} (once per machine, {tool.minutes})",
         file=sys.stderr,
         flush=True,
     )
@@ -202,16 +227,10 @@ def _build(root: Path, venv: Path, *, lock_fd: int) -> None:
         # the new one on the underlying installation, not on our venv.
         _run_quietly([sys.executable, "-m", "venv", str(tmp)], lock_fd=lock_fd)
         constraints = tmp / "constraints.txt"
-        constraints.write_text(_TESTED_DEPENDENCIES)
+        constraints.write_text(tool.constraints)
         pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-input"]
         _run_quietly(
-            [
-                *pip,
-                "--disable-pip-version-check",
-                "--constraint",
-                str(constraints),
-                f"{RELAY_PACKAGE}=={RELAY_VERSION}",
-            ],
+            [*pip, "--disable-pip-version-check", "--constraint", str(constraints), requirement],
             lock_fd=lock_fd,
         )
         # A venv is not relocatable: console scripts name their interpreter by absolute path.
@@ -221,7 +240,7 @@ def _build(root: Path, venv: Path, *, lock_fd: int) -> None:
             if path.is_file() and not path.is_symlink() and old in (data := path.read_bytes()):
                 path.write_bytes(data.replace(old, new))
         marker = {
-            "package": f"{RELAY_PACKAGE}=={RELAY_VERSION}",
+            "package": requirement,
             "python": sys.executable,
             "build_seconds": round(time.monotonic() - started, 1),
         }
@@ -231,7 +250,7 @@ def _build(root: Path, venv: Path, *, lock_fd: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     print(
-        f"tests.peers: {RELAY_PACKAGE} ready after {time.monotonic() - started:.1f} s",
+        f"tests.peers: {tool.package} ready after {time.monotonic() - started:.1f} s",
         file=sys.stderr,
         flush=True,
     )
