@@ -14,6 +14,7 @@ from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import from_ms
 from plurcast.output import Format, emit_json
+from plurcast.platforms import registry
 from plurcast.timefmt import format_local, format_relative
 from plurcast.views import schedule_json, time_fields
 
@@ -49,8 +50,8 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "platforms",
     multiple=True,
     metavar="PLATFORM",
-    help="nostr, mastodon or bluesky; repeatable or comma-separated. "
-    "Default: [defaults] platforms, else every enabled platform.",
+    help=f"{', '.join(registry.NAMES[:-1])} or {registry.NAMES[-1]}; repeatable or "
+    "comma-separated. Default: [defaults] platforms, else every enabled platform.",
 )
 @click.option(
     "-a", "--account", metavar="NAME", help="A named account from [accounts.<platform>.NAME]."

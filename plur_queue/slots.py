@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, queue, slots
+from plurcast import clikit, slots, validation
 from plurcast.config import DEFAULT_ACCOUNT, validate_account_name
 from plurcast.models import Post, to_ms
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
@@ -54,7 +54,7 @@ def slots_cmd(platforms: tuple[str, ...], account: str | None, count: int, fmt: 
       plur-queue slots -f json | jq '[.[] | select(.free)] | length'
     """
     s = open_session()
-    names = queue.split_platforms(platforms) or list(
+    names = validation.split_platforms(platforms) or list(
         s.cfg.default_platforms or s.cfg.enabled_platforms()
     )
     if not names:

@@ -17,13 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plurcast.errors import ConfigError, InvalidInput
+from plurcast.platforms import registry
 
-PLATFORMS = ("nostr", "mastodon", "bluesky")
 DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-DEFAULT_POSTS_PER_HOUR = {"nostr": 100, "mastodon": 300, "bluesky": 1000}
-DEFAULT_MASTODON_MAX_CHARS = 500
-DEFAULT_NOSTR_MAX_BYTES = 65536
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ class Scheduling:
     grace: float | None = None
     startup_delay: float = 0.0
     inter_retry_delay: float | None = None
-    posts_per_hour: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_POSTS_PER_HOUR))
+    posts_per_hour: dict[str, int] = field(default_factory=registry.default_posts_per_hour)
 
 
 @dataclass(frozen=True)
@@ -67,27 +64,21 @@ class Config:
         """Platforms whose own section is present and enabled (named accounts alone are not)."""
         return tuple(
             p
-            for p in PLATFORMS
+            for p in registry.NAMES
             if p in self.platforms
             and self.platforms[p].enabled
             and DEFAULT_ACCOUNT in self.platforms[p].accounts
         )
 
-    def nostr_max_bytes(self, account: str = DEFAULT_ACCOUNT) -> int:
-        section = self.platforms.get("nostr")
+    def account_setting(self, platform: str, account: str, key: str) -> Any:
+        """An account's setting, else the default account's; None when neither has it."""
+        section = self.platforms.get(platform)
         if section is None:
-            return DEFAULT_NOSTR_MAX_BYTES
-        settings = section.accounts.get(account) or section.accounts.get(DEFAULT_ACCOUNT, {})
-        return int(settings.get("max_bytes", DEFAULT_NOSTR_MAX_BYTES))
-
-    def mastodon_max_chars(self, account: str = DEFAULT_ACCOUNT) -> int:
-        section = self.platforms.get("mastodon")
-        if section is None:
-            return DEFAULT_MASTODON_MAX_CHARS
-        # A named account takes the default account's limit unless it sets its own.
-        default = section.accounts.get(DEFAULT_ACCOUNT, {}).get("max_chars")
-        limit = section.accounts.get(account, {}).get("max_chars", default)
-        return int(limit or DEFAULT_MASTODON_MAX_CHARS)
+            return None
+        own = section.accounts.get(account, {})
+        if key in own:
+            return own[key]
+        return section.accounts.get(DEFAULT_ACCOUNT, {}).get(key)
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -246,12 +237,12 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
         db_path = default_db_path()
     busy_timeout = database.number("busy_timeout", 5.0) or 0.0
 
-    platforms = {name: _platform(top, name) for name in PLATFORMS if name in data}
+    platforms = {name: _platform(top, name) for name in registry.NAMES if name in data}
     accounts = top.table_of("accounts") if "accounts" in data else None
     if accounts is not None:
         for platform_name in accounts.data:
-            if platform_name not in PLATFORMS:
-                accounts.fail(platform_name, f"is not a platform ({', '.join(PLATFORMS)})")
+            if platform_name not in registry.NAMES:
+                accounts.fail(platform_name, f"is not a platform ({', '.join(registry.NAMES)})")
             named = accounts.table_of(platform_name)
             for account_name in named.data:
                 if account_name == DEFAULT_ACCOUNT or not ACCOUNT_NAME.fullmatch(account_name):
@@ -265,7 +256,7 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
     defaults = top.table_of("defaults") if "defaults" in data else _Reader(path, "defaults", {})
     default_platforms = defaults.get("platforms", list) or []
     for name in default_platforms:
-        if name not in PLATFORMS:
+        if name not in registry.NAMES:
             defaults.fail("platforms", f'names an unknown platform "{name}"')
 
     return Config(
@@ -289,11 +280,10 @@ def _platform(top: _Reader, name: str) -> Platform:
 
 def _account_settings(platform: str, table: _Reader) -> dict[str, Any]:
     """The checks every account of a platform gets, the default one and named ones alike."""
-    limit_key = {"mastodon": "max_chars", "nostr": "max_bytes"}.get(platform)
-    if limit_key is not None:
-        limit = table.get(limit_key, int)
+    for key in registry.setting_names(platform):
+        limit = table.get(key, int)
         if limit is not None and limit < 1:
-            table.fail(limit_key, "must be a positive number")
+            table.fail(key, "must be a positive number")
     return table.data
 
 
@@ -307,8 +297,8 @@ def _slots(top: _Reader) -> dict[str, frozenset[tuple[int, int]]]:
     table = top.table_of("slots")
     rules: dict[str, frozenset[tuple[int, int]]] = {}
     for name, value in table.data.items():
-        if name != slots.ALL and name not in PLATFORMS:
-            table.fail(name, f"is not a platform ({', '.join(PLATFORMS)}) or all")
+        if name != slots.ALL and name not in registry.NAMES:
+            table.fail(name, f"is not a platform ({', '.join(registry.NAMES)}) or all")
         specs = [value] if isinstance(value, str) else value
         if not isinstance(specs, list) or not all(isinstance(v, str) for v in specs):
             table.fail(name, f"must be a list of weekly times, {slots.EXAMPLE}")
@@ -328,12 +318,12 @@ def _scheduling(top: _Reader) -> Scheduling:
     if "scheduling" not in top.data:
         return Scheduling()
     s = top.table_of("scheduling")
-    per_hour = dict(DEFAULT_POSTS_PER_HOUR)
+    per_hour = registry.default_posts_per_hour()
     if "rate_limits" in s.data:
         limits = s.table_of("rate_limits")
         for platform_name in limits.data:
-            if platform_name not in PLATFORMS:
-                limits.fail(platform_name, f"is not a platform ({', '.join(PLATFORMS)})")
+            if platform_name not in registry.NAMES:
+                limits.fail(platform_name, f"is not a platform ({', '.join(registry.NAMES)})")
             value = limits.table_of(platform_name).get("posts_per_hour", int)
             if value is not None:
                 if value < 1:

@@ -1,25 +1,14 @@
-"""What a post's text must satisfy, checked when it is written rather than when it is sent.
+"""A post's text as text: its encoding, its size, and the ways of counting it.
 
-A post that a platform would refuse at 9 am should be refused now, while the
-user is at the keyboard.
+Each platform's own limits, and which of these counts it applies, are in
+`plurcast.platforms.registry`; `plurcast.validation` checks a post against them.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-
 from plurcast.errors import InvalidInput
 
 MAX_BYTES = 100_000
-BLUESKY_MAX_GRAPHEMES = 300
-BLUESKY_MAX_BYTES = 3000  # the lexicon's maxLength, beside maxGraphemes
-NOSTR_MAX_BYTES = 65536  # relays set their own; this is a common ceiling
-# Mastodon counts every link as 23 characters and a mention by its local part only.
-MASTODON_URL_LENGTH = 23
-# A link ends before trailing punctuation, as Mastodon's own parser ends it.
-_URL = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?'()\[\]]", re.IGNORECASE)
-_MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
 def decode(raw: bytes) -> str:
@@ -59,38 +48,5 @@ def graphemes(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
 
-def mastodon_length(text: str) -> int:
-    text = _URL.sub("x" * MASTODON_URL_LENGTH, text)
-    text = _MENTION.sub(r"\1", text)
-    return graphemes(text)
-
-
-def check_limits(
-    text: str,
-    platforms: Sequence[str],
-    mastodon_max_chars: int,
-    nostr_max_bytes: int = NOSTR_MAX_BYTES,
-) -> None:
-    """Refuse content over any target platform's limit, naming platform, limit and length."""
-    size = len(text.encode("utf-8"))
-    if "nostr" in platforms:
-        _refuse_over(
-            "nostr",
-            size,
-            nostr_max_bytes,
-            "bytes",
-            "shorten it, or raise [nostr] max_bytes if your relays take more",
-        )
-    if "mastodon" in platforms:
-        _refuse_over("mastodon", mastodon_length(text), mastodon_max_chars, "characters")
-    if "bluesky" in platforms:
-        _refuse_over("bluesky", graphemes(text), BLUESKY_MAX_GRAPHEMES, "characters")
-        _refuse_over("bluesky", size, BLUESKY_MAX_BYTES, "bytes")
-
-
-def _refuse_over(platform: str, measured: int, limit: int, unit: str, hint: str = "") -> None:
-    if measured > limit:
-        raise InvalidInput(
-            f"content is {measured:,} {unit}, over {platform}'s limit of {limit:,}",
-            hint or f"shorten it, or leave {platform} out with -p",
-        )
+def utf8_bytes(text: str) -> int:
+    return len(text.encode("utf-8"))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from plurcast import process
 from plurcast.config import Config
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
+from plurcast.platforms import registry
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
 from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds
@@ -48,22 +49,8 @@ Factory = Callable[[Config, str], Publisher]
 
 
 def default_factories() -> dict[str, Factory]:
-    def nostr(cfg: Config, account: str) -> Publisher:
-        from plurcast.platforms.nostr import NostrPublisher
-
-        return NostrPublisher.from_config(cfg, account)
-
-    def mastodon(cfg: Config, account: str) -> Publisher:
-        from plurcast.platforms.mastodon import MastodonPublisher
-
-        return MastodonPublisher.from_config(cfg, account)
-
-    def bluesky(cfg: Config, account: str) -> Publisher:
-        from plurcast.platforms.bluesky import BlueskyPublisher
-
-        return BlueskyPublisher.from_config(cfg, account)
-
-    return {"nostr": nostr, "mastodon": mastodon, "bluesky": bluesky}
+    """Every registered platform's publisher factory, by name."""
+    return {p.name: p.publisher for p in registry.PLATFORMS}
 
 
 class PublisherPool:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-PLATFORM_ORDER = {"nostr": 0, "mastodon": 1, "bluesky": 2}
+from plurcast.platforms import registry
 
 
 class DeliveryState(StrEnum):
@@ -89,7 +89,7 @@ class Post:
 
     @property
     def platforms(self) -> list[str]:
-        return sorted({d.platform for d in self.deliveries}, key=PLATFORM_ORDER.__getitem__)
+        return sorted({d.platform for d in self.deliveries}, key=registry.ORDER.__getitem__)
 
     @property
     def account(self) -> str | None:
@@ -121,7 +121,7 @@ class Schedule:
 
     @property
     def platforms(self) -> list[str]:
-        return sorted({p for p, _ in self.targets}, key=PLATFORM_ORDER.__getitem__)
+        return sorted({p for p, _ in self.targets}, key=registry.ORDER.__getitem__)
 
 
 def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> PostStatus:

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plurcast import content as content_rules
-from plurcast import slots
-from plurcast.config import DEFAULT_ACCOUNT, PLATFORMS, Config, validate_account_name
-from plurcast.errors import ConfigError, InvalidInput, NotFound
+from plurcast import slots, validation
+from plurcast.config import Config
+from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
+from plurcast.platforms import registry
 from plurcast.store import connect
 from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
@@ -28,70 +28,11 @@ from plurcast.store.connection import transaction
 from plurcast.store.deliveries import Claimed
 
 MIN_ID_PREFIX = 8
-# Modules with check_credentials(cfg, account); each must import fast (no SDK at top level).
-CREDENTIAL_CHECKS = {
-    "nostr": "plurcast.platforms.nostr",
-    "mastodon": "plurcast.platforms.mastodon",
-    "bluesky": "plurcast.platforms.bluesky",
-}
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
 def open_db(cfg: Config) -> sqlite3.Connection:
     return connect(cfg.db_path, busy_timeout=cfg.busy_timeout)
-
-
-def split_platforms(values: Sequence[str]) -> list[str]:
-    """`-p nostr -p mastodon,bluesky` → unique names in the order given."""
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip().lower()
-            if not name:
-                continue
-            if name not in PLATFORMS:
-                raise InvalidInput(
-                    f'unknown platform "{name}"', f"choose from {', '.join(PLATFORMS)}"
-                )
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def resolve_targets(
-    cfg: Config, requested: Sequence[str], account: str | None
-) -> list[tuple[str, str]]:
-    """(platform, account) pairs to deliver to, each checked against the config."""
-    names = split_platforms(requested) or list(cfg.default_platforms or cfg.enabled_platforms())
-    if not names:
-        raise ConfigError(
-            "no platforms are configured",
-            f"add a [nostr], [mastodon] or [bluesky] section to {cfg.path}, or pass -p",
-        )
-    account = validate_account_name(account) if account else DEFAULT_ACCOUNT
-    targets = []
-    for name in names:
-        section = cfg.platforms.get(name)
-        if section is None:
-            raise ConfigError(f"{name} is not configured", f"add a [{name}] section to {cfg.path}")
-        if not section.enabled:
-            raise ConfigError(
-                f"{name} is disabled", f"set enabled = true in [{name}] of {cfg.path}"
-            )
-        if account not in section.accounts:
-            raise ConfigError(
-                f'no account "{account}" for {name}',
-                f"add [accounts.{name}.{account}] to {cfg.path}",
-            )
-        targets.append((name, account))
-    for name, account in targets:
-        # A post that cannot be sent is refused now, not at 9 am: keys, tokens, servers.
-        checker = CREDENTIAL_CHECKS.get(name)
-        if checker is not None:
-            import importlib
-
-            importlib.import_module(checker).check_credentials(cfg, account)
-    return targets
 
 
 @dataclass(frozen=True)
@@ -125,13 +66,11 @@ def create_post(
     """
     if draft and schedule is not None:
         raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
-    text = content_rules.normalise(text)
-    targets = resolve_targets(cfg, platforms, account)
-    content_rules.check_limits(text, [p for p, _ in targets], cfg.mastodon_max_chars(targets[0][1]))
+    checked = validation.check_post(cfg, text, platforms=platforms, account=account)
     scheduled_at: datetime | None = None
     slot = slots.is_slot(schedule)
     if slot:
-        slots.check(cfg, targets)
+        slots.check(cfg, checked.targets)
     elif schedule is not None:
         from plurcast import when  # the time grammar, for writing commands only
 
@@ -146,20 +85,20 @@ def create_post(
     claims: list[Claimed] = []
     with transaction(conn):
         if slot:  # chosen under the write lock: two writers never take one slot
-            scheduled_at = slots.take(conn, cfg, targets, now)
+            scheduled_at = slots.take(conn, cfg, checked.targets, now)
         record = store.NewPost(
             id=post_id,
-            content=text,
+            content=checked.text,
             created_at_ms=to_ms(now),
             scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
             timezone=tz.key,
-            targets=targets,
+            targets=checked.targets,
             metadata=json.dumps(metadata or {}, ensure_ascii=False),
         )
         store.insert_post(conn, record)
         if claim is not None and schedule is None and not draft:
             claims = claim(post_id)
-    return Created(post_id, scheduled_at, targets, tz, claims)
+    return Created(post_id, scheduled_at, checked.targets, tz, claims)
 
 
 def resolve(conn: sqlite3.Connection, prefix: str) -> str:
@@ -197,11 +136,11 @@ def list_posts(
 ) -> list[Post]:
     """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
     if platform is not None:
-        names = split_platforms([platform])
+        names = validation.split_platforms([platform])
         if len(names) != 1:
             raise InvalidInput(
                 f'-p "{platform}" names {len(names)} platforms',
-                f"give one of {', '.join(PLATFORMS)}",
+                f"give one of {', '.join(registry.NAMES)}",
             )
         platform = names[0]
     posts = store.select_posts(conn, waiting_only=not include_all, platform=platform)
@@ -308,11 +247,8 @@ def _check_editable(post: Post) -> None:
 def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: datetime) -> str:
     """Replace the text of a post nothing of which has been sent or prepared yet."""
     _check_editable(post)
-    text = content_rules.normalise(text)
-    account = post.account or DEFAULT_ACCOUNT
-    content_rules.check_limits(
-        text, post.platforms, cfg.mastodon_max_chars(account), cfg.nostr_max_bytes(account)
-    )
+    live = [(d.platform, d.account) for d in post.deliveries if d.state != DeliveryState.CANCELLED]
+    text = validation.check_text(cfg, text, live)
     with transaction(conn):
         _check_editable(store.get_posts(conn, [post.id])[0])
         store.set_content(conn, post.id, text, to_ms(now))

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from plurcast import content as content_rules
-from plurcast import queue, recurrence, when
+from plurcast import queue, recurrence, validation, when
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import Post, Schedule, to_ms
@@ -75,15 +74,7 @@ def create(
         raise InvalidInput(
             f"--count must be from 1 to {MAX_COUNT:,}", "or end the schedule with --until WHEN"
         )
-    text = content_rules.normalise(text)
-    targets = queue.resolve_targets(cfg, platforms, account)
-    account_name = targets[0][1]
-    content_rules.check_limits(
-        text,
-        [p for p, _ in targets],
-        cfg.mastodon_max_chars(account_name),
-        cfg.nostr_max_bytes(account_name),
-    )
+    checked = validation.check_post(cfg, text, platforms=platforms, account=account)
     now_ms = to_ms(now)
     first_ms = to_ms(when.parse_when(spec.first, now=now, tz=tz)) if spec.first else None
     if spec.cron is not None:
@@ -106,8 +97,8 @@ def create(
     )
     schedule = Schedule(
         id=str(uuid.uuid4()),
-        content=text,
-        targets=targets,
+        content=checked.text,
+        targets=checked.targets,
         metadata=dict(metadata or {}),
         cron=rule.cron,
         every_seconds=rule.every_seconds,

@@ -82,7 +82,7 @@ def secret(
     account only). A relative file name is taken relative to the config file's
     directory, so the daemon (which runs in `/`) reads the same file as the CLI.
     `section` names the config table for the message when the setting is missing,
-    e.g. "nostr" or "accounts.nostr.test".
+    e.g. `nostr` or `accounts.nostr.test`.
     """
     if env_var:
         value = os.environ.get(env_var, "").strip()

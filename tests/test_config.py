@@ -10,8 +10,6 @@ import pytest
 
 from plurcast import config
 from plurcast.config import (
-    DEFAULT_MASTODON_MAX_CHARS,
-    DEFAULT_POSTS_PER_HOUR,
     Scheduling,
     load,
     system_timezone,
@@ -19,8 +17,14 @@ from plurcast.config import (
     zone,
 )
 from plurcast.errors import EXIT_CONFIG, EXIT_INVALID, ConfigError, InvalidInput
+from plurcast.platforms import registry
 
 WriteConfig = Callable[[str], Path]
+
+
+def mastodon_max_chars(cfg: config.Config, account: str = "default") -> int:
+    (bound,) = registry.limits(cfg, "mastodon", account).text
+    return bound.maximum
 
 
 def config_error(write_config: WriteConfig, text: str) -> tuple[ConfigError, Path]:
@@ -124,7 +128,7 @@ def test_missing_default_config_means_nothing_configured(config_path: Path) -> N
     assert cfg.enabled_platforms() == ()
     assert cfg.default_platforms == ()
     assert cfg.scheduling == Scheduling()
-    assert cfg.mastodon_max_chars() == 500
+    assert mastodon_max_chars(cfg) == 500
 
 
 def test_missing_explicit_config_is_a_config_error(
@@ -330,7 +334,7 @@ def test_named_account_settings_are_validated(write_config: WriteConfig) -> None
         '[mastodon]\ninstance = "a.example"\n\n[accounts.mastodon.work]\nmax_chars = "x"\n'
     )
     with pytest.raises(ConfigError, match=r"accounts\.mastodon\.work\.max_chars"):
-        load().mastodon_max_chars("work")
+        load()
 
 
 # --- rate limits and character limits -----------------------------------------------------
@@ -338,7 +342,7 @@ def test_named_account_settings_are_validated(write_config: WriteConfig) -> None
 
 def test_rate_limit_defaults(configured: Path) -> None:
     assert load().scheduling.posts_per_hour == {"nostr": 100, "mastodon": 300, "bluesky": 1000}
-    assert DEFAULT_POSTS_PER_HOUR == {"nostr": 100, "mastodon": 300, "bluesky": 1000}
+    assert registry.default_posts_per_hour() == {"nostr": 100, "mastodon": 300, "bluesky": 1000}
 
 
 def test_rate_limit_defaults_with_scheduling_table(write_config: WriteConfig) -> None:
@@ -358,13 +362,13 @@ def test_rate_limits_are_not_shared_between_configs(write_config: WriteConfig) -
     write_config("[scheduling.rate_limits.nostr]\nposts_per_hour = 7\n")
     assert load().scheduling.posts_per_hour["nostr"] == 7
     assert Scheduling().posts_per_hour["nostr"] == 100
-    assert DEFAULT_POSTS_PER_HOUR["nostr"] == 100
+    assert registry.get("nostr").posts_per_hour == 100
 
 
 def test_mastodon_max_chars_default(configured: Path) -> None:
     cfg = load()
-    assert cfg.mastodon_max_chars() == DEFAULT_MASTODON_MAX_CHARS == 500
-    assert cfg.mastodon_max_chars("nobody") == 500
+    assert mastodon_max_chars(cfg) == 500
+    assert mastodon_max_chars(cfg, "nobody") == 500
 
 
 def test_mastodon_max_chars_configured(write_config: WriteConfig) -> None:
@@ -373,8 +377,8 @@ def test_mastodon_max_chars_configured(write_config: WriteConfig) -> None:
         '[accounts.mastodon.small]\ninstance = "small.example"\nmax_chars = 280\n'
     )
     cfg = load()
-    assert cfg.mastodon_max_chars() == 5000
-    assert cfg.mastodon_max_chars("small") == 280
+    assert mastodon_max_chars(cfg) == 5000
+    assert mastodon_max_chars(cfg, "small") == 280
 
 
 def test_named_accounts_alone_do_not_make_a_default_platform(write_config: WriteConfig) -> None:

@@ -7,8 +7,9 @@ import regex
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from plurcast.content import graphemes, mastodon_length
+from plurcast.content import graphemes
 from plurcast.errors import EXIT_INVALID, InvalidInput
+from plurcast.platforms.registry import mastodon_length
 from plurcast.thread.split import MAX_PARTS, Limit, explicit_parts, thread_parts
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
+from plurcast.platforms import registry
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,12 @@ class Account:
         return None, self.section
 
 
-def account(cfg: Config, platform: str, name: str, *, title: str, needs: str) -> Account:
+def account(cfg: Config, platform: str, name: str, *, needs: str) -> Account:
     """`name`'s settings on `platform`, or a ConfigError saying which section to add.
 
-    `title` is the platform as people write it ("Mastodon"); `needs` what its section
-    must hold ("instance and token_file").
+    `needs` is what the platform's section must hold ("instance and token_file").
     """
+    title = registry.get(platform).title
     section = cfg.platforms.get(platform)
     if section is None or name not in section.accounts:
         if name == DEFAULT_ACCOUNT:

@@ -91,9 +91,7 @@ def _sdk() -> Any:
 
 
 def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(
-        cfg, PLATFORM, account, title="Bluesky", needs="handle and app_password_file"
-    )
+    return accounts.account(cfg, PLATFORM, account, needs="handle and app_password_file")
 
 
 def normalise_handle(value: object, where: str) -> str:
@@ -194,6 +192,11 @@ def check_credentials(cfg: Config, account: str) -> None:
     _app_password(acc)
     _pds(acc)
     _timeout(acc)
+
+
+def publisher(cfg: Config, account: str) -> BlueskyPublisher:
+    """The account's publisher, for the registry: its settings and secret read now."""
+    return BlueskyPublisher.from_config(cfg, account)
 
 
 def session_path(cfg: Config, account: str) -> Path:

@@ -67,9 +67,7 @@ _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP he
 
 
 def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(
-        cfg, PLATFORM, account, title="Mastodon", needs="instance and token_file"
-    )
+    return accounts.account(cfg, PLATFORM, account, needs="instance and token_file")
 
 
 def instance_url(value: str) -> str:
@@ -179,6 +177,11 @@ def check_credentials(cfg: Config, account: str) -> None:
     _token(acc)
     _visibility(acc)
     _timeout(acc)
+
+
+def publisher(cfg: Config, account: str) -> MastodonPublisher:
+    """The account's publisher, for the registry: its settings and secret read now."""
+    return MastodonPublisher.from_config(cfg, account)
 
 
 def idempotency_key(work: Work) -> str:

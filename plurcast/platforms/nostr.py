@@ -75,7 +75,7 @@ def _sdk() -> Any:
 
 
 def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(cfg, PLATFORM, account, title="Nostr", needs="keys_file and relays")
+    return accounts.account(cfg, PLATFORM, account, needs="keys_file and relays")
 
 
 def _valid_relay_url(url: str) -> bool:
@@ -204,6 +204,11 @@ def check_credentials(cfg: Config, account: str) -> None:
     _secret_key_text(acc)
     _min_relays(acc, len(_relays(acc)))
     _timeout(acc)
+
+
+def publisher(cfg: Config, account: str) -> NostrPublisher:
+    """The account's publisher, for the registry: its settings and secret read now."""
+    return NostrPublisher.from_config(cfg, account)
 
 
 # --- relay answers -------------------------------------------------------------------

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from plurcast.bulk import no_cycle_collection
-from plurcast.models import PLATFORM_ORDER, Attempt, Delivery, DeliveryState, Post
+from plurcast.models import Attempt, Delivery, DeliveryState, Post
+from plurcast.platforms import registry
 
 # One row per post, its deliveries folded into a JSON array by SQLite: half the rows
 # and a third of the Python objects of a JOIN (listing 10,000 posts: ~75 ms vs ~120 ms).
@@ -168,7 +169,7 @@ def _build_posts(rows: Iterable[Any]) -> list[Post]:
             for d in loads(r[8])
         ]
         if len(deliveries) > 1:
-            deliveries.sort(key=lambda d: (PLATFORM_ORDER[d.platform], d.account))
+            deliveries.sort(key=lambda d: (registry.ORDER[d.platform], d.account))
         metadata = {} if r[7] == "{}" else loads(r[7])
         append(Post(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata, deliveries))
     return posts

@@ -9,8 +9,9 @@ nothing else is changed: the parts, put back together, are the text.
 
 Each platform counts in its own way (Mastodon: a link is 23, `@user@host` is `@user`;
 Bluesky: grapheme clusters and UTF-8 bytes; Nostr: bytes), so a text is cut once per platform
-with that platform's `Limit`s. `--numbered` appends ` i/N` to every part of a thread of more
-than one part, and the suffix counts against the limit.
+with that platform's limits (`registry.limits(cfg, platform, account).text`). `--numbered`
+appends ` i/N` to every part of a thread of more than one part, and the suffix counts against
+the limit.
 
 With `--thread`, a line holding only `---` separates parts the author chose (`explicit_parts`);
 `thread_parts` then cuts those that are too long when `--auto-thread` is given too, and refuses
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 
 import regex
 
 from plurcast.errors import InvalidInput
+from plurcast.platforms.registry import Limit
 
 MAX_PARTS = 100
 SEPARATOR = "---"
@@ -49,21 +50,6 @@ _PROTECTED = regex.compile(
     r"|[@#$][\w.@:-]+"
 )
 _SEPARATOR_LINE = regex.compile(r"^[ \t]*---[ \t]*\r?$", regex.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One thing a platform counts, and how much of it a post may have."""
-
-    platform: str
-    measure: Callable[[str], int]
-    maximum: int
-    unit: str  # "characters" or "bytes", for messages
-
-    def excess(self, text: str) -> int | None:
-        """The measured size when `text` is over the limit, else None."""
-        size = self.measure(text)
-        return size if size > self.maximum else None
 
 
 class _Cut(NamedTuple):

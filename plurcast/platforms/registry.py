@@ -1,0 +1,281 @@
+"""Every platform plurcast posts to, and every fact about each one, in one place.
+
+An entry in PLATFORMS holds a platform's name (config sections, `-p`, output lines),
+how people write it, the module of its adapter, its default rate limit, the limits of
+a post's text with the way the platform counts them, and what a post there can carry
+(threads, images, content warnings, languages). Config, validation, the rate limiter
+and the engine read these entries; nothing else names a platform's facts.
+
+Adding a platform is one new module and one entry here: write
+`plurcast/platforms/<name>.py` with `check_credentials(cfg, account)` (pure Python —
+plur-post calls it for every post, so no SDK may load there) and
+`publisher(cfg, account)` returning a `base.Publisher`, then add its `Platform` below.
+
+This module imports no adapter and no SDK: config reads it on every command. An
+adapter is imported when a post for it is checked or sent. Its records are NamedTuples,
+not dataclasses, for the same reason: making seven frozen dataclasses costs ~1.5 ms of
+every command's start-up, seven NamedTuples a tenth of that.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
+
+from plurcast.content import graphemes, utf8_bytes
+from plurcast.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from plurcast.config import Config
+    from plurcast.platforms.base import Publisher
+
+
+class Maximum(NamedTuple):
+    """How much of something a platform takes; an account setting may say otherwise.
+
+    A named account without the setting takes the default account's. The config check
+    makes every such setting a whole number of at least 1.
+    """
+
+    default: int
+    setting: str | None = None  # e.g. "max_chars" in [mastodon] or [accounts.mastodon.NAME]
+
+    def of(self, cfg: Config, platform: str, account: str) -> int:
+        if self.setting is None:
+            return self.default
+        value = cfg.account_setting(platform, account, self.setting)
+        return self.default if value is None else int(value)
+
+
+class TextLimit(NamedTuple):
+    """One way a platform measures a post's text, and how much of it the platform takes."""
+
+    unit: str  # what `measure` counts, for messages: "characters", "bytes"
+    measure: Callable[[str], int]
+    maximum: Maximum
+    hint: str | None = None  # the fix for a text over it (default: shorten, or leave it out)
+
+
+class Media(NamedTuple):
+    """Images on a post: how many, how big each may be, how long its alt text."""
+
+    max_images: Maximum
+    max_image_bytes: Maximum | None  # None: the platform sets no size (its file hosts do)
+    max_alt_chars: Maximum  # grapheme clusters
+
+
+class Capabilities(NamedTuple):
+    """What a post on the platform can carry besides its text."""
+
+    threads: bool = False  # replies to a post, ours (a thread) or someone else's
+    media: Media | None = None  # None: text only
+    content_warning: bool = False  # a field of its own (else the warning goes into the text)
+    languages: bool = False  # the post can say its language
+
+
+class Platform(NamedTuple):
+    name: str  # as in config sections, -p and output lines: "nostr"
+    title: str  # as people write it: "Nostr"
+    module: str  # the adapter, imported on first use
+    posts_per_hour: int  # the default of [scheduling.rate_limits.<name>] posts_per_hour
+    text_limits: tuple[TextLimit, ...]
+    capabilities: Capabilities = Capabilities()
+
+    def adapter(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    def check_credentials(self, cfg: Config, account: str) -> None:
+        """What can be known of the account's credentials without the network (ConfigError)."""
+        self.adapter().check_credentials(cfg, account)
+
+    def publisher(self, cfg: Config, account: str) -> Publisher:
+        publisher: Publisher = self.adapter().publisher(cfg, account)
+        return publisher
+
+    def maximums(self) -> Iterator[Maximum]:
+        """Every maximum of the platform, for the config check of their settings."""
+        yield from (limit.maximum for limit in self.text_limits)
+        media = self.capabilities.media
+        if media is not None:
+            yield media.max_images
+            if media.max_image_bytes is not None:
+                yield media.max_image_bytes
+            yield media.max_alt_chars
+
+    def limits(self, cfg: Config, account: str) -> Limits:
+        """The platform's limits as they apply to one account."""
+
+        def of(maximum: Maximum) -> int:
+            return maximum.of(cfg, self.name, account)
+
+        media = self.capabilities.media
+        image_bytes = None if media is None else media.max_image_bytes
+        return Limits(
+            platform=self.name,
+            account=account,
+            text=tuple(
+                Limit(self.name, t.measure, of(t.maximum), t.unit, t.hint) for t in self.text_limits
+            ),
+            max_images=0 if media is None else of(media.max_images),
+            max_image_bytes=None if image_bytes is None else of(image_bytes),
+            max_alt_chars=0 if media is None else of(media.max_alt_chars),
+        )
+
+
+class Limit(NamedTuple):
+    """A text limit as it applies to one account: what is counted, how, and how much."""
+
+    platform: str
+    measure: Callable[[str], int]
+    maximum: int
+    unit: str  # "characters" or "bytes", for messages
+    hint: str | None = None  # the fix for a text over it (default: shorten, or leave it out)
+
+    def excess(self, text: str) -> int | None:
+        """The measured size when `text` is over the limit, else None."""
+        size = self.measure(text)
+        return size if size > self.maximum else None
+
+    def over(self, size: int) -> str:
+        """`12 bytes, over nostr's limit of 10`: what is wrong with a text of `size`."""
+        return f"{size:,} {self.unit}, over {self.platform}'s limit of {self.maximum:,}"
+
+
+class Limits(NamedTuple):
+    """What one (platform, account) takes: its text limits, in the order the platform's
+    are checked, and its images."""
+
+    platform: str
+    account: str
+    text: tuple[Limit, ...]
+    max_images: int  # 0: the platform takes no images
+    max_image_bytes: int | None  # None: no size of the platform's own
+    max_alt_chars: int
+
+    def first_excess(self, text: str) -> tuple[Limit, int] | None:
+        """The first limit the text is over, with its measured size; None when it fits."""
+        for limit in self.text:
+            size = limit.excess(text)
+            if size is not None:
+                return limit, size
+        return None
+
+    def fits(self, text: str) -> bool:
+        return self.first_excess(text) is None
+
+    def check_text(self, text: str) -> None:
+        """InvalidInput naming the platform, its limit and the text's length when over."""
+        found = self.first_excess(text)
+        if found is not None:
+            limit, size = found
+            hint = limit.hint or f"shorten it, or leave {limit.platform} out with -p"
+            raise InvalidInput(f"content is {limit.over(size)}", hint)
+
+
+# --- how Mastodon counts ---------------------------------------------------------------
+
+# Mastodon counts every link as 23 characters and a mention by its local part only.
+MASTODON_URL_LENGTH = 23
+
+
+@functools.cache
+def _mastodon_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A link (ending before trailing punctuation, as Mastodon's own parser ends it) and a
+    mention; compiled on first use, not on every command's start-up."""
+    url = re.compile(r"https?://[^\s<>\"]*[^\s<>\".,;:!?'()\[\]]", re.IGNORECASE)
+    return url, re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def mastodon_length(text: str) -> int:
+    url, mention = _mastodon_patterns()
+    return graphemes(mention.sub(r"\1", url.sub("x" * MASTODON_URL_LENGTH, text)))
+
+
+# --- the platforms -----------------------------------------------------------------------
+
+FOUR_IMAGES = Maximum(4)
+
+PLATFORMS = (
+    Platform(
+        name="nostr",
+        title="Nostr",
+        module="plurcast.platforms.nostr",
+        posts_per_hour=100,
+        # Relays set their own limits; 64 KiB is a common ceiling.
+        text_limits=(
+            TextLimit(
+                "bytes",
+                utf8_bytes,
+                Maximum(65536, "max_bytes"),
+                "shorten it, or raise [nostr] max_bytes if your relays take more",
+            ),
+        ),
+        capabilities=Capabilities(
+            threads=True,  # NIP-10 marked e tags
+            # On Blossom servers, which set their own sizes.
+            media=Media(FOUR_IMAGES, None, Maximum(5000)),
+            content_warning=True,  # NIP-36
+            languages=True,  # NIP-32
+        ),
+    ),
+    Platform(
+        name="mastodon",
+        title="Mastodon",
+        module="plurcast.platforms.mastodon",
+        posts_per_hour=300,
+        text_limits=(TextLimit("characters", mastodon_length, Maximum(500, "max_chars")),),
+        capabilities=Capabilities(
+            threads=True,  # in_reply_to_id
+            media=Media(FOUR_IMAGES, Maximum(16 * 1024 * 1024), Maximum(1500)),
+            content_warning=True,  # spoiler_text
+            languages=True,
+        ),
+    ),
+    Platform(
+        name="bluesky",
+        title="Bluesky",
+        module="plurcast.platforms.bluesky",
+        # Below Bluesky's own cap of 1,666 record creations an hour.
+        posts_per_hour=1000,
+        # The lexicon's maxGraphemes and maxLength of app.bsky.feed.post's text.
+        text_limits=(
+            TextLimit("characters", graphemes, Maximum(300)),
+            TextLimit("bytes", utf8_bytes, Maximum(3000)),
+        ),
+        capabilities=Capabilities(
+            threads=True,  # reply.root and reply.parent
+            # What the PDS takes per image blob; the app's alt text limit.
+            media=Media(FOUR_IMAGES, Maximum(2_000_000), Maximum(2000)),
+            content_warning=False,  # self-labels only; a warning's text goes into the post
+            languages=True,  # langs
+        ),
+    ),
+)
+
+NAMES = tuple(p.name for p in PLATFORMS)
+_BY_NAME = {p.name: p for p in PLATFORMS}
+# Platforms in output (lists, reports) come in registry order.
+ORDER = {name: i for i, name in enumerate(NAMES)}
+
+
+def get(name: str) -> Platform:
+    """The platform called `name` (KeyError for one not in the registry)."""
+    return _BY_NAME[name]
+
+
+def limits(cfg: Config, platform: str, account: str) -> Limits:
+    """What `platform` takes from `account`, e.g. `limits(cfg, "mastodon", "work").fits(text)`."""
+    return get(platform).limits(cfg, account)
+
+
+def default_posts_per_hour() -> dict[str, int]:
+    return {p.name: p.posts_per_hour for p in PLATFORMS}
+
+
+def setting_names(platform: str) -> tuple[str, ...]:
+    """The account settings of `platform` that override one of its maximums."""
+    return tuple(m.setting for m in get(platform).maximums() if m.setting is not None)
