@@ -33,12 +33,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
+from plurcast.media.files import media_dir
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
@@ -61,6 +63,8 @@ MAX_WAIT_SECONDS = 24 * 3600.0
 MAX_MESSAGE_CHARS = 300
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP header
+# What a stored payload may add to the status besides its text (mastodon_media).
+_STATUS_OPTIONS = ("media_ids", "spoiler_text", "sensitive", "language")
 
 
 # --- configuration -------------------------------------------------------------------
@@ -374,6 +378,7 @@ class MastodonPublisher:
         visibility: str = DEFAULT_VISIBILITY,
         timeout: float = DEFAULT_TIMEOUT,
         account: str = DEFAULT_ACCOUNT,
+        media_dir: Path | None = None,
     ) -> None:
         import threading
 
@@ -389,6 +394,7 @@ class MastodonPublisher:
         self.instance = instance_url(instance)
         self.visibility = visibility
         self.timeout = float(timeout)
+        self.media_dir = media_dir  # where a post's images wait (plurcast.media.files)
         # The answer to the request this thread made last (see the module docstring).
         self._last = threading.local()
         client = Mastodon(
@@ -413,25 +419,36 @@ class MastodonPublisher:
             visibility=_visibility(acc),
             timeout=_timeout(acc),
             account=account,
+            media_dir=media_dir(cfg.db_path),
         )
 
     async def prepare(self, work: Work) -> str:
-        """Text, visibility (the post's, else the account's) and the delivery's Idempotency-Key."""
+        """Text, visibility (the post's, else the account's), the delivery's Idempotency-Key,
+        the post's options, and the ids of its images, uploaded now (mastodon_media)."""
+        from plurcast.platforms import mastodon_media
+
         visibility = work.metadata.get("visibility") or self.visibility
         if visibility not in VISIBILITIES:
             raise InvalidInput(
                 f"Mastodon visibility {visibility!r} is not one of {', '.join(VISIBILITIES)}"
             )
-        payload = {
+        payload: dict[str, Any] = {
             "status": work.content,
             "visibility": visibility,
             "idempotency_key": idempotency_key(work),
+            **mastodon_media.status_options(work.metadata),
         }
+        images = work.metadata.get("images") or []
+        if images:
+            if self.media_dir is None:
+                raise ConfigError("this Mastodon publisher has no media store for the images")
+            payload["media_ids"] = await mastodon_media.upload_images(
+                self.request, self._client, images, self.media_dir
+            )
         return json.dumps(payload, ensure_ascii=False)
 
     async def publish(self, payload: str) -> Outcome:
         """Post the stored status with its Idempotency-Key; never raises for platform trouble."""
-        import asyncio
         import time
 
         try:
@@ -441,9 +458,14 @@ class MastodonPublisher:
                 raise TypeError
             if visibility not in VISIBILITIES:  # Mastodon.py would refuse it before sending
                 raise ValueError
+            options = {k: data[k] for k in _STATUS_OPTIONS if k in data}
         except (ValueError, KeyError, TypeError):
             return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Mastodon status")
-        answer = await asyncio.to_thread(self._post, text, visibility, key)
+        answer = await self.request(
+            lambda: self._client.status_post(
+                text, visibility=visibility, idempotency_key=key, **options
+            )
+        )
         return outcome_from_answer(answer, time.time())
 
     def display(self, outcome: Outcome) -> str:
@@ -462,12 +484,18 @@ class MastodonPublisher:
         """requests' response hook: runs in the thread that made the request."""
         self._last.response = response
 
-    def _post(self, text: str, visibility: str, key: str) -> Answer:
-        """POST /api/v1/statuses in a worker thread: the answer, whatever Mastodon.py made of it."""
+    async def request(self, call: Callable[[], Any]) -> Answer:
+        """Run a Mastodon.py call in a worker thread: the HTTP answer, whatever Mastodon.py
+        made of it."""
+        import asyncio
+
+        return await asyncio.to_thread(self._answer_to, call)
+
+    def _answer_to(self, call: Callable[[], Any]) -> Answer:
         self._last.response = None
         problem = None
         try:
-            self._client.status_post(text, visibility=visibility, idempotency_key=key)
+            call()
         except Exception as exc:  # the answer decides; the exception only explains a missing one
             problem = _one_line(f"{type(exc).__name__}: {exc}")
         return _answer_of(self._last.response, problem)
