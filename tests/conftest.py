@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -12,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plurcast import clikit
+from tests.helpers import BASE_CONFIG, NOW, Clock, Run, secret_file
 from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
@@ -27,31 +26,6 @@ __all__ = [
     "nostr_relay",
     "page_server",
 ]
-
-# A Sunday morning; Europe/Berlin is on CET (UTC+1).
-NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)
-
-BASE_CONFIG = """\
-timezone = "Europe/Berlin"
-
-[nostr]
-keys_file = "~/.config/plurcast/nostr.keys"
-relays = ["ws://127.0.0.1:1"]
-
-[mastodon]
-instance = "mastodon.example"
-token_file = "~/.config/plurcast/mastodon.token"
-
-[bluesky]
-handle = "alice.test"
-app_password_file = "~/.config/plurcast/bluesky.password"
-
-[accounts.nostr.test]
-keys_file = "~/.config/plurcast/nostr-test.keys"
-
-[defaults]
-platforms = ["nostr", "mastodon"]
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -96,8 +70,7 @@ def configured(write_config: Callable[[str], Path]) -> Path:
     """The usual config: three platforms, Berlin time, a named nostr account `test`."""
     path = write_config(BASE_CONFIG)
     for name, key in TEST_KEYS.items():
-        (path.parent / name).write_text(key + "\n")
-        (path.parent / name).chmod(0o600)
+        secret_file(path.parent / name, key)
     return path
 
 
@@ -106,10 +79,9 @@ def nostr_key(isolated_home: Path) -> Path:
     """A fresh Nostr secret key (nsec) in a mode-600 file."""
     import nostr_sdk
 
-    path = isolated_home / "nostr-secret.keys"
-    path.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32() + "\n")
-    path.chmod(0o600)
-    return path
+    return secret_file(
+        isolated_home / "nostr-secret.keys", nostr_sdk.Keys.generate().secret_key().to_bech32()
+    )
 
 
 @pytest.fixture
@@ -117,22 +89,12 @@ def db_path(isolated_home: Path) -> Path:
     return isolated_home / ".local" / "share" / "plurcast" / "posts.db"
 
 
-@dataclass
-class Clock:
-    now: datetime
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """The CLIs' clock (`clikit.now`), at NOW until the test moves it."""
     c = Clock(NOW)
     monkeypatch.setattr(clikit, "now", lambda: c.now)
     yield c
-
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from plurcast.errors import ConfigError
 from plurcast.platforms import bluesky
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.bluesky import BlueskyPublisher, check_credentials
+from tests.helpers import secret_file
 from tests.peers.bluesky import Account, Pds
 
 T = TypeVar("T")
@@ -45,11 +46,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture
 def password_file(isolated_home: Path) -> Path:
-    path = isolated_home / ".config" / "plurcast" / "bluesky.password"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("abcd-efgh-ijkl-mnop\n")
-    path.chmod(0o600)
-    return path
+    return secret_file(isolated_home / ".config/plurcast/bluesky.password", "abcd-efgh-ijkl-mnop")
 
 
 WriteConfig = Callable[..., config_module.Config]

@@ -9,7 +9,6 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,11 @@ from plurcast.models import PostStatus
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from tests.conftest import NOW, Run
+from tests import helpers
+from tests.helpers import NOW, T0, Clock, Run, deliver, secret_file
 from tests.peers.bluesky import Account, Pds
 from tests.peers.nostr import InProcessRelay
-from tests.test_engine import FakeClock, deliver
 
-T0 = NOW.timestamp()
 CREATE_SESSION = "com.atproto.server.createSession"
 PUT_RECORD = "com.atproto.repo.putRecord"
 
@@ -40,10 +38,7 @@ def account(bluesky_pds: Pds) -> Account:
 
 @pytest.fixture
 def password_file(isolated_home: Path, account: Account) -> Path:
-    path = isolated_home / "bluesky.password"
-    path.write_text(account.app_password + "\n")
-    path.chmod(0o600)
-    return path
+    return secret_file(isolated_home / "bluesky.password", account.app_password)
 
 
 WriteConfig = Callable[..., config_module.Config]
@@ -77,20 +72,8 @@ def add_post(
     at: float | None = T0 + 1,
     platforms: Sequence[str] = ("bluesky",),
 ) -> str:
-    """A post due at `at` (None: due now, by the real clock, for the daemon)."""
-    when = None if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    created = queue.create_post(
-        conn,
-        cfg,
-        text,
-        schedule=when,
-        draft=False,
-        platforms=list(platforms),
-        account=None,
-        tz=cfg.timezone,
-        now=datetime.fromtimestamp(T0, UTC) if at is not None else datetime.now(UTC),
-    )
-    return created.post_id
+    """A Bluesky post due at `at` (None: due now, by the real clock, for the daemon)."""
+    return helpers.add_post(conn, cfg, text, at, platforms=platforms)
 
 
 def delivery(conn: sqlite3.Connection, post_id: str, platform: str) -> sqlite3.Row:
@@ -108,7 +91,7 @@ def test_a_crash_between_publish_and_record_leaves_one_record(
     cfg = bluesky_config()
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "survives a crash 💥 #resilient")
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     first = Engine(cfg, conn, clock=clock, owner="host:1:1")
     [claim] = first.claim_due(5)
     puts = bluesky_pds.requests(PUT_RECORD)
@@ -183,7 +166,7 @@ def test_nostr_sent_and_bluesky_refused_is_partial_and_retry_resends_only_bluesk
     conn = queue.open_db(cfg)
     password_file.write_text("not-the-app-password\n")
     post_id = add_post(conn, cfg, "to both", platforms=("nostr", "bluesky"))
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     results = {r.claim.platform: r.state for r in deliver(engine, engine.claim_due(5))}
     assert results == {"nostr": "sent", "bluesky": "dead"}
     post = queue.get(conn, post_id)
@@ -194,7 +177,7 @@ def test_nostr_sent_and_bluesky_refused_is_partial_and_retry_resends_only_bluesk
 
     password_file.write_text(account.app_password + "\n")
     queue.retry_failed(conn, [post], NOW)
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 3))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 3))
     claims = engine.claim_due(5)
     assert [c.platform for c in claims] == ["bluesky"]
     [result] = deliver(engine, claims)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plur_post.cli import cli
-from tests.conftest import Clock, Run
+from tests.helpers import Clock, Run
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
-from tests.conftest import Clock, Run
+from tests.helpers import Clock, Run, free_port
 from tests.peers.nostr import InProcessRelay
 
 
@@ -25,12 +24,6 @@ def relay_config(write_config: Callable[[str], Path], nostr_key: Path) -> Callab
         )
 
     return write
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"ws://127.0.0.1:{s.getsockname()[1]}"
 
 
 def states(db_path: Path) -> list[tuple[str, str, int]]:
@@ -77,7 +70,7 @@ def test_publish_now_json(
 def test_relay_down_queues_a_retry_and_says_so(
     run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(closed_port_url())
+    relay_config(f"ws://127.0.0.1:{free_port()}")
     result = run(post_cli, "into the void", "-p", "nostr")
     assert result.exit_code == 1
     assert result.stdout.startswith("nostr:error:")
@@ -113,7 +106,7 @@ def test_failed_retry_resends_only_what_is_dead(
     db_path: Path,
 ) -> None:
     relay_config(inprocess_relay.url, "[scheduling]\nmax_retries = 0\n")
-    bad = closed_port_url()
+    bad = f"ws://127.0.0.1:{free_port()}"
     post_id = json.loads(
         run(post_cli, "second chance", "-s", "1h", "-p", "nostr", "-f", "json").stdout
     )["post_id"]

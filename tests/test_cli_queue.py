@@ -16,7 +16,7 @@ import pytest
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli
 from plurcast import output
-from tests.conftest import BASE_CONFIG, Clock, Run
+from tests.helpers import BASE_CONFIG, Clock, Run
 
 pytestmark = pytest.mark.usefixtures("configured")
 

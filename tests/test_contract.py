@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from plurcast import config as config_module
 from plurcast.engine import default_factories
 from plurcast.platforms.base import OutcomeKind, Publisher, Work
+from tests.helpers import free_port, secret_file
 from tests.peers.bluesky import Pds
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
@@ -36,12 +36,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     """A platform's config section pointing at a live server, and how to count its posts."""
@@ -49,13 +43,6 @@ class Server:
     section: str
     count: Callable[[str], int]
     down_section: str  # the same account pointed at a port where nothing listens
-
-
-def secret(home: Path, name: str, text: str) -> Path:
-    path = home / name
-    path.write_text(text + "\n")
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture(params=PLATFORMS)
@@ -67,25 +54,25 @@ def server(request: pytest.FixtureRequest, isolated_home: Path, nostr_key: Path)
         return Server(
             f'[nostr]\n{common}relays = ["{relay.url}"]\n',
             lambda text: sum(e["content"] == text for e in relay.fetch_events()),
-            f'[nostr]\n{common}relays = ["ws://127.0.0.1:{closed_port()}"]\n',
+            f'[nostr]\n{common}relays = ["ws://127.0.0.1:{free_port()}"]\n',
         )
     if platform == "mastodon":
         mock: MastodonMock = request.getfixturevalue("mastodon_server")
-        token = secret(isolated_home, "mastodon.token", TOKENS["alice"])
+        token = secret_file(isolated_home / "mastodon.token", TOKENS["alice"])
         common = f'token_file = "{token}"\ntimeout = 3\n'
         return Server(
             f'[mastodon]\ninstance = "{mock.url}"\n{common}',
             lambda text: mock.texts().count(text),
-            f'[mastodon]\ninstance = "http://127.0.0.1:{closed_port()}"\n{common}',
+            f'[mastodon]\ninstance = "http://127.0.0.1:{free_port()}"\n{common}',
         )
     pds: Pds = request.getfixturevalue("bluesky_pds")
     account = pds.create_account()
-    password = secret(isolated_home, "bluesky.password", account.app_password)
+    password = secret_file(isolated_home / "bluesky.password", account.app_password)
     common = f'handle = "{account.handle}"\napp_password_file = "{password}"\ntimeout = 3\n'
     return Server(
         f'[bluesky]\n{common}pds = "{pds.url}"\n',
         lambda text: sum(r["value"]["text"] == text for r in pds.list_records(account.did)),
-        f'[bluesky]\n{common}pds = "http://127.0.0.1:{closed_port()}"\n',
+        f'[bluesky]\n{common}pds = "http://127.0.0.1:{free_port()}"\n',
     )
 
 

@@ -15,13 +15,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
+from tests.helpers import add_post
 from tests.peers.nostr import NostrRelay
 
 pytestmark = pytest.mark.slow
@@ -107,20 +107,9 @@ def wait_for_heartbeat(cfg: config_module.Config, n: int = 1) -> None:
 def enqueue(cfg: config_module.Config, count: int, at: float, prefix: str = "post") -> list[str]:
     """`count` posts for `at` (epoch seconds), written through the real queue code."""
     conn = queue.open_db(cfg)
-    when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     contents = [f"{prefix} {i} — ✨" for i in range(count)]
     for text in contents:
-        queue.create_post(
-            conn,
-            cfg,
-            text,
-            schedule=when if at > time.time() else "now",
-            draft=False,
-            platforms=["nostr"],
-            account=None,
-            tz=cfg.timezone,
-            now=datetime.now(UTC),
-        )
+        add_post(conn, cfg, text, at if at > time.time() else None, now=time.time())
     conn.close()
     return contents
 

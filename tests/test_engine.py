@@ -7,46 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
-from plurcast.engine import LEASE_SECONDS, Delivered, Engine, Lanes
+from plurcast.engine import LEASE_SECONDS, Engine, Lanes
 from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed
-from tests.conftest import NOW
+from tests.helpers import NOW, T0, Clock, add_post, deliver, free_port, row, secret_file
 from tests.peers.nostr import InProcessRelay
-
-T0 = NOW.timestamp()
-
-
-class FakeClock:
-    """Engine time, stepped by the test; real network calls still take real time."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 WriteNostrConfig = Callable[..., config_module.Config]
 
@@ -65,65 +39,12 @@ def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteN
     return write
 
 
-def add_post(
-    conn: sqlite3.Connection,
-    cfg: config_module.Config,
-    text: str,
-    at: float,
-    platforms: list[str] | None = None,
-) -> str:
-    from datetime import UTC, datetime
-
-    created = queue.create_post(
-        conn,
-        cfg,
-        text,
-        schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        draft=False,
-        platforms=platforms or ["nostr"],
-        account=None,
-        tz=cfg.timezone,
-        now=datetime.fromtimestamp(T0, UTC),
-    )
-    return created.post_id
-
-
-def deliver(engine: Engine, claims: list[Claimed]) -> list[Delivered]:
-    async def run() -> list[Delivered]:
-        try:
-            return await engine.deliver_all(claims, 4)
-        finally:
-            await engine.pool.close()
-
-    return asyncio.run(run())
-
-
-class Row(NamedTuple):
-    state: str
-    attempts: int
-    due_at_ms: int
-    last_error: str | None
-    error_kind: str | None
-    remote_id: str | None
-    payload: str | None
-
-
-def row(conn: sqlite3.Connection, post_id: str) -> Row:
-    return Row(
-        *conn.execute(
-            "SELECT state, attempts, due_at_ms, last_error, error_kind, remote_id, payload "
-            "FROM deliveries WHERE post_id = ?",
-            (post_id,),
-        ).fetchone()
-    )
-
-
 def test_sends_due_posts_once_and_records_the_note_id(
     nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
 ) -> None:
     cfg = nostr_config([inprocess_relay.url])
     conn = queue.open_db(cfg)
-    clock = FakeClock()
+    clock = Clock()
     due = add_post(conn, cfg, "due now ✨ Grüße", T0 + 60)
     later = add_post(conn, cfg, "not yet", T0 + 3600)
     clock.advance(60)
@@ -150,7 +71,7 @@ def test_two_engines_never_claim_the_same_delivery(
     cfg = nostr_config(["ws://127.0.0.1:1"])
     conn = queue.open_db(cfg)
     ids = {add_post(conn, cfg, f"p{i}", T0 + 1) for i in range(40)}
-    clock = FakeClock(T0 + 5)
+    clock = Clock(T0 + 5)
     a = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:1:1")
     b = Engine(cfg, queue.open_db(cfg), clock=clock, owner="host:2:2")
     taken: list[str] = []
@@ -171,7 +92,7 @@ def test_a_crash_after_prepare_resends_the_same_event(
     cfg = nostr_config([inprocess_relay.url])
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "survives a crash", T0 + 1)
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     first = Engine(cfg, conn, clock=clock, owner="host:1:1")
     [claim] = first.claim_due(5)
 
@@ -207,7 +128,7 @@ def test_cancelled_between_claim_and_publish_is_never_sent(
     cfg = nostr_config([inprocess_relay.url])
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "cancel me", T0 + 1)
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     claims = engine.claim_due(5)
     post = queue.get(queue.open_db(cfg), post_id)
     queue.cancel(queue.open_db(cfg), [post], NOW)
@@ -225,7 +146,7 @@ def test_transient_failures_back_off_exponentially_then_give_up(
     cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"])
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "relay is down", T0 + 1)
-    clock = FakeClock(T0 + 1)
+    clock = Clock(T0 + 1)
     engine = Engine(cfg, conn, clock=clock, rng=random.Random(7))
     delays = []
     for attempt in (1, 2, 3):
@@ -259,7 +180,7 @@ def test_rate_limit_defers_the_rest_to_when_slots_free(
     )
     conn = queue.open_db(cfg)
     ids = [add_post(conn, cfg, f"limited {i}", T0 + 1) for i in range(5)]
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     engine = Engine(cfg, conn, clock=clock)
     first = engine.claim_due(10)
     assert len(first) == 3
@@ -284,7 +205,7 @@ def test_release_gives_back_leases_and_keeps_payloads(nostr_config: WriteNostrCo
     cfg = nostr_config(["ws://127.0.0.1:1"])
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "x", T0 + 1)
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     [claim] = engine.claim_due(1)
     conn.execute("UPDATE deliveries SET payload = '{\"stored\":1}'")
     assert engine.release() == 1
@@ -302,7 +223,7 @@ def test_leases_of_dead_processes_on_this_host_are_recovered_at_once(
     cfg = nostr_config(["ws://127.0.0.1:1"])
     conn = queue.open_db(cfg)
     add_post(conn, cfg, "orphan", T0 + 1)
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     dead_owner = f"{process.HOST}:999999:1"
     Engine(cfg, conn, clock=clock, owner=dead_owner).claim_due(1)
     elsewhere = Engine(cfg, conn, clock=clock, owner="otherhost:1:1")
@@ -316,7 +237,7 @@ def test_grace_expires_stale_one_shot_posts(nostr_config: WriteNostrConfig) -> N
     conn = queue.open_db(cfg)
     stale = add_post(conn, cfg, "too late", T0 + 1)
     fresh = add_post(conn, cfg, "fine", T0 + 3000)
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 3100))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 3100))
     assert [c.post_id for c in engine.claim_due(10)] == [fresh]
     state, _, _, error, kind, _, _ = row(conn, stale)
     assert (state, kind) == ("dead", "expired")
@@ -333,7 +254,7 @@ def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
     post_id = add_post(conn, cfg, "needs a key", T0 + 1)
     key = nostr_key.read_text()
     nostr_key.unlink()
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     [result] = deliver(engine, engine.claim_due(1))
     state, attempts, _, error, kind, _, _ = row(conn, post_id)
     assert (state, attempts, kind) == ("dead", 1, "auth")
@@ -342,7 +263,7 @@ def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
     nostr_key.write_text(key)
     nostr_key.chmod(0o600)
     queue.retry_failed(conn, queue.get_many(conn, [post_id]), NOW)
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 3))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 3))
     [result] = deliver(engine, engine.claim_post(post_id))
     assert result.state == "sent"
     assert row(conn, post_id)[0] == DeliveryState.SENT
@@ -369,7 +290,7 @@ def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     conn = queue.open_db(cfg)
     ids = {text: add_post(conn, cfg, text, T0 + 1) for text in ("bug", "passing", "fine")}
     pool = PublisherPool(cfg, {"nostr": Broken.from_config})
-    engine = Engine(cfg, conn, pool, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, pool, clock=Clock(T0 + 2))
     results = {r.claim.content: r.state for r in deliver(engine, engine.claim_due(5))}
     assert results == {"bug": "retry", "passing": "retry", "fine": "sent"}
     assert row(conn, ids["bug"]).last_error == "ValueError: adapter bug"
@@ -381,9 +302,7 @@ def test_a_platform_with_no_free_slot_is_passed_over_for_the_others(
 ) -> None:
     """G4: a platform whose slots are all on the wire — its relay hangs — must not keep
     another platform's post waiting, though that post is due later."""
-    token = isolated_home / "mastodon.token"
-    token.write_text("token\n")
-    token.chmod(0o600)
+    token = secret_file(isolated_home / "mastodon.token", "token")
     write_config(
         f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n'
         f'[mastodon]\ninstance = "http://127.0.0.1:1"\ntoken_file = "{token}"\n'
@@ -392,7 +311,7 @@ def test_a_platform_with_no_free_slot_is_passed_over_for_the_others(
     conn = queue.open_db(cfg)
     nostr = [add_post(conn, cfg, f"nostr {i}", T0 + 10 + i) for i in range(5)]
     mastodon = add_post(conn, cfg, "mastodon", T0 + 30, platforms=["mastodon"])
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 60))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 60))
     lanes = Lanes(2)
 
     def claim(limit: int = 5) -> list[str]:

@@ -16,7 +16,7 @@ from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
 from plurcast import queue, schedules
 from plurcast.models import to_ms
-from tests.conftest import Clock, Run
+from tests.helpers import Clock, Run
 
 pytestmark = pytest.mark.usefixtures("configured")
 

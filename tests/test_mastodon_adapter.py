@@ -20,6 +20,7 @@ from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import mastodon
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.platforms.mastodon import Answer, MastodonPublisher, outcome_from_answer
+from tests.helpers import secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
 
 TEXT = "Grüße from plurcast 🎉 — 日本語, ZWJ 👩‍👩‍👧, combining é\nsecond line"
@@ -31,14 +32,6 @@ POST_ID = "0b7c1c39-5bd5-4a4e-9a53-1f6c1d0e2f10"
 @pytest.fixture(autouse=True)
 def _no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(mastodon.TOKEN_ENV, raising=False)
-
-
-def write_secret(home: Path, name: str, text: str, mode: int = 0o600) -> Path:
-    path = home / ".config" / "plurcast" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    path.chmod(mode)
-    return path
 
 
 MakeConfig = Callable[..., config.Config]
@@ -53,7 +46,7 @@ def make_config(isolated_home: Path, write_config: Callable[[str], Path]) -> Mak
     ) -> config.Config:
         lines = ["[mastodon]", f"instance = {json.dumps(instance)}"]
         if token is not None:
-            write_secret(isolated_home, "mastodon.token", token)
+            secret_file(isolated_home / ".config/plurcast/mastodon.token", token)
             lines.append('token_file = "mastodon.token"')  # relative to the config file
         write_config("\n".join([*lines, extra]) + "\n")
         return config.load()
@@ -118,7 +111,7 @@ def test_instance_refused_with_the_reason(
 def test_missing_instance_and_missing_section(
     write_config: Callable[[str], Path], isolated_home: Path
 ) -> None:
-    write_secret(isolated_home, "t", "x")
+    secret_file(isolated_home / ".config/plurcast/t", "x")
     write_config('[mastodon]\ntoken_file = "t"\n')
     with pytest.raises(ConfigError, match="no Mastodon instance configured for account default"):
         mastodon.check_credentials(config.load(), "default")
@@ -178,7 +171,7 @@ def test_a_token_that_cannot_go_into_a_header_is_refused(
 def test_named_accounts_have_their_own_token_and_inherit_the_rest(
     make_config: MakeConfig, isolated_home: Path
 ) -> None:
-    write_secret(isolated_home, "work.token", "work_token")
+    secret_file(isolated_home / ".config/plurcast/work.token", "work_token")
     cfg = make_config(
         instance="social.example",
         extra='visibility = "unlisted"\ntimeout = 3\n'

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,10 @@ from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.mastodon import MastodonPublisher
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from tests.conftest import Clock, Run
+from tests import helpers
+from tests.helpers import T0, Clock, Run, deliver, row, secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
-from tests.test_engine import T0, FakeClock, deliver, row
 
 WriteConfig = Callable[..., config_module.Config]
 
@@ -42,9 +41,7 @@ def mastodon_config(
 
     def write(alice_token: str = TOKENS["alice"], extra: str = "") -> config_module.Config:
         for name, token in (("alice", alice_token), ("bob", TOKENS["bob"])):
-            path = isolated_home / f"{name}.token"
-            path.write_text(token + "\n")
-            path.chmod(0o600)
+            secret_file(isolated_home / f"{name}.token", token)
         write_config(
             f'timezone = "UTC"\n{extra}\n'
             f'[mastodon]\ninstance = "{mastodon_server.url}"\n'
@@ -58,20 +55,14 @@ def mastodon_config(
 
 
 def add_post(
-    conn: sqlite3.Connection, cfg: config_module.Config, text: str, at: float, account: str = ""
+    conn: sqlite3.Connection,
+    cfg: config_module.Config,
+    text: str,
+    at: float | None = None,
+    account: str | None = None,
 ) -> str:
-    created = queue.create_post(
-        conn,
-        cfg,
-        text,
-        schedule=datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        draft=False,
-        platforms=["mastodon"],
-        account=account or None,
-        tz=cfg.timezone,
-        now=datetime.fromtimestamp(T0, UTC),
-    )
-    return created.post_id
+    """A Mastodon post (tests.helpers.add_post for one platform)."""
+    return helpers.add_post(conn, cfg, text, at, platforms=["mastodon"], account=account)
 
 
 def test_429_retry_after_defers_the_delivery_by_that_much(
@@ -81,7 +72,7 @@ def test_429_retry_after_defers_the_delivery_by_that_much(
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "after the limit ⏳", T0 + 1)
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     engine = Engine(cfg, conn, clock=clock)
     mastodon_server.add_fault({"type": "ratelimit", "headers": {"Retry-After": "42"}})
     [result] = deliver(engine, engine.claim_due(5))
@@ -108,7 +99,7 @@ def test_a_crash_between_publish_and_record_posts_once(
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "survives a crash 💥", T0 + 1)
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     first = Engine(cfg, conn, clock=clock, owner="host:1:1")
     [claim] = first.claim_due(5)
 
@@ -145,7 +136,7 @@ def test_no_requests_left_holds_that_account_until_the_reset(
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     ids = [add_post(conn, cfg, f"alice {i}", T0 + 1) for i in range(2)]
-    clock = FakeClock(T0 + 2)
+    clock = Clock(T0 + 2)
     engine = Engine(cfg, conn, clock=clock)
     results = [deliver(engine, engine.claim_due(1))[0] for _ in ids]
     assert [r.state for r in results] == ["sent", "sent"]
@@ -170,7 +161,7 @@ def test_named_accounts_post_as_themselves_through_their_own_client(
     conn = queue.open_db(cfg)
     add_post(conn, cfg, "from alice", T0 + 1)
     add_post(conn, cfg, "from bob", T0 + 1, account="bob")
-    engine = Engine(cfg, conn, clock=FakeClock(T0 + 2))
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     alice = engine.pool.get("mastodon", "default")
     bob = engine.pool.get("mastodon", "bob")
     assert isinstance(alice, MastodonPublisher) and isinstance(bob, MastodonPublisher)
@@ -189,17 +180,7 @@ def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
     it; the next plur-send re-sends the stored payload and is given that same status."""
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
-    queue.create_post(
-        conn,
-        cfg,
-        "killed before recording 🔪",
-        schedule="now",
-        draft=False,
-        platforms=["mastodon"],
-        account=None,
-        tz=cfg.timezone,
-        now=datetime.now(UTC),
-    )
+    add_post(conn, cfg, "killed before recording 🔪")
     # The server holds the request 1 s, time enough to lock the database against the record.
     mastodon_server.add_fault({"type": "latency", "delay_ms": 1000})
     plur_send = str(Path(sys.executable).parent / "plur-send")

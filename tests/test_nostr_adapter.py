@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from plurcast import config
 from plurcast.errors import ConfigError
 from plurcast.platforms import nostr
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from tests import helpers
+from tests.helpers import free_port, secret_file
 
 KEYS = n.Keys.generate()
 NSEC = KEYS.secret_key().to_bech32()
@@ -34,14 +35,6 @@ CONTENT = "Grüße from plurcast 🎉 — 日本語, ZWJ 👩‍👩‍👧, com
 @pytest.fixture(autouse=True)
 def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(nostr.KEY_ENV, raising=False)
-
-
-def write_key(home: Path, name: str, text: str, mode: int = 0o600) -> Path:
-    path = home / ".config" / "plurcast" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
-    path.chmod(mode)
-    return path
 
 
 def toml_list(items: list[str]) -> str:
@@ -62,7 +55,7 @@ def make_config(
     ) -> config.Config:
         text = "[nostr]\n"
         if key is not None:
-            write_key(isolated_home, "nostr.keys", key)
+            secret_file(isolated_home / ".config/plurcast/nostr.keys", key)
             text += 'keys_file = "~/.config/plurcast/nostr.keys"\n'
         text += f"relays = {toml_list(relays or ['ws://127.0.0.1:1'])}\n{extra}\n"
         if named is not None:
@@ -71,13 +64,6 @@ def make_config(
         return config.load()
 
     return make
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.asynccontextmanager
@@ -102,11 +88,8 @@ async def local_relay(**options: Any) -> AsyncIterator[str]:
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that completes TCP handshakes (kernel backlog) but never answers a byte."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        yield s.getsockname()[1]
+    with helpers.silent_port() as port:
+        yield port
 
 
 async def events_on(url: str, author: Any = None) -> list[Any]:
@@ -198,7 +181,7 @@ def test_key_file_open_to_others_is_refused(
     make_config: Callable[..., config.Config], isolated_home: Path
 ) -> None:
     cfg = make_config()
-    path = write_key(isolated_home, "nostr.keys", NSEC, 0o644)
+    path = secret_file(isolated_home / ".config/plurcast/nostr.keys", NSEC, 0o644)
     with pytest.raises(ConfigError) as info:
         nostr.check_credentials(cfg, "default")
     assert info.value.hint == f"chmod 600 {path}"
@@ -210,7 +193,7 @@ def test_env_key_wins_for_the_default_account_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     other = n.Keys.generate()
-    write_key(isolated_home, "nostr-test.keys", HEX)
+    secret_file(isolated_home / ".config/plurcast/nostr-test.keys", HEX)
     cfg = make_config(named='keys_file = "~/.config/plurcast/nostr-test.keys"')
     monkeypatch.setenv(nostr.KEY_ENV, other.secret_key().to_bech32())
     assert nostr.load_keys(cfg, "default").public_key().to_hex() == other.public_key().to_hex()
@@ -298,7 +281,7 @@ def test_relays_are_read_and_deduplicated(make_config: Callable[..., config.Conf
 def test_named_account_falls_back_to_the_default_relays(
     make_config: Callable[..., config.Config], isolated_home: Path
 ) -> None:
-    write_key(isolated_home, "nostr-test.keys", HEX)
+    secret_file(isolated_home / ".config/plurcast/nostr-test.keys", HEX)
     keys_line = 'keys_file = "~/.config/plurcast/nostr-test.keys"'
     cfg = make_config(relays=["wss://a.example"], named=keys_line)
     assert nostr.relays(cfg, "test") == ["wss://a.example"]

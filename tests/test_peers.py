@@ -61,6 +61,7 @@ from nostr_sdk import (
     Timestamp,
 )
 
+from tests.helpers import free_port
 from tests.peers import fixtures, nostr
 from tests.peers.nostr import InProcessRelay, NostrRelay, publish_raw
 
@@ -339,7 +340,7 @@ def test_send_event_without_a_usable_relay() -> None:
         with pytest.raises(NostrSdkError.Generic, match="relay/s not specified"):
             await Client().send_event(event)
         client = Client()
-        url = f"ws://127.0.0.1:{nostr.free_port()}"
+        url = f"ws://127.0.0.1:{free_port()}"
         await client.add_relay(RelayUrl.parse(url))  # added but never connected
         try:
             return shape(await client.send_event(event, ok_timeout=SECOND))

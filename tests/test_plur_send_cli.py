@@ -22,8 +22,7 @@ from plurcast import queue, service
 from plurcast.models import to_ms
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from tests.conftest import NOW, Clock, Run
-from tests.test_systemd import assert_verified_and_hardened
+from tests.helpers import NOW, Clock, Run, add_post, assert_verified_and_hardened
 
 BIN = Path(sys.executable).parent
 UNIT = "plur-send.service"
@@ -334,17 +333,8 @@ def beat(configured: Path) -> Beat:
 def schedule_post(at_offset: timedelta) -> None:
     cfg = config_module.load()
     conn = queue.open_db(cfg)
-    queue.create_post(
-        conn,
-        cfg,
-        "hello",
-        schedule=(NOW + at_offset).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        draft=False,
-        platforms=["nostr"],
-        account=None,
-        tz=cfg.timezone,
-        now=NOW + at_offset - timedelta(minutes=1),
-    )
+    at = (NOW + at_offset).timestamp()
+    add_post(conn, cfg, "hello", at, now=at - 60)
     conn.close()
 
 

@@ -18,7 +18,7 @@ from plurcast import queue, schedules
 from plurcast.models import to_ms
 from plurcast.recurrence import Rule, decide
 from plurcast.schedules import Recurring
-from tests.conftest import Clock, Run
+from tests.helpers import Clock, Run
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -22,7 +22,7 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plurcast import slots
 from plurcast.store import posts as post_store
-from tests.conftest import BASE_CONFIG, Clock, Run
+from tests.helpers import BASE_CONFIG, Clock, Run
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ZONES = [

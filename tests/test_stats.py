@@ -28,7 +28,7 @@ from plurcast.stats import (
 )
 from plurcast.store.connection import connect, transaction
 from plurcast.store.posts import NewPost, insert_post
-from tests.conftest import NOW
+from tests.helpers import NOW
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = to_ms(NOW)

@@ -34,7 +34,7 @@ from plurcast.store.posts import (
     select_posts,
     set_schedule,
 )
-from tests.conftest import NOW
+from tests.helpers import NOW
 
 T0 = to_ms(NOW)
 HOUR = 3_600_000

@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +33,12 @@ from plurcast import systemd as sd
 from plurcast.daemon import Daemon, Options
 from plurcast.engine import Lanes, PublisherPool
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
-from tests.conftest import Run
+from tests.helpers import Run, add_post, assert_verified_and_hardened
 from tests.peers.nostr import InProcessRelay
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHIPPED_UNIT = REPO / "systemd" / "plur-send.service"
-MAX_EXPOSURE = 2.5
 
 
 class NotifySocket:
@@ -237,18 +234,8 @@ def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
     )
     cfg = config_module.load()
     conn = queue.open_db(cfg)
-    now = datetime.now(UTC)
-    queue.create_post(
-        conn,
-        cfg,
-        "in an hour",
-        schedule=(now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        draft=False,
-        platforms=["nostr"],
-        account=None,
-        tz=cfg.timezone,
-        now=now,
-    )
+    now = time.time()
+    add_post(conn, cfg, "in an hour", now + 3600, now=now)
     conn.close()
     log = (tmp_path / "plur-send.log").open("wb")
     proc = subprocess.Popen(
@@ -444,39 +431,6 @@ def test_shipped_unit_is_the_generated_one() -> None:
     )
 
 
-def _systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
-    return path
-
-
-def assert_verified_and_hardened(unit: Path, tmp_path: Path) -> None:
-    """`systemd-analyze --user verify` says nothing, and the exposure is at most 2.5."""
-    analyze = _systemd_analyze()
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
-    verify = subprocess.run(
-        [analyze, "--user", "verify", str(unit)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert (verify.returncode, verify.stderr) == (0, ""), verify.stderr
-    security = subprocess.run(
-        [analyze, "--user", "security", "--offline=yes", "--no-pager", str(unit)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
-    assert found, security.stdout + security.stderr
-    assert float(found.group(1)) <= MAX_EXPOSURE, security.stdout
-
-
 def test_shipped_unit_verifies_and_is_hardened(tmp_path: Path, isolated_home: Path) -> None:
     # Its ExecStart is %h/.local/bin/plur-send (pip --user, pipx), which verify wants to exist.
     script = isolated_home / ".local" / "bin" / "plur-send"
@@ -534,17 +488,7 @@ def test_a_busy_loop_keeps_pinging_the_watchdog(
     cfg = config_module.load()
     conn = queue.open_db(cfg)
     for i in range(120):  # ~1.2 s of sending, a delivery finishing every ~10 ms
-        queue.create_post(
-            conn,
-            cfg,
-            f"post {i}",
-            schedule="now",
-            draft=False,
-            platforms=["nostr"],
-            account=None,
-            tz=cfg.timezone,
-            now=datetime.now(UTC),
-        )
+        add_post(conn, cfg, f"post {i}")
     conn.close()
     pings: list[float] = []
     notifier = sd.SystemdNotifier(

@@ -20,7 +20,7 @@ from plurcast import queue, schedules, validation
 from plurcast.config import Config
 from plurcast.errors import EXIT_INVALID, InvalidInput
 from plurcast.schedules import Recurring
-from tests.conftest import BASE_CONFIG, NOW, Clock, Run
+from tests.helpers import BASE_CONFIG, NOW, Clock, Run
 
 WriteConfig = Callable[[str], Path]
 

@@ -31,8 +31,8 @@ from typing import Any, Self
 
 import pytest
 
-from tests.peers.nostr import VenvTool, ensure_tool, free_port
-from tests.peers.process import Peer
+from tests.peers.nostr import VenvTool, ensure_tool
+from tests.peers.process import Peer, free_port
 
 AUTH_KIND = 24242
 MAX_UPLOAD_BYTES = 20_000_000

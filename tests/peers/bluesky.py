@@ -41,8 +41,8 @@ from typing import IO, Any, Self
 import pytest
 
 # The same cache, ports and die-with-the-test-run launcher as the Nostr relay.
-from tests.peers.nostr import PEERS_DIR, free_port
-from tests.peers.process import Peer, dies_with_parent
+from tests.peers.nostr import PEERS_DIR
+from tests.peers.process import Peer, dies_with_parent, free_port
 
 PDS_VERSION = "0.5.35"
 PLC_VERSION = "0.0.1"

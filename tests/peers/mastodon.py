@@ -44,8 +44,7 @@ from typing import IO, Any, Self
 
 import pytest
 
-from tests.peers.nostr import free_port
-from tests.peers.process import Peer, dies_with_parent
+from tests.peers.process import Peer, dies_with_parent, free_port
 
 __all__ = ["TOKENS", "MastodonMock", "mastodon_server"]
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self, TypeVar
 
-from tests.peers.process import Peer, dies_with_parent
+from tests.peers.process import Peer, dies_with_parent, free_port
 
 if TYPE_CHECKING:  # nostr_sdk loads a 20 MB native library: only InProcessRelay needs it.
     from nostr_sdk import LocalRelay
@@ -257,14 +257,6 @@ def _build(root: Path, venv: Path, *, lock_fd: int, tool: VenvTool = RELAY) -> N
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the usual bind-to-0 trick; racy but fine on 127.0.0.1)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _port_is_free(port: int) -> bool:

@@ -14,8 +14,7 @@ from typing import Any, Self
 
 import pytest
 
-from tests.peers.nostr import free_port
-from tests.peers.process import Peer
+from tests.peers.process import Peer, free_port
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""What every test peer shares: dying with its starter, a log tail, `with` support."""
+"""What every test peer shares: a free port, dying with its starter, a log tail, `with` support."""
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,14 @@ if os.getppid() != int(sys.argv[1]):
     sys.exit(0)  # the parent died before prctl took effect
 os.execv(sys.argv[2], sys.argv[2:])
 """
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the usual bind-to-0 trick; racy but fine on 127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def dies_with_parent(cmd: list[str]) -> list[str]:

@@ -1,0 +1,243 @@
+"""What many test modules need, in one place, so that no test module imports another.
+
+- `NOW`, `T0`: the tests' fixed instant (a Sunday morning; Europe/Berlin is on CET), as an aware
+  datetime and as epoch seconds. `BASE_CONFIG`: the usual config (the `configured` fixture).
+- `Clock`: time stepped by the test, never by the machine. The code under test reads it as
+  `clock()` (epoch seconds: `Engine`, `Daemon`, `SystemdNotifier` take a clock) or `clock.now`
+  (an aware datetime: the `clock` fixture patches the CLIs' `clikit.now` with it).
+- `free_port()`, `silent_port()`: a port nothing listens on; one that accepts and never answers.
+- `secret_file(path, text)`: a key or token file only its owner can read (mode 600).
+- `add_post(conn, cfg, text, at)`: a post written through the queue code that plur-post uses.
+- `deliver(engine, claims)`, `row(conn, post_id)`: run the engine on claims; read a delivery.
+- `wait_until(check, what)`: poll until something happens; only a hang reaches its patience.
+- `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
+
+No bound on elapsed time lives here or in any test: on-time behaviour is tested by stepping a
+`Clock`, and speed is measured by `make bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from click.testing import Result
+
+from plurcast import config as config_module
+from plurcast import queue
+from plurcast.engine import Delivered, Engine
+from plurcast.store.deliveries import Claimed
+from tests.peers.process import free_port
+
+__all__ = [
+    "BASE_CONFIG",
+    "NOW",
+    "PATIENCE",
+    "T0",
+    "Clock",
+    "Row",
+    "Run",
+    "add_post",
+    "assert_verified_and_hardened",
+    "deliver",
+    "free_port",
+    "iso",
+    "row",
+    "secret_file",
+    "silent_port",
+    "wait_until",
+]
+
+NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)
+T0 = NOW.timestamp()
+
+BASE_CONFIG = """\
+timezone = "Europe/Berlin"
+
+[nostr]
+keys_file = "~/.config/plurcast/nostr.keys"
+relays = ["ws://127.0.0.1:1"]
+
+[mastodon]
+instance = "mastodon.example"
+token_file = "~/.config/plurcast/mastodon.token"
+
+[bluesky]
+handle = "alice.test"
+app_password_file = "~/.config/plurcast/bluesky.password"
+
+[accounts.nostr.test]
+keys_file = "~/.config/plurcast/nostr-test.keys"
+
+[defaults]
+platforms = ["nostr", "mastodon"]
+"""
+
+# How long a test waits for something that must happen before it calls it a hang. It decides
+# nothing on a machine that is merely busy: what is promised is asserted on what happened.
+PATIENCE = 120.0
+
+Run = Callable[..., Result]
+"""The `run` fixture: `run(cli, *args, input=None)` invokes a click command in-process."""
+
+
+class Clock:
+    """Time as the code under test sees it, moved only by the test."""
+
+    def __init__(self, start: float | datetime = NOW) -> None:
+        self.t = start.timestamp() if isinstance(start, datetime) else float(start)
+
+    def __call__(self) -> float:
+        return self.t
+
+    @property
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    @now.setter
+    def now(self, when: datetime) -> None:
+        self.t = when.timestamp()
+
+    def advance(self, seconds: float = 0.0, **units: float) -> None:
+        """`clock.advance(200)`, `clock.advance(minutes=20)`."""
+        self.t += seconds + timedelta(**units).total_seconds()
+
+
+def iso(epoch_s: float) -> str:
+    """An instant as `--schedule` takes it: `2026-11-22T10:04:43Z`."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A port that completes TCP handshakes (the kernel's backlog) but never answers a byte:
+    a server that hangs."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield int(s.getsockname()[1])
+
+
+def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    """`text` and a newline in `path` (parents made), readable by its owner only by default."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    return path
+
+
+def add_post(
+    conn: sqlite3.Connection,
+    cfg: config_module.Config,
+    text: str,
+    at: float | None = None,
+    *,
+    platforms: Sequence[str] = ("nostr",),
+    account: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A post written through the queue code that plur-post uses; its id.
+
+    Due at `at` (epoch seconds), or now when `at` is None. Written at `now`; by default T0 for a
+    post with a time (tests that step a `Clock` from T0) and the real time for one due now
+    (tests where a real daemon runs).
+    """
+    if now is None:
+        now = T0 if at is not None else time.time()
+    created = queue.create_post(
+        conn,
+        cfg,
+        text,
+        schedule="now" if at is None else iso(at),
+        draft=False,
+        platforms=list(platforms),
+        account=account,
+        tz=cfg.timezone,
+        now=datetime.fromtimestamp(now, UTC),
+    )
+    return created.post_id
+
+
+def deliver(engine: Engine, claims: list[Claimed], concurrency: int = 4) -> list[Delivered]:
+    """Publish `claims` through the engine, then close its clients."""
+
+    async def run() -> list[Delivered]:
+        try:
+            return await engine.deliver_all(claims, concurrency)
+        finally:
+            await engine.pool.close()
+
+    return asyncio.run(run())
+
+
+class Row(NamedTuple):
+    state: str
+    attempts: int
+    due_at_ms: int
+    last_error: str | None
+    error_kind: str | None
+    remote_id: str | None
+    payload: str | None
+
+
+def row(conn: sqlite3.Connection, post_id: str) -> Row:
+    """The (only) delivery of a post."""
+    return Row(
+        *conn.execute(
+            "SELECT state, attempts, due_at_ms, last_error, error_kind, remote_id, payload "
+            "FROM deliveries WHERE post_id = ?",
+            (post_id,),
+        ).fetchone()
+    )
+
+
+def wait_until(check: Callable[[], bool], what: str, *, patience: float = PATIENCE) -> None:
+    """Poll `check` until it holds; past `patience` seconds the test fails as hung."""
+    deadline = time.monotonic() + patience
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {patience:g} s: a hang")
+        time.sleep(0.02)
+
+
+MAX_EXPOSURE = 2.5  # systemd-analyze security's score for a hardened unit
+
+
+def assert_verified_and_hardened(unit: Path, tmp_path: Path) -> None:
+    """`systemd-analyze --user verify` says nothing, and the exposure is at most 2.5."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    verify = subprocess.run(
+        [analyze, "--user", "verify", str(unit)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (verify.returncode, verify.stderr) == (0, ""), verify.stderr
+    security = subprocess.run(
+        [analyze, "--user", "security", "--offline=yes", "--no-pager", str(unit)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+    assert found, security.stdout + security.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE, security.stdout
