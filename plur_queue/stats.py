@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from plur_queue.common import Session, open_session, when_cell
-from plurcast import clikit, stats
+from plurcast import clikit, health, stats
 from plurcast.output import Format, emit_json, fancy, first_line
 from plurcast.schedules import rule_of
-from plurcast.views import iso, local, post_json, schedule_json, time_fields
+from plurcast.views import iso, local, post_json, schedule_json
 
 _BUCKET_NAMES = {
     "overdue": "overdue",
@@ -42,15 +42,6 @@ def stats_cmd(fmt: Format) -> None:
         click.echo("\n".join("\t".join(fields) for fields in _plain(result, s)))
 
 
-def _daemon_json(d: stats.Daemon, s: Session) -> dict[str, Any]:
-    return {
-        "running": d.running,
-        "host": d.host,
-        "pid": d.pid,
-        **time_fields("last_heartbeat", d.last_heartbeat_ms, s.tz),
-    }
-
-
 def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
     return {
         "total": r.total,
@@ -59,17 +50,9 @@ def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
         "by_time_bucket": r.by_time_bucket,
         "upcoming": [post_json(p, s.tz) for p in r.upcoming],
         "per_day": [{"date": day, "count": n} for day, n in r.per_day],
-        "daemon": _daemon_json(r.daemon, s),
+        "daemon": health.daemon_json(r.daemon, s.tz),
         "schedules": [schedule_json(x, s.tz, s.now) for x in r.next_occurrences],
     }
-
-
-def _daemon_text(d: stats.Daemon, s: Session) -> str:
-    if d.last_heartbeat_ms is None:
-        return "not running (never seen)"
-    state = "running" if d.running else "not running"
-    beat = local(d.last_heartbeat_ms, s.tz, s.now)
-    return f"{state} (pid {d.pid} on {d.host}, last heartbeat {beat})"
 
 
 def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
@@ -85,7 +68,7 @@ def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
         ["recurring", x.id, iso(x.next_run_at_ms or 0, s.tz), first_line(x.content)]
         for x in r.next_occurrences
     ]
-    rows.append(["daemon", _daemon_text(r.daemon, s)])
+    rows.append(["daemon", health.daemon_text(r.daemon, s.now)])
     return rows
 
 
@@ -128,7 +111,7 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
     for day, n in r.per_day:
         bar = "█" * max(1 if n else 0, round(24 * n / peak))
         console.print(f"  {day[5:]}  [cyan]{bar:<24}[/] {n}")
-    console.print(f"daemon: {_daemon_text(r.daemon, s)}")
+    console.print(f"daemon: {health.daemon_text(r.daemon, s.now)}")
 
 
 COMMANDS = (stats_cmd,)

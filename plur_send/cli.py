@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
@@ -18,9 +17,9 @@ from plur_send import early
 from plurcast import __version__, clikit, logs, queue, service, stats
 from plurcast import config as config_module
 from plurcast.errors import EXIT_RUNTIME
+from plurcast.health import daemon_health, daemon_json, daemon_text, heartbeat_text
+from plurcast.models import to_ms
 from plurcast.output import Format, emit_json
-from plurcast.timefmt import format_relative
-from plurcast.views import time_fields
 
 DAEMON_OPTIONS = ("once", "poll_interval", "max_concurrency", "no_retry", "verbose", "log_format")
 
@@ -232,16 +231,16 @@ def health(fmt: Format) -> None:
     """
     cfg = config_module.load()
     now = clikit.now()
-    daemon = stats.daemon_health(queue.open_db(cfg), now)
+    daemon = daemon_health(queue.open_db(cfg), to_ms(now))
     if fmt != "text":
-        emit_json(_daemon_json(daemon, cfg), fmt)
+        emit_json(daemon_json(daemon, cfg.timezone), fmt)
     elif daemon.running:
-        click.echo(f"ok: plur-send {_daemon_text(daemon, now)}")
+        click.echo(f"ok: plur-send {heartbeat_text(daemon, now)}")
     if not daemon.running:
         if daemon.last_heartbeat_ms is None:
             reason = "no plur-send daemon has run on this database"
         else:
-            reason = f"no heartbeat from plur-send: {_daemon_text(daemon, now)}"
+            reason = f"no heartbeat from plur-send: {heartbeat_text(daemon, now)}"
         sys.stderr.write(f"Error: {reason} — start it: plur-send start (or plur-send)\n")
         sys.exit(EXIT_RUNTIME)
 
@@ -266,7 +265,7 @@ def status(fmt: Format) -> None:
         emit_json(
             {
                 "systemd": unit or {"error": manager_problem},
-                "daemon": _daemon_json(result.daemon, cfg),
+                "daemon": daemon_json(result.daemon, cfg.timezone),
                 "queue": {
                     "total": result.total,
                     "by_time_bucket": result.by_time_bucket,
@@ -279,10 +278,7 @@ def status(fmt: Format) -> None:
         click.echo(f"service: {_unit_text(unit, manager_problem)}")
         if unit and unit["StatusText"]:
             click.echo(f"status:  {unit['StatusText']}")
-        state = "running" if result.daemon.running else "not running"
-        if result.daemon.last_heartbeat_ms is not None:
-            state += f", {_daemon_text(result.daemon, now)}"
-        click.echo(f"daemon:  {state}")
+        click.echo(f"daemon:  {daemon_text(result.daemon, now)}")
         buckets = ", ".join(
             f"{n} {name.replace('_', ' ')}" for name, n in result.by_time_bucket.items() if n
         )
@@ -306,21 +302,6 @@ def _unit_text(unit: dict[str, str] | None, manager_problem: str | None) -> str:
     if unit["MainPID"] not in ("", "0"):
         text += f", pid {unit['MainPID']}"
     return text
-
-
-def _daemon_text(daemon: stats.Daemon, now: datetime) -> str:
-    assert daemon.last_heartbeat_ms is not None
-    ago = format_relative(datetime.fromtimestamp(daemon.last_heartbeat_ms / 1000, now.tzinfo) - now)
-    return f"pid {daemon.pid} on {daemon.host}, last heartbeat {ago}"
-
-
-def _daemon_json(daemon: stats.Daemon, cfg: config_module.Config) -> dict[str, Any]:
-    return {
-        "running": daemon.running,
-        "host": daemon.host,
-        "pid": daemon.pid,
-        **time_fields("last_heartbeat", daemon.last_heartbeat_ms, cfg.timezone),
-    }
 
 
 def main() -> None:

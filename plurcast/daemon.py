@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plurcast import __version__, process, schedules
+from plurcast import __version__, health, process, schedules
 from plurcast.config import Config
 from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
@@ -33,7 +33,6 @@ from plurcast.store.connection import transaction
 
 log = logging.getLogger("plurcast.daemon")
 
-HEARTBEAT_SECONDS = 5.0
 WATCH_SECONDS = 0.25  # how often other processes' changes are looked for
 
 
@@ -272,7 +271,7 @@ class Daemon:
                 self.engine.now_ms(),
                 __version__,
             )
-        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        self._next_beat = time.monotonic() + health.HEARTBEAT_SECONDS
         self.engine.recover_dead_leases()
 
     async def _sleep(self, seconds: float) -> None:
@@ -282,7 +281,7 @@ class Daemon:
             self._wake.clear()
             try:
                 await asyncio.wait_for(
-                    self._wake.wait(), min(HEARTBEAT_SECONDS, deadline - time.monotonic())
+                    self._wake.wait(), min(health.HEARTBEAT_SECONDS, deadline - time.monotonic())
                 )
             except TimeoutError:
                 self._beat()

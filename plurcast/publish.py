@@ -14,10 +14,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from plurcast import health
 from plurcast.engine import Delivered, Engine
 from plurcast.models import DeliveryState, Post
-from plurcast.stats import HEARTBEAT_STALE_MS
-from plurcast.store import deliveries as store
 from plurcast.store import posts as post_store
 from plurcast.store.deliveries import Claimed
 
@@ -105,4 +104,4 @@ def _unsent(state: str) -> str:
 
 
 def daemon_alive(conn: sqlite3.Connection, now_ms: int) -> bool:
-    return store.live_heartbeats(conn, now_ms - HEARTBEAT_STALE_MS) > 0
+    return health.daemon_health(conn, now_ms).running

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from plurcast import health
 from plurcast.models import WAITING, Post, PostStatus, Schedule, from_ms, to_ms
 from plurcast.store import posts as store
 from plurcast.store import schedules as schedule_store
@@ -15,16 +16,6 @@ from plurcast.store import schedules as schedule_store
 BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
 CHART_DAYS = 14
 UPCOMING = 5
-# A daemon beats every few seconds; silence this long means it is gone.
-HEARTBEAT_STALE_MS = 30_000
-
-
-@dataclass(frozen=True)
-class Daemon:
-    running: bool
-    host: str | None = None
-    pid: int | None = None
-    last_heartbeat_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +26,7 @@ class QueueStats:
     by_time_bucket: dict[str, int]
     upcoming: list[Post]
     per_day: list[tuple[str, int]]
-    daemon: Daemon
+    daemon: health.Daemon
     next_occurrences: list[Schedule]
 
     @property
@@ -81,19 +72,6 @@ def next_due_ms(post: Post) -> int:
     return min(dues) if dues else post.scheduled_at_ms or 0
 
 
-def daemon_health(conn: sqlite3.Connection, now: datetime) -> Daemon:
-    beat = store.latest_heartbeat(conn)
-    if beat is None:
-        return Daemon(running=False)
-    host, pid, _started, beat_ms = beat
-    return Daemon(
-        running=to_ms(now) - beat_ms < HEARTBEAT_STALE_MS,
-        host=host,
-        pid=pid,
-        last_heartbeat_ms=beat_ms,
-    )
-
-
 def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats:
     posts = store.select_posts(conn, waiting_only=False)
     by_status = Counter(p.status.value for p in posts)
@@ -118,7 +96,7 @@ def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats
         by_time_bucket=buckets,
         upcoming=[p for p in queued if due_of[p.id] >= bounds[0]][:UPCOMING],
         per_day=[(day, per_day.get(day, 0)) for day in days],
-        daemon=daemon_health(conn, now),
+        daemon=health.daemon_health(conn, to_ms(now)),
         next_occurrences=[s for s in schedule_store.all_schedules(conn) if s.state == "active"][
             :UPCOMING
         ],

@@ -14,18 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from plurcast.health import HEARTBEAT_STALE_MS, Daemon, daemon_health
 from plurcast.models import from_ms, to_ms
-from plurcast.stats import (
-    BUCKETS,
-    CHART_DAYS,
-    HEARTBEAT_STALE_MS,
-    UPCOMING,
-    Daemon,
-    bucket_bounds,
-    bucket_of,
-    compute,
-    daemon_health,
-)
+from plurcast.stats import BUCKETS, CHART_DAYS, UPCOMING, bucket_bounds, bucket_of, compute
 from plurcast.store.connection import connect, transaction
 from plurcast.store.posts import NewPost, insert_post
 from tests.helpers import NOW
@@ -279,12 +270,12 @@ def test_compute_empty_queue(conn: sqlite3.Connection) -> None:
 
 
 def test_no_heartbeat_means_no_daemon(conn: sqlite3.Connection) -> None:
-    assert daemon_health(conn, NOW) == Daemon(running=False, host=None, pid=None)
+    assert daemon_health(conn, T0) == Daemon(running=False, host=None, pid=None)
 
 
 def test_fresh_heartbeat_means_running(conn: sqlite3.Connection) -> None:
     beat(conn, "box:42", T0 - HEARTBEAT_STALE_MS + 1)
-    assert daemon_health(conn, NOW) == Daemon(
+    assert daemon_health(conn, T0) == Daemon(
         running=True, host="box", pid=42, last_heartbeat_ms=T0 - HEARTBEAT_STALE_MS + 1
     )
 
@@ -292,7 +283,7 @@ def test_fresh_heartbeat_means_running(conn: sqlite3.Connection) -> None:
 def test_stale_heartbeat_means_not_running(conn: sqlite3.Connection) -> None:
     assert HEARTBEAT_STALE_MS == 30_000
     beat(conn, "box:42", T0 - 30_000)
-    health = daemon_health(conn, NOW)
+    health = daemon_health(conn, T0)
     assert health.running is False
     assert (health.host, health.pid, health.last_heartbeat_ms) == ("box", 42, T0 - 30_000)
 
@@ -301,7 +292,7 @@ def test_latest_heartbeat_wins(conn: sqlite3.Connection) -> None:
     beat(conn, "old:1", T0 - HOUR, host="old", pid=1)
     beat(conn, "new:2", T0 - 1_000, host="new", pid=2)
     beat(conn, "mid:3", T0 - 10 * MINUTE, host="mid", pid=3)
-    health = daemon_health(conn, NOW)
+    health = daemon_health(conn, T0)
     assert (health.running, health.host, health.pid) == (True, "new", 2)
 
 

@@ -368,9 +368,9 @@ def forget_heartbeat(conn: sqlite3.Connection, owner: str) -> None:
     conn.execute("DELETE FROM heartbeats WHERE owner = ?", (owner,))
 
 
-def live_heartbeats(conn: sqlite3.Connection, since_ms: int) -> int:
-    return int(
-        conn.execute(
-            "SELECT count(*) FROM heartbeats WHERE beat_at_ms > ?", (since_ms,)
-        ).fetchone()[0]
-    )
+def latest_heartbeat(conn: sqlite3.Connection) -> tuple[str, int, int] | None:
+    """(host, pid, beat_at_ms) of the daemon that beat last."""
+    row = conn.execute(
+        "SELECT host, pid, beat_at_ms FROM heartbeats ORDER BY beat_at_ms DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])

@@ -270,12 +270,3 @@ def set_content(conn: sqlite3.Connection, post_id: str, content: str, now_ms: in
 def delete_posts(conn: sqlite3.Connection, post_ids: Sequence[str]) -> int:
     marks = ",".join("?" * len(post_ids))
     return conn.execute(f"DELETE FROM posts WHERE id IN ({marks})", list(post_ids)).rowcount
-
-
-def latest_heartbeat(conn: sqlite3.Connection) -> tuple[str, int, int, int] | None:
-    """(host, pid, started_at_ms, beat_at_ms) of the daemon that beat last."""
-    row = conn.execute(
-        "SELECT host, pid, started_at_ms, beat_at_ms FROM heartbeats "
-        "ORDER BY beat_at_ms DESC LIMIT 1"
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2], row[3])

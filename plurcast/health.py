@@ -1,0 +1,65 @@
+"""Is a plur-send daemon alive? Its heartbeat read one way, and shown one way.
+
+A daemon beats every HEARTBEAT_SECONDS; one silent for HEARTBEAT_STALE_MS is gone. The
+foreground publishers (a warning when a retry waits for no one), plur-queue stats and
+plur-send status and health all ask `daemon_health`, and show the answer with
+`daemon_json` and `daemon_text`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from plurcast.models import from_ms
+from plurcast.store import deliveries as store
+from plurcast.timefmt import format_relative
+from plurcast.views import time_fields
+
+HEARTBEAT_SECONDS = 5.0
+# Six beats missed: the daemon is gone (or its machine is too busy to be of use).
+HEARTBEAT_STALE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Daemon:
+    running: bool
+    host: str | None = None
+    pid: int | None = None
+    last_heartbeat_ms: int | None = None
+
+
+def daemon_health(conn: sqlite3.Connection, now_ms: int) -> Daemon:
+    """The daemon that beat last, and whether it beat recently enough to be running."""
+    beat = store.latest_heartbeat(conn)
+    if beat is None:
+        return Daemon(running=False)
+    host, pid, beat_ms = beat
+    return Daemon(now_ms - beat_ms < HEARTBEAT_STALE_MS, host, pid, beat_ms)
+
+
+def daemon_json(daemon: Daemon, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "running": daemon.running,
+        "host": daemon.host,
+        "pid": daemon.pid,
+        **time_fields("last_heartbeat", daemon.last_heartbeat_ms, tz),
+    }
+
+
+def heartbeat_text(daemon: Daemon, now: datetime) -> str:
+    """`pid 4242 on host-a, last heartbeat 2s ago` (for a daemon that has beaten)."""
+    assert daemon.last_heartbeat_ms is not None
+    ago = format_relative(from_ms(daemon.last_heartbeat_ms) - now)
+    return f"pid {daemon.pid} on {daemon.host}, last heartbeat {ago}"
+
+
+def daemon_text(daemon: Daemon, now: datetime) -> str:
+    """`running, pid 4242 on host-a, last heartbeat 2s ago`, or `not running`."""
+    state = "running" if daemon.running else "not running"
+    if daemon.last_heartbeat_ms is None:
+        return state
+    return f"{state}, {heartbeat_text(daemon, now)}"
