@@ -152,10 +152,8 @@ def cli(
     if engine is not None:
         from plurcast import publish, reporting
 
-        delivered = publish.deliver(engine, created.claims)
-        reports = publish.report(conn, created.post_id, delivered)
-        alive = publish.daemon_alive(conn, engine.now_ms())
-        sys.exit(reporting.emit(reports, fmt, tz=zone, now=now, daemon_alive=alive))
+        published = publish.publish_now(engine, [created.post_id], created.claims)
+        sys.exit(reporting.emit(published, fmt, tz=zone, now=now))
     names = [platform for platform, _ in created.targets]
     if created.scheduled_at is None:
         if fmt == "text":

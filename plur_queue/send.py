@@ -20,14 +20,8 @@ def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
     from plurcast.engine import Engine
 
     engine = Engine(s.cfg, s.conn)
-    claims = [c for post in posts for c in engine.claim_post(post.id)]
-    delivered = publish.deliver(engine, claims)
-    reports = []
-    for post in posts:
-        publish.wait_for_others(s.conn, post.id, publish.WAIT_FOR_OTHERS_SECONDS)
-        reports += publish.report(s.conn, post.id, delivered)
-    alive = publish.daemon_alive(s.conn, engine.now_ms())
-    return reporting.emit(reports, fmt, tz=s.tz, now=s.now, daemon_alive=alive)
+    published = publish.publish_now(engine, [post.id for post in posts])
+    return reporting.emit(published, fmt, tz=s.tz, now=s.now)
 
 
 @click.command()

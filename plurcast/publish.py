@@ -1,9 +1,10 @@
 """Publishing in the foreground: plur-post without --schedule, plur-queue now and failed retry.
 
-The same engine as the daemon, in this process: the post's deliveries are leased
-to this process in the transaction that makes them claimable, so a running daemon
-can never take them too. Deliveries another process is sending right now are
-waited for, and reported as they end.
+`publish_now` is the one way to do it: the same engine as the daemon, in this process.
+The deliveries are leased to this process (by plur-post in the transaction that writes
+the post), so a running daemon can never take them too; deliveries another process is
+sending right now are waited for and reported as they end; and the caller learns whether
+a daemon is alive to retry what failed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,35 @@ class Report:
         return self.state == "sent"
 
 
-def deliver(engine: Engine, claims: Sequence[Claimed]) -> list[Delivered]:
+@dataclass(frozen=True)
+class Published:
+    """Each delivery of the posts as it stands after publishing, and whether a daemon is
+    alive to retry what failed."""
+
+    reports: list[Report]
+    daemon_alive: bool
+
+
+def publish_now(
+    engine: Engine, post_ids: Sequence[str], claims: Sequence[Claimed] | None = None
+) -> Published:
+    """Deliver the posts' waiting deliveries now, in this process, and report on each.
+
+    `claims` are the deliveries the caller already leased (plur-post, in the transaction
+    that wrote the post); without them each post's waiting deliveries are claimed here.
+    """
+    if claims is None:
+        claims = [c for post_id in post_ids for c in engine.claim_post(post_id)]
+    delivered = _deliver(engine, claims)
+    reports: list[Report] = []
+    for post_id in post_ids:
+        _wait_for_others(engine.conn, post_id, WAIT_FOR_OTHERS_SECONDS)
+        reports += _report(engine.conn, post_id, delivered)
+    daemon = health.daemon_health(engine.conn, engine.now_ms())
+    return Published(reports, daemon.running)
+
+
+def _deliver(engine: Engine, claims: Sequence[Claimed]) -> list[Delivered]:
     async def run() -> list[Delivered]:
         try:
             return await engine.deliver_all(claims, engine.cfg.scheduling.max_concurrency)
@@ -53,7 +82,7 @@ def deliver(engine: Engine, claims: Sequence[Claimed]) -> list[Delivered]:
     return asyncio.run(run()) if claims else []
 
 
-def wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> None:
+def _wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> None:
     """Wait while another process holds some of this post's deliveries."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,7 +92,7 @@ def wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> N
         time.sleep(0.1)
 
 
-def report(conn: sqlite3.Connection, post_id: str, delivered: Sequence[Delivered]) -> list[Report]:
+def _report(conn: sqlite3.Connection, post_id: str, delivered: Sequence[Delivered]) -> list[Report]:
     """Each delivery of the post as it stands now, with this run's display lines."""
     lines = {d.claim.delivery_id: d for d in delivered}
     post: Post = post_store.get_posts(conn, [post_id])[0]
@@ -101,7 +130,3 @@ def _unsent(state: str) -> str:
     if state == "sending":
         return "still being sent by another process"
     return f"not sent ({state})"
-
-
-def daemon_alive(conn: sqlite3.Connection, now_ms: int) -> bool:
-    return health.daemon_health(conn, now_ms).running

@@ -7,7 +7,6 @@ so all three print what the original plur-post printed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,9 +14,9 @@ from zoneinfo import ZoneInfo
 import click
 
 from plurcast.errors import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
-from plurcast.models import from_ms
+from plurcast.models import from_ms, to_ms
 from plurcast.output import Format, emit_json
-from plurcast.publish import Report
+from plurcast.publish import Published, Report
 from plurcast.timefmt import format_local
 
 
@@ -35,15 +34,14 @@ def report_json(r: Report) -> dict[str, Any]:
     }
 
 
-def emit(
-    reports: Sequence[Report], fmt: Format, *, tz: ZoneInfo, now: datetime, daemon_alive: bool
-) -> int:
+def emit(published: Published, fmt: Format, *, tz: ZoneInfo, now: datetime) -> int:
     """Print the reports and notes; return the exit code (0 all sent, 2 auth, 1 otherwise)."""
+    reports = published.reports
     if fmt == "text":
         click.echo("\n".join(r.line for r in reports))
     else:
         emit_json([report_json(r) for r in reports], fmt)
-    now_ms = int(now.timestamp() * 1000)
+    now_ms = to_ms(now)
     retrying = [
         r
         for r in reports
@@ -53,7 +51,7 @@ def emit(
     for r in retrying:
         at = format_local(from_ms(r.due_at_ms or 0), tz, now)
         sys.stderr.write(f"Note: {r.platform} will be retried by plur-send at {at}.\n")
-    if retrying and not daemon_alive:
+    if retrying and not published.daemon_alive:
         sys.stderr.write(
             "Warning: no plur-send daemon is running — start plur-send so the retry happens.\n"
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,12 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
-from tests.helpers import Clock, Run, free_port
+from plurcast import config as config_module
+from plurcast import publish, queue
+from plurcast.config import Config
+from plurcast.engine import Engine
+from plurcast.store.connection import transaction
+from tests.helpers import T0, Clock, Run, add_post, free_port
 from tests.peers.nostr import InProcessRelay
 
 
@@ -124,3 +131,66 @@ def test_failed_retry_resends_only_what_is_dead(
     assert states(db_path) == [("nostr", "sent", 1)]
     assert [e["content"] for e in inprocess_relay.fetch_events()] == ["second chance"]
     assert run(queue_cli, "failed", "retry", post_id).exit_code == 3
+
+
+def test_no_warning_when_a_daemon_is_alive_to_retry(
+    run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
+) -> None:
+    relay_config(f"ws://127.0.0.1:{free_port()}")
+    run(post_cli, "first, to make the database", "-s", "1h", "-p", "nostr")
+    beat = int(time.time() * 1000) - 2000  # the engine's clock is the real one
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("INSERT INTO heartbeats VALUES ('h:1', 'h', 1, ?, ?, '0.1.0')", (beat, beat))
+    result = run(post_cli, "into the void", "-p", "nostr")
+    assert result.exit_code == 1
+    assert "Note: nostr will be retried by plur-send at " in result.stderr
+    assert "Warning" not in result.stderr
+
+
+def held_by_another_process() -> tuple[Config, sqlite3.Connection, str]:
+    """A scheduled post whose one delivery another (live) process is sending."""
+    cfg = config_module.load()
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "busy elsewhere", T0 + 3600)
+    with transaction(conn):
+        conn.execute(
+            "UPDATE deliveries SET state = 'sending', lease_owner = 'elsewhere:1', "
+            "lease_expires_at_ms = ?",
+            ((T0 + 7200) * 1000,),
+        )
+    return cfg, conn, post_id
+
+
+def test_publish_now_waits_for_another_process_and_reports_its_result(
+    relay_config: Callable[[str], Path], db_path: Path
+) -> None:
+    relay_config(f"ws://127.0.0.1:{free_port()}")
+    cfg, conn, post_id = held_by_another_process()
+
+    def the_other_process_finishes() -> None:
+        with sqlite3.connect(db_path) as other:
+            other.execute(
+                "UPDATE deliveries SET state = 'sent', remote_id = 'note1elsewhere', "
+                "lease_owner = NULL"
+            )
+
+    finishing = threading.Timer(0.3, the_other_process_finishes)
+    finishing.start()
+    try:
+        published = publish.publish_now(Engine(cfg, conn), [post_id])
+    finally:
+        finishing.join()
+    [report] = published.reports
+    assert (report.state, report.line) == ("sent", "nostr:note1elsewhere")
+    assert published.daemon_alive is False
+
+
+def test_publish_now_says_what_another_process_is_still_sending(
+    relay_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay_config(f"ws://127.0.0.1:{free_port()}")
+    cfg, conn, post_id = held_by_another_process()
+    monkeypatch.setattr(publish, "WAIT_FOR_OTHERS_SECONDS", 0.0)
+    [report] = publish.publish_now(Engine(cfg, conn), [post_id]).reports
+    assert report.state == "sending"
+    assert report.line == "nostr:error:still being sent by another process"
