@@ -16,7 +16,7 @@ import click
 from plur_send import early
 from plurcast import __version__, clikit, logs, queue, service, stats
 from plurcast import config as config_module
-from plurcast.errors import EXIT_RUNTIME
+from plurcast.errors import RuntimeFailure
 from plurcast.health import daemon_health, daemon_json, daemon_text, heartbeat_text
 from plurcast.models import to_ms
 from plurcast.output import Format, emit_json
@@ -136,12 +136,11 @@ def run_daemon(
 
 def no_user_manager(exc: service.NoUserManager, action: str, done: str = "") -> NoReturn:
     """One `Error:` line, then what to run by hand once a user manager is there."""
-    sys.stderr.write(
-        f"Error: {exc}{done} — run these from a login session of {service.user_name()}:\n"
-    )
-    for step in service.manual_steps(action):
-        sys.stderr.write(f"  {step}\n")
-    sys.exit(EXIT_RUNTIME)
+    raise RuntimeFailure(
+        f"{exc}{done}",
+        f"run these from a login session of {service.user_name()}:",
+        details=service.manual_steps(action),
+    ) from exc
 
 
 @cli.command()
@@ -241,8 +240,7 @@ def health(fmt: Format) -> None:
             reason = "no plur-send daemon has run on this database"
         else:
             reason = f"no heartbeat from plur-send: {heartbeat_text(daemon, now)}"
-        sys.stderr.write(f"Error: {reason} — start it: plur-send start (or plur-send)\n")
-        sys.exit(EXIT_RUNTIME)
+        raise RuntimeFailure(reason, "start it: plur-send start (or plur-send)")
 
 
 @cli.command()

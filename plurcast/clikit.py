@@ -12,7 +12,7 @@ import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
@@ -37,8 +37,8 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"Error: {message}\n")
+def fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
+    sys.stderr.write(f"Error: {message}\n" + "".join(f"  {line}\n" for line in details))
     sys.exit(code)
 
 
@@ -55,7 +55,7 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     except PlurcastError as exc:
         if debug:
             raise
-        fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code, exc.details)
     except click.exceptions.NoArgsIsHelpError as exc:
         sys.stderr.write(exc.format_message() + "\n")
         sys.exit(EXIT_INVALID)

@@ -1,11 +1,14 @@
 """Domain exceptions and the exit codes they map to.
 
 Every failure a user can cause or meet is one of these. The CLIs catch
-``PlurcastError`` in one place (``plurcast.cli_support``) and print
-``Error: <message> [— <hint>]`` on stderr with ``exit_code``.
+``PlurcastError`` in one place (``plurcast.clikit``) and print
+``Error: <message> [— <hint>]`` on stderr, then any ``details`` lines indented below
+it, and exit with ``exit_code``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -14,14 +17,20 @@ EXIT_INVALID = 3
 
 
 class PlurcastError(Exception):
-    """Base class: a one-line message, an optional fix, and an exit code."""
+    """Base class: a one-line message, an optional fix, and an exit code.
+
+    `details` are lines that do not fit on one, e.g. commands to run by hand.
+    """
 
     exit_code = EXIT_RUNTIME
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, details: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = tuple(details)
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message

@@ -19,6 +19,7 @@ import pytest
 from plur_send.cli import cli
 from plurcast import config as config_module
 from plurcast import queue, service
+from plurcast.errors import RuntimeFailure
 from plurcast.models import to_ms
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
@@ -358,6 +359,15 @@ def test_health_is_0_only_with_a_fresh_heartbeat(
         "Error: no heartbeat from plur-send: pid 4242 on host-a, last heartbeat 1m 2s ago — "
         "start it: plur-send start (or plur-send)\n"
     )
+
+
+def test_plur_send_errors_are_clikit_errors(
+    configured: Path, run: Run, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like every command's: PLURCAST_DEBUG=1 shows the exception instead of the line."""
+    monkeypatch.setenv("PLURCAST_DEBUG", "1")
+    with pytest.raises(RuntimeFailure, match="no plur-send daemon has run on this database"):
+        run(cli, "health")
 
 
 def test_health_json(configured: Path, beat: Beat, run: Run, clock: Clock) -> None:
