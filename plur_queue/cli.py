@@ -7,7 +7,7 @@ import click
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
 from plurcast import __version__, clikit, queue
 from plurcast.models import Post
-from plurcast.output import Format, emit_json, emit_rows, first_line
+from plurcast.output import Format, emit_json, emit_lines, emit_rows, first_line
 from plurcast.views import local, post_detail_json, post_json
 
 # The other commands, by the module that holds them (imported when one is run).
@@ -88,7 +88,7 @@ def show(post_id: str, fmt: Format) -> None:
     if fmt != "text":
         emit_json(post_detail_json(post, s.tz), fmt)
         return
-    click.echo("\n".join(_detail_lines(post, s)))
+    emit_lines(_detail_lines(post, s))
 
 
 def _detail_lines(post: Post, s: Session) -> list[str]:

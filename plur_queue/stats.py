@@ -9,7 +9,7 @@ import click
 
 from plur_queue.common import Session, open_session, when_cell
 from plurcast import clikit, health, stats
-from plurcast.output import Format, emit_json, fancy, first_line
+from plurcast.output import Format, emit_json, emit_lines, fancy, first_line, one_line, rich_text
 from plurcast.schedules import rule_of
 from plurcast.views import iso, local, post_json, schedule_json
 
@@ -39,7 +39,7 @@ def stats_cmd(fmt: Format) -> None:
     elif fancy():
         _draw(result, s)
     else:
-        click.echo("\n".join("\t".join(fields) for fields in _plain(result, s)))
+        emit_lines("\t".join(map(one_line, fields)) for fields in _plain(result, s))
 
 
 def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
             upcoming.add_column(header)
         for p in r.upcoming:
             upcoming.add_row(
-                p.id[:8], when_cell(p, s), ",".join(p.platforms), first_line(p.content)
+                p.id[:8], when_cell(p, s), ",".join(p.platforms), rich_text(first_line(p.content))
             )
         console.print(upcoming)
     if r.next_occurrences:
@@ -103,7 +103,7 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
                 x.id[:8],
                 local(x.next_run_at_ms, s.tz, s.now),
                 rule_of(x).describe(),
-                first_line(x.content),
+                rich_text(first_line(x.content)),
             )
         console.print(recurring)
     peak = max((n for _, n in r.per_day), default=0) or 1
@@ -111,7 +111,7 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
     for day, n in r.per_day:
         bar = "█" * max(1 if n else 0, round(24 * n / peak))
         console.print(f"  {day[5:]}  [cyan]{bar:<24}[/] {n}")
-    console.print(f"daemon: {health.daemon_text(r.daemon, s.now)}")
+    console.print(rich_text(f"daemon: {health.daemon_text(r.daemon, s.now)}"))
 
 
 COMMANDS = (stats_cmd,)

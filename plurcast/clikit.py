@@ -26,7 +26,8 @@ from plurcast.errors import (
     InvalidInput,
     PlurcastError,
 )
-from plurcast.output import FORMATS
+from plurcast.output import FORMATS, emit_lines
+from plurcast.secrets import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -38,7 +39,8 @@ def now() -> datetime:
 
 
 def fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
-    sys.stderr.write(f"Error: {message}\n" + "".join(f"  {line}\n" for line in details))
+    lines = [f"Error: {message}", *(f"  {line}" for line in details)]
+    emit_lines((redact(line) for line in lines), err=True)
     sys.exit(code)
 
 

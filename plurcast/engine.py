@@ -31,7 +31,8 @@ from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.platforms import registry
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
 from plurcast.ratelimit import Window
-from plurcast.retry import backoff_seconds
+from plurcast.retry import backoff_seconds, rate_limited_wait
+from plurcast.secrets import redact
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from plurcast.store.deliveries import Claimed
@@ -44,6 +45,8 @@ LEASE_SECONDS = 120.0
 # by far, so that no other process takes the delivery while it may be on the wire.
 PUBLISH_MARGIN_SECONDS = 5.0
 MAX_PUBLISH_SECONDS = LEASE_SECONDS / 2
+# A relay's or server's error text is kept to this many characters (one answered 200 KB).
+MAX_ERROR_CHARS = 1000
 
 Factory = Callable[[Config, str], Publisher]
 
@@ -266,15 +269,22 @@ class Engine:
         due: int | None = None
         count = True
         kind: str | None = None
-        error = outcome.error
+        error = None if outcome.error is None else error_text(outcome.error)
+        detail = {key: error_text(value) for key, value in outcome.detail.items()}
         if outcome.kind == OutcomeKind.SENT:
             state, error = "sent", None
         elif outcome.kind == OutcomeKind.PERMANENT:
             state, kind = "dead", "auth" if outcome.auth else "permanent"
         elif outcome.kind == OutcomeKind.RATE_LIMITED and not self.no_retry:
-            state, kind, count = "retry", "rate_limited", False
-            wait = outcome.retry_after or backoff_seconds(attempt, sched.retry_delay, self.rng)
-            due = now + int(wait * 1000)
+            kind = "rate_limited"
+            in_a_row = store.rate_limited_in_a_row(self.conn, claim.delivery_id)
+            wait = rate_limited_wait(in_a_row, outcome.retry_after, sched.retry_delay, self.rng)
+            if wait is None:
+                state = "dead"
+                error = f"gave up after {in_a_row + 1} rate-limit answers in a row: {error}"
+            else:
+                state, count = "retry", False
+                due = now + int(wait * 1000)
         elif self.no_retry or attempt > sched.max_retries:
             state, kind = "dead", "transient"
             error = f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}: {error}"
@@ -304,7 +314,7 @@ class Engine:
                 outcome=state,
                 error=error,
                 error_kind=kind,
-                detail=outcome.detail,
+                detail=detail,
                 worker=self.owner,
             )
             if outcome.kind == OutcomeKind.RATE_LIMITED and due is not None:
@@ -404,6 +414,15 @@ class Engine:
         if lanes is not None:
             platforms = tuple(p for p in platforms if lanes.room(p) > 0)
         return store.next_wake_ms(self.conn, platforms)
+
+
+def error_text(text: str) -> str:
+    """What a platform said, as it is stored, printed and logged: without the account's
+    secrets (a server may echo the token it got) and at most MAX_ERROR_CHARS long."""
+    text = redact(text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]}… ({len(text) - MAX_ERROR_CHARS:,} more characters)"
+    return text
 
 
 def _failure(exc: Exception, claim: Claimed) -> Outcome:

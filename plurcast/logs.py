@@ -20,6 +20,8 @@ import sys
 import time
 
 from plurcast.errors import ConfigError
+from plurcast.output import printable
+from plurcast.secrets import redact
 
 FIELDS = ("post_id", "platform", "account", "delivery_state")
 FORMATS = ("text", "json", "journal")
@@ -52,9 +54,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class PriorityPrefixFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """`2026-11-22 00:41:48,057 +0100 INFO message`: local time with its UTC offset, and the
+    message printable (a relay's error text cannot steer the terminal); tracebacks as they are."""
+
+    def __init__(self, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
+        super().__init__(fmt)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = time.localtime(record.created)
+        clock = time.strftime("%Y-%m-%d %H:%M:%S", moment)
+        return f"{clock},{int(record.msecs):03d} {time.strftime('%z', moment)}"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
+class PriorityPrefixFormatter(TextFormatter):
     """`<6>message`: journald's stream reader turns the prefix into PRIORITY (no timestamp:
     the journal keeps its own)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITIES.get(record.levelno, 6)
@@ -100,6 +121,41 @@ def stderr_is_journal_stream() -> bool:
     return (stat.st_dev, stat.st_ino) == (dev, ino)
 
 
+def redact_record(record: logging.LogRecord) -> bool:
+    """Take every secret out of a record's message and traceback, whatever the format."""
+    message = record.getMessage()
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, ()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    return True
+
+
+class _Stderr(logging.Handler):
+    """Whatever sys.stderr is now (the CLIs' test runner swaps it), as logging's last resort."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def foreground() -> None:
+    """plur-post and plur-queue publishing in this process: the engine's warnings on stderr,
+    message only (as Python's last resort would print them), printable and redacted."""
+    root = logging.getLogger()
+    if any(isinstance(handler, _Stderr) for handler in root.handlers):
+        return
+    handler = _Stderr(logging.WARNING)
+    handler.setFormatter(TextFormatter("%(message)s"))
+    handler.addFilter(redact_record)
+    root.addHandler(handler)
+
+
 def _handler(fmt: str | None) -> logging.Handler:
     under_journald = fmt is None and stderr_is_journal_stream()
     if fmt == "journal":
@@ -113,15 +169,16 @@ def _handler(fmt: str | None) -> logging.Handler:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif under_journald:
-        handler.setFormatter(PriorityPrefixFormatter("%(message)s"))
+        handler.setFormatter(PriorityPrefixFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     return handler
 
 
 def setup(verbose: bool, fmt: str | None = None) -> None:
     """Log to stderr as `fmt` (text, json) or to the journal; None picks by where stderr goes."""
     handler = _handler(fmt)
+    handler.addFilter(redact_record)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -3,13 +3,18 @@
 Text is a rich table only for a person (stdout is a TTY and NO_COLOR is unset);
 piped, it is one record per line, tab-separated, so `cut`/`awk` work. rich is
 imported only when a table is drawn: it costs ~30 ms that scripts should not pay.
+
+Text a post, a platform or a user brought (content, error texts, ids typed) is shown
+through `printable` in every human-readable output — table, plain lines, `Error:` lines,
+logs — and handed to rich as plain `Text`, never as markup. JSON stays exact.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +27,37 @@ FORMATS: tuple[Format, ...] = ("text", "json", "jsonl")
 def fancy() -> bool:
     """Whether stdout is a person's terminal that wants tables and colour."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+# What would act on a terminal instead of showing (ESC, BEL, backspace, CR … and the C1
+# controls), reorder what follows (bidi overrides, isolates and marks), break a line
+# (NEL, U+2028, U+2029) or cannot be encoded at all (lone surrogates). Tabs stay.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every character that could steer a terminal shown as an escape
+    (``\\x1b``, ``\\u202e``); the one rule for all human-readable output."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def emit_lines(lines: Iterable[str], *, err: bool = False) -> None:
+    """Human-readable lines on stdout (or stderr), each made printable."""
+    (sys.stderr if err else sys.stdout).write("".join(printable(line) + "\n" for line in lines))
+
+
+def rich_text(text: str) -> Any:
+    """A rich cell from untrusted text: printable, never parsed as markup or :emoji:."""
+    from rich.text import Text
+
+    return Text(printable(text))
 
 
 def emit_json(value: Any, fmt: Format) -> None:
@@ -76,7 +112,7 @@ def emit_rows(
     if not fancy():
         out = sys.stdout
         for item in items:
-            out.write("\t".join(_one_line(field) for field in plain(item)) + "\n")
+            out.write("\t".join(one_line(field) for field in plain(item)) + "\n")
         return
     if not items:
         if empty:
@@ -89,12 +125,13 @@ def emit_rows(
     for col in columns:
         table.add_column(col.header, style=col.style, max_width=col.max_width, overflow="fold")
     for item in items:
-        table.add_row(*(col.value(item) for col in columns))
+        table.add_row(*(rich_text(one_line(col.value(item))) for col in columns))
     Console().print(table)
 
 
-def _one_line(field: str) -> str:
-    return field.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+def one_line(field: str) -> str:
+    """A field of a tab-separated line: no tab or line break of its own, printable."""
+    return printable(field.replace("\t", " ").replace("\r", " ").replace("\n", " "))
 
 
 def first_line(text: str, width: int = 60) -> str:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plurcast import health
+from plurcast import health, logs
 from plurcast.engine import Delivered, Engine
 from plurcast.models import DeliveryState, Post
 from plurcast.store import posts as post_store
@@ -73,6 +73,8 @@ def publish_now(
 
 
 def _deliver(engine: Engine, claims: Sequence[Claimed]) -> list[Delivered]:
+    logs.foreground()
+
     async def run() -> list[Delivered]:
         try:
             return await engine.deliver_all(claims, engine.cfg.scheduling.max_concurrency)

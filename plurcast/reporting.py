@@ -11,11 +11,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import click
-
 from plurcast.errors import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from plurcast.models import from_ms, to_ms
-from plurcast.output import Format, emit_json
+from plurcast.output import Format, emit_json, emit_lines
 from plurcast.publish import Published, Report
 from plurcast.timefmt import format_local
 
@@ -38,7 +36,7 @@ def emit(published: Published, fmt: Format, *, tz: ZoneInfo, now: datetime) -> i
     """Print the reports and notes; return the exit code (0 all sent, 2 auth, 1 otherwise)."""
     reports = published.reports
     if fmt == "text":
-        click.echo("\n".join(r.line for r in reports))
+        emit_lines(r.line for r in reports)
     else:
         emit_json([report_json(r) for r in reports], fmt)
     now_ms = to_ms(now)

@@ -5,6 +5,10 @@ A secret file must be a regular file that only its owner can read (mode 0600 or
 ssh refuses a private key. The environment variable (`PLURCAST_NOSTR_KEY`, …) is
 honoured for a platform's `default` account only; callers pass `None` for named
 accounts. Messages never contain the secret itself.
+
+Every secret read through `secret` is remembered for the life of the process, and
+`redact` takes each of them out of a text: error texts are redacted before they are
+stored, printed or logged, so a server that echoes the token back cannot leak it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,26 @@ from plurcast.errors import ConfigError
 
 # Nobody keeps a key, token or password in a file this big; reading stops here.
 MAX_SECRET_BYTES = 64 * 1024
+# Shorter secrets are not taken out of texts: every "test" or "1234" in a message would go.
+MIN_REDACTED_CHARS = 8
+REDACTED = "[redacted]"
+
+_known: set[str] = set()
+
+
+def remember(value: str) -> str:
+    """Note `value` as a secret for `redact`; returns it."""
+    if len(value) >= MIN_REDACTED_CHARS:
+        _known.add(value)
+    return value
+
+
+def redact(text: str) -> str:
+    """`text` without any secret this process has read (longest first, so none is left in part)."""
+    for value in sorted(_known, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 def _create_hint(path: Path, what: str) -> str:
@@ -57,7 +81,10 @@ def read_secret_file(path: Path, what: str) -> str:
     finally:
         os.close(fd)
     if len(raw) > MAX_SECRET_BYTES:
-        raise ConfigError(f"{what} file {path} is too large to be a secret")
+        raise ConfigError(
+            f"{what} file {path} is too large to be a secret (over {MAX_SECRET_BYTES // 1024} KiB)",
+            f"put only the {what} in it",
+        )
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -87,7 +114,7 @@ def secret(
     if env_var:
         value = os.environ.get(env_var, "").strip()
         if value:
-            return value
+            return remember(value)
     where = f"[{section}]" if section else "the account's section"
     in_file = f" in {cfg_path}" if cfg_path else ""
     setting = settings.get(key_file_setting)
@@ -101,7 +128,7 @@ def secret(
             f"{cfg_path or 'config'}: {section + '.' if section else ''}{key_file_setting} "
             "must be a file path (a string)"
         )
-    return read_secret_file(secret_path(setting, cfg_path), what)
+    return remember(read_secret_file(secret_path(setting, cfg_path), what))
 
 
 def secret_path(setting: str, cfg_path: Path | str | None) -> Path:

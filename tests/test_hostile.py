@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 import os
+import random
+import re
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import nostr_sdk as n
 import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
-from plurcast import queue, schedules
+from plurcast import logs, output, queue, schedules
+from plurcast.engine import MAX_ERROR_CHARS, Engine
 from plurcast.models import to_ms
-from tests.helpers import Clock, Run
+from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
+from tests.helpers import T0, Clock, Run, add_post, row
+from tests.peers.mastodon import TOKENS, MastodonMock
+from tests.peers.nostr import local_relay
 
 pytestmark = pytest.mark.usefixtures("configured")
 
@@ -198,8 +210,8 @@ def test_a_non_utf8_answer_at_the_prompt_declines(
 
 @pytest.mark.slow
 def test_a_reader_that_goes_away_is_no_error(run: Run, clock: Clock) -> None:
-    for n in range(3):
-        post(run, f"post {n}", "-s", f"{n + 1}h")
+    for hours in range(1, 4):
+        post(run, f"post {hours}", "-s", f"{hours}h")
     run(post_cli, "again", "--every", "1h")
     for args in (["list"], ["schedules"], ["stats"], ["list", "-f", "json"], ["--help"]):
         read_end, write_end = os.pipe()
@@ -216,3 +228,243 @@ def test_a_reader_that_goes_away_is_no_error(run: Run, clock: Clock) -> None:
             os.close(write_end)
         assert done.returncode == 0, (args, done.stderr)
         assert b"Error" not in done.stderr and b"Exception" not in done.stderr, args
+
+
+# --- 3. rate-limit answers: growing waits, and an end -------------------------------------------
+
+
+def engine_on(
+    relay: str, write_config: Callable[[str], Path], key: Path, scheduling: str = ""
+) -> tuple[config_module.Config, sqlite3.Connection, Clock, Engine]:
+    """An engine on a stepped clock, for the default Nostr account on `relay`."""
+    write_config(
+        f'timezone = "UTC"\n[nostr]\nkeys_file = "{key}"\nrelays = ["{relay}"]\ntimeout = 2\n'
+        f"[scheduling]\n{scheduling}"
+    )
+    cfg = config_module.load()
+    conn = queue.open_db(cfg)
+    clock = Clock(T0)
+    return cfg, conn, clock, Engine(cfg, conn, clock=clock)
+
+
+def test_rate_limited_waits_grow_and_end() -> None:
+    rng = random.Random(1)
+    nostr_like = [rate_limited_wait(n, None, 1.0, rng) for n in range(MAX_RATE_LIMITED_WAITS + 1)]
+    assert nostr_like[-1] is None
+    waits = [w for w in nostr_like if w is not None]
+    assert len(waits) == MAX_RATE_LIMITED_WAITS
+    assert 0.8 <= waits[0] <= 1.2
+    assert all(later > earlier for earlier, later in itertools.pairwise(waits))
+    # A server that names its time is believed the first time, then our backoff is the floor.
+    assert rate_limited_wait(0, 1.0, 300.0, rng) == 1.0
+    assert 240 <= (rate_limited_wait(1, 1.0, 300.0, rng) or 0) <= 360
+    assert rate_limited_wait(1, 3600.0, 300.0, rng) == 3600.0
+
+
+def test_a_relay_that_always_says_slow_down_is_not_retried_forever(
+    write_config: Callable[[str], Path], nostr_key: Path
+) -> None:
+    """24 attempts in 25 s with retry_delay = 1 and a constant interval, before the fix."""
+
+    async def scenario() -> tuple[list[float], tuple[object, ...], int]:
+        async with local_relay(notes_per_minute=1) as url:
+            cfg, conn, clock, engine = engine_on(
+                url, write_config, nostr_key, "retry_delay = 1\nmax_retries = 2\n"
+            )
+            first = add_post(conn, cfg, "takes the relay's one note a minute", T0 + 1)
+            limited = add_post(conn, cfg, "slowed down", T0 + 2)
+            clock.advance(2)
+            waits: list[float] = []
+            for _ in range(3 * MAX_RATE_LIMITED_WAITS):
+                claims = engine.claim_due(10)
+                if not claims:
+                    break
+                for claim in claims:
+                    result = await engine.deliver(claim)
+                    if claim.post_id == limited and result.state == "retry":
+                        waits.append((result.due_at_ms or 0) / 1000 - clock())
+                clock.advance(max(waits[-1:] or [0]) + 1)
+            await engine.pool.close()
+            assert row(conn, first).state == "sent"
+            attempts = sql(cfg.db_path, "SELECT count(*) FROM attempts")[0][0]
+            return waits, tuple(row(conn, limited)), int(str(attempts))
+
+    waits, (state, attempts, _, error, kind, *_), logged = asyncio.run(scenario())
+    assert len(waits) == MAX_RATE_LIMITED_WAITS
+    assert all(later > earlier for earlier, later in itertools.pairwise(waits)), waits
+    assert (state, attempts, kind) == ("dead", 1, "rate_limited")
+    assert str(error).startswith(
+        f"gave up after {MAX_RATE_LIMITED_WAITS + 1} rate-limit answers in a row: "
+    )
+    assert str(error).endswith("rate-limited: slow down")
+    assert logged == 1 + MAX_RATE_LIMITED_WAITS + 1
+
+
+# --- 4, 5. control characters and markup from content or a platform, in every text output --------
+
+HOSTILE = "abc\x1b[31mRED\x1b[0m\x07 \u202eevil\x9b2J"
+SHOWN = "abc\\x1b[31mRED\\x1b[0m\\x07 \\u202eevil\\x9b2J"
+MARKUP = "look [bold red]IMPORTANT[/bold red] [/] :smile:"
+
+
+def raw_control(text: str) -> list[str]:
+    """Characters a terminal would act on, left in `text` (tab and newline are fine)."""
+    return [c for c in text if c not in "\t\n" and (ord(c) < 32 or 0x7F <= ord(c) < 0xA0)] + [
+        c for c in text if c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    ]
+
+
+def text_outputs(run: Run, post_id: str, schedule_id: str) -> dict[str, str]:
+    outputs = {}
+    for args in (
+        ["list"],
+        ["list", "--all"],
+        ["show", post_id],
+        ["stats"],
+        ["schedules"],
+        ["failed", "list"],
+        ["history", schedule_id],
+    ):
+        result = run(queue_cli, *args)
+        assert result.exit_code == 0, (args, result.stderr)
+        outputs[" ".join(args)] = result.stdout + result.stderr
+    return outputs
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_control_characters_and_markup_are_shown_as_text(
+    run: Run, clock: Clock, db_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    escaped = post(run, HOSTILE, "-s", "1h")
+    marked = post(run, MARKUP, "-s", "2h")
+    failed = post(run, f"failed {HOSTILE}", "-s", "3h")
+    sql(
+        db_path,
+        "UPDATE deliveries SET state = 'dead', last_error = ? WHERE post_id = ?",
+        HOSTILE,
+        failed,
+    )
+    result = run(post_cli, HOSTILE, "--every", "1h", "-f", "json")
+    schedule_id = json.loads(result.stdout)["schedule_id"]
+    sql(
+        db_path,
+        "INSERT INTO occurrences VALUES (?, 1, 1, 'skipped', NULL, ?)",
+        schedule_id,
+        HOSTILE,
+    )
+    monkeypatch.setattr(output, "fancy", lambda: terminal)
+    for args, text in text_outputs(run, failed, schedule_id).items():
+        assert raw_control(text) == [], args
+        if args != "history " + schedule_id:
+            assert "RED" in text, args
+    listed = run(queue_cli, "list").stdout
+    if terminal:  # the table may fold a cell over lines, and pads it
+        cells = "".join(re.findall(r"│ ([^│\n]*?) *$", listed, re.MULTILINE))
+        assert "IMPORTANT" in cells and "[/bold" in cells and "[/]" in cells, listed
+    else:
+        assert SHOWN in listed and "[bold red]IMPORTANT[/bold red] [/] :smile:" in listed
+    for post_id, content in ((escaped, HOSTILE), (marked, MARKUP)):
+        shown = json.loads(run(queue_cli, "show", post_id, "-f", "json").stdout)
+        assert shown["content"] == content  # JSON stays exact
+
+
+def test_an_error_line_shows_what_was_typed_escaped(run: Run, clock: Clock) -> None:
+    result = run(post_cli, "x", "-s", "\x1b[2J\x1b]0;pwned\x07")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        'Error: cannot understand the time "\\x1b[2J\\x1b]0;pwned\\x07"'
+    )
+    assert raw_control(result.stderr) == []
+    result = run(queue_cli, "show", "\u202e12345678")
+    assert result.exit_code == 3
+    assert "\\u202e12345678" in result.stderr and raw_control(result.stderr) == []
+
+
+def test_log_lines_are_printable_and_carry_their_zone() -> None:
+    record = logging.LogRecord(
+        "plurcast.engine", logging.WARNING, __file__, 1, "failed (%s)", (HOSTILE,), None
+    )
+    line = logs.TextFormatter().format(record)
+    assert SHOWN in line and raw_control(line) == []
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [+-]\d{4} WARNING failed", line), line
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["msg"] == f"failed ({HOSTILE})"  # JSON stays exact
+
+
+class Refusing(n.WritePolicy):  # type: ignore[misc]
+    """A relay that refuses every note with a 200 KB answer full of terminal escapes."""
+
+    async def admit_event(self, event: Any, socket_addr: str) -> Any:
+        return n.WritePolicyResult.REJECT(f"{HOSTILE} " + "y" * 200_000)
+
+
+def test_a_relays_error_text_is_capped_escaped_and_the_same_everywhere(
+    run: Run, clock: Clock, write_config: Callable[[str], Path], nostr_key: Path
+) -> None:
+    async def scenario() -> str:
+        # the relay calls the Python policy from its own thread: tell uniffi our loop
+        n.uniffi_set_event_loop(asyncio.get_running_loop())
+        try:
+            async with local_relay(write_policy=Refusing()) as url:
+                cfg, conn, engine_clock, engine = engine_on(url, write_config, nostr_key)
+                post_id = add_post(conn, cfg, "refused", T0 + 1)
+                engine_clock.advance(2)
+                [claim] = engine.claim_due(1)
+                result = await engine.deliver(claim)
+                await engine.pool.close()
+        finally:
+            n.uniffi_set_event_loop(None)
+        assert result.state == "dead"
+        return post_id
+
+    post_id = asyncio.run(scenario())
+    cfg = config_module.load()
+    [(error, detail)] = sql(
+        cfg.db_path,
+        "SELECT a.error, a.detail FROM attempts a JOIN deliveries d ON d.id = a.delivery_id",
+    )
+    assert isinstance(error, str) and len(error) < MAX_ERROR_CHARS + 100
+    assert error.endswith(" more characters)")
+    assert len(str(detail)) < MAX_ERROR_CHARS + 200
+    assert sql(cfg.db_path, "SELECT last_error FROM deliveries") == [(error,)]
+    for args in (["show", post_id], ["failed", "list"]):
+        shown = run(queue_cli, *args).stdout
+        assert "\\x1b[31mRED" in shown and raw_control(shown) == [], args
+
+
+# --- 6. a secret echoed back by a server ---------------------------------------------------
+
+
+def test_a_token_the_server_echoes_is_never_printed_stored_or_logged(
+    run: Run,
+    clock: Clock,
+    write_config: Callable[[str], Path],
+    isolated_home: Path,
+    db_path: Path,
+    mastodon_server: MastodonMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = TOKENS["alice"]
+    token_file = isolated_home / "alice.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    write_config(
+        f'timezone = "UTC"\n[mastodon]\ninstance = "{mastodon_server.url}"\n'
+        f'token_file = "{token_file}"\ntimeout = 3\n'
+    )
+    echo = {"error": f"The access token is invalid (you sent: Bearer {token})"}
+    mastodon_server.add_fault({"type": "status", "status": 401, "body": echo})
+    with caplog.at_level(logging.INFO):
+        result = run(post_cli, "hello", "-p", "mastodon")
+    assert result.exit_code == 2, result.stderr
+    assert result.stdout == (
+        "mastodon:error:HTTP 401 Unauthorized: The access token is invalid "
+        "(you sent: Bearer [redacted]) — check the account's access token\n"
+    )
+    listed = run(queue_cli, "failed", "list")
+    shown = run(queue_cli, "show", listed.stdout[:8], "-f", "json")
+    assert "[redacted]" in listed.stdout and "[redacted]" in shown.stdout
+    texts = [result.stderr, listed.stdout, shown.stdout, caplog.text]
+    with sqlite3.connect(db_path) as conn:
+        texts += list(conn.iterdump())
+    assert [text for text in texts if token in text] == []

@@ -4,13 +4,12 @@ to nostr-sdk's in-process relay on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from plurcast.platforms import nostr
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from tests import helpers
 from tests.helpers import free_port, secret_file
+from tests.peers.nostr import local_relay
 
 KEYS = n.Keys.generate()
 NSEC = KEYS.secret_key().to_bech32()
@@ -64,26 +64,6 @@ def make_config(
         return config.load()
 
     return make
-
-
-@contextlib.asynccontextmanager
-async def local_relay(**options: Any) -> AsyncIterator[str]:
-    """nostr-sdk's in-process relay on a free port; yields its ws:// URL."""
-    port = free_port()
-    builder = n.LocalRelayBuilder().addr("127.0.0.1").port(port)
-    if "min_pow" in options:
-        builder = builder.min_pow(options["min_pow"])
-    if "notes_per_minute" in options:
-        limit = n.RateLimit(max_reqs=100, notes_per_minute=options["notes_per_minute"])
-        builder = builder.rate_limit(limit)
-    if "write_policy" in options:
-        builder = builder.write_policy(options["write_policy"])
-    relay = builder.build()
-    await relay.run()
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        relay.shutdown()
 
 
 @pytest.fixture

@@ -407,7 +407,7 @@ def test_outside_systemd_logs_are_plain_stderr_lines(
     logs.setup(verbose=False)
     logging.getLogger("plurcast.engine").info("sent")
     stderr_file.seek(0)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d [\d:,]+ INFO sent\n", stderr_file.read())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d [\d:,]+ [+-]\d{4} INFO sent\n", stderr_file.read())
 
 
 def test_log_format_journal_without_systemd_python_is_a_config_error(

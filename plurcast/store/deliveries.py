@@ -215,6 +215,18 @@ def log_attempt(
     )
 
 
+def rate_limited_in_a_row(conn: sqlite3.Connection, delivery_id: int) -> int:
+    """The delivery's latest attempts that were rate-limit waits, counted back to the last
+    attempt that was something else (a give-up ends the run, so a retried one starts anew)."""
+    row = conn.execute(
+        "SELECT count(*) FROM attempts WHERE delivery_id = :id AND outcome = 'retry' "
+        "AND error_kind = 'rate_limited' AND id > coalesce((SELECT max(id) FROM attempts "
+        "WHERE delivery_id = :id AND NOT (outcome = 'retry' AND error_kind = 'rate_limited')), 0)",
+        {"id": delivery_id},
+    ).fetchone()
+    return int(row[0])
+
+
 def release(conn: sqlite3.Connection, owner: str, now_ms: int) -> int:
     """Give back every lease `owner` holds; the payload stays, so a re-send is the same post."""
     return conn.execute(

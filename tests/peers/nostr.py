@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -685,6 +685,30 @@ class InProcessRelay(Peer):
 
     def __repr__(self) -> str:
         return f"<InProcessRelay {self.url} {'running' if self._relay else 'stopped'}>"
+
+
+@contextlib.asynccontextmanager
+async def local_relay(**options: Any) -> AsyncIterator[str]:
+    """nostr-sdk's in-process relay on a free port, in the caller's event loop; yields its
+    ws:// URL. Options: `min_pow`, `notes_per_minute` (then `rate-limited:` answers),
+    `write_policy` (a `nostr_sdk.WritePolicy`; call `uniffi_set_event_loop` first)."""
+    import nostr_sdk as n
+
+    port = free_port()
+    builder = n.LocalRelayBuilder().addr("127.0.0.1").port(port)
+    if "min_pow" in options:
+        builder = builder.min_pow(options["min_pow"])
+    if "notes_per_minute" in options:
+        limit = n.RateLimit(max_reqs=100, notes_per_minute=options["notes_per_minute"])
+        builder = builder.rate_limit(limit)
+    if "write_policy" in options:
+        builder = builder.write_policy(options["write_policy"])
+    relay = builder.build()
+    await relay.run()
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        relay.shutdown()
 
 
 # --------------------------------------------------------------------------- command line
