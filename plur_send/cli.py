@@ -17,9 +17,15 @@ from plur_send import early
 from plurcast import __version__, clikit, logs, queue, service, stats
 from plurcast import config as config_module
 from plurcast.errors import RuntimeFailure
-from plurcast.health import daemon_health, daemon_json, daemon_text, heartbeat_text
+from plurcast.health import (
+    absence_text,
+    daemon_health,
+    daemon_json,
+    daemon_text,
+    heartbeat_text,
+)
 from plurcast.models import to_ms
-from plurcast.output import Format, emit_json
+from plurcast.output import Format, emit_json, emit_lines
 
 DAEMON_OPTIONS = ("once", "poll_interval", "max_concurrency", "no_retry", "verbose", "log_format")
 
@@ -234,13 +240,9 @@ def health(fmt: Format) -> None:
     if fmt != "text":
         emit_json(daemon_json(daemon, cfg.timezone), fmt)
     elif daemon.running:
-        click.echo(f"ok: plur-send {heartbeat_text(daemon, now)}")
+        emit_lines([f"ok: plur-send {heartbeat_text(daemon, now)}"])
     if not daemon.running:
-        if daemon.last_heartbeat_ms is None:
-            reason = "no plur-send daemon has run on this database"
-        else:
-            reason = f"no heartbeat from plur-send: {heartbeat_text(daemon, now)}"
-        raise RuntimeFailure(reason, "start it: plur-send start (or plur-send)")
+        raise RuntimeFailure(absence_text(daemon, now), "start it: plur-send start (or plur-send)")
 
 
 @cli.command()
@@ -273,19 +275,20 @@ def status(fmt: Format) -> None:
             fmt,
         )
     else:
-        click.echo(f"service: {_unit_text(unit, manager_problem)}")
+        lines = [f"service: {_unit_text(unit, manager_problem)}"]
         if unit and unit["StatusText"]:
-            click.echo(f"status:  {unit['StatusText']}")
-        click.echo(f"daemon:  {daemon_text(result.daemon, now)}")
+            lines.append(f"status:  {unit['StatusText']}")
+        lines.append(f"daemon:  {daemon_text(result.daemon, now)}")
         buckets = ", ".join(
             f"{n} {name.replace('_', ' ')}" for name, n in result.by_time_bucket.items() if n
         )
         failed = result.by_status.get("failed", 0)
-        click.echo(
+        lines.append(
             f"queue:   {result.total} scheduled"
             + (f" ({buckets})" if buckets else "")
             + (f", {failed} failed" if failed else "")
         )
+        emit_lines(lines)
     warning = result.overdue_warning()
     if warning:
         sys.stderr.write(warning + "\n")

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from plurcast import process
 from plurcast.models import from_ms
 from plurcast.store import deliveries as store
 from plurcast.timefmt import format_relative
@@ -24,21 +25,38 @@ HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_STALE_MS = 30_000
 
 
+# Heartbeats looked at: enough for every daemon that may share a database, and the dead ones
+# that `kill -9` left behind.
+_BEATS_READ = 16
+
+
 @dataclass(frozen=True)
 class Daemon:
     running: bool
     host: str | None = None
     pid: int | None = None
     last_heartbeat_ms: int | None = None
+    gone: bool = False  # its heartbeat is fresh, but its process on this host is not there
 
 
 def daemon_health(conn: sqlite3.Connection, now_ms: int) -> Daemon:
-    """The daemon that beat last, and whether it beat recently enough to be running."""
-    beat = store.latest_heartbeat(conn)
-    if beat is None:
+    """The latest daemon that beat recently enough and whose process still runs, else the one
+    that beat last, not running.
+
+    A daemon of this host whose pid is gone (`kill -9`, a crash) is not running, however
+    fresh its last beat; one on another host is judged by its beat alone.
+    """
+    beats = store.latest_heartbeats(conn, _BEATS_READ)
+    for owner, host, pid, beat_ms in beats:
+        if now_ms - beat_ms >= HEARTBEAT_STALE_MS:
+            break
+        if not process.is_dead(owner):
+            return Daemon(True, host, pid, beat_ms)
+    if not beats:
         return Daemon(running=False)
-    host, pid, beat_ms = beat
-    return Daemon(now_ms - beat_ms < HEARTBEAT_STALE_MS, host, pid, beat_ms)
+    owner, host, pid, beat_ms = beats[0]
+    gone = now_ms - beat_ms < HEARTBEAT_STALE_MS
+    return Daemon(False, host, pid, beat_ms, gone=gone)
 
 
 def daemon_json(daemon: Daemon, tz: ZoneInfo) -> dict[str, Any]:
@@ -60,6 +78,17 @@ def heartbeat_text(daemon: Daemon, now: datetime) -> str:
 def daemon_text(daemon: Daemon, now: datetime) -> str:
     """`running, pid 4242 on host-a, last heartbeat 2s ago`, or `not running`."""
     state = "running" if daemon.running else "not running"
+    if daemon.gone:
+        state += " (its process has ended)"
     if daemon.last_heartbeat_ms is None:
         return state
     return f"{state}, {heartbeat_text(daemon, now)}"
+
+
+def absence_text(daemon: Daemon, now: datetime) -> str:
+    """Why no daemon counts as running: never seen, gone, or silent."""
+    if daemon.last_heartbeat_ms is None:
+        return "no plur-send daemon has run on this database"
+    if daemon.gone:
+        return f"plur-send is gone: {heartbeat_text(daemon, now)}, but its process has ended"
+    return f"no heartbeat from plur-send: {heartbeat_text(daemon, now)}"

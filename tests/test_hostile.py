@@ -21,12 +21,13 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
+from plur_send.cli import cli as send_cli
 from plurcast import config as config_module
-from plurcast import logs, output, queue, schedules
+from plurcast import health, logs, output, process, queue, schedules
 from plurcast.engine import MAX_ERROR_CHARS, Engine
 from plurcast.models import to_ms
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
-from tests.helpers import T0, Clock, Run, add_post, row
+from tests.helpers import T0, Clock, Run, add_post, row, wait_until
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import local_relay
 
@@ -468,3 +469,74 @@ def test_a_token_the_server_echoes_is_never_printed_stored_or_logged(
     with sqlite3.connect(db_path) as conn:
         texts += list(conn.iterdump())
     assert [text for text in texts if token in text] == []
+
+
+# --- 10. health after kill -9 ---------------------------------------------------------------------
+
+
+def ended_process_owner() -> tuple[str, int]:
+    """The lease-owner id of a process of this host that has ended, and its pid."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = process.owner_id(child.pid)
+    child.kill()
+    child.wait()
+    return owner, child.pid
+
+
+def add_heartbeat(db_path: Path, owner: str, pid: int, beat_ms: int) -> None:
+    sql(
+        db_path,
+        "INSERT INTO heartbeats VALUES (?, ?, ?, ?, ?, '0.1.0')",
+        owner,
+        process.HOST,
+        pid,
+        beat_ms - 60_000,
+        beat_ms,
+    )
+
+
+def test_a_fresh_heartbeat_of_a_process_that_ended_is_no_running_daemon(
+    run: Run, clock: Clock, db_path: Path
+) -> None:
+    post(run, "x", "-s", "1h")  # the database exists
+    owner, pid = ended_process_owner()
+    add_heartbeat(db_path, owner, pid, to_ms(clock.now) - 1_000)
+    daemon = health.daemon_health(queue.open_db(config_module.load()), to_ms(clock.now))
+    assert (daemon.running, daemon.gone, daemon.pid) == (False, True, pid)
+    result = run(send_cli, "health")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: plur-send is gone: pid {pid} on {process.HOST}, last heartbeat 1s ago, but its "
+        "process has ended — start it: plur-send start (or plur-send)\n"
+    )
+    # A live daemon that beat a little earlier still counts.
+    add_heartbeat(db_path, process.owner_id(), os.getpid(), to_ms(clock.now) - 3_000)
+    result = run(send_cli, "health")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"ok: plur-send pid {os.getpid()} on ")
+
+
+@pytest.mark.slow
+def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) -> None:
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "plur-send")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def beating() -> bool:
+            try:  # read-only: the test must not make the daemon's database itself
+                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+                    return bool(conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0])
+            except sqlite3.OperationalError:  # not created or not migrated yet
+                return False
+
+        wait_until(beating, "the daemon's first heartbeat")
+        assert run(send_cli, "health").exit_code == 0
+    finally:
+        daemon.kill()
+        daemon.wait()
+    result = run(send_cli, "health")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: plur-send is gone: pid {daemon.pid} on ")

@@ -380,9 +380,10 @@ def forget_heartbeat(conn: sqlite3.Connection, owner: str) -> None:
     conn.execute("DELETE FROM heartbeats WHERE owner = ?", (owner,))
 
 
-def latest_heartbeat(conn: sqlite3.Connection) -> tuple[str, int, int] | None:
-    """(host, pid, beat_at_ms) of the daemon that beat last."""
-    row = conn.execute(
-        "SELECT host, pid, beat_at_ms FROM heartbeats ORDER BY beat_at_ms DESC LIMIT 1"
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+def latest_heartbeats(conn: sqlite3.Connection, limit: int) -> list[tuple[str, str, int, int]]:
+    """(owner, host, pid, beat_at_ms) of the daemons that beat last, the latest first."""
+    rows = conn.execute(
+        "SELECT owner, host, pid, beat_at_ms FROM heartbeats ORDER BY beat_at_ms DESC LIMIT ?",
+        (limit,),
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
