@@ -34,9 +34,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_scale.py
 
 # Everything going wrong at once for 60 s, then a count on the servers (issue #7; ~90 s).
-# Exit 1 when an invariant broke; `python bench/chaos.py --help` for a smaller or longer run.
+# Exit 1 when an invariant broke; `python -m bench.chaos --help` for a smaller or longer run.
 chaos: $(STAMP)
-	$(PY) bench/chaos.py
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,11 +1,13 @@
 """Nothing lost, nothing doubled, with everything going wrong at once (the small chaos run).
 
-`bench/chaos.py` is the harness (`make chaos` runs the full one: 2,000 posts, 60 s, three
+`bench/chaos/` is the harness (`make chaos` runs the full one: 2,000 posts, 60 s, three
 daemons). Here it runs small enough for `make test` — 200 posts over 20 s, two daemons, the
 relay down for 4 s, kill -9 every 0.5–3 s, Mastodon faults, concurrent plur-queue commands —
-and the test asserts the checker's verdict. The checker itself is tested first, on fabricated
-rows, so that a checker which sees nothing cannot make the chaos run pass. Last, tests
-reproduce, one by one and deterministically, what the full run found broken.
+and the test asserts the checker's verdict, and that the chaos happened: the harness makes
+sure of it (planned cancels and reschedules, kills aimed at deliveries in flight, faults
+injected until they go in), so that a pass never rests on luck. The checker itself is tested
+first, on fabricated rows, so that a checker which sees nothing cannot make the chaos run
+pass. Last, tests reproduce, one by one and deterministically, what the full run found broken.
 """
 
 from __future__ import annotations
@@ -22,18 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import (
-    Cancel,
-    Expected,
-    Occurrences,
-    Params,
-    Published,
-    Row,
-    check,
-    percentile,
-    print_report,
-    run_chaos,
-)
+from bench.chaos.checker import Cancel, Expected, Occurrences, Published, Row, check, percentile
+from bench.chaos.context import Params
+from bench.chaos.harness import run_chaos
+from bench.chaos.report import print_report
 from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
 from plurcast import queue
@@ -231,7 +225,7 @@ def test_cancel_while_the_post_is_on_the_wire_is_refused(
 ) -> None:
     """The user cancels while plur-send publishes (payload committed, bytes going out).
 
-    Found by bench/chaos.py: cancel used to answer `cancelled:<id>` (exit 0), then the send
+    Found by the chaos run: cancel used to answer `cancelled:<id>` (exit 0), then the send
     landed and was recorded `sent`. A stored payload may be out: cancel now refuses (exit 3).
     """
     cfg, post_id = one_post
@@ -267,7 +261,7 @@ def test_cancel_after_a_crash_mid_publish_is_refused_and_the_database_catches_up
 ) -> None:
     """plur-send published, then died (kill -9) before recording; the user cancels the post.
 
-    Found by bench/chaos.py: the cancel used to mark it cancelled for good while the relay had
+    Found by the chaos run: the cancel used to mark it cancelled for good while the relay had
     it. Now the cancel is refused, and the next daemon re-sends the stored event, which the
     relay answers `duplicate:` — recorded as sent, once.
     """
@@ -310,7 +304,7 @@ def test_cancel_of_a_retry_whose_first_send_may_have_landed_is_refused(
     """The relay stored the event but its OK came too late: the attempt counts as a timeout
     and the delivery waits in `retry`, its payload stored. The user cancels it.
 
-    Found by bench/chaos.py: cancel used to say cancelled while the relay had the post.
+    Found by the chaos run: cancel used to say cancelled while the relay had the post.
     """
     cfg, post_id = one_post
     engine = Engine(cfg, queue.open_db(cfg))

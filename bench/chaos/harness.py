@@ -1,0 +1,302 @@
+"""One chaos run: the timeline of posts, kills, faults and user commands, then the count."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from bench.chaos.checker import Cancel, Expected, Occurrences, Row, Verdict, check
+from bench.chaos.context import CLI_TIMEOUT, Context, HarnessError, Params
+from bench.chaos.daemons import Daemons
+from bench.chaos.faults import MastodonFaults, RelayOutage
+from bench.chaos.report import Report, lateness
+from bench.chaos.servers import Servers
+from bench.chaos.users import KEPT_PAST_THE_END, PLANNED, Users
+from bench.chaos.workload import Workload
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Harness:
+    """One chaos run in `work`; `run()` returns the report, and always stops what it started.
+
+    Single-threaded on purpose: peers are started with PR_SET_PDEATHSIG tied to the starting
+    thread (so nothing outlives a killed harness), and one loop of timed actions keeps the
+    order of events easy to reason about.
+    """
+
+    def __init__(self, params: Params, work: Path, out: TextIO = sys.stdout) -> None:
+        self.ctx = Context(params, work, out)
+        self.servers = Servers(self.ctx)
+        self.daemons = Daemons(self.ctx)
+        self.faults = MastodonFaults(self.ctx, self.servers)
+        self.outage = RelayOutage(self.ctx, self.servers)
+        self.workload: Workload | None = None
+        self.users: Users | None = None
+        self.cpu_before = _cpu_self()  # in make test, the process has run other tests
+
+    def run(self) -> Report:
+        try:
+            self.servers.start()
+            self.servers.write_config()
+            self.workload = Workload(self.ctx, self.servers)
+            self.users = Users(self.ctx, self.workload)
+            return self._run(self.workload, self.users)
+        finally:
+            self.shutdown()
+
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> bool:
+        """Whether `check` held within `timeout`; the users and mastodon_mock are watched."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            if self.users is not None:
+                self.users.poll()
+            self.servers.watch_mastodon()
+            time.sleep(0.05)
+        self.ctx.say(f"timed out after {timeout:g} s waiting for {what}")
+        return False
+
+    def _run(self, workload: Workload, users: Users) -> Report:
+        ctx, p = self.ctx, self.ctx.p
+        self.daemons.start_all()
+        if not self.wait_until(
+            lambda: ctx.scalar("SELECT count(*) FROM heartbeats") >= p.daemons, 30, "daemons"
+        ):
+            raise HarnessError("the daemons did not start; see " + str(ctx.work / "logs"))
+        wanted = workload.warm_up()
+        sent = "SELECT count(*) FROM deliveries WHERE state = 'sent'"
+        self.wait_until(lambda: ctx.scalar(sent) >= wanted, 60, "the warm-up posts")
+        t0 = math.ceil(time.time()) + 1
+        end = t0 + p.seconds
+        workload.create_schedules(t0)
+        ctx.say(f"chaos for {p.seconds:g} s: {p.posts:,} posts, {p.daemons} daemons")
+        actions: list[tuple[float, int, Callable[[], object]]] = []
+        seq = iter(range(10**9))
+
+        def at(when: float, action: Callable[[], object]) -> None:
+            heapq.heappush(actions, (when, next(seq), action))
+
+        queued = p.posts - p.plur_posts  # written through the queue code; the rest plur-post
+        kept = len(PLANNED) if p.cli_every[1] > 0 else 0
+        if kept:
+            users.keep_posts(queued - kept, end + KEPT_PAST_THE_END)
+        timed = queued - kept
+        span = max(1, int(p.seconds) - 2)
+        for i in range(timed):
+            due = t0 + 2 + (span * i) // timed
+            if ctx.rng.random() < 0.1:
+                at(due, partial(workload.write, i, due, True))
+            else:
+                write_at = max(time.time(), due - ctx.rng.uniform(1.5, 6.0))
+                at(write_at, partial(workload.write, i, due, False))
+        for k in range(p.plur_posts):
+            at(t0 + p.seconds * (k + 0.5) / p.plur_posts, partial(users.plur_post, queued + k))
+
+        def inject(kind: str, count: int) -> None:
+            if not self.faults.inject(kind, count) and time.time() + 1 < end:
+                at(time.time() + 1, partial(inject, kind, count))
+
+        for fraction, kind, count in self.faults.plan() if p.faults else []:
+            at(t0 + p.seconds * fraction, partial(inject, kind, count))
+
+        def relay_down() -> None:
+            self.outage.down()  # the outage lasts from the relay's stop, however long it took
+            at(time.time() + p.relay_outage, self.outage.up)
+
+        if p.relay_outage > 0:
+            at(t0 + p.seconds * 0.35, relay_down)
+
+        def kill() -> None:
+            victim = self.daemons.kill_one()
+            if victim and victim.held_posts and p.hostile_cancels and ctx.rng.random() < 0.5:
+                users.cancel_hostile(ctx.rng.choice(victim.held_posts))
+            nxt = time.time() + ctx.rng.uniform(*p.kill_every)
+            if nxt < end:
+                at(nxt, kill)
+
+        def op() -> None:
+            users.random_op()
+            nxt = time.time() + ctx.rng.uniform(*p.cli_every)
+            if nxt < end:
+                at(nxt, op)
+
+        if p.kill_every[1] > 0:
+            at(t0 + ctx.rng.uniform(*p.kill_every), kill)
+        if p.cli_every[1] > 0:
+            at(t0 + 1, op)
+            for fraction, kind, post_id in users.planned():
+                at(t0 + p.seconds * fraction, partial(users.run_planned, kind, post_id))
+        last_fault_poll = 0.0
+        while actions:
+            now = time.time()
+            while actions and actions[0][0] <= now:
+                heapq.heappop(actions)[2]()
+            users.poll()
+            self.daemons.watch()
+            self.servers.watch_mastodon()
+            if now - last_fault_poll > 0.25:
+                self.faults.poll()
+                last_fault_poll = now
+            time.sleep(0.005)
+        ctx.say(f"chaos over: {len(self.daemons.kills)} kills, {len(users.ops)} CLI runs")
+        self.finish(users)
+        return self.report(workload, users)
+
+    def finish(self, users: Users) -> None:
+        """Stop the chaos cleanly, drain with one fresh daemon, wait out held requests."""
+        self.wait_until(lambda: not users.running, CLI_TIMEOUT + 5, "CLI runs to end")
+        self.faults.clear()
+        self.daemons.stop_all(self.wait_until)
+        self.daemons.drain(self.wait_until)
+        until = self.faults.held_until()
+        if until is not None and until > time.time():
+            self.ctx.say(f"waiting {until - time.time():.1f} s for held Mastodon requests")
+            time.sleep(max(0.0, until - time.time()))
+
+    def shutdown(self) -> None:
+        """Whatever happened: end every process we started, by its own handle."""
+        if self.users is not None:
+            self.users.stop()
+        self.daemons.stop()
+        self.servers.stop()
+        if self.ctx.conn is not None:
+            self.ctx.conn.close()
+            self.ctx.conn = None
+
+    # ----------------------------------------------------------------- the count
+
+    def report(self, workload: Workload, users: Users) -> Report:
+        ctx = self.ctx
+        conn = ctx.db
+        published = self.servers.observe()
+        rows = [
+            Row(*r)
+            for r in conn.execute(
+                "SELECT d.post_id, d.platform, d.account, p.content, d.state, d.remote_id, "
+                "d.sent_at_ms FROM deliveries d JOIN posts p ON p.id = d.post_id"
+            )
+        ]
+        expected: list[Expected] = []
+        for info in workload.posts:
+            if not info.post_id:  # written by plur-post: its id is in its output, or the db
+                found = conn.execute(
+                    "SELECT id FROM posts WHERE content = ?", (info.text,)
+                ).fetchone()
+                info.post_id = found[0] if found else ""
+                op = next(o for o in users.ops if o.text == info.text)
+                if not info.post_id and op.code != 0:
+                    continue  # refused before anything was written
+            expected += [Expected(info.post_id, p, a, info.text) for p, a in info.targets]
+        occurrences = []
+        for s in workload.schedules:
+            fates = conn.execute(
+                "SELECT occurrence_at_ms, fate, post_id FROM occurrences WHERE schedule_id = ?",
+                (s.schedule_id,),
+            ).fetchall()
+            posted = {at: post_id for at, fate, post_id in fates if fate == "posted"}
+            skipped = tuple(at for at, fate, _ in fates if fate == "skipped")
+            occurrences.append(Occurrences(s.schedule_id, s.expected_ms, tuple(posted), skipped))
+            for at in s.expected_ms:
+                expected += [Expected(posted.get(at, ""), p, a, s.text) for p, a in s.targets]
+        cancels: dict[str, Cancel] = {}
+        for op in users.ops:
+            if op.kind == "cancel" and op.code == 0 and op.post_id not in cancels:
+                cancels[op.post_id] = Cancel(op.post_id, op.started_ms, op.ended_ms)
+        verdict = check(expected, cancels, published, rows, occurrences)
+        self.dump(verdict, users)
+        kills = self.daemons.kills
+        (late, late_outage, late_after), late_all, excluded = lateness(
+            conn, users.ops, workload.posts, kills, self.outage.ms()
+        )
+        self.servers.book_cpu()
+        cpu = dict(ctx.procs.cpu)
+        cpu["this harness"] = _cpu_self() - self.cpu_before
+        span = time.monotonic() - ctx.started
+        ops: Counter[tuple[str, bool]] = Counter()
+        planned: Counter[tuple[str, bool]] = Counter()
+        for op in users.ops:
+            ops[(op.kind.removesuffix("-now"), op.code == 0)] += 1
+            if op.planned:
+                planned[(op.kind, op.code == 0)] += 1
+        return Report(
+            params=ctx.p,
+            verdict=verdict,
+            bluesky=self.servers.bluesky_note,
+            posts=len(workload.posts),
+            occurrences=sum(len(s.expected_ms) for s in workload.schedules),
+            deliveries=Counter((e.platform, e.account) for e in expected),
+            kills=len(kills),
+            kills_in_flight=sum(1 for k in kills if k.held),
+            stranded=sum(len(k.held) for k in kills),
+            faults=self.faults.hits(),
+            relay_outage_s=self.outage.seconds,
+            ops=ops,
+            hostile_cancels=sum(1 for o in users.ops if o.hostile),
+            daemon_stops=self.daemons.stops,
+            lateness=late,
+            lateness_outage=late_outage,
+            lateness_after=late_after,
+            lateness_all=late_all,
+            excluded=excluded,
+            seconds=span,
+            workdir=ctx.work,
+            warm_up=sum(1 for info in workload.posts if info.via == "warm-up"),
+            mastodon_restarts=self.servers.mastodon_restarts,
+            planned_ops=planned,
+            cpu=cpu,
+            cpu_available=span * (os.cpu_count() or 1),
+        )
+
+    def dump(self, verdict: Verdict, users: Users) -> None:
+        """Everything the harness did, and every problem in full, for reading after a failure."""
+        record = {
+            "problems": verdict.problems(),
+            "ops": [
+                {
+                    "kind": o.kind,
+                    "post_id": o.post_id,
+                    "started_ms": o.started_ms,
+                    "ended_ms": o.ended_ms,
+                    "code": o.code,
+                    "hostile": o.hostile,
+                    "planned": o.planned,
+                    "output": o.out[-300:],
+                }
+                for o in users.ops
+            ],
+            "kills": [{"at_ms": k.at_ms, "pid": k.pid, "held": k.held} for k in self.daemons.kills],
+            "faults": [vars(f) for f in self.faults.faults],
+            "relay_outage": self.outage.span,
+            "daemon_stops": self.daemons.stops,
+        }
+        (self.ctx.work / "chaos-run.json").write_text(json.dumps(record, indent=1, default=str))
+
+
+def run_chaos(
+    params: Params, workdir: Path | None = None, out: TextIO = sys.stdout, keep: bool = False
+) -> Report:
+    """One run; its working directory (database, logs, peers' data) is removed after a pass
+    unless `keep`, and kept after a failure so the logs can be read."""
+    work = workdir or Path(tempfile.mkdtemp(prefix="plurcast-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    report = Harness(params, work, out).run()
+    if report.verdict.ok and not keep and workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return report
