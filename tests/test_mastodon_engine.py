@@ -6,6 +6,7 @@ Each test names the guarantee it would catch breaking; every status is counted o
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.platforms.base import OutcomeKind, Work
-from plurcast.platforms.mastodon import MastodonPublisher
+from plurcast.platforms.mastodon import Answer, MastodonPublisher
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests import helpers
@@ -129,10 +130,18 @@ def test_a_crash_between_publish_and_record_posts_once(
 
 @pytest.mark.parametrize("mastodon_server", [{"ratelimit": 2}], indirect=True)
 def test_no_requests_left_holds_that_account_until_the_reset(
-    mastodon_config: WriteConfig, mastodon_server: MastodonMock
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """X-RateLimit-Remaining: 0 on a success: the account's next post waits for the reset;
     another account (its own token, its own quota) does not."""
+    answers: list[Answer] = []
+    request = MastodonPublisher.request
+
+    async def recording(self: MastodonPublisher, call: Callable[[], object]) -> Answer:
+        answers.append(await request(self, call))
+        return answers[-1]
+
+    monkeypatch.setattr(MastodonPublisher, "request", recording)
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     ids = [add_post(conn, cfg, f"alice {i}", T0 + 1) for i in range(2)]
@@ -142,7 +151,13 @@ def test_no_requests_left_holds_that_account_until_the_reset(
     assert [r.state for r in results] == ["sent", "sent"]
     hold = results[1].outcome.hold_for if results[1].outcome else None
     assert results[0].outcome is not None and results[0].outcome.hold_for is None
-    assert hold is not None and 0 < hold <= 300  # what is left of the mock's 300-s window
+    # What is left of the mock's 300-s window, by the server's own clock (its Date header,
+    # which uvicorn refreshes once a second, so it may lag behind the window's start).
+    headers = answers[1].headers
+    assert headers["x-ratelimit-remaining"] == "0"
+    reset, date = headers["x-ratelimit-reset"], headers["date"]
+    assert hold == float(reset) - email.utils.parsedate_to_datetime(date).timestamp()
+    assert hold is not None and hold > 0
     third = add_post(conn, cfg, "alice 2", T0 + 1)
     bobs = add_post(conn, cfg, "bob 0", T0 + 1, account="bob")
     bob_claims = engine.claim_due(5)
