@@ -91,7 +91,6 @@ class Delivered:
     state: str  # sent | retry | dead | cancelled | lost (another process took over)
     outcome: Outcome | None
     due_at_ms: int | None = None
-    display: str | None = None  # e.g. nostr:note1…
 
 
 class Lanes:
@@ -219,7 +218,7 @@ class Engine:
         try:
             publisher = self.pool.get(claim.platform, claim.account)
         except Exception as exc:
-            return self._record(claim, _failure(exc, claim), started, None)
+            return self._record(claim, _failure(exc, claim), started)
         payload = claim.payload
         if payload is None:
             try:
@@ -234,7 +233,7 @@ class Engine:
                     )
                 )
             except Exception as exc:
-                return self._record(claim, _failure(exc, claim), started, publisher)
+                return self._record(claim, _failure(exc, claim), started)
         with transaction(self.conn):
             stored = store.store_payload(
                 self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
@@ -258,11 +257,9 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-        return self._record(claim, outcome, started, publisher)
+        return self._record(claim, outcome, started)
 
-    def _record(
-        self, claim: Claimed, outcome: Outcome, started: int, publisher: Publisher | None
-    ) -> Delivered:
+    def _record(self, claim: Claimed, outcome: Outcome, started: int) -> Delivered:
         now = self.now_ms()
         sched = self.cfg.scheduling
         attempt = claim.attempts + 1
@@ -334,9 +331,8 @@ class Engine:
                 extra=_fields(claim),
             )
             return Delivered(claim, "lost", outcome)
-        display = publisher.display(outcome) if publisher and state == "sent" else None
         self._log_outcome(claim, state, outcome, error, due, now)
-        return Delivered(claim, state, outcome, due, display)
+        return Delivered(claim, state, outcome, due)
 
     def _log_outcome(
         self,

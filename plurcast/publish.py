@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from plurcast import health, logs
 from plurcast.engine import Delivered, Engine
-from plurcast.models import DeliveryState, Post
+from plurcast.models import Delivery, DeliveryState, Post
 from plurcast.store import posts as post_store
 from plurcast.store.deliveries import Claimed
 
@@ -63,11 +63,11 @@ def publish_now(
     """
     if claims is None:
         claims = [c for post_id in post_ids for c in engine.claim_post(post_id)]
-    delivered = _deliver(engine, claims)
+    _deliver(engine, claims)
     reports: list[Report] = []
     for post_id in post_ids:
         _wait_for_others(engine.conn, post_id, WAIT_FOR_OTHERS_SECONDS)
-        reports += _report(engine.conn, post_id, delivered)
+        reports += _report(engine.conn, post_id)
     daemon = health.daemon_health(engine.conn, engine.now_ms())
     return Published(reports, daemon.running)
 
@@ -94,21 +94,19 @@ def _wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> 
         time.sleep(0.1)
 
 
-def _report(conn: sqlite3.Connection, post_id: str, delivered: Sequence[Delivered]) -> list[Report]:
-    """Each delivery of the post as it stands now, with this run's display lines."""
-    lines = {d.claim.delivery_id: d for d in delivered}
+def report_line(d: Delivery) -> str:
+    """What plur-post prints for a delivery: `nostr:note1…`, `mastodon:<id>`,
+    `bluesky:at://…` once sent; `<platform>:error:<why>` otherwise."""
+    if d.state == DeliveryState.SENT:
+        return f"{d.platform}:{d.remote_id}"
+    return f"{d.platform}:error:{d.last_error or _unsent(d.state.value)}"
+
+
+def _report(conn: sqlite3.Connection, post_id: str) -> list[Report]:
+    """Each delivery of the post as it stands now."""
     post: Post = post_store.get_posts(conn, [post_id])[0]
     reports = []
     for d in post.deliveries:
-        mine = lines.get(d.id)
-        if mine is not None and d.state == DeliveryState.SENT and mine.display:
-            line = mine.display
-        elif d.state == DeliveryState.SENT:
-            line = f"{d.platform}:{d.remote_id}"
-        elif d.last_error:
-            line = f"{d.platform}:error:{d.last_error}"
-        else:
-            line = f"{d.platform}:error:{_unsent(d.state.value)}"
         reports.append(
             Report(
                 post.id,
@@ -120,7 +118,7 @@ def _report(conn: sqlite3.Connection, post_id: str, delivered: Sequence[Delivere
                 d.last_error,
                 d.error_kind,
                 d.due_at_ms,
-                line,
+                report_line(d),
             )
         )
     return reports

@@ -17,6 +17,7 @@ from plurcast import config as config_module
 from plurcast import publish, queue
 from plurcast.config import Config
 from plurcast.engine import Engine
+from plurcast.models import Delivery, DeliveryState
 from plurcast.store.connection import transaction
 from tests.helpers import T0, Clock, Run, add_post, free_port
 from tests.peers.nostr import InProcessRelay
@@ -194,3 +195,20 @@ def test_publish_now_says_what_another_process_is_still_sending(
     [report] = publish.publish_now(Engine(cfg, conn), [post_id]).reports
     assert report.state == "sending"
     assert report.line == "nostr:error:still being sent by another process"
+
+
+@pytest.mark.parametrize(
+    ("state", "remote_id", "error", "line"),
+    [
+        ("sent", "note1abc", None, "nostr:note1abc"),
+        ("retry", None, "ws://x: timeout", "nostr:error:ws://x: timeout"),
+        ("dead", None, "ws://x: blocked: spam", "nostr:error:ws://x: blocked: spam"),
+        ("cancelled", None, None, "nostr:error:cancelled"),
+        ("sending", None, None, "nostr:error:still being sent by another process"),
+        ("pending", None, None, "nostr:error:not sent (pending)"),
+    ],
+)
+def test_report_line(state: str, remote_id: str | None, error: str | None, line: str) -> None:
+    d = Delivery(1, "nostr", "default", DeliveryState(state), None, 1, remote_id, None, None,
+                 error, None)  # fmt: skip
+    assert publish.report_line(d) == line

@@ -53,10 +53,11 @@ def test_sends_due_posts_once_and_records_the_note_id(
     assert [c.post_id for c in claims] == [due]
     [result] = deliver(engine, claims)
     assert result.state == "sent"
-    assert result.display is not None and result.display.startswith("nostr:note1")
+    assert result.outcome is not None
+    assert (result.outcome.remote_id or "").startswith("note1")
     state, attempts, _, error, _, remote_id, payload = row(conn, due)
     assert (state, attempts, error) == ("sent", 1, None)
-    assert result.display == f"nostr:{remote_id}"
+    assert result.outcome.remote_id == remote_id
     assert payload is not None
     assert [e["content"] for e in inprocess_relay.fetch_events()] == ["due now ✨ Grüße"]
     assert row(conn, later)[0] == "pending"
@@ -118,7 +119,7 @@ def test_a_crash_after_prepare_resends_the_same_event(
     assert result.state == "sent"
     events = inprocess_relay.fetch_events()
     assert [e["content"] for e in events] == ["survives a crash"]
-    assert result.display == f"nostr:{row(conn, post_id)[5]}"
+    assert result.outcome is not None and result.outcome.remote_id == row(conn, post_id)[5]
 
 
 def test_cancelled_between_claim_and_publish_is_never_sent(

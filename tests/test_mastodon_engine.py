@@ -123,7 +123,8 @@ def test_a_crash_between_publish_and_record_posts_once(
     claims = second.claim_due(5)
     assert [c.payload is not None for c in claims] == [True]
     [result] = deliver(second, claims)
-    assert (result.state, result.display) == ("sent", f"mastodon:{status_id}")
+    assert result.state == "sent"
+    assert result.outcome is not None and result.outcome.remote_id == status_id
     assert [s["id"] for s in mastodon_server.statuses()] == [status_id]
     assert row(conn, post_id)[5] == status_id
 

@@ -20,7 +20,7 @@ import pytest
 from plurcast import config
 from plurcast.errors import ConfigError
 from plurcast.platforms import nostr
-from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.platforms.base import OutcomeKind, Work
 from tests import helpers
 from tests.helpers import free_port, secret_file
 from tests.peers.nostr import local_relay
@@ -400,13 +400,6 @@ def test_outcome_rate_limited_only_when_that_is_the_only_failure() -> None:
     assert nostr.outcome_from_answers(with_ok, 2, NOTE).kind is OutcomeKind.RATE_LIMITED
 
 
-def test_display() -> None:
-    publisher = nostr.NostrPublisher(KEYS, ["ws://127.0.0.1:1"])
-    assert publisher.display(Outcome(OutcomeKind.SENT, remote_id="note1abc")) == "nostr:note1abc"
-    failed = Outcome(OutcomeKind.TRANSIENT, error="ws://x: timeout")
-    assert publisher.display(failed) == "nostr:error:ws://x: timeout"
-
-
 def test_publisher_rejects_bad_arguments() -> None:
     with pytest.raises(ConfigError):
         nostr.NostrPublisher(KEYS, [])
@@ -450,7 +443,6 @@ def test_publish_sends_the_note_to_the_relay() -> None:
             assert (outcome.remote_id or "").startswith("note1")
             assert outcome.remote_url is None
             assert outcome.detail == {url: "ok"}
-            assert publisher.display(outcome) == f"nostr:{outcome.remote_id}"
             assert elapsed < 1.0
             stored = await events_on(url)
             assert [e.id().to_hex() for e in stored] == [event.id().to_hex()]

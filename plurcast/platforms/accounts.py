@@ -1,19 +1,29 @@
-"""One platform account's settings, as every adapter reads them.
+"""One platform account's settings, read the same way by every adapter.
 
 The platform's own section is the `default` account; a named account
 (`[accounts.<platform>.NAME]`) takes what it does not set from the default one —
-except secrets, which each adapter reads from the account's own settings only.
+except secrets, which each adapter reads from the account's own settings only (or, for
+the default account, from the environment). What every adapter reads alike is here:
+the account (`account`), its `timeout`, its `secret`, and whether plain http may reach
+its server (`plain_http_allowed`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from plurcast import secrets
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
 from plurcast.platforms import registry
+
+DEFAULT_TIMEOUT = 10.0  # seconds an adapter waits for its server
+# Plain http:// is refused for other hosts: a token or password would cross the network
+# in clear text.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -61,3 +71,33 @@ def account(cfg: Config, platform: str, name: str, *, needs: str) -> Account:
         section.accounts.get(DEFAULT_ACCOUNT, {}),
         cfg.path,
     )
+
+
+def timeout(acc: Account) -> float:
+    """The account's `timeout` (its own, else the default account's), in seconds."""
+    value, table = acc.inherited("timeout")
+    if value is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
+    return float(value)
+
+
+class Secret(NamedTuple):
+    text: str
+    source: str  # where it came from, for messages: the variable's name or the file's path
+
+
+def secret(acc: Account, setting: str, env_var: str, what: str) -> Secret:
+    """The account's secret: `env_var` when set, for the default account only; else the
+    mode-600 file its `setting` names (relative to the config file). ConfigError otherwise."""
+    env = env_var if acc.name == DEFAULT_ACCOUNT else None
+    text = secrets.secret(acc.settings, setting, env, what, acc.cfg_path, section=acc.section)
+    if env and os.environ.get(env, "").strip():
+        return Secret(text, env)
+    return Secret(text, str(secrets.secret_path(str(acc.settings[setting]), acc.cfg_path)))
+
+
+def plain_http_allowed(host: str | None) -> bool:
+    """Whether an http:// server address is acceptable: only for this machine."""
+    return (host or "").lower() in LOOPBACK_HOSTS

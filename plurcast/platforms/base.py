@@ -62,8 +62,16 @@ class Publisher(Protocol):
         """Send the stored payload; platform failures are outcomes, never exceptions."""
         ...
 
-    def display(self, outcome: Outcome) -> str:
-        """The line plur-post prints for a success, e.g. `nostr:note1…`."""
-        ...
-
     async def close(self) -> None: ...
+
+
+# What a server's or library's reason is cut to in an outcome's error (it ends up in
+# `failed list` and in plur-post's line).
+MAX_REASON_CHARS = 300
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """A reason as one line for an Outcome: runs of blank space become one space, a long
+    one is cut to `limit` characters, an empty one says so."""
+    line = " ".join(text.split()) or "(no reason given)"
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -44,9 +44,9 @@ from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
-from plurcast.secrets import read_secret_file, secret
+from plurcast.secrets import read_secret_file
 
 if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher needs them
     import asyncio
@@ -56,7 +56,6 @@ if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher
 PLATFORM = "bluesky"
 PASSWORD_ENV = "PLURCAST_BLUESKY_APP_PASSWORD"
 DEFAULT_PDS = "https://bsky.social"
-DEFAULT_TIMEOUT = 10.0
 POST_COLLECTION = "app.bsky.feed.post"
 PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
@@ -64,7 +63,6 @@ RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
 LOGIN_COOLDOWN = 300.0
 # What the server answers (HTTP 400) when the session's tokens are expired, revoked or garbled.
 SESSION_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Handle syntax (atproto.com/specs/handle): domain labels, the last not starting with a digit.
 _HANDLE = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -143,7 +141,7 @@ def normalise_pds(value: object, where: str) -> str:
         or scheme not in ("http", "https")
     ):
         raise ConfigError(f"{where}: pds {value!r} is not a server URL", hint)
-    if scheme == "http" and parts.hostname not in _LOOPBACK:
+    if scheme == "http" and not accounts.plain_http_allowed(parts.hostname):
         raise ConfigError(
             f"{where}: pds {value!r} uses plain http, which would send the password unencrypted",
             "use https:// (http:// is allowed only to 127.0.0.1 or localhost)",
@@ -158,26 +156,9 @@ def _pds(acc: Account) -> str:
     return normalise_pds(value, f"{acc.cfg_path}: {table}")
 
 
-def _timeout(acc: Account) -> float:
-    value, table = acc.inherited("timeout")
-    if value is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
-    return float(value)
-
-
 def _app_password(acc: Account) -> str:
     """The account's app password, from the environment (default account) or its file."""
-    env_var = PASSWORD_ENV if acc.name == DEFAULT_ACCOUNT else None
-    return secret(
-        acc.settings,
-        "app_password_file",
-        env_var,
-        "Bluesky app password",
-        acc.cfg_path,
-        section=acc.section,
-    )
+    return accounts.secret(acc, "app_password_file", PASSWORD_ENV, "Bluesky app password").text
 
 
 def check_credentials(cfg: Config, account: str) -> None:
@@ -191,7 +172,7 @@ def check_credentials(cfg: Config, account: str) -> None:
     _handle(acc)
     _app_password(acc)
     _pds(acc)
-    _timeout(acc)
+    accounts.timeout(acc)
 
 
 def publisher(cfg: Config, account: str) -> BlueskyPublisher:
@@ -240,17 +221,13 @@ next_tid = _TidClock().next
 # --- what the server said ----------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "(no reason given)"
-
-
 def _xrpc_reason(exc: BaseException) -> tuple[int | None, str, str]:
     """(HTTP status, XRPC error name, message) of an SDK request error; no status without a
     response (a timeout, a refused connection: then the message is httpx's)."""
     response = getattr(exc, "response", None)
     if response is None:
         cause = exc.__cause__ or exc
-        return None, "", _one_line(f"{type(cause).__name__}: {cause}")
+        return None, "", one_line(f"{type(cause).__name__}: {cause}")
     content = response.content
     if isinstance(content, dict):
         name, message = content.get("error"), content.get("message")
@@ -258,7 +235,7 @@ def _xrpc_reason(exc: BaseException) -> tuple[int | None, str, str]:
         name, message = None, content.decode(errors="replace")
     else:  # the SDK's XrpcError model
         name, message = getattr(content, "error", None), getattr(content, "message", None)
-    return int(response.status_code), str(name or ""), _one_line(str(message or ""))[:300]
+    return int(response.status_code), str(name or ""), one_line(str(message or ""))
 
 
 def is_session_error(exc: BaseException) -> bool:
@@ -324,7 +301,7 @@ class BlueskyPublisher:
         app_password: Callable[[], str],
         *,
         pds: str = DEFAULT_PDS,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = accounts.DEFAULT_TIMEOUT,
         session_file: Path | None = None,
         account: str = DEFAULT_ACCOUNT,
     ) -> None:
@@ -355,7 +332,7 @@ class BlueskyPublisher:
             _handle(acc),
             lambda: _app_password(acc),
             pds=_pds(acc),
-            timeout=_timeout(acc),
+            timeout=accounts.timeout(acc),
             session_file=session_path(cfg, account),
             account=account,
         )
@@ -422,12 +399,6 @@ class BlueskyPublisher:
             hold_for=_quota_hold(answer.headers),
             detail={"cid": str(content.get("cid", ""))},
         )
-
-    def display(self, outcome: Outcome) -> str:
-        """`bluesky:at://…` for a success, `bluesky:error:<reason>` otherwise."""
-        if outcome.kind is OutcomeKind.SENT and outcome.remote_id:
-            return f"{PLATFORM}:{outcome.remote_id}"
-        return f"{PLATFORM}:error:{outcome.error or outcome.kind.value}"
 
     async def close(self) -> None:
         """Close the HTTP connections; the session stays (in memory and on disk) for reuse."""

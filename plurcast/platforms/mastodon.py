@@ -31,7 +31,6 @@ its token is always its own.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,24 +42,18 @@ from plurcast.errors import ConfigError, InvalidInput
 from plurcast.media.files import media_dir
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work
-from plurcast.secrets import secret, secret_path
+from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
     from mastodon import Mastodon
 
 PLATFORM = "mastodon"
 TOKEN_ENV = "PLURCAST_MASTODON_TOKEN"
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_VISIBILITY = "public"
 VISIBILITIES = ("public", "unlisted", "private", "direct")
-# http:// is refused for other hosts: the token would cross the network in clear text.
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # A wait a server asks for is believed up to a day (Mastodon's windows are hours long);
 # a broken header must not park an account for years.
 MAX_WAIT_SECONDS = 24 * 3600.0
-# What a server's error message is cut to in an outcome (it ends up in `failed list`).
-MAX_MESSAGE_CHARS = 300
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP header
 # What a stored payload may add to the status besides its text (mastodon_media).
@@ -97,7 +90,7 @@ def instance_url(value: str) -> str:
         raise ValueError("is not a server address")
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise ValueError("must be the server alone, without a path")
-    if scheme == "http" and host not in LOOPBACK_HOSTS:
+    if scheme == "http" and not accounts.plain_http_allowed(host):
         raise ValueError("must use https:// (http:// is allowed for this machine only)")
     netloc = f"[{host}]" if ":" in host else host
     return f"{scheme}://{netloc}" + (f":{port}" if port is not None else "")
@@ -121,15 +114,6 @@ def _instance(acc: Account) -> str:
         ) from None
 
 
-def _timeout(acc: Account) -> float:
-    value, table = acc.inherited("timeout")
-    if value is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
-    return float(value)
-
-
 def _visibility(acc: Account) -> str:
     value, table = acc.inherited("visibility")
     if value is None:
@@ -147,23 +131,11 @@ def _token(acc: Account) -> str:
     Only the first line counts, so a token file written by Mastodon.py's
     `log_in(to_file=…)` (token, then the server's URL, …) works as it is.
     """
-    env_var = TOKEN_ENV if acc.name == DEFAULT_ACCOUNT else None
-    text = secret(
-        acc.settings,
-        "token_file",
-        env_var,
-        "Mastodon access token",
-        acc.cfg_path,
-        section=acc.section,
-    )
-    token = text.splitlines()[0].strip()
+    found = accounts.secret(acc, "token_file", TOKEN_ENV, "Mastodon access token")
+    token = found.text.splitlines()[0].strip()
     if not _TOKEN.fullmatch(token):
-        if env_var and os.environ.get(env_var, "").strip():
-            source = env_var
-        else:
-            source = str(secret_path(str(acc.settings["token_file"]), acc.cfg_path))
         raise ConfigError(
-            f"{source} does not hold a Mastodon access token (one word, no spaces)",
+            f"{found.source} does not hold a Mastodon access token (one word, no spaces)",
             "copy the token from Preferences → Development → your application",
         )
     return token
@@ -180,7 +152,7 @@ def check_credentials(cfg: Config, account: str) -> None:
     _instance(acc)
     _token(acc)
     _visibility(acc)
-    _timeout(acc)
+    accounts.timeout(acc)
 
 
 def publisher(cfg: Config, account: str) -> MastodonPublisher:
@@ -266,11 +238,6 @@ def quota_used_up(headers: Mapping[str, str], now: float) -> float | None:
     return quota_reset(headers, now)
 
 
-def _one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 def _http_error(answer: Answer) -> str:
     """`HTTP 422 Unprocessable Entity: Validation failed: Text is too long` — for people."""
     from http import HTTPStatus
@@ -289,7 +256,7 @@ def _http_error(answer: Answer) -> str:
         message = body
     else:
         return head
-    return f"{head}: {_one_line(message)}"
+    return f"{head}: {one_line(message)}"
 
 
 def outcome_from_answer(answer: Answer, now: float) -> Outcome:
@@ -376,7 +343,7 @@ class MastodonPublisher:
         token: str,
         *,
         visibility: str = DEFAULT_VISIBILITY,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = accounts.DEFAULT_TIMEOUT,
         account: str = DEFAULT_ACCOUNT,
         media_dir: Path | None = None,
     ) -> None:
@@ -417,7 +384,7 @@ class MastodonPublisher:
             _instance(acc),
             _token(acc),
             visibility=_visibility(acc),
-            timeout=_timeout(acc),
+            timeout=accounts.timeout(acc),
             account=account,
             media_dir=media_dir(cfg.db_path),
         )
@@ -468,12 +435,6 @@ class MastodonPublisher:
         )
         return outcome_from_answer(answer, time.time())
 
-    def display(self, outcome: Outcome) -> str:
-        """`mastodon:<id>` for a success (the URL is in the JSON output), else the error."""
-        if outcome.kind is OutcomeKind.SENT and outcome.remote_id:
-            return f"{PLATFORM}:{outcome.remote_id}"
-        return f"{PLATFORM}:error:{outcome.error or outcome.kind.value}"
-
     async def close(self) -> None:
         """Close the client's connections; a later publish opens new ones."""
         self._client.session.close()
@@ -497,5 +458,5 @@ class MastodonPublisher:
         try:
             call()
         except Exception as exc:  # the answer decides; the exception only explains a missing one
-            problem = _one_line(f"{type(exc).__name__}: {exc}")
+            problem = one_line(f"{type(exc).__name__}: {exc}")
         return _answer_of(self._last.response, problem)

@@ -23,7 +23,6 @@ once `min_relays` relays have accepted, it waits at most 1 s more for the others
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -33,16 +32,14 @@ from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
 from plurcast.platforms.nip19 import bech32_payload
-from plurcast.secrets import secret, secret_path
 
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
     import asyncio
 
 PLATFORM = "nostr"
 KEY_ENV = "PLURCAST_NOSTR_KEY"
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_MIN_RELAYS = 1
 # Extra seconds past `timeout` before publish gives up on nostr-sdk itself.
 HARD_DEADLINE_MARGIN = 1.5
@@ -126,15 +123,6 @@ def _min_relays(acc: Account, relay_count: int) -> int:
     return value
 
 
-def _timeout(acc: Account) -> float:
-    value, table = acc.inherited("timeout")
-    if value is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
-    return float(value)
-
-
 def relays(cfg: Config, account: str) -> list[str]:
     """The account's relay URLs (named accounts without their own use the default's)."""
     return _relays(_account(cfg, account))
@@ -170,15 +158,8 @@ def normalise_secret_key(text: str, source: str) -> str:
 
 def _secret_key_text(acc: Account) -> str:
     """The account's key, checked for shape."""
-    env_var = KEY_ENV if acc.name == DEFAULT_ACCOUNT else None
-    text = secret(
-        acc.settings, "keys_file", env_var, "Nostr secret key", acc.cfg_path, section=acc.section
-    )
-    if env_var and os.environ.get(env_var, "").strip():
-        source = env_var
-    else:
-        source = str(secret_path(str(acc.settings["keys_file"]), acc.cfg_path))
-    return normalise_secret_key(text, source)
+    key = accounts.secret(acc, "keys_file", KEY_ENV, "Nostr secret key")
+    return normalise_secret_key(key.text, key.source)
 
 
 def load_keys(cfg: Config, account: str) -> Any:
@@ -203,7 +184,7 @@ def check_credentials(cfg: Config, account: str) -> None:
     acc = _account(cfg, account)
     _secret_key_text(acc)
     _min_relays(acc, len(_relays(acc)))
-    _timeout(acc)
+    accounts.timeout(acc)
 
 
 def publisher(cfg: Config, account: str) -> NostrPublisher:
@@ -237,10 +218,6 @@ def classify_relay_answer(reason: str | None) -> str:
     return TRANSIENT
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "(no reason given)"
-
-
 def outcome_from_answers(
     answers: Mapping[str, str | None], min_relays: int, note_id: str
 ) -> Outcome:
@@ -252,7 +229,7 @@ def outcome_from_answers(
     again). Otherwise TRANSIENT, or RATE_LIMITED when every refusal was `rate-limited:`.
     """
     kinds = {url: classify_relay_answer(reason) for url, reason in answers.items()}
-    detail = {url: "ok" if reason is None else _one_line(reason) for url, reason in answers.items()}
+    detail = {url: "ok" if reason is None else one_line(reason) for url, reason in answers.items()}
     accepted = sum(1 for kind in kinds.values() if kind == ACCEPTED)
     if accepted >= min_relays:
         return Outcome(OutcomeKind.SENT, remote_id=note_id, detail=detail)
@@ -289,7 +266,7 @@ class NostrPublisher:
         relays: list[str],
         *,
         min_relays: int = DEFAULT_MIN_RELAYS,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = accounts.DEFAULT_TIMEOUT,
         linger: float = DEFAULT_LINGER,
         account: str = DEFAULT_ACCOUNT,
     ) -> None:
@@ -325,7 +302,7 @@ class NostrPublisher:
         acc = _account(cfg, account)
         urls = _relays(acc)
         min_relays = _min_relays(acc, len(urls))
-        timeout = _timeout(acc)
+        timeout = accounts.timeout(acc)
         keys = load_keys(cfg, account)
         return cls(keys, urls, min_relays=min_relays, timeout=timeout, account=account)
 
@@ -360,16 +337,10 @@ class NostrPublisher:
         except Exception as exc:  # whatever nostr-sdk raises: a failed attempt, not a crash
             return Outcome(
                 OutcomeKind.TRANSIENT,
-                error=f"nostr: {type(exc).__name__}: {_one_line(str(exc))}",
+                error=f"nostr: {type(exc).__name__}: {one_line(str(exc))}",
                 detail=dict.fromkeys(self.relays, "not sent"),
             )
         return outcome_from_answers(answers, self.min_relays, note_id)
-
-    def display(self, outcome: Outcome) -> str:
-        """`nostr:note1…` for a success, `nostr:error:<reason>` otherwise."""
-        if outcome.kind is OutcomeKind.SENT and outcome.remote_id:
-            return f"{PLATFORM}:{outcome.remote_id}"
-        return f"{PLATFORM}:error:{outcome.error or outcome.kind.value}"
 
     async def close(self) -> None:
         """Stop sends still in flight and disconnect from every relay; publish reconnects."""
@@ -462,7 +433,7 @@ def _answer(task: asyncio.Future[Any]) -> str | None:
     try:
         output = task.result()
     except Exception as exc:
-        return f"error: {type(exc).__name__}: {_one_line(str(exc))}"
+        return f"error: {type(exc).__name__}: {one_line(str(exc))}"
     if output.success:
         return None
     for reason in output.failed.values():
