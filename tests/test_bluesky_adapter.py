@@ -26,7 +26,7 @@ from atproto_client.request import Response
 
 from plurcast import config as config_module
 from plurcast.errors import ConfigError
-from plurcast.platforms import bluesky
+from plurcast.platforms import bluesky, bluesky_session
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.bluesky import BlueskyPublisher, check_credentials
 from tests.helpers import secret_file
@@ -117,7 +117,7 @@ def test_the_pds_defaults_to_bsky_social_and_the_session_lives_beside_the_databa
     cfg = bluesky_config()
     publisher = BlueskyPublisher.from_config(cfg)
     assert (publisher.pds, publisher.timeout) == ("https://bsky.social", 10.0)
-    assert publisher.session_file == cfg.db_path.parent / "sessions" / "bluesky-default.session"
+    assert publisher.session.file == cfg.db_path.parent / "sessions" / "bluesky-default.session"
 
 
 def test_an_app_password_file_others_can_read_is_refused(
@@ -154,7 +154,7 @@ def test_a_named_account_inherits_pds_and_timeout(
     check_credentials(cfg, "work")
     work = BlueskyPublisher.from_config(cfg, "work")
     assert (work.handle, work.pds, work.timeout) == ("work.example.org", "https://pds.example", 3.0)
-    assert work.session_file is not None and work.session_file.name == "bluesky-work.session"
+    assert work.session.file is not None and work.session.file.name == "bluesky-work.session"
     with pytest.raises(ConfigError, match='no Bluesky account "other"'):
         check_credentials(cfg, "other")
 
@@ -226,12 +226,12 @@ def test_429_is_rate_limited_for_as_long_as_the_server_says() -> None:
     after = sdk_errors.RateLimitExceededError(
         answer(429, "RateLimitExceeded", "Rate Limit Exceeded", **{"retry-after": "289"})
     )
-    outcome = bluesky.outcome_for_error(after)
+    outcome = bluesky_session.outcome_for_error(after)
     assert (outcome.kind, outcome.retry_after) == (OutcomeKind.RATE_LIMITED, 289.0)
     reset = sdk_errors.RateLimitExceededError(
         answer(429, "RateLimitExceeded", "Rate Limit Exceeded", **{"ratelimit-reset": "1000"})
     )
-    outcome = bluesky.outcome_for_error(reset, now=940.0)
+    outcome = bluesky_session.outcome_for_error(reset, now=940.0)
     assert (outcome.kind, outcome.retry_after) == (OutcomeKind.RATE_LIMITED, 60.0)
 
 
@@ -252,13 +252,13 @@ def test_server_answers_are_classified(
     error_class: str, status: int, name: str, kind: OutcomeKind, auth: bool
 ) -> None:
     error = getattr(sdk_errors, error_class)(answer(status, name, "what the server said"))
-    outcome = bluesky.outcome_for_error(error)
+    outcome = bluesky_session.outcome_for_error(error)
     assert (outcome.kind, outcome.auth) == (kind, auth)
     assert outcome.error == f"HTTP {status} {name}: what the server said"
 
 
 def test_a_timeout_is_transient() -> None:
-    outcome = bluesky.outcome_for_error(sdk_errors.InvokeTimeoutError())
+    outcome = bluesky_session.outcome_for_error(sdk_errors.InvokeTimeoutError())
     assert outcome.kind == OutcomeKind.TRANSIENT
     assert outcome.error == "no answer from the server in time"
 
@@ -267,7 +267,7 @@ def test_a_refused_connection_is_transient_and_names_the_cause() -> None:
     try:
         raise sdk_errors.NetworkError from httpx.ConnectError("[Errno 111] Connection refused")
     except sdk_errors.NetworkError as exc:
-        outcome = bluesky.outcome_for_error(exc)
+        outcome = bluesky_session.outcome_for_error(exc)
     assert outcome.kind == OutcomeKind.TRANSIENT
     assert outcome.error == "ConnectError: [Errno 111] Connection refused"
 
@@ -286,13 +286,14 @@ def test_a_second_login_within_the_cooldown_waits_instead_of_spending_a_create_s
     """Never a login per post: if sessions keep being refused, logins are spaced 5 min apart."""
     publisher = BlueskyPublisher("alice.test", lambda: "app-password", session_file=None)
     client = CountingClient()
-    run(publisher._login(client))
-    with pytest.raises(bluesky._NoSession) as refused:
-        run(publisher._login(client))
+    run(publisher.session._login(client))
+    with pytest.raises(bluesky_session.NoSession) as refused:
+        run(publisher.session._login(client))
     outcome = refused.value.outcome
     assert outcome.kind == OutcomeKind.TRANSIENT
     assert outcome.retry_after is not None
-    assert bluesky.LOGIN_COOLDOWN - 5 < outcome.retry_after <= bluesky.LOGIN_COOLDOWN
+    cooldown = bluesky_session.LOGIN_COOLDOWN
+    assert cooldown - 5 < outcome.retry_after <= cooldown
     assert client.logins == 1
 
 
@@ -410,7 +411,7 @@ def test_the_session_is_saved_mode_600_and_reused_without_logging_in_again(
 
     fresh = make_publisher(account)  # another publisher (or process) with the saved session
     run(prepare_and_publish(fresh, "three"))
-    assert fresh.logins == 0
+    assert fresh.session.logins == 0
     assert bluesky_pds.requests(CREATE_SESSION) == logins + 1
     assert len(bluesky_pds.list_records(account.did)) == 3
 

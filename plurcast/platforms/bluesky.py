@@ -8,13 +8,8 @@ leaves one post (G2) — whereas createRecord with a key that exists answers HTT
 missing only when the account's DID could not be learned while preparing; `publish` then uses
 the session's.)
 
-Sessions: createSession is limited per handle (30 per 5 min, 300 per day), so a publisher logs
-in once and keeps the session — in memory, and for the next process in
-`<database dir>/sessions/bluesky-<account>.session` (mode 600, written atomically). The SDK
-refreshes the access token (valid 2 h) with the refresh token (90 days) and every new pair is
-saved. The app password is used only when no stored session works; then at most once per
-LOGIN_COOLDOWN per publisher (288 a day at most, under the daily limit), and an app password
-the server refused is not tried again until the file holding it changes.
+The account's session (one login, kept and refreshed, saved for the next process) is
+`bluesky_session.Session`, which also says what the server's refusals mean.
 
 `import atproto` costs ~450 ms, so it happens only inside the publisher: `check_credentials`
 (what plur-post calls at schedule time) reads and checks the config in pure Python.
@@ -32,10 +27,8 @@ A named account without `pds` or `timeout` takes the default account's.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,12 +37,18 @@ from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
+from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
-from plurcast.secrets import read_secret_file
+from plurcast.platforms.bluesky_session import (
+    NoSession,
+    Session,
+    is_session_error,
+    outcome_for_error,
+    sdk,
+    xrpc_reason,
+)
 
 if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher needs them
-    import asyncio
     import logging
     from collections.abc import Callable
 
@@ -59,10 +58,6 @@ DEFAULT_PDS = "https://bsky.social"
 POST_COLLECTION = "app.bsky.feed.post"
 PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
-# Seconds between two logins with the app password by one publisher (see the module docstring).
-LOGIN_COOLDOWN = 300.0
-# What the server answers (HTTP 400) when the session's tokens are expired, revoked or garbled.
-SESSION_ERRORS = frozenset({"ExpiredToken", "InvalidToken"})
 # Handle syntax (atproto.com/specs/handle): domain labels, the last not starting with a digit.
 _HANDLE = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -74,15 +69,6 @@ def _log() -> logging.Logger:
     import logging
 
     return logging.getLogger("plurcast.platforms.bluesky")
-
-
-def _sdk() -> Any:
-    """The atproto client package, imported on first use (~450 ms); it ships no type hints."""
-    import atproto_client  # type: ignore[import-untyped, unused-ignore]
-    import atproto_client.exceptions  # type: ignore[import-untyped, unused-ignore]
-    import atproto_client.request  # type: ignore[import-untyped, unused-ignore]
-
-    return atproto_client
 
 
 # --- configuration -------------------------------------------------------------------
@@ -218,80 +204,12 @@ class _TidClock:
 next_tid = _TidClock().next
 
 
-# --- what the server said ----------------------------------------------------------------
-
-
-def _xrpc_reason(exc: BaseException) -> tuple[int | None, str, str]:
-    """(HTTP status, XRPC error name, message) of an SDK request error; no status without a
-    response (a timeout, a refused connection: then the message is httpx's)."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        cause = exc.__cause__ or exc
-        return None, "", one_line(f"{type(cause).__name__}: {cause}")
-    content = response.content
-    if isinstance(content, dict):
-        name, message = content.get("error"), content.get("message")
-    elif isinstance(content, bytes):
-        name, message = None, content.decode(errors="replace")
-    else:  # the SDK's XrpcError model
-        name, message = getattr(content, "error", None), getattr(content, "message", None)
-    return int(response.status_code), str(name or ""), one_line(str(message or ""))
-
-
-def is_session_error(exc: BaseException) -> bool:
-    """The server refused the session's token (expired, revoked, garbled): refresh or log in."""
-    status, name, _ = _xrpc_reason(exc)
-    return status == 401 or (status == 400 and name in SESSION_ERRORS)
-
-
-def outcome_for_error(exc: BaseException, now: float | None = None) -> Outcome:
-    """What an exception from the atproto SDK (or httpx below it) means for the delivery.
-
-    429 → RATE_LIMITED after Retry-After (else until `ratelimit-reset`); 401/403 and a refused
-    session token → PERMANENT auth; any other 4xx (400 InvalidRequest: a record the server
-    will never take) → PERMANENT with the server's reason; 408/409/5xx, timeouts and connection
-    failures → TRANSIENT.
-    """
-    ex = _sdk().exceptions
-    now = time.time() if now is None else now
-    status, name, message = _xrpc_reason(exc)
-    said = f"{name}: {message}" if name else message
-    reason = f"HTTP {status} {said}" if status is not None else said
-    if isinstance(exc, ex.RateLimitExceededError) or status == 429:
-        wait = getattr(exc, "retry_after", None)
-        reset_at = getattr(exc, "reset_at", None)
-        if wait is None and reset_at is not None:
-            wait = max(0.0, reset_at.timestamp() - now)
-        return Outcome(OutcomeKind.RATE_LIMITED, error=reason, retry_after=wait)
-    if isinstance(exc, ex.InvokeTimeoutError):
-        return Outcome(OutcomeKind.TRANSIENT, error="no answer from the server in time")
-    if status is None:
-        return Outcome(OutcomeKind.TRANSIENT, error=reason)
-    if status in (401, 403) or (status == 400 and name in SESSION_ERRORS):
-        return Outcome(OutcomeKind.PERMANENT, error=reason, auth=True)
-    if status in (408, 409, 425) or status >= 500:
-        return Outcome(OutcomeKind.TRANSIENT, error=reason)
-    return Outcome(OutcomeKind.PERMANENT, error=reason)
-
-
-class _NoSession(Exception):
-    """No session could be had; `outcome` says why and what the delivery should do."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.error)
-        self.outcome = outcome
-
-
 # --- the publisher -----------------------------------------------------------------------
 
 
 class BlueskyPublisher:
-    """The Publisher for one Bluesky account: one atproto AsyncClient, logged in on first use.
-
-    The client is async (httpx) so that the daemon's event loop never blocks on Bluesky;
-    it belongs to the loop it was made in, and a publish from another loop gets a new one
-    carrying the same session (no login).
-    """
+    """The Publisher for one Bluesky account: its `Session` (logged in on first use, kept,
+    refreshed) and the records it writes with it."""
 
     platform = PLATFORM
 
@@ -311,18 +229,14 @@ class BlueskyPublisher:
         self.pds = normalise_pds(pds, "Bluesky account")
         self.timeout = float(timeout)
         self.account = account
-        self.session_file = session_file
-        self.logins = 0  # logins tried with the app password by this publisher
-        self._app_password = app_password  # read at each login: a fixed file is picked up
-        self._refused: str | None = None  # digest of the app password the server refused
-        self._last_login: float | None = None  # time.monotonic() of the last login
-        self._login_failure: Outcome | None = None  # why the last login failed, unless refused
-        self._session: Any = None  # the SDK's Session (handle, did, tokens), once known
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._client_ready = False  # the client holds self._session
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self.session = Session(
+            self.handle,
+            self.pds,
+            app_password,
+            timeout=self.timeout,
+            file=session_file,
+            account=account,
+        )
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> BlueskyPublisher:
@@ -336,11 +250,6 @@ class BlueskyPublisher:
             session_file=session_path(cfg, account),
             account=account,
         )
-
-    @property
-    def did(self) -> str | None:
-        """The account's DID, once a session is known."""
-        return None if self._session is None else str(self._session.did)
 
     async def prepare(self, work: Work) -> str:
         """The putRecord body: a post record with a fresh TID key, createdAt and facets.
@@ -357,17 +266,17 @@ class BlueskyPublisher:
             "createdAt": _iso_utc(now),
         }
         try:
-            client = await self._connected()
-        except _NoSession as exc:
+            client = await self.session.client()
+        except NoSession as exc:
             if exc.outcome.auth:
                 raise ConfigError(exc.outcome.error or "Bluesky refused the login") from None
             # publish logs in again, or says why not; the mentions can still be resolved.
             _log().warning("bluesky/%s: no session yet: %s", self.account, exc.outcome.error)
-            client = self._client_here()
+            client = self.session.client_here()
         facets = build_facets(text, await self._resolve(client, mention_handles(text)))
         if facets:
             record["facets"] = facets
-        body: dict[str, Any] = {} if self.did is None else {"repo": self.did}
+        body: dict[str, Any] = {} if self.session.did is None else {"repo": self.session.did}
         body |= {"collection": POST_COLLECTION, "rkey": next_tid(now), "record": record}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
@@ -382,7 +291,7 @@ class BlueskyPublisher:
             return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Bluesky record")
         try:
             answer = await self._put(payload, request)
-        except _NoSession as exc:
+        except NoSession as exc:
             return exc.outcome
         except Exception as exc:  # whatever the SDK or httpx raise: an outcome, not a crash
             return outcome_for_error(exc)
@@ -391,7 +300,7 @@ class BlueskyPublisher:
             return Outcome(
                 OutcomeKind.TRANSIENT, error=f"HTTP {answer.status_code}, but no record URI"
             )
-        handle = self._session.handle if self._session is not None else self.handle
+        handle = self.session.current_handle
         return Outcome(
             OutcomeKind.SENT,
             remote_id=content["uri"],
@@ -402,13 +311,7 @@ class BlueskyPublisher:
 
     async def close(self) -> None:
         """Close the HTTP connections; the session stays (in memory and on disk) for reuse."""
-        import asyncio
-
-        client, self._client = self._client, None
-        self._client_ready = False
-        if client is not None and self._client_loop is asyncio.get_running_loop():
-            await client.request.close()
-        self._client_loop = None
+        await self.session.close()
 
     # -- sending --
 
@@ -417,125 +320,21 @@ class BlueskyPublisher:
 
         Re-sending is safe: the same key and record again changes nothing.
         """
-        client = await self._connected()
-        used = self._session_string()
+        client = await self.session.client()
+        used = self.session.current()
         try:
             return await self._send(client, payload, request)
         except Exception as exc:
             if not is_session_error(exc):
                 raise
             _log().info("bluesky/%s: the server refused the session (%s)", self.account, exc)
-        return await self._send(await self._renewed(used), payload, request)
+        return await self._send(await self.session.renewed(used), payload, request)
 
     async def _send(self, client: Any, payload: str, request: dict[str, Any]) -> Any:
         """The stored bytes as they are; a payload without repo gets the session's DID."""
-        body = payload if "repo" in request else json.dumps({"repo": self.did, **request})
+        body = payload if "repo" in request else json.dumps({"repo": self.session.did, **request})
         return await client.invoke_procedure(
             PUT_RECORD, content=body.encode(), headers={"Content-Type": "application/json"}
-        )
-
-    async def _connected(self) -> Any:
-        """The client of this loop, holding a session: ours, the stored one, or a new login."""
-        async with self._guard():
-            client = self._client_here()
-            if not self._client_ready:
-                session = self._session_string() or self._stored_session()
-                if session is not None:
-                    await client.login(session_string=session, fetch_bsky_profile=False)
-                else:
-                    await self._login(client)
-                self._client_ready = True
-            return client
-
-    async def _renewed(self, refused: str | None) -> Any:
-        """A client whose session is not `refused`, from the cheapest source that has one.
-
-        Another task of this process may have renewed it already; another process may have
-        saved a newer one; the refresh token may still be good (refreshSession); only when
-        the server refuses that too does the app password log in.
-        """
-        async with self._guard():
-            client = self._client_here()
-            current = self._session_string()
-            if current is not None and current != refused:
-                return client
-            stored = self._stored_session()
-            if stored is not None and stored != refused:
-                await client.login(session_string=stored, fetch_bsky_profile=False)
-            elif not await self._refreshed(client):
-                await self._login(client)
-            self._client_ready = True
-            return client
-
-    async def _refreshed(self, client: Any) -> bool:
-        """Renew the session with its refresh token; False when the server refuses the token.
-
-        The SDK's own refresh (what it does by itself before the access token expires); it
-        reports the new tokens through the session callback, which saves them.
-        """
-        if self._session is None:
-            return False
-        if not self._client_ready:
-            await client.login(session_string=self._session_string(), fetch_bsky_profile=False)
-        try:
-            await client._refresh_and_set_session()  # private in atproto 0.0.73, which is pinned
-        except Exception as exc:
-            if not is_session_error(exc):
-                raise
-            _log().info("bluesky/%s: the refresh token was refused too (%s)", self.account, exc)
-            return False
-        return True
-
-    async def _login(self, client: Any) -> None:
-        """createSession with the app password (the one thing rate-limited per handle)."""
-        import hashlib
-
-        try:
-            password = self._app_password()
-        except ConfigError as exc:
-            raise _NoSession(Outcome(OutcomeKind.PERMANENT, error=str(exc), auth=True)) from None
-        digest = hashlib.sha256(password.encode()).hexdigest()
-        if digest == self._refused:
-            raise _NoSession(self._refused_outcome("refused at an earlier login"))
-        if self._last_login is not None:
-            wait = self._last_login + LOGIN_COOLDOWN - time.monotonic()
-            if wait > 0:
-                raise _NoSession(self._cooling_down(wait))
-        last_login, self._last_login = self._last_login, time.monotonic()
-        self.logins += 1
-        try:
-            await client.login(self.handle, password, fetch_bsky_profile=False)
-        except Exception as exc:
-            outcome = outcome_for_error(exc)
-            if _xrpc_reason(exc)[0] is None:  # never reached the server: not a login it counts
-                self._last_login = last_login
-            if not outcome.auth:
-                self._login_failure = outcome
-                raise _NoSession(outcome) from None
-            self._refused = digest
-            raise _NoSession(self._refused_outcome(str(outcome.error))) from None
-        self._login_failure = None
-        _log().info("bluesky/%s: logged in as %s", self.account, self.handle)
-
-    def _cooling_down(self, wait: float) -> Outcome:
-        """Why there is no login now: the last one's failure (a 429 stays rate-limited), if any."""
-        failure = self._login_failure
-        if failure is not None:
-            return replace(failure, retry_after=max(wait, failure.retry_after or 0.0))
-        return Outcome(
-            OutcomeKind.TRANSIENT,
-            error=f"logged in {LOGIN_COOLDOWN - wait:.0f} s ago already; "
-            "waiting before logging in again",
-            retry_after=wait,
-        )
-
-    def _refused_outcome(self, why: str) -> Outcome:
-        return Outcome(
-            OutcomeKind.PERMANENT,
-            error=f"the app password of {self.handle} was refused ({why}) — make one "
-            "in Bluesky's Settings → Privacy and security → App passwords and put it in the "
-            "account's app_password_file",
-            auth=True,
         )
 
     async def _resolve(self, client: Any, handles: list[str]) -> dict[str, str]:
@@ -547,7 +346,7 @@ class BlueskyPublisher:
         """
         import asyncio
 
-        params = _sdk().models.ComAtprotoIdentityResolveHandle.Params
+        params = sdk().models.ComAtprotoIdentityResolveHandle.Params
         dids: dict[str, str] = {}
         try:
             async with asyncio.timeout(self.timeout):
@@ -557,7 +356,7 @@ class BlueskyPublisher:
                             RESOLVE_HANDLE, params=params(handle=handle)
                         )
                     except Exception as exc:
-                        status, _, reason = _xrpc_reason(exc)
+                        status, _, reason = xrpc_reason(exc)
                         if status != 400:
                             _log().warning(
                                 "bluesky/%s: could not resolve @%s (%s); it stays plain text",
@@ -570,87 +369,6 @@ class BlueskyPublisher:
         except TimeoutError:
             _log().warning("bluesky/%s: resolving mentions timed out", self.account)
         return dids
-
-    # -- the client and its session --
-
-    def _guard(self) -> asyncio.Lock:
-        """A lock for logging in, one per event loop (a Lock belongs to one loop)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        return self._lock
-
-    def _client_here(self) -> Any:
-        """The client for the running loop (httpx connections cannot move between loops)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            sdk = _sdk()
-            client = sdk.AsyncClient(
-                self.pds, request=sdk.request.AsyncRequest(timeout=self.timeout)
-            )
-            client.on_session_change(self._on_session_change)
-            self._client, self._client_loop, self._client_ready = client, loop, False
-        return self._client
-
-    def _session_string(self) -> str | None:
-        return None if self._session is None else str(self._session.encode())
-
-    def _on_session_change(self, event: Any, session: Any) -> None:
-        """The SDK's callback after a login, a refresh, or an import: keep the new tokens."""
-        self._session = session
-        if event != _sdk().SessionEvent.IMPORT:
-            self._save_session(session.encode())
-
-    def _stored_session(self) -> str | None:
-        """The session saved for this handle and server, if there is one."""
-        path = self.session_file
-        if path is None or not path.exists():
-            return None
-        try:
-            stored = json.loads(read_secret_file(path, "Bluesky session"))
-        except ConfigError as exc:
-            raise _NoSession(Outcome(OutcomeKind.PERMANENT, error=str(exc), auth=True)) from None
-        except ValueError:
-            _log().warning("bluesky/%s: %s is not a session file; logging in", self.account, path)
-            return None
-        if not isinstance(stored, dict) or stored.get("handle") != self.handle:
-            return None
-        session = stored.get("session")
-        if stored.get("pds") != self.pds or not isinstance(session, str):
-            return None
-        try:
-            _sdk().Session.decode(session)
-        except ValueError:
-            _log().warning("bluesky/%s: damaged session file %s; logging in", self.account, path)
-            return None
-        return session
-
-    def _save_session(self, session: str) -> None:
-        """Write the session file atomically, mode 600; a failure costs a login next time only."""
-        path = self.session_file
-        if path is None:
-            return
-        import tempfile
-
-        data = json.dumps({"handle": self.handle, "pds": self.pds, "session": session})
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 600
-            try:
-                with os.fdopen(fd, "w") as file:
-                    file.write(data + "\n")
-                    file.flush()
-                    os.fsync(file.fileno())
-                Path(tmp).replace(path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            _log().warning("bluesky/%s: could not save the session: %s", self.account, exc)
 
 
 def _iso_utc(when: float) -> str:
