@@ -76,5 +76,6 @@ def test_plain_http_only_to_this_machine(host: str | None, allowed: bool) -> Non
 def test_one_line() -> None:
     assert one_line("  relay\n  said:\tno  ") == "relay said: no"
     assert one_line(" \n") == "(no reason given)"
-    assert one_line("x" * 400) == "x" * 299 + "…"
+    assert one_line("x" * 400) == "x" * 400
+    assert one_line("x" * 400, 300) == "x" * 299 + "…"
     assert one_line("abcdef", 4) == "abc…"

@@ -65,13 +65,13 @@ class Publisher(Protocol):
     async def close(self) -> None: ...
 
 
-# What a server's or library's reason is cut to in an outcome's error (it ends up in
-# `failed list` and in plur-post's line).
+# What a server's own message is cut to in an outcome's error (Mastodon's and Bluesky's
+# explanations; the engine caps every error text it stores besides).
 MAX_REASON_CHARS = 300
 
 
-def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
-    """A reason as one line for an Outcome: runs of blank space become one space, a long
-    one is cut to `limit` characters, an empty one says so."""
+def one_line(text: str, limit: int | None = None) -> str:
+    """A reason as one line for an Outcome: runs of blank space become one space, one longer
+    than `limit` characters is cut, an empty one says so."""
     line = " ".join(text.split()) or "(no reason given)"
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return line if limit is None or len(line) <= limit else line[: limit - 1] + "…"

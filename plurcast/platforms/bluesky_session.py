@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.errors import ConfigError
-from plurcast.platforms.base import Outcome, OutcomeKind, one_line
+from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, one_line
 from plurcast.secrets import read_secret_file
 
 if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only a publishing process needs them
@@ -70,7 +70,11 @@ def xrpc_reason(exc: BaseException) -> tuple[int | None, str, str]:
         name, message = None, content.decode(errors="replace")
     else:  # the SDK's XrpcError model
         name, message = getattr(content, "error", None), getattr(content, "message", None)
-    return int(response.status_code), str(name or ""), one_line(str(message or ""))
+    return (
+        int(response.status_code),
+        str(name or ""),
+        one_line(str(message or ""), MAX_REASON_CHARS),
+    )
 
 
 def is_session_error(exc: BaseException) -> bool:

@@ -42,7 +42,7 @@ from plurcast.errors import ConfigError, InvalidInput
 from plurcast.media.files import media_dir
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
+from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Work, one_line
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
     from mastodon import Mastodon
@@ -256,7 +256,7 @@ def _http_error(answer: Answer) -> str:
         message = body
     else:
         return head
-    return f"{head}: {one_line(message)}"
+    return f"{head}: {one_line(message, MAX_REASON_CHARS)}"
 
 
 def outcome_from_answer(answer: Answer, now: float) -> Outcome:
@@ -458,5 +458,5 @@ class MastodonPublisher:
         try:
             call()
         except Exception as exc:  # the answer decides; the exception only explains a missing one
-            problem = one_line(f"{type(exc).__name__}: {exc}")
+            problem = one_line(f"{type(exc).__name__}: {exc}", MAX_REASON_CHARS)
         return _answer_of(self._last.response, problem)
