@@ -41,8 +41,16 @@ def normalise(text: str) -> str:
     return text
 
 
+# Below U+0300, where the combining marks begin, every code point is a character of its own
+# but CR LF (UAX #29, rule GB3): such text (ASCII, Latin-1, Latin Extended) is counted without
+# the regex module, whose import costs more than the rest of a scheduling plur-post.
+_FIRST_COMBINING = "\u0300"
+
+
 def graphemes(text: str) -> int:
     """User-perceived characters: a flag or a family emoji counts once, as the platforms count."""
+    if not text or max(text) < _FIRST_COMBINING:
+        return len(text) - text.count("\r\n")
     import regex
 
     return len(regex.findall(r"\X", text))

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import regex
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plurcast.content import MAX_BYTES, decode, graphemes, normalise, utf8_bytes
 from plurcast.errors import EXIT_INVALID, InvalidInput
@@ -107,10 +110,24 @@ def test_decode_names_byte_and_offset(raw: bytes, byte: str, offset: int) -> Non
         ("cafe\u0301!", 5),
         ("\U0001f44b\U0001f3fd", 1),  # waving hand + skin tone
         (FAMILY + " " + FLAG_DE + E_ACUTE, 4),
+        ("a\r\nb", 3),  # CR LF is one character
+        ("\r\r\n\n", 3),
+        ("na\u00efve \u0141\u00f3d\u017a\u00ad", 11),  # Latin-1 and Latin Extended-A
+        ("\u02ff\u0300", 1),  # the first combining mark joins the character before it
     ],
 )
 def test_graphemes(text: str, count: int) -> None:
     assert graphemes(text) == count
+
+
+# Every code point below U+0300 (where text is counted without the regex module) and a few
+# above it, in any order: the count is always the regex module's.
+_BELOW_COMBINING = st.characters(max_codepoint=0x2FF, exclude_categories=["Cs"])
+
+
+@given(st.text(st.one_of(_BELOW_COMBINING, st.sampled_from("\r\n\u0300\u200d"))))
+def test_graphemes_are_counted_as_the_regex_module_counts(text: str) -> None:
+    assert graphemes(text) == len(regex.findall(r"\X", text))
 
 
 @pytest.mark.parametrize(("text", "size"), [("", 0), ("abc", 3), (E_ACUTE, 3), (FAMILY, 25)])
