@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import __version__, clikit, queue, schedules
+from plurcast import __version__, clikit, queue
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
-from plurcast.models import from_ms
+from plurcast.models import Schedule, from_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import registry
 from plurcast.timefmt import format_local, format_relative
@@ -115,18 +114,21 @@ def cli(
     if cron is not None or every is not None:
         if draft:
             raise InvalidInput("--draft cannot be used with --cron or --every", "choose one")
-        _recurring(
+        # Recurring posts only: schedules brings logging and the rules of cron and intervals.
+        from plurcast import schedules
+
+        created_schedule = schedules.create(
             conn,
             cfg,
             text,
             schedules.Recurring(cron, every, schedule, until, count, misfire, grace),
             platforms=platforms,
             account=account,
-            zone=zone,
+            tz=zone,
             now=now,
             metadata=metadata,
-            fmt=fmt,
         )
+        _show_schedule(created_schedule, zone, now, fmt)
         return
     if until is not None or count is not None or grace is not None:
         raise InvalidInput("--until, --count and --grace go with --cron or --every")
@@ -179,30 +181,7 @@ def cli(
     )
 
 
-def _recurring(
-    conn: sqlite3.Connection,
-    cfg: config_module.Config,
-    text: str,
-    spec: schedules.Recurring,
-    *,
-    platforms: tuple[str, ...],
-    account: str | None,
-    zone: ZoneInfo,
-    now: datetime,
-    metadata: dict[str, object] | None,
-    fmt: Format,
-) -> None:
-    s = schedules.create(
-        conn,
-        cfg,
-        text,
-        spec,
-        platforms=platforms,
-        account=account,
-        tz=zone,
-        now=now,
-        metadata=metadata,
-    )
+def _show_schedule(s: Schedule, zone: ZoneInfo, now: datetime, fmt: Format) -> None:
     next_run = from_ms(s.next_run_at_ms or 0)
     shown = format_local(next_run, zone, now)
     if fmt == "text":
