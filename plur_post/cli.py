@@ -11,7 +11,7 @@ import click
 from plurcast import __version__, clikit, queue
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
-from plurcast.models import Schedule, from_ms
+from plurcast.models import Schedule, from_ms, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import registry
 from plurcast.timefmt import format_local, format_relative
@@ -172,7 +172,7 @@ def cli(
         {
             "scheduled": True,
             "post_id": created.post_id,
-            **time_fields("scheduled_at", int(created.scheduled_at.timestamp() * 1000), zone),
+            **time_fields("scheduled_at", to_ms(created.scheduled_at), zone),
             "scheduled_time": shown,
             "platforms": names,
             "account": created.targets[0][1],

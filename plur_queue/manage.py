@@ -52,7 +52,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     now = clikit.now()
     queue.cancel(s.conn, posts, now)
     for schedule in recurring:
-        schedules.cancel(s.conn, schedule, int(now.timestamp() * 1000))
+        schedules.cancel(s.conn, schedule, to_ms(now))
     if fmt == "text":
         click.echo(
             "\n".join(f"cancelled:{i}" for i in [p.id for p in posts] + [x.id for x in recurring])

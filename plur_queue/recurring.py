@@ -6,7 +6,7 @@ import click
 
 from plur_queue.common import open_session
 from plurcast import clikit, schedules
-from plurcast.models import Schedule
+from plurcast.models import Schedule, to_ms
 from plurcast.output import Column, Format, emit_rows, first_line
 from plurcast.schedules import rule_of
 from plurcast.views import iso, local, schedule_json, time_fields
@@ -55,7 +55,7 @@ def pause(schedule_id: str) -> None:
     """Stop a schedule's occurrences until it is resumed."""
     s = open_session()
     schedule = schedules.get(s.conn, schedule_id)
-    schedules.pause(s.conn, schedule, int(s.now.timestamp() * 1000))
+    schedules.pause(s.conn, schedule, to_ms(s.now))
     click.echo(f"paused:{schedule.id}")
 
 
@@ -65,7 +65,7 @@ def resume(schedule_id: str) -> None:
     """Resume a paused schedule; occurrences missed meanwhile follow its misfire policy."""
     s = open_session()
     schedule = schedules.get(s.conn, schedule_id)
-    schedules.resume(s.conn, schedule, int(s.now.timestamp() * 1000))
+    schedules.resume(s.conn, schedule, to_ms(s.now))
     click.echo(f"resumed:{schedule.id}")
 
 
