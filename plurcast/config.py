@@ -34,7 +34,6 @@ class Scheduling:
     shutdown_timeout: float = 20.0
     grace: float | None = None
     startup_delay: float = 0.0
-    inter_retry_delay: float | None = None
     posts_per_hour: dict[str, int] = field(default_factory=registry.default_posts_per_hour)
 
 
@@ -336,6 +335,10 @@ def _scheduling(top: _Reader) -> Scheduling:
     max_concurrency = s.get("max_concurrency", int, defaults.max_concurrency)
     if max_concurrency < 1:
         s.fail("max_concurrency", "must be at least 1")
+    # The original's inter_retry_delay (a pause between two posts' retries) is accepted and
+    # checked, and has nothing to do: retries are spread by their jittered backoff, and
+    # each account's rate window and the platforms' own holds keep bursts in check.
+    s.number("inter_retry_delay", None)
     return Scheduling(
         poll_interval=s.number("poll_interval", defaults.poll_interval, minimum=0.1) or 0.1,
         max_retries=max_retries,
@@ -344,6 +347,5 @@ def _scheduling(top: _Reader) -> Scheduling:
         shutdown_timeout=s.number("shutdown_timeout", defaults.shutdown_timeout) or 0.0,
         grace=s.number("grace", None),
         startup_delay=s.number("startup_delay", defaults.startup_delay) or 0.0,
-        inter_retry_delay=s.number("inter_retry_delay", None),
         posts_per_hour=per_hour,
     )

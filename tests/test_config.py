@@ -174,6 +174,7 @@ def test_config_not_utf8(config_path: Path) -> None:
         ("[scheduling]\nretry_delay = -5\n", "scheduling.retry_delay"),
         ("[scheduling]\nmax_concurrency = 0\n", "scheduling.max_concurrency"),
         ('[scheduling]\ngrace = "1h"\n', "scheduling.grace"),
+        ('[scheduling]\ninter_retry_delay = "5s"\n', "scheduling.inter_retry_delay"),
         (
             "[scheduling.rate_limits.nostr]\nposts_per_hour = 0\n",
             "rate_limits.nostr.posts_per_hour",
@@ -205,7 +206,7 @@ def test_scheduling_values_are_read(write_config: WriteConfig) -> None:
     )
     s = load().scheduling
     assert (s.poll_interval, s.max_retries, s.retry_delay, s.max_concurrency) == (5.0, 0, 30.5, 2)
-    assert (s.shutdown_timeout, s.grace, s.startup_delay, s.inter_retry_delay) == (3, 600, 1, 2)
+    assert (s.shutdown_timeout, s.grace, s.startup_delay) == (3, 600, 1)
     assert isinstance(s.poll_interval, float)
     assert isinstance(s.grace, float)
 
@@ -213,7 +214,7 @@ def test_scheduling_values_are_read(write_config: WriteConfig) -> None:
 def test_scheduling_defaults() -> None:
     s = load().scheduling
     assert (s.poll_interval, s.max_retries, s.retry_delay) == (60.0, 3, 300.0)
-    assert (s.shutdown_timeout, s.grace, s.inter_retry_delay) == (20.0, None, None)
+    assert (s.shutdown_timeout, s.grace) == (20.0, None)
 
 
 # --- timezone ----------------------------------------------------------------------------
