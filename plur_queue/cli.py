@@ -6,7 +6,7 @@ import click
 
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
 from plurcast import __version__, clikit, queue
-from plurcast.models import Post
+from plurcast.models import WAITING, Post
 from plurcast.output import Format, emit_json, emit_lines, emit_rows, first_line
 from plurcast.views import local, post_detail_json, post_json
 
@@ -108,7 +108,7 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
         summary = f"  {d.platform} ({d.account}): {d.state.value}, attempts {d.attempts}"
         if d.sent_at_ms is not None:
             summary += f", sent {local(d.sent_at_ms, s.tz, s.now)}"
-        elif d.due_at_ms is not None and d.state.value in ("pending", "retry"):
+        elif d.due_at_ms is not None and d.state in WAITING:
             summary += f", due {local(d.due_at_ms, s.tz, s.now)}"
         lines.append(summary)
         if d.remote_url or d.remote_id:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from plurcast import process
 from plurcast.config import Config
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
+from plurcast.models import ErrorKind, Fate, Recorded
 from plurcast.platforms import registry
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
 from plurcast.ratelimit import Window
@@ -88,7 +89,7 @@ class Delivered:
     """What became of one claimed delivery in this process."""
 
     claim: Claimed
-    state: str  # sent | retry | dead | cancelled | lost (another process took over)
+    state: Fate
     outcome: Outcome | None
     due_at_ms: int | None = None
 
@@ -265,7 +266,8 @@ class Engine:
         attempt = claim.attempts + 1
         due: int | None = None
         count = True
-        kind: str | None = None
+        state: Recorded
+        kind: ErrorKind | None = None
         error = None if outcome.error is None else error_text(outcome.error)
         detail = {key: error_text(value) for key, value in outcome.detail.items()}
         if outcome.kind == OutcomeKind.SENT:
@@ -337,7 +339,7 @@ class Engine:
     def _log_outcome(
         self,
         claim: Claimed,
-        state: str,
+        state: Recorded,
         outcome: Outcome,
         error: str | None,
         due: int | None,

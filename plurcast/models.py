@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from plurcast.platforms import registry
 
@@ -34,8 +34,17 @@ class PostStatus(StrEnum):
     EXPIRED = "expired"
 
 
+# Waiting to be claimed: due at their time. Unsent: waiting, or on the wire (maybe out).
 WAITING = (DeliveryState.PENDING, DeliveryState.RETRY)
-EXPIRED_KIND = "expired"
+UNSENT = (*WAITING, DeliveryState.SENDING)
+# What the engine makes of an attempt (stored as the delivery's state), and what became of
+# a claimed delivery in this process: that, or cancelled (or taken over) before a byte went
+# out, or lost (another process took its lease before the outcome was written).
+Recorded = Literal["sent", "retry", "dead"]
+Fate = Literal["sent", "retry", "dead", "cancelled", "lost"]
+# Why a delivery is to be retried or gave up (its error_kind).
+ErrorKind = Literal["auth", "permanent", "transient", "rate_limited", "expired"]
+EXPIRED_KIND: ErrorKind = "expired"
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from plurcast import slots, validation
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
-from plurcast.models import WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
+from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
 from plurcast.platforms import registry
 from plurcast.store import connect
 from plurcast.store import deliveries as delivery_store
@@ -147,9 +147,6 @@ def list_posts(
     if include_all:
         return posts
     return [p for p in posts if p.status == PostStatus.SCHEDULED]
-
-
-UNSENT = (*WAITING, DeliveryState.SENDING)
 
 
 def check_cancellable(post: Post) -> None:

@@ -13,7 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-WAITING = "('pending', 'retry')"
+from plurcast import models
+
+
+def _sql_set(states: Sequence[models.DeliveryState]) -> str:
+    """States as an SQL list, for `state IN …`: "('pending', 'retry')"."""
+    return "(" + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+# models.WAITING and models.UNSENT, as every statement of the store writes them.
+WAITING = _sql_set(models.WAITING)
+UNSENT = _sql_set(models.UNSENT)
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,11 @@ def due_candidates(
         n = limit if room is None else min(limit, room.get(platform, limit))
         if n <= 0:
             continue
-        for state in ("pending", "retry"):
+        for state in models.WAITING:
             rows += conn.execute(
                 f"{head} WHERE d.state = ? AND d.platform = ? AND d.due_at_ms <= ? "
                 "ORDER BY d.due_at_ms, d.id LIMIT ?",
-                (state, platform, now_ms, n),
+                (state.value, platform, now_ms, n),
             ).fetchall()
         rows += conn.execute(
             f"{head} WHERE d.state = 'sending' AND d.platform = ? AND d.lease_expires_at_ms <= ? "
@@ -141,14 +151,14 @@ def record(
     delivery_id: int,
     owner: str,
     *,
-    state: str,
+    state: models.Recorded,
     now_ms: int,
     count_attempt: bool,
     due_at_ms: int | None = None,
     remote_id: str | None = None,
     remote_url: str | None = None,
     error: str | None = None,
-    error_kind: str | None = None,
+    error_kind: models.ErrorKind | None = None,
 ) -> bool:
     """Write an attempt's outcome if this process still holds the lease.
 
@@ -157,28 +167,27 @@ def record(
     """
     cur = conn.execute(
         "UPDATE deliveries SET "
-        "  state = CASE WHEN state = 'cancelled' AND ? != 'sent' THEN 'cancelled' ELSE ? END, "
-        "  attempts = attempts + ?, due_at_ms = coalesce(?, due_at_ms), "
-        "  remote_id = coalesce(?, remote_id), remote_url = coalesce(?, remote_url), "
-        "  sent_at_ms = CASE WHEN ? = 'sent' THEN ? ELSE sent_at_ms END, "
-        "  last_error = ?, error_kind = ?, lease_owner = NULL, lease_expires_at_ms = NULL, "
-        "  updated_at_ms = ? "
-        "WHERE id = ? AND lease_owner = ? AND state IN ('sending', 'cancelled')",
-        (
-            state,
-            state,
-            int(count_attempt),
-            due_at_ms,
-            remote_id,
-            remote_url,
-            state,
-            now_ms,
-            error,
-            error_kind,
-            now_ms,
-            delivery_id,
-            owner,
-        ),
+        "  state = CASE WHEN state = 'cancelled' AND :state != 'sent' THEN 'cancelled' "
+        "          ELSE :state END, "
+        "  attempts = attempts + :counted, due_at_ms = coalesce(:due, due_at_ms), "
+        "  remote_id = coalesce(:remote_id, remote_id), "
+        "  remote_url = coalesce(:remote_url, remote_url), "
+        "  sent_at_ms = CASE WHEN :state = 'sent' THEN :now ELSE sent_at_ms END, "
+        "  last_error = :error, error_kind = :error_kind, "
+        "  lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = :now "
+        "WHERE id = :id AND lease_owner = :owner AND state IN ('sending', 'cancelled')",
+        {
+            "state": state,
+            "counted": int(count_attempt),
+            "due": due_at_ms,
+            "remote_id": remote_id,
+            "remote_url": remote_url,
+            "now": now_ms,
+            "error": error,
+            "error_kind": error_kind,
+            "id": delivery_id,
+            "owner": owner,
+        },
     )
     return cur.rowcount == 1
 

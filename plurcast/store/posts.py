@@ -11,6 +11,7 @@ from typing import Any
 from plurcast.bulk import no_cycle_collection
 from plurcast.models import Attempt, Delivery, DeliveryState, Post
 from plurcast.platforms import registry
+from plurcast.store.deliveries import UNSENT, WAITING
 
 # One row per post, its deliveries folded into a JSON array by SQLite: half the rows
 # and a third of the Python objects of a JOIN (listing 10,000 posts: ~75 ms vs ~120 ms).
@@ -26,7 +27,6 @@ _POST_ROW = """
 """
 _ORDER = "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, p.id"
 _TIME_ORDER = "ORDER BY p.scheduled_at_ms, p.created_at_ms, p.id"  # drafts left out
-_WAITING = "('pending', 'retry')"
 _STATES = {state.value: state for state in DeliveryState}
 
 
@@ -80,7 +80,7 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
 def latest_waiting_time_ms(conn: sqlite3.Connection) -> int | None:
     """The latest time at which scheduled work is still waiting (for random: placement)."""
     row = conn.execute(
-        f"SELECT max(due_at_ms) FROM deliveries WHERE state IN {_WAITING} AND due_at_ms IS NOT NULL"
+        f"SELECT max(due_at_ms) FROM deliveries WHERE state IN {WAITING} AND due_at_ms IS NOT NULL"
     ).fetchone()
     return None if row[0] is None else int(row[0])
 
@@ -195,7 +195,7 @@ def select_posts(
         # unique index): `p.id IN (every waiting delivery)` looked up and sorted every post.
         where.append(
             "p.scheduled_at_ms IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries w "
-            f"WHERE w.post_id = p.id AND w.state IN {_WAITING})"
+            f"WHERE w.post_id = p.id AND w.state IN {WAITING})"
         )
         order = _TIME_ORDER
     if with_dead_only:
@@ -240,7 +240,7 @@ def cancel_unsent(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int
     marks = ",".join("?" * len(post_ids))
     cur = conn.execute(
         f"UPDATE deliveries SET state = 'cancelled', updated_at_ms = ? "
-        f"WHERE post_id IN ({marks}) AND state IN ('pending', 'retry', 'sending') "
+        f"WHERE post_id IN ({marks}) AND state IN {UNSENT} "
         f"AND payload IS NULL",
         [now_ms, *post_ids],
     )
@@ -256,7 +256,7 @@ def set_schedule(conn: sqlite3.Connection, post_id: str, when_ms: int, now_ms: i
     )
     conn.execute(
         f"UPDATE deliveries SET due_at_ms = ?, updated_at_ms = ? "
-        f"WHERE post_id = ? AND state IN {_WAITING}",
+        f"WHERE post_id = ? AND state IN {WAITING}",
         (when_ms, now_ms, post_id),
     )
 

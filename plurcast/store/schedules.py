@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from plurcast.models import Schedule
+from plurcast.store.deliveries import UNSENT
 
 _COLUMNS = (
     "id, content, targets, metadata, cron, every_seconds, timezone, anchor_ms, until_ms, "
@@ -146,7 +147,7 @@ def occurrences(
 def waiting_post_ids(conn: sqlite3.Connection, schedule_id: str) -> list[str]:
     rows = conn.execute(
         "SELECT DISTINCT p.id FROM posts p JOIN deliveries d ON d.post_id = p.id "
-        "WHERE p.schedule_id = ? AND d.state IN ('pending', 'retry', 'sending')",
+        f"WHERE p.schedule_id = ? AND d.state IN {UNSENT}",
         (schedule_id,),
     )
     return [r[0] for r in rows]
