@@ -13,7 +13,7 @@ from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, from_ms, to_ms
 from plurcast.output import Format, emit_json
-from plurcast.platforms import registry
+from plurcast.platforms import nostr, registry
 from plurcast.timefmt import format_local, format_relative
 from plurcast.views import schedule_json, time_fields
 
@@ -29,6 +29,7 @@ Examples:
   echo "from a pipe" | plur-post -s random:1h-2h
   plur-post "Weekly tip" -s next            the next free slot of [slots]
   plur-post "Not ready yet" --draft
+  plur-post "Mined for relays that want it" -p nostr --nostr-pow 20
 
 \b
 Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
@@ -80,6 +81,15 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     type=click.Choice(["public", "unlisted", "private", "direct"]),
     help="Mastodon visibility for this post (default: [mastodon] visibility, else public).",
 )
+@click.option(
+    "--nostr-pow",
+    type=int,
+    metavar="DIFFICULTY",
+    help="Proof of Work difficulty for Nostr events (NIP-13), 0-64: the note is mined "
+    "when it is sent. Recommended: 20-25 (seconds of CPU; each step doubles the work). "
+    "Only applies when posting to Nostr. Default: [nostr] default_pow_difficulty.",
+)
+@click.option("--21e8", "pow_21e8", is_flag=True, hidden=True)
 @clikit.format_option
 @click.version_option(__version__, "-V", "--version", prog_name="plur-post")
 def cli(
@@ -96,6 +106,8 @@ def cli(
     misfire: str,
     grace: str | None,
     visibility: str | None,
+    nostr_pow: int | None,
+    pow_21e8: bool,
     fmt: Format,
 ) -> None:
     """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
@@ -107,10 +119,13 @@ def cli(
     """
     cfg = config_module.load()
     zone = config_module.zone(tz) if tz else cfg.timezone
+    pow_metadata = nostr.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
     now = clikit.now()
     conn = queue.open_db(cfg)
     metadata: dict[str, object] | None = {"visibility": visibility} if visibility else None
+    if pow_metadata:
+        metadata = {**(metadata or {}), **pow_metadata}
     if cron is not None or every is not None:
         if draft:
             raise InvalidInput("--draft cannot be used with --cron or --every", "choose one")

@@ -12,7 +12,7 @@ from plurcast.views import local, post_detail_json, post_json
 
 # The other commands, by the module that holds them (imported when one is run).
 LAZY = {
-    **dict.fromkeys(("cancel", "reschedule", "edit"), "plur_queue.manage"),
+    **dict.fromkeys(("cancel", "reschedule", "edit", "update"), "plur_queue.manage"),
     "now": "plur_queue.send",
     "stats": "plur_queue.stats",
     "slots": "plur_queue.slots",

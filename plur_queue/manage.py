@@ -139,4 +139,34 @@ def edit(post_id: str, content: str | None) -> None:
     click.echo(f"edited:{post.id}")
 
 
-COMMANDS = (cancel, reschedule, edit)
+@click.command()
+@click.argument("post_id", metavar="ID")
+@click.option(
+    "--nostr-pow",
+    type=int,
+    metavar="DIFFICULTY",
+    help="Nostr proof of work (NIP-13) difficulty, 0-64 (0: none).",
+)
+@clikit.format_option
+def update(post_id: str, nostr_pow: int | None, fmt: Format) -> None:
+    """Change how a post not yet sent goes out: its Nostr proof of work.
+
+    \b
+    Example:
+      plur-queue update 3f2a9c1e --nostr-pow 28
+    """
+    if nostr_pow is None:
+        raise click.UsageError(
+            "No update options provided. Use --nostr-pow to update Nostr PoW difficulty."
+        )
+    s = open_session()
+    post = queue.get(s.conn, post_id)
+    queue.update_pow(s.conn, post, nostr_pow, clikit.now())
+    if fmt == "text":
+        click.echo(f"Updated Nostr PoW difficulty to: {nostr_pow}")
+        click.echo(f"✓ Post {post.id} updated successfully")
+    else:
+        emit_json({"post_id": post.id, "updated": True, "nostr_pow": nostr_pow}, fmt)
+
+
+COMMANDS = (cancel, reschedule, edit, update)

@@ -22,7 +22,7 @@ import random
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from plurcast import process
@@ -223,22 +223,27 @@ class Engine:
         payload = claim.payload
         if payload is None:
             try:
-                payload = await publisher.prepare(
-                    Work(
-                        claim.delivery_id,
-                        claim.post_id,
-                        claim.platform,
-                        claim.account,
-                        claim.content,
-                        claim.metadata,
-                    )
+                payload = await self._holding_lease(
+                    claim,
+                    publisher.prepare(
+                        Work(
+                            claim.delivery_id,
+                            claim.post_id,
+                            claim.platform,
+                            claim.account,
+                            claim.content,
+                            claim.metadata,
+                        )
+                    ),
                 )
             except Exception as exc:
                 return self._record(claim, _failure(exc, claim), started)
-        with transaction(self.conn):
-            stored = store.store_payload(
-                self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
-            )
+        stored = None
+        if payload is not None:
+            with transaction(self.conn):
+                stored = store.store_payload(
+                    self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
+                )
         if stored is None:
             log.info(
                 "post %s to %s/%s was cancelled or taken over before sending; not sent",
@@ -259,6 +264,29 @@ class Engine:
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
         return self._record(claim, outcome, started)
+
+    async def _holding_lease(self, claim: Claimed, prepare: Awaitable[str]) -> str | None:
+        """Run a prepare step, renewing the lease while it runs — mining proof of work can
+        outlast a lease, and another process must not take the delivery meanwhile.
+
+        None (and the step is stopped) as soon as the delivery is cancelled or taken over.
+        """
+        task = asyncio.ensure_future(prepare)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.lease_ms / 3000)
+                if done:
+                    return task.result()
+                with transaction(self.conn):
+                    held = store.extend_lease(
+                        self.conn, claim.delivery_id, self.owner, self.now_ms() + self.lease_ms
+                    )
+                if not held:
+                    task.cancel()
+                    return None
+        except BaseException:
+            task.cancel()
+            raise
 
     def _record(self, claim: Claimed, outcome: Outcome, started: int) -> Delivered:
         now = self.now_ms()

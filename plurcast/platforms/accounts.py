@@ -73,13 +73,14 @@ def account(cfg: Config, platform: str, name: str, *, needs: str) -> Account:
     )
 
 
-def timeout(acc: Account) -> float:
-    """The account's `timeout` (its own, else the default account's), in seconds."""
-    value, table = acc.inherited("timeout")
+def timeout(acc: Account, key: str = "timeout", default: float = DEFAULT_TIMEOUT) -> float:
+    """The account's `timeout` (or another number of seconds, `key`): its own, else the
+    default account's."""
+    value, table = acc.inherited(key)
     if value is None:
-        return DEFAULT_TIMEOUT
+        return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{acc.cfg_path}: {table}.timeout must be a positive number of seconds")
+        raise ConfigError(f"{acc.cfg_path}: {table}.{key} must be a positive number of seconds")
     return float(value)
 
 

@@ -15,7 +15,9 @@ Config (the `default` account is `[nostr]`, named ones `[accounts.nostr.NAME]`):
     relays      ["wss://…", …]; a named account without its own uses the default's
     min_relays  how many relays must accept for the post to count as sent (default 1)
     timeout     seconds to wait for the relays' answers (default 10)
-A named account without `min_relays` or `timeout` takes the default account's.
+    default_pow_difficulty  NIP-13 proof of work for every post (0-64; --nostr-pow wins)
+    pow_timeout seconds mining may take before the delivery gives up (default 300)
+A named account without one of these takes the default account's.
 
 A publish sends to every relay at once and lasts at most `timeout` (+1.5 s of margin);
 once `min_relays` relays have accepted, it waits at most 1 s more for the others.
@@ -29,8 +31,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
-from plurcast.errors import ConfigError
-from plurcast.platforms import accounts
+from plurcast.errors import ConfigError, InvalidInput
+from plurcast.platforms import accounts, nostr_pow
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
 from plurcast.platforms.nip19 import bech32_payload
@@ -123,6 +125,47 @@ def _min_relays(acc: Account, relay_count: int) -> int:
     return value
 
 
+def _default_pow(acc: Account) -> int:
+    value, table = acc.inherited("default_pow_difficulty")
+    if value is None:
+        return 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= nostr_pow.MAX_DIFFICULTY
+    ):
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.default_pow_difficulty must be a whole number from 0 to "
+            f"{nostr_pow.MAX_DIFFICULTY}"
+        )
+    return value
+
+
+def _pow_timeout(acc: Account) -> float:
+    return accounts.timeout(acc, "pow_timeout", nostr_pow.DEFAULT_TIMEOUT)
+
+
+def pow_metadata(
+    cfg: Config, account: str | None, difficulty: int | None, pattern_21e8: bool = False
+) -> dict[str, object]:
+    """What a post stores for proof of work: `--nostr-pow N`, else the account's
+    `default_pow_difficulty`; {} when neither asks for any."""
+    if pattern_21e8 and difficulty is None:
+        raise InvalidInput("--21e8 requires --nostr-pow to be specified", "add --nostr-pow N")
+    if difficulty is not None:
+        nostr_pow.check_difficulty(difficulty)
+    elif PLATFORM in cfg.platforms:
+        known = cfg.platforms[PLATFORM].accounts
+        name = account if account in known else DEFAULT_ACCOUNT
+        difficulty = _default_pow(_account(cfg, name)) if name in known else 0
+    if not difficulty:
+        return {}
+    entry: dict[str, object] = {"pow_difficulty": difficulty}
+    if pattern_21e8:
+        entry["21e8"] = True
+    return {"nostr": entry}
+
+
 def relays(cfg: Config, account: str) -> list[str]:
     """The account's relay URLs (named accounts without their own use the default's)."""
     return _relays(_account(cfg, account))
@@ -185,6 +228,8 @@ def check_credentials(cfg: Config, account: str) -> None:
     _secret_key_text(acc)
     _min_relays(acc, len(_relays(acc)))
     accounts.timeout(acc)
+    _default_pow(acc)
+    _pow_timeout(acc)
 
 
 def publisher(cfg: Config, account: str) -> NostrPublisher:
@@ -269,6 +314,7 @@ class NostrPublisher:
         timeout: float = accounts.DEFAULT_TIMEOUT,
         linger: float = DEFAULT_LINGER,
         account: str = DEFAULT_ACCOUNT,
+        pow_timeout: float = nostr_pow.DEFAULT_TIMEOUT,
     ) -> None:
         sdk = _sdk()
         # nostr-sdk normalises URLs (lower-case host …) and reports answers by its form;
@@ -292,6 +338,7 @@ class NostrPublisher:
         self.min_relays = min_relays
         self.timeout = float(timeout)
         self.linger = max(0.0, min(float(linger), self.timeout))
+        self.pow_timeout = pow_timeout
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -304,7 +351,14 @@ class NostrPublisher:
         min_relays = _min_relays(acc, len(urls))
         timeout = accounts.timeout(acc)
         keys = load_keys(cfg, account)
-        return cls(keys, urls, min_relays=min_relays, timeout=timeout, account=account)
+        return cls(
+            keys,
+            urls,
+            min_relays=min_relays,
+            timeout=timeout,
+            account=account,
+            pow_timeout=_pow_timeout(acc),
+        )
 
     @property
     def public_key(self) -> str:
@@ -312,8 +366,23 @@ class NostrPublisher:
         return str(self.keys.public_key().to_bech32())
 
     async def prepare(self, work: Work) -> str:
-        """A kind-1 note with the content, created now and signed: its JSON is the payload."""
+        """A kind-1 note with the content, created now and signed: its JSON is the payload.
+
+        With proof of work asked for (NIP-13), the event is mined here, once: the stored
+        payload is then re-sent as it is, never mined again."""
         sdk = _sdk()
+        wanted = nostr_pow.requested(work.metadata)
+        if wanted is not None:
+            mined = await nostr_pow.mined_event(
+                sdk,
+                self.keys,
+                work.content,
+                [],
+                wanted,
+                timeout=self.pow_timeout,
+                label=f"post {work.post_id} to nostr/{self.account}",
+            )
+            return str(mined.as_json())
         event = (
             sdk.EventBuilder(sdk.Kind(1), work.content)
             .custom_created_at(sdk.Timestamp.now())

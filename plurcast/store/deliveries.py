@@ -113,6 +113,16 @@ def take_lease(
     )
 
 
+def extend_lease(conn: sqlite3.Connection, delivery_id: int, owner: str, until_ms: int) -> bool:
+    """Keep holding a delivery still being prepared; False once it was cancelled or taken."""
+    cur = conn.execute(
+        "UPDATE deliveries SET lease_expires_at_ms = ? "
+        "WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+        (until_ms, delivery_id, owner),
+    )
+    return cur.rowcount == 1
+
+
 def defer(conn: sqlite3.Connection, delivery_id: int, until_ms: int, now_ms: int) -> None:
     """Push a delivery back to a later time (rate window full); never drops it."""
     conn.execute(

@@ -267,6 +267,13 @@ def set_content(conn: sqlite3.Connection, post_id: str, content: str, now_ms: in
     )
 
 
+def set_metadata(conn: sqlite3.Connection, post_id: str, metadata: str, now_ms: int) -> None:
+    conn.execute(
+        "UPDATE posts SET metadata = ?, updated_at_ms = ? WHERE id = ?",
+        (metadata, now_ms, post_id),
+    )
+
+
 def delete_posts(conn: sqlite3.Connection, post_ids: Sequence[str]) -> int:
     marks = ",".join("?" * len(post_ids))
     return conn.execute(f"DELETE FROM posts WHERE id IN ({marks})", list(post_ids)).rowcount

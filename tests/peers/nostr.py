@@ -608,8 +608,9 @@ class InProcessRelay(Peer):
     and tests that already run their own asyncio loop, use it alike. Events live in memory only.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, min_pow: int = 0) -> None:
         self.port = port or free_port()
+        self.min_pow = min_pow  # NIP-13: refuse events with fewer leading zero bits
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._relay: LocalRelay | None = None
@@ -642,7 +643,10 @@ class InProcessRelay(Peer):
     async def _run_relay(self) -> LocalRelay:
         from nostr_sdk import LocalRelayBuilder
 
-        relay = LocalRelayBuilder().addr("127.0.0.1").port(self.port).build()
+        builder = LocalRelayBuilder().addr("127.0.0.1").port(self.port)
+        if self.min_pow:
+            builder = builder.min_pow(self.min_pow)
+        relay = builder.build()
         await relay.run()  # returns at once; the relay keeps serving until shutdown()
         return relay
 
