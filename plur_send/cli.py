@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -27,7 +27,18 @@ from plurcast.health import (
 from plurcast.models import to_ms
 from plurcast.output import Format, emit_json, emit_lines
 
-DAEMON_OPTIONS = ("once", "poll_interval", "max_concurrency", "no_retry", "verbose", "log_format")
+if TYPE_CHECKING:  # the daemon's modules load only when it runs
+    from plurcast.daemon import Options
+
+DAEMON_OPTIONS = (
+    "once",
+    "poll_interval",
+    "max_concurrency",
+    "no_retry",
+    "startup_delay",
+    "verbose",
+    "log_format",
+)
 
 
 @click.group(
@@ -40,6 +51,7 @@ Examples:
   plur-send                 run in the foreground until SIGTERM/Ctrl-C
   plur-send --once          deliver everything due now, then exit
   plur-send -v --log-format json
+  plur-send --startup-delay 30 --log-level warn
   plur-send install --now   run it as a systemd user service from now on
   plur-send status          is it running, and what is waiting?
 
@@ -65,12 +77,35 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     "delays only its own platform's posts (default: [scheduling] max_concurrency).",
 )
 @click.option("--no-retry", is_flag=True, help="Give up on the first failure instead of retrying.")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option(
+    "--startup-delay",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="Wait this long after starting before delivering anything, so that a restart does "
+    "not send a burst of retries at once (default: [scheduling] startup_delay; --once "
+    "waits only when this is given).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging (--log-level debug).")
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    envvar="PLURCAST_LOG_LEVEL",
+    show_envvar=True,
+    default="info",
+    show_default=True,
+    metavar="LEVEL",
+    help="Log from this level up: error, warn, info, debug, trace (trace adds the SDKs' "
+    "own lines).",
+)
 @click.option(
     "--log-format",
-    type=click.Choice(logs.FORMATS),
-    help="text or json lines on stderr, or journal entries with POST_ID, PLATFORM, ACCOUNT "
-    "and DELIVERY_STATE fields [default: journal under systemd, else text].",
+    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    envvar="PLURCAST_LOG_FORMAT",
+    show_envvar=True,
+    metavar="FORMAT",
+    help="text, json (one object a line) or pretty (coloured) lines on stderr, or journal "
+    "entries with POST_ID, PLATFORM, ACCOUNT and DELIVERY_STATE fields "
+    "[default: journal under systemd, else text].",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="plur-send")
 @click.pass_context
@@ -80,7 +115,9 @@ def cli(
     poll_interval: float | None,
     max_concurrency: int | None,
     no_retry: bool,
+    startup_delay: float | None,
     verbose: bool,
+    log_level: str,
     log_format: str | None,
 ) -> int:
     """Deliver scheduled posts when they are due: on time, exactly once, with retries.
@@ -100,25 +137,20 @@ def cli(
                 f"{', '.join(given)} runs the daemon and cannot go with '{ctx.invoked_subcommand}'"
             )
         return 0
-    return run_daemon(once, poll_interval, max_concurrency, no_retry, verbose, log_format)
+    from plurcast.daemon import Options
+
+    logs.setup(log_level, log_format and log_format.lower(), verbose=verbose)
+    return run_daemon(Options(once, poll_interval, max_concurrency, no_retry, startup_delay))
 
 
-def run_daemon(
-    once: bool,
-    poll_interval: float | None,
-    max_concurrency: int | None,
-    no_retry: bool,
-    verbose: bool,
-    log_format: str | None,
-) -> int:
-    from plurcast.daemon import Daemon, Options
+def run_daemon(options: Options) -> int:
+    from plurcast.daemon import Daemon
     from plurcast.systemd import SystemdNotifier
 
-    logs.setup(verbose, log_format)
     daemon = Daemon(
         config_module.load,
         queue.open_db,
-        Options(once, poll_interval, max_concurrency, no_retry),
+        options,
         notifier=SystemdNotifier(),
     )
 

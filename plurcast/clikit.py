@@ -104,7 +104,82 @@ def _reader_may_leave() -> Iterator[None]:
         raise _ReaderGone from None
 
 
+# --- --log-level, --log-format, -v on every command (global, as in the original) ------------
+
+_LOG_META = "plurcast.logging"
+LOG_OPTION_NAMES = ("log_level", "log_format", "verbose")
+
+
+def _remember_logging(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Collect the logging options as click reads them; set logging up once one was given.
+
+    Given on the group or on its command (`plur-queue --log-level debug list`, `plur-queue
+    list --log-level debug`), the command's own wins. Given nowhere, logging is left as it
+    is: plur-post and plur-queue then print only warnings, as bare lines.
+    """
+    from plurcast import logs
+
+    assert param.name is not None
+    chosen: dict[str, Any] = ctx.find_root().meta.setdefault(_LOG_META, {})
+    if ctx.get_parameter_source(param.name) in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    ):
+        chosen[param.name] = value.lower() if isinstance(value, str) else value
+        logs.setup(
+            chosen.get("log_level", "info"),
+            chosen.get("log_format"),
+            verbose=bool(chosen.get("verbose")),
+        )
+
+
+def logging_options() -> list[click.Option]:
+    """The original's logging flags; their values never reach the command's function."""
+    from plurcast import logs
+
+    common: dict[str, Any] = {
+        "expose_value": False,
+        "callback": _remember_logging,
+        "show_envvar": True,
+    }
+    return [
+        click.Option(
+            ["--log-level"],
+            type=click.Choice(logs.LEVELS, case_sensitive=False),
+            envvar="PLURCAST_LOG_LEVEL",
+            metavar="LEVEL",
+            help="Log from this level up: error, warn, info, debug, trace (trace adds the "
+            "SDKs' own lines) [default: warnings only; plur-send: info].",
+            **common,
+        ),
+        click.Option(
+            ["--log-format"],
+            type=click.Choice(logs.FORMATS, case_sensitive=False),
+            envvar="PLURCAST_LOG_FORMAT",
+            metavar="FORMAT",
+            help="Log lines on stderr as text, json (one object a line) or pretty "
+            "(coloured); or journal (systemd's journal, with fields).",
+            **common,
+        ),
+        click.Option(
+            ["-v", "--verbose"], is_flag=True, help="Debug logging (--log-level debug).", **common
+        ),
+    ]
+
+
+def with_logging_options(command: click.Command) -> click.Command:
+    """Add the logging flags to a command that does not define them itself."""
+    names = {p.name for p in command.params}
+    if not names & set(LOG_OPTION_NAMES):
+        command.params.extend(logging_options())
+    return command
+
+
 class Command(click.Command):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with_logging_options(self)
+
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
 
@@ -119,6 +194,14 @@ class Command(click.Command):
 
 class Group(click.Group):
     command_class = Command
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with_logging_options(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        return None if command is None else with_logging_options(command)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)

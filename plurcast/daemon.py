@@ -59,6 +59,7 @@ class Options:
     poll_interval: float | None = None  # None: from config
     max_concurrency: int | None = None
     no_retry: bool = False
+    startup_delay: float | None = None  # None: [scheduling] startup_delay (not with --once)
 
 
 @dataclass
@@ -125,6 +126,13 @@ class Daemon:
         return self.options.poll_interval or self.cfg.scheduling.poll_interval
 
     @property
+    def startup_delay(self) -> float:
+        """--startup-delay, else the config's (which a --once run, e.g. from cron, skips)."""
+        if self.options.startup_delay is not None:
+            return self.options.startup_delay
+        return 0.0 if self.options.once else self.cfg.scheduling.startup_delay
+
+    @property
     def max_concurrency(self) -> int:
         return self.options.max_concurrency or self.cfg.scheduling.max_concurrency
 
@@ -140,8 +148,9 @@ class Daemon:
             self.cfg.db_path,
             ", ".join(self.engine.pool.platforms),
         )
-        if self.cfg.scheduling.startup_delay and not self.options.once:
-            await self._sleep(self.cfg.scheduling.startup_delay)
+        if self.startup_delay:
+            log.info("waiting %g s before delivering (startup delay)", self.startup_delay)
+            await self._sleep(self.startup_delay)
         ready = False
         try:
             while not self._stopping:

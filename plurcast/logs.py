@@ -1,4 +1,7 @@
-"""Daemon logging: text or JSON lines on stderr, or journald entries with fields to filter on.
+"""Logging for every tool: text, JSON or pretty lines on stderr, or journald entries with fields.
+
+`--log-level` and `--log-format` (or PLURCAST_LOG_LEVEL / PLURCAST_LOG_FORMAT) choose them on
+all the tools, as in the original; `clikit` adds the options.
 
 Every record may carry post id, platform, account and delivery state (the engine passes them
 in `extra`). In the journal they become the fields POST_ID, PLATFORM, ACCOUNT and
@@ -24,7 +27,17 @@ from plurcast.output import printable
 from plurcast.secrets import redact
 
 FIELDS = ("post_id", "platform", "account", "delivery_state")
-FORMATS = ("text", "json", "journal")
+FORMATS = ("text", "json", "pretty", "journal")
+# The original's levels; `trace` is `debug` with the SDKs' own chatter too.
+LEVELS = ("error", "warn", "warning", "info", "debug", "trace")
+_LEVEL_NUMBERS = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
 SYSLOG_IDENTIFIER = "plur-send"
 # logging level → syslog priority (journald's PRIORITY and its `<N>` stderr prefix).
 _PRIORITIES = {
@@ -148,8 +161,8 @@ def foreground() -> None:
     """plur-post and plur-queue publishing in this process: the engine's warnings on stderr,
     message only (as Python's last resort would print them), printable and redacted."""
     root = logging.getLogger()
-    if any(isinstance(handler, _Stderr) for handler in root.handlers):
-        return
+    if any(getattr(h, "plurcast", False) or isinstance(h, _Stderr) for h in root.handlers):
+        return  # --log-level/--log-format set logging up already
     handler = _Stderr(logging.WARNING)
     handler.setFormatter(TextFormatter("%(message)s"))
     handler.addFilter(redact_record)
@@ -165,7 +178,9 @@ def _handler(fmt: str | None) -> logging.Handler:
             return journal_handler()
         except ConfigError:
             pass  # not asked for explicitly: the prefixed stderr lines below do well enough
-    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "pretty":
+        return _pretty_handler()
+    handler = _Stderr()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif under_journald:
@@ -175,14 +190,27 @@ def _handler(fmt: str | None) -> logging.Handler:
     return handler
 
 
-def setup(verbose: bool, fmt: str | None = None) -> None:
-    """Log to stderr as `fmt` (text, json) or to the journal; None picks by where stderr goes."""
+def _pretty_handler() -> logging.Handler:
+    """Coloured, with where each line comes from: for reading at a terminal (rich, ~30 ms)."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    return RichHandler(console=Console(stderr=True), show_path=True, rich_tracebacks=True)
+
+
+def setup(level: str = "info", fmt: str | None = None, *, verbose: bool = False) -> None:
+    """Log to stderr as `fmt` (text, json, pretty) or to the journal (None: the journal under
+    systemd, else text), from `level` up; `verbose` means debug, as `-v` does."""
+    name = "debug" if verbose and level != "trace" else level.lower()
     handler = _handler(fmt)
     handler.addFilter(redact_record)
+    handler.plurcast = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
-        # nostr-sdk and websockets libraries are chatty at INFO.
-        for noisy in ("nostr_sdk", "asyncio", "websockets"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Ours replace ours; others (a test runner's capture) stay.
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "plurcast", False)]
+    root.addHandler(handler)
+    root.setLevel(_LEVEL_NUMBERS[name])
+    # nostr-sdk, asyncio and websockets are chatty below WARNING: only `trace` shows them.
+    quiet = logging.NOTSET if name == "trace" else logging.WARNING
+    for noisy in ("nostr_sdk", "asyncio", "websockets"):
+        logging.getLogger(noisy).setLevel(quiet)
