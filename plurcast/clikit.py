@@ -133,6 +133,12 @@ def _remember_logging(ctx: click.Context, param: click.Parameter, value: Any) ->
         )
 
 
+def verbose_requested() -> bool:
+    """Whether -v/--verbose was given to the running command (or its group)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get(_LOG_META, {}).get("verbose"))
+
+
 def logging_options() -> list[click.Option]:
     """The original's logging flags; their values never reach the command's function."""
     from plurcast import logs
