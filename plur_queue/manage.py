@@ -10,6 +10,7 @@ from plur_queue.common import open_session
 from plurcast import clikit, queue, schedules, when
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
+from plurcast.platforms import nostr
 from plurcast.timefmt import format_local, format_relative
 from plurcast.views import time_fields
 
@@ -161,7 +162,7 @@ def update(post_id: str, nostr_pow: int | None, fmt: Format) -> None:
         )
     s = open_session()
     post = queue.get(s.conn, post_id)
-    queue.update_pow(s.conn, post, nostr_pow, clikit.now())
+    queue.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now())
     if fmt == "text":
         click.echo(f"Updated Nostr PoW difficulty to: {nostr_pow}")
         click.echo(f"✓ Post {post.id} updated successfully")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from plur_queue.common import open_session
-from plurcast import __version__, clikit, history, queue
+from plurcast import __version__, clikit, history, validation
 from plurcast.output import Format, emit_json
 from plurcast.views import time_fields
 
@@ -86,7 +86,7 @@ def cli(
     s = open_session()
     entries = history.query(
         s.conn,
-        platform=queue.split_platforms([platform])[0] if platform else None,
+        platform=validation.split_platforms([platform])[0] if platform else None,
         since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
         until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
         search=search,

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
-from plurcast.models import PLATFORM_ORDER, to_ms
+from plurcast.models import to_ms
+from plurcast.platforms import registry
 from plurcast.store import history as store
 
 DEFAULT_LIMIT = 20
@@ -101,7 +102,7 @@ def query(
             content,
             created,
             posted,
-            sorted(results[post_id], key=lambda p: (PLATFORM_ORDER[p.platform], p.account)),
+            sorted(results[post_id], key=lambda p: (registry.ORDER[p.platform], p.account)),
         )
         for post_id, content, created, posted in found
     ]

@@ -252,25 +252,20 @@ def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: date
     return text
 
 
-def update_pow(conn: sqlite3.Connection, post: Post, difficulty: int, now: datetime) -> None:
-    """Change the Nostr proof of work of a post not yet prepared (0 removes it)."""
-    from plurcast.platforms import nostr_pow
-
-    nostr_pow.check_difficulty(difficulty)
-    if "nostr" not in post.platforms:
-        raise InvalidInput(f"post {post.id} does not go to Nostr", "proof of work is for Nostr")
+def update_metadata(
+    conn: sqlite3.Connection,
+    post: Post,
+    change: Callable[[Post, dict[str, Any]], dict[str, Any]],
+    now: datetime,
+) -> None:
+    """Change how a post not yet prepared goes out (e.g. its Nostr proof of work): `change`
+    gets the post and its metadata and returns the new metadata, or raises InvalidInput."""
     _check_editable(post)
+    change(post, dict(post.metadata))  # refuse before taking the write lock
     with transaction(conn):
         current = store.get_posts(conn, [post.id])[0]
         _check_editable(current)
-        metadata = dict(current.metadata)
-        entry = {**(metadata.get("nostr") or {}), "pow_difficulty": difficulty}
-        if not difficulty:
-            entry.pop("pow_difficulty")
-            entry.pop("21e8", None)
-        metadata["nostr"] = entry
-        if not entry:
-            del metadata["nostr"]
+        metadata = change(current, dict(current.metadata))
         store.set_metadata(conn, post.id, json.dumps(metadata, ensure_ascii=False), to_ms(now))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,9 +37,31 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("TZ", "UTC")
-    for var in ("PLURCAST_CONFIG", "PLURCAST_DB_PATH", "PLURCAST_DEBUG", "NO_COLOR", "EDITOR"):
+    for var in (
+        "PLURCAST_CONFIG",
+        "PLURCAST_DB_PATH",
+        "PLURCAST_DEBUG",
+        "PLURCAST_LOG_LEVEL",
+        "PLURCAST_LOG_FORMAT",
+        "NO_COLOR",
+        "EDITOR",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """A command run with --log-level/--log-format sets up the root logger; the next test
+    gets it back as it was."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = {name: logging.getLogger(name).level for name in ("nostr_sdk", "asyncio", "websockets")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in noisy.items():
+        logging.getLogger(name).setLevel(was)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.plur_history import cli
-from tests.conftest import NOW, Clock, Run
+from tests.helpers import NOW, Clock, Run
 
 pytestmark = pytest.mark.usefixtures("configured")
 HOUR = 3_600_000

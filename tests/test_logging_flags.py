@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_send.cli import cli as send_cli
-from tests.conftest import BASE_CONFIG, Clock, Run
+from tests.helpers import BASE_CONFIG, Clock, Run
 
 FAILED = "to nostr/default failed (ws://127.0.0.1:1: "
 
@@ -27,16 +26,6 @@ def config(configured: Path) -> Path:
         )
     )
     return configured
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Each run sets up the root logger; put it back for the tests after this one."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def publish(run: Run, *args: str) -> str:

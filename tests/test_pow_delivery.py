@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,11 +22,23 @@ from plurcast.engine import Engine, PublisherPool
 from plurcast.platforms import nostr_pow
 from plurcast.platforms.base import Work
 from plurcast.platforms.nostr import NostrPublisher
-from tests.conftest import BASE_CONFIG, Clock, Run
+from tests.helpers import BASE_CONFIG, T0, Clock, Run, deliver, free_port
 from tests.peers.nostr import InProcessRelay
-from tests.test_engine import T0, FakeClock, WriteNostrConfig, deliver, free_port, nostr_config
 
-__all__ = ["nostr_config"]
+WriteNostrConfig = Callable[[list[str]], config_module.Config]
+
+
+@pytest.fixture
+def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteNostrConfig:
+    def write(relays: list[str]) -> config_module.Config:
+        listed = ", ".join(f'"{r}"' for r in relays)
+        write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = [{listed}]\n'
+            "timeout = 2\n[scheduling]\nretry_delay = 60\nmax_retries = 2\n"
+        )
+        return config_module.load()
+
+    return write
 
 
 def metadata(db_path: Path, post_id: str) -> dict[str, object]:
@@ -161,7 +174,7 @@ def test_a_relay_that_demands_work_takes_the_mined_note_and_refuses_the_plain_on
         cfg = nostr_config([relay.url])
         mined = add_pow_post(cfg, "worked for it ⛏", 12)
         plain = add_pow_post(cfg, "did not", 0)
-        engine = Engine(cfg, queue.open_db(cfg), clock=FakeClock(T0 + 1))
+        engine = Engine(cfg, queue.open_db(cfg), clock=Clock(T0 + 1))
         with caplog.at_level(logging.INFO, "plurcast.nostr.pow"):
             results = {r.claim.post_id: r for r in deliver(engine, engine.claim_due(5))}
         assert results[mined].state == "sent"
@@ -188,7 +201,7 @@ def test_the_mined_event_is_mined_once_and_re_sent_byte_for_byte(
     port = free_port()
     cfg = nostr_config([f"ws://127.0.0.1:{port}"])  # the relay is down at first
     post_id = add_pow_post(cfg, "patience", 10)
-    clock = FakeClock(T0 + 1)
+    clock = Clock(T0 + 1)
     engine = Engine(cfg, queue.open_db(cfg), clock=clock)
     with caplog.at_level(logging.INFO, "plurcast.nostr.pow"):
         [first] = deliver(engine, engine.claim_due(5))
@@ -227,7 +240,7 @@ def test_a_long_prepare_keeps_its_lease_and_a_cancel_stops_it(
     cfg = nostr_config(["ws://127.0.0.1:1"])
     post_id = add_pow_post(cfg, "slow", 30)
     conn = queue.open_db(cfg)
-    clock = FakeClock(T0 + 1)
+    clock = Clock(T0 + 1)
     engine = Engine(
         cfg, conn, PublisherPool(cfg, {"nostr": Slow.from_config}), clock=clock, lease_seconds=0.3
     )

@@ -26,12 +26,13 @@ once `min_relays` relays have accepted, it waits at most 1 s more for the others
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
+from plurcast.models import Post
 from plurcast.platforms import accounts, nostr_pow
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
@@ -163,7 +164,28 @@ def pow_metadata(
     entry: dict[str, object] = {"pow_difficulty": difficulty}
     if pattern_21e8:
         entry["21e8"] = True
-    return {"nostr": entry}
+    return {PLATFORM: entry}
+
+
+def with_pow(difficulty: int) -> Callable[[Post, dict[str, Any]], dict[str, Any]]:
+    """A metadata change for `plur-queue update ID --nostr-pow N` (0 removes the work)."""
+    nostr_pow.check_difficulty(difficulty)
+
+    def change(post: Post, metadata: dict[str, Any]) -> dict[str, Any]:
+        if PLATFORM not in post.platforms:
+            raise InvalidInput(
+                f"post {post.id} does not go to Nostr", "proof of work is for Nostr only"
+            )
+        entry = dict(metadata.get(PLATFORM) or {})
+        entry.pop("pow_difficulty", None)
+        if difficulty:
+            entry["pow_difficulty"] = difficulty
+        else:
+            entry.pop("21e8", None)
+        metadata.pop(PLATFORM, None)
+        return {**metadata, PLATFORM: entry} if entry else metadata
+
+    return change
 
 
 def relays(cfg: Config, account: str) -> list[str]:

@@ -9,6 +9,7 @@ refused by name — never silently dropped.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +135,7 @@ def _key(value: Any) -> str | None:
     key = str(value).strip()
     if len(key) > MAX_KEY_CHARS:
         raise FieldError(f"key is longer than {MAX_KEY_CHARS} characters", "shorten it")
-    if any(not c.isprintable() for c in key):
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in key):
         raise FieldError("key contains control characters", "use letters, digits and -_.:")
     return key or None
 
