@@ -122,7 +122,8 @@ def cli(
     pow_metadata = nostr.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
     now = clikit.now()
-    conn = queue.open_db(cfg)
+    # Read only, and nothing made on disk, until the input has passed every check.
+    conn = queue.open_db(cfg, create=False)
     metadata: dict[str, object] | None = {"visibility": visibility} if visibility else None
     if pow_metadata:
         metadata = {**(metadata or {}), **pow_metadata}
@@ -132,28 +133,23 @@ def cli(
         # Recurring posts only: schedules brings logging and the rules of cron and intervals.
         from plurcast import schedules
 
-        created_schedule = schedules.create(
-            conn,
+        spec = schedules.Recurring(cron, every, schedule, until, count, misfire, grace)
+        created_schedule = schedules.check_new(
             cfg,
             text,
-            schedules.Recurring(cron, every, schedule, until, count, misfire, grace),
+            spec,
             platforms=platforms,
             account=account,
             tz=zone,
             now=now,
             metadata=metadata,
         )
+        schedules.write(queue.writable(conn, cfg), created_schedule)
         _show_schedule(created_schedule, zone, now, fmt)
         return
     if until is not None or count is not None or grace is not None:
         raise InvalidInput("--until, --count and --grace go with --cron or --every")
-    engine = None
-    if schedule is None and not draft:
-        # Only publishing now needs the engine (and asyncio): queueing stays fast.
-        from plurcast.engine import Engine
-
-        engine = Engine(cfg, conn)
-    created = queue.create_post(
+    new = queue.check_new_post(
         conn,
         cfg,
         text,
@@ -163,8 +159,17 @@ def cli(
         account=account,
         tz=zone,
         now=now,
-        claim=engine.claim_post_locked if engine else None,
         metadata=metadata,
+    )
+    conn = queue.writable(conn, cfg)
+    engine = None
+    if new.now:
+        # Only publishing now needs the engine (and asyncio): queueing stays fast.
+        from plurcast.engine import Engine
+
+        engine = Engine(cfg, conn)
+    created = queue.write_post(
+        conn, cfg, new, now, claim=engine.claim_post_locked if engine else None
     )
     if engine is not None:
         from plurcast import publish, reporting

@@ -27,7 +27,9 @@ class Session:
 def open_session(tz: str | None = None) -> Session:
     cfg = config_module.load()
     zone = config_module.zone(tz) if tz else cfg.timezone
-    return Session(cfg, queue.open_db(cfg), zone, clikit.now())
+    # Every plur-queue command reads, or changes posts that must be there already: a
+    # database that does not exist yet is an empty queue, and stays unmade.
+    return Session(cfg, queue.open_db(cfg, create=False), zone, clikit.now())
 
 
 def when_cell(post: Post, s: Session) -> str:

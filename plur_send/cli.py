@@ -268,7 +268,7 @@ def health(fmt: Format) -> None:
     """
     cfg = config_module.load()
     now = clikit.now()
-    daemon = daemon_health(queue.open_db(cfg), to_ms(now))
+    daemon = daemon_health(queue.open_db(cfg, create=False), to_ms(now))
     if fmt != "text":
         emit_json(daemon_json(daemon, cfg.timezone), fmt)
     elif daemon.running:
@@ -292,7 +292,7 @@ def status(fmt: Format) -> None:
         manager_problem = None
     except service.NoUserManager as exc:
         unit, manager_problem = None, exc.reason
-    result = stats.compute(queue.open_db(cfg), now, cfg.timezone)
+    result = stats.compute(queue.open_db(cfg, create=False), now, cfg.timezone)
     if fmt != "text":
         emit_json(
             {

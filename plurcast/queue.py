@@ -24,15 +24,24 @@ from plurcast.platforms import registry
 from plurcast.store import connect
 from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
-from plurcast.store.connection import transaction
+from plurcast.store.connection import on_disk, transaction
 from plurcast.store.deliveries import Claimed
 
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
-def open_db(cfg: Config) -> sqlite3.Connection:
-    return connect(cfg.db_path, busy_timeout=cfg.busy_timeout)
+def open_db(cfg: Config, *, create: bool = True) -> sqlite3.Connection:
+    """The queue's database. Commands that only read — or change posts that must already
+    be there — pass `create=False`: a missing database then reads as an empty queue and
+    nothing is made on disk (store.connect)."""
+    return connect(cfg.db_path, busy_timeout=cfg.busy_timeout, create=create)
+
+
+def writable(conn: sqlite3.Connection, cfg: Config) -> sqlite3.Connection:
+    """`conn` from `open_db(create=False)`, or the database made now when there was none:
+    for a command whose input has passed every check and that is about to write."""
+    return conn if on_disk(conn) else open_db(cfg)
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,19 @@ class Created:
     claims: list[Claimed] = field(default_factory=list)  # leased to this process: publish now
 
 
-def create_post(
+@dataclass(frozen=True)
+class NewPost:
+    """A post that passed every check and is not written yet."""
+
+    checked: validation.CheckedPost
+    scheduled_at: datetime | None  # None: a draft, or a slot taken when it is written
+    slot: bool  # --schedule next: the first free slot, taken under the write lock
+    now: bool  # due now: the caller publishes it at once
+    timezone: ZoneInfo
+    metadata: dict[str, Any]
+
+
+def check_new_post(
     conn: sqlite3.Connection,
     cfg: Config,
     text: str,
@@ -55,15 +76,10 @@ def create_post(
     account: str | None,
     tz: ZoneInfo,
     now: datetime,
-    claim: Callable[[str], list[Claimed]] | None = None,
     metadata: dict[str, Any] | None = None,
-) -> Created:
-    """Validate everything, then write the post and its deliveries in one transaction.
-
-    Without --schedule or --draft the post is due now, and `claim` leases its
-    deliveries to the caller inside that same transaction, so no daemon can take
-    them between the write and the publish.
-    """
+) -> NewPost:
+    """Everything a new post must pass, before anything is written (`conn` is only read:
+    `random:` goes after the latest pending post)."""
     if draft and schedule is not None:
         raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
     checked = validation.check_post(cfg, text, platforms=platforms, account=account)
@@ -81,24 +97,71 @@ def create_post(
         scheduled_at = when.parse_when(schedule, now=now, tz=tz, pending_after=pending_after)
     elif not draft:
         scheduled_at = now
+    due_now = schedule is None and not draft
+    return NewPost(checked, scheduled_at, slot, due_now, tz, dict(metadata or {}))
+
+
+def write_post(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    new: NewPost,
+    now: datetime,
+    claim: Callable[[str], list[Claimed]] | None = None,
+) -> Created:
+    """Write a checked post and its deliveries in one transaction.
+
+    A post due now is leased to the caller by `claim` inside that same transaction, so
+    no daemon can take it between the write and the publish.
+    """
     post_id = str(uuid.uuid4())
     claims: list[Claimed] = []
+    scheduled_at = new.scheduled_at
     with transaction(conn):
-        if slot:  # chosen under the write lock: two writers never take one slot
-            scheduled_at = slots.take(conn, cfg, checked.targets, now)
+        if new.slot:  # chosen under the write lock: two writers never take one slot
+            scheduled_at = slots.take(conn, cfg, new.checked.targets, now)
         record = store.NewPost(
             id=post_id,
-            content=checked.text,
+            content=new.checked.text,
             created_at_ms=to_ms(now),
             scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
-            timezone=tz.key,
-            targets=checked.targets,
-            metadata=json.dumps(metadata or {}, ensure_ascii=False),
+            timezone=new.timezone.key,
+            targets=new.checked.targets,
+            metadata=json.dumps(new.metadata, ensure_ascii=False),
         )
         store.insert_post(conn, record)
-        if claim is not None and schedule is None and not draft:
+        if claim is not None and new.now:
             claims = claim(post_id)
-    return Created(post_id, scheduled_at, checked.targets, tz, claims)
+    return Created(post_id, scheduled_at, new.checked.targets, new.timezone, claims)
+
+
+def create_post(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    text: str,
+    *,
+    schedule: str | None,
+    draft: bool,
+    platforms: Sequence[str],
+    account: str | None,
+    tz: ZoneInfo,
+    now: datetime,
+    claim: Callable[[str], list[Claimed]] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Created:
+    """check_new_post, then write_post."""
+    new = check_new_post(
+        conn,
+        cfg,
+        text,
+        schedule=schedule,
+        draft=draft,
+        platforms=platforms,
+        account=account,
+        tz=tz,
+        now=now,
+        metadata=metadata,
+    )
+    return write_post(conn, cfg, new, now, claim)
 
 
 def resolve(conn: sqlite3.Connection, prefix: str) -> str:

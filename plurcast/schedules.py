@@ -61,7 +61,26 @@ def create(
     now: datetime,
     metadata: dict[str, object] | None = None,
 ) -> Schedule:
-    """Validate everything (content, targets, rule, zone, end), then write the schedule."""
+    """check_new, then write."""
+    schedule = check_new(
+        cfg, text, spec, platforms=platforms, account=account, tz=tz, now=now, metadata=metadata
+    )
+    write(conn, schedule)
+    return schedule
+
+
+def check_new(
+    cfg: Config,
+    text: str,
+    spec: Recurring,
+    *,
+    platforms: Sequence[str],
+    account: str | None,
+    tz: ZoneInfo,
+    now: datetime,
+    metadata: dict[str, object] | None = None,
+) -> Schedule:
+    """A new schedule that passed every check (content, targets, rule, zone, end), unwritten."""
     if (spec.cron is None) == (spec.every is None):
         raise InvalidInput(
             "give either --cron or --every", "e.g. --cron '0 9 * * 1-5' or --every 6h"
@@ -95,7 +114,7 @@ def create(
         if spec.grace
         else recurrence.DEFAULT_GRACE_SECONDS
     )
-    schedule = Schedule(
+    return Schedule(
         id=str(uuid.uuid4()),
         content=checked.text,
         targets=checked.targets,
@@ -114,9 +133,12 @@ def create(
         created_at_ms=now_ms,
         last_run_at_ms=None,
     )
+
+
+def write(conn: sqlite3.Connection, schedule: Schedule) -> None:
+    """Write a schedule that check_new returned."""
     with transaction(conn):
-        store.insert(conn, schedule, now_ms)
-    return schedule
+        store.insert(conn, schedule, schedule.created_at_ms)
 
 
 def materialize(conn: sqlite3.Connection, now_ms: int) -> list[str]:

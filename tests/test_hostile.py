@@ -62,7 +62,7 @@ def test_cron_with_other_than_5_fields_is_refused(
         f'Error: invalid cron expression "{cron}": {fields} fields, not 5 — use 5 fields: '
         'minute hour day month weekday, e.g. "0 9 * * 1-5"\n'
     )
-    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM schedules") == [(0,)]
+    assert not db_path.exists()
 
 
 def test_a_stored_seconds_cron_still_fires_at_most_once_a_minute(
@@ -94,7 +94,7 @@ def test_a_post_beyond_the_horizon_is_refused_and_nothing_written(
     result = run(post_cli, "x", "-s", when)
     assert result.exit_code == 3
     assert "is more than 100 years ahead — schedule posts up to" in result.stderr
-    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
+    assert not db_path.exists()
 
 
 def test_reschedule_beyond_the_horizon_is_refused(run: Run, clock: Clock, db_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_a_zone_that_is_no_iana_zone_is_exit_3(
     assert result.stderr == f'Error: unknown timezone "{zone}" — {hint}\n'
     result = run(post_cli, "x", "-s", f"tomorrow 9am {zone}")
     assert result.exit_code == 3, result.stderr
-    assert not db_path.exists() or sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
+    assert not db_path.exists()
 
 
 def test_a_config_zone_that_is_no_iana_zone_is_exit_2(
@@ -540,3 +540,77 @@ def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) ->
     result = run(send_cli, "health")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: plur-send is gone: pid {daemon.pid} on ")
+
+
+# --- 11. a failing command writes nothing, and a foreign SQLite file is left alone ---------------
+
+
+@pytest.mark.parametrize(
+    ("cli", "args", "code"),
+    [
+        (post_cli, ["", "-s", "1h"], 3),
+        (post_cli, ["x", "-s", "yesterday"], 3),
+        (post_cli, ["x", "--cron", "* * * * * *"], 3),
+        (post_cli, ["x", "-p", "myspace"], 3),
+        (queue_cli, ["list"], 0),
+        (queue_cli, ["list", "--all", "-f", "json"], 0),
+        (queue_cli, ["stats"], 0),
+        (queue_cli, ["schedules"], 0),
+        (queue_cli, ["failed", "list"], 0),
+        (queue_cli, ["failed", "retry", "--all"], 0),
+        (queue_cli, ["cancel", "--all", "--force"], 0),
+        (queue_cli, ["show", "12345678"], 3),
+        (queue_cli, ["cancel", "12345678", "--force"], 3),
+        (queue_cli, ["reschedule", "12345678", "1h"], 3),
+        (send_cli, ["health"], 1),
+        (send_cli, ["status"], 0),
+    ],
+)
+def test_a_command_that_fails_or_only_reads_makes_no_database(
+    run: Run, clock: Clock, db_path: Path, cli: Any, args: list[str], code: int
+) -> None:
+    result = run(cli, *args)
+    assert result.exit_code == code, result.stderr
+    assert "internal error" not in result.stderr
+    assert not db_path.parent.exists(), list(db_path.parent.iterdir())
+
+
+def test_the_first_post_makes_the_database(run: Run, clock: Clock, db_path: Path) -> None:
+    post(run, "first", "-s", "1h")
+    assert db_path.stat().st_mode & 0o777 == 0o600
+    assert db_path.parent.stat().st_mode & 0o777 == 0o700
+    assert run(queue_cli, "list").stdout.endswith("\tfirst\n")
+
+
+def test_the_empty_stand_in_refuses_writes_loudly(db_path: Path) -> None:
+    """A writer that forgot create=True must fail, never write into memory and lose it."""
+    conn = queue.open_db(config_module.load(), create=False)
+    assert queue.list_posts(conn) == []
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("DELETE FROM posts")
+    assert not db_path.exists()
+
+
+def test_a_sqlite_file_that_is_not_ours_is_refused_untouched(run: Run, db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as theirs:
+        theirs.execute("CREATE TABLE notes (body TEXT)")
+        theirs.execute("INSERT INTO notes VALUES ('keep me')")
+    theirs.close()
+    before = db_path.read_bytes()
+    for cli, args in ((queue_cli, ["list"]), (post_cli, ["x", "-s", "1h"]), (send_cli, ["--once"])):
+        result = run(cli, *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stderr == (
+            f"Error: {db_path} is not a Plurcast database (it holds notes) — set "
+            "PLURCAST_DB_PATH or [database] path to a new file\n"
+        )
+    assert db_path.read_bytes() == before
+    assert sorted(p.name for p in db_path.parent.iterdir()) == ["posts.db"]
+
+
+def test_an_empty_file_is_a_new_database(run: Run, clock: Clock, db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.touch()
+    post(run, "into the empty file", "-s", "1h")
+    assert sql(db_path, "SELECT content FROM posts") == [("into the empty file",)]

@@ -12,23 +12,30 @@ from plurcast.errors import ConfigError, RuntimeFailure
 from plurcast.store.migrations import SCHEMA_VERSION, migrate
 
 
-def connect(path: Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
-    """Open (creating if needed) the database at `path` and bring its schema up to date.
+def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> sqlite3.Connection:
+    """Open the database at `path` and bring its schema up to date.
+
+    With `create` it is made (0600, in 0700 directories) when it does not exist yet;
+    without, a missing database reads as an empty queue: an in-memory one with the same
+    schema, so that a command that only reads — or fails — leaves nothing behind.
+    A SQLite file that is not ours (no schema version, tables of its own) is refused.
 
     Autocommit mode: every write goes through `transaction()`, so when a transaction
     starts and ends is always explicit (the engine's claims need BEGIN IMMEDIATE).
     """
-    _create_private(path)
+    if create:
+        _create_private(path)
+    target: Path | str = path if create or path.exists() else ":memory:"
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        conn = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as exc:
-        raise RuntimeFailure(f"cannot open the database {path}: {exc}") from None
+        raise RuntimeFailure(
+            f"cannot open the database {path}: {exc}",
+            "check the file and its directory, or set PLURCAST_DB_PATH to another file",
+        ) from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise ConfigError(
@@ -36,8 +43,16 @@ def connect(path: Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
                 f"Plurcast understands ({SCHEMA_VERSION})",
                 "upgrade plurcast",
             )
+        if version == 0:
+            _refuse_foreign(conn, path)
+        if target != ":memory:":
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
         if version < SCHEMA_VERSION:
             migrate(conn)
+        if target == ":memory:":  # a write meant for the real database must fail, not vanish
+            conn.execute("PRAGMA query_only = ON")
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise database_error(exc, path) from None
@@ -45,6 +60,28 @@ def connect(path: Path, *, busy_timeout: float = 5.0) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def on_disk(conn: sqlite3.Connection) -> bool:
+    """False for the empty stand-in of a database that does not exist yet."""
+    return bool(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
+    """A database without our schema version must be empty: migrating someone else's file
+    would add our tables to it."""
+    theirs = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name LIMIT 4"
+        )
+    ]
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (", …" if len(theirs) > 3 else "")
+        raise ConfigError(
+            f"{path} is not a Plurcast database (it holds {shown})",
+            "set PLURCAST_DB_PATH or [database] path to a new file",
+        )
 
 
 def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailure:
