@@ -614,3 +614,44 @@ def test_an_empty_file_is_a_new_database(run: Run, clock: Clock, db_path: Path) 
     db_path.touch()
     post(run, "into the empty file", "-s", "1h")
     assert sql(db_path, "SELECT content FROM posts") == [("into the empty file",)]
+
+
+# --- 9. signals while plur-send starts ------------------------------------------------------------
+
+
+def test_plur_send_holds_stop_signals_before_any_import_of_its_own() -> None:
+    """The window in which a SIGTERM still kills plur-send is Python's own start-up: catching
+    the signals imports nothing (the `signal` module alone pulls in `enum`, ~20 ms loaded)."""
+    probe = (
+        "import sys; before = set(sys.modules); from plur_send import early; early.catch(); "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "['plur_send', 'plur_send.early']"
+
+
+_HUP_AND_TERM_WHILE_STARTING = """\
+import os, signal, sys
+from plur_send import early, main
+early.catch()  # what the plur-send script does first
+os.kill(os.getpid(), signal.SIGHUP)  # a reload, then a stop, while it still starts
+os.kill(os.getpid(), signal.SIGTERM)
+sys.argv = ["plur-send"]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_reload_then_a_stop_while_starting_are_both_acted_on() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _HUP_AND_TERM_WHILE_STARTING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SIGTERM: finishing in-flight deliveries, then stopping" in done.stderr
+    assert "plur-send stopped" in done.stderr
