@@ -65,13 +65,15 @@ no systemd user manager, 2 config error, 3 invalid input.""",
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (1 if any gave up).")
 @click.option(
     "--poll-interval",
-    type=click.FloatRange(min=0.1),
+    type=float,
+    callback=clikit.in_range("poll_interval"),
     metavar="S",
     help="Longest sleep between looks at the queue (default: [scheduling] poll_interval).",
 )
 @click.option(
     "--max-concurrency",
-    type=click.IntRange(min=1),
+    type=int,
+    callback=clikit.in_range("max_concurrency"),
     metavar="N",
     help="Deliveries on the wire at once for each platform, so that a server that is down "
     "delays only its own platform's posts (default: [scheduling] max_concurrency).",

@@ -266,6 +266,22 @@ def format_long_option(func: F) -> F:
     return _format_option("--format")(func)
 
 
+def in_range(setting: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """An option callback: the value must lie in the config setting's range (config.RANGES),
+    finite — click's FloatRange lets nan through."""
+    from plurcast.config import RANGES
+
+    allowed = RANGES[setting]
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and not allowed.holds(value):
+            shown = f"{value:g}" if isinstance(value, float) else f"{value:,}"
+            raise click.BadParameter(f"{shown} is not {allowed}")
+        return value
+
+    return check
+
+
 def read_content(argument: str | None) -> str:
     """The post text: the argument, or stdin when it is `-` or absent and piped."""
     from plurcast import content

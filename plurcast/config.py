@@ -9,6 +9,7 @@ Keys are those of the original Rust tool, so existing config files keep working.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,43 @@ from plurcast.platforms import registry
 
 DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number setting may take: finite, from `low` to `high`."""
+
+    low: float
+    high: float
+
+    def holds(self, value: float) -> bool:
+        return math.isfinite(value) and self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"from {self.low:g} to {self.high:,.10g}"
+
+
+# Every number setting's range, checked when the config is read (and for plur-send's flags),
+# so that nan, inf or 1e300 is a config error naming the key, never a crash hours later.
+RANGES = {
+    "busy_timeout": Range(0, 3600),
+    "poll_interval": Range(0.1, 86400),
+    "max_retries": Range(0, 1000),
+    "retry_delay": Range(0, 86400),
+    "max_concurrency": Range(1, 1000),
+    "shutdown_timeout": Range(0, 3600),
+    "grace": Range(0, 365 * 86400),
+    "startup_delay": Range(0, 3600),
+    "inter_retry_delay": Range(0, 86400),
+    "posts_per_hour": Range(1, 1_000_000),
+}
+_WRITE_AS = {
+    str: 'a string, in quotes: "…"',
+    bool: "true or false",
+    int: "a whole number, without quotes",
+    float: "a number, without quotes",
+    list: 'a list, e.g. ["nostr", "mastodon"]',
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +216,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid UTF-8", "save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}", "fix the TOML syntax there") from None
+    except RecursionError:  # tomllib recurses once per level of [[[…]]] or {a = {b = …}}
+        raise ConfigError(
+            f"{path}: arrays or tables nested too deeply to read", "flatten them"
+        ) from None
 
 
 class _Reader:
@@ -189,23 +231,35 @@ class _Reader:
             self.fail(table or "top level", "must be a table")
         self.data: dict[str, Any] = data
 
-    def fail(self, key: str, what: str) -> None:
+    def fail(self, key: str, what: str, hint: str | None = None) -> None:
         where = f"{self.table}.{key}" if self.table and key != self.table else key
-        raise ConfigError(f"{self.path}: {where} {what}")
+        raise ConfigError(f"{self.path}: {where} {what}", hint)
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         value = self.data.get(key, default)
+        wanted = kind[-1] if isinstance(kind, tuple) else kind
         if value is not None and not isinstance(value, kind):
-            self.fail(key, f"has the wrong type ({type(value).__name__})")
+            self.fail(
+                key, f"has the wrong type ({type(value).__name__})", f"write {_WRITE_AS[wanted]}"
+            )
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            self.fail(key, "must be a number")
+            self.fail(key, "must be a number", f"write {_WRITE_AS[wanted]}")
         return value
 
-    def number(self, key: str, default: float | None, *, minimum: float = 0) -> float | None:
+    def number(self, key: str, default: float | None) -> float | None:
+        """A number in RANGES[key] (a whole one is fine too), or None when unset and no default."""
         value = self.get(key, (int, float), default)
-        if value is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum:g}")
-        return None if value is None else float(value)
+        return None if value is None else float(self._in_range(key, value))
+
+    def whole(self, key: str, default: int) -> int:
+        """A whole number in RANGES[key]."""
+        return int(self._in_range(key, self.get(key, int, default)))
+
+    def _in_range(self, key: str, value: float) -> float:
+        allowed = RANGES[key]
+        if not allowed.holds(value):
+            self.fail(key, f"must be {allowed} (it is {value:g})", "change it in the file")
+        return value
 
     def table_of(self, key: str) -> _Reader:
         return _Reader(self.path, f"{self.table}.{key}" if self.table else key, self.data[key])
@@ -282,7 +336,7 @@ def _account_settings(platform: str, table: _Reader) -> dict[str, Any]:
     for key in registry.setting_names(platform):
         limit = table.get(key, int)
         if limit is not None and limit < 1:
-            table.fail(key, "must be a positive number")
+            table.fail(key, "must be a positive number", f"write {_WRITE_AS[int]}")
     return table.data
 
 
@@ -323,27 +377,19 @@ def _scheduling(top: _Reader) -> Scheduling:
         for platform_name in limits.data:
             if platform_name not in registry.NAMES:
                 limits.fail(platform_name, f"is not a platform ({', '.join(registry.NAMES)})")
-            value = limits.table_of(platform_name).get("posts_per_hour", int)
-            if value is not None:
-                if value < 1:
-                    limits.fail(f"{platform_name}.posts_per_hour", "must be at least 1")
-                per_hour[platform_name] = value
+            platform_limits = limits.table_of(platform_name)
+            if "posts_per_hour" in platform_limits.data:
+                per_hour[platform_name] = platform_limits.whole("posts_per_hour", 0)
     defaults = Scheduling()
-    max_retries = s.get("max_retries", int, defaults.max_retries)
-    if max_retries < 0:
-        s.fail("max_retries", "must be at least 0")
-    max_concurrency = s.get("max_concurrency", int, defaults.max_concurrency)
-    if max_concurrency < 1:
-        s.fail("max_concurrency", "must be at least 1")
     # The original's inter_retry_delay (a pause between two posts' retries) is accepted and
     # checked, and has nothing to do: retries are spread by their jittered backoff, and
     # each account's rate window and the platforms' own holds keep bursts in check.
     s.number("inter_retry_delay", None)
     return Scheduling(
-        poll_interval=s.number("poll_interval", defaults.poll_interval, minimum=0.1) or 0.1,
-        max_retries=max_retries,
+        poll_interval=s.number("poll_interval", defaults.poll_interval) or 0.1,
+        max_retries=s.whole("max_retries", defaults.max_retries),
         retry_delay=s.number("retry_delay", defaults.retry_delay) or 0.0,
-        max_concurrency=max_concurrency,
+        max_concurrency=s.whole("max_concurrency", defaults.max_concurrency),
         shutdown_timeout=s.number("shutdown_timeout", defaults.shutdown_timeout) or 0.0,
         grace=s.number("grace", None),
         startup_delay=s.number("startup_delay", defaults.startup_delay) or 0.0,

@@ -139,14 +139,14 @@ class Daemon:
     async def run(self) -> int:
         """Deliver until stopped (or, with --once, until nothing is due); the exit code."""
         self._wake = asyncio.Event()
-        self._beat()
-        self.engine.recover_dead_leases()
+        self._beat()  # and recovers the leases of dead processes
+        configured = [p for p in self.engine.pool.platforms if p in self.cfg.platforms]
         log.info(
             "plur-send %s started (pid %d, database %s, platforms %s)",
             __version__,
             os.getpid(),
             self.cfg.db_path,
-            ", ".join(self.engine.pool.platforms),
+            ", ".join(configured) or "none configured",
         )
         if self.startup_delay:
             log.info("waiting %g s before delivering (startup delay)", self.startup_delay)
@@ -166,6 +166,12 @@ class Daemon:
                 await self._wait()
             await self._finish_inflight()
         finally:
+            # Left only on an error: nothing may run on once its lease is given back below
+            # (it would end in a false "taken over" line, its rate slot used for nothing).
+            for task in self.inflight:
+                task.cancel()
+            if self.inflight:
+                await asyncio.wait(self.inflight)
             released = self.engine.release()
             if released:
                 log.info("gave back %d unfinished deliveries", released)

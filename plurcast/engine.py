@@ -431,7 +431,8 @@ class Engine:
             return 0
         with transaction(self.conn):
             count = store.expire_leases(self.conn, owners, self.now_ms())
-        log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
+        if count:  # once: leases already recovered (still `sending`, ran out) are not counted
+            log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
         return count
 
     def next_wake_ms(self, lanes: Lanes | None = None) -> int | None:

@@ -90,15 +90,21 @@ def check_new_post(
     elif schedule is not None:
         from plurcast import when  # the time grammar, for writing commands only
 
-        pending_after = None
-        if schedule.strip().lower().startswith("random:"):
-            latest = store.latest_waiting_time_ms(conn)
-            pending_after = None if latest is None else from_ms(latest)
+        pending_after = _pending_after(conn, schedule)
         scheduled_at = when.parse_when(schedule, now=now, tz=tz, pending_after=pending_after)
     elif not draft:
         scheduled_at = now
     due_now = schedule is None and not draft
     return NewPost(checked, scheduled_at, slot, due_now, tz, dict(metadata or {}))
+
+
+def _pending_after(conn: sqlite3.Connection, expression: str, moving: str = "") -> datetime | None:
+    """For `random:MIN-MAX`: the latest still-pending post it goes after (other than the one
+    being moved), else None (then it counts from now)."""
+    if not expression.strip().lower().startswith("random:"):
+        return None
+    latest = store.latest_waiting_time_ms(conn, excluding=moving)
+    return None if latest is None else from_ms(latest)
 
 
 def write_post(
@@ -190,8 +196,16 @@ def get(conn: sqlite3.Connection, prefix: str, *, history: bool = False) -> Post
 
 
 def get_many(conn: sqlite3.Connection, prefixes: Sequence[str]) -> list[Post]:
-    ids = list(dict.fromkeys(resolve(conn, p) for p in prefixes))
-    return store.get_posts(conn, ids)
+    """The posts the prefixes name, in the order given (each once)."""
+    return in_given_order(conn, [resolve(conn, p) for p in prefixes])
+
+
+def in_given_order(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
+    """The posts with these ids in the order given, each once: what a command reports on
+    goes in the order the user typed the ids."""
+    unique = list(dict.fromkeys(ids))
+    found = {post.id: post for post in store.get_posts(conn, unique)}
+    return [found[post_id] for post_id in unique]
 
 
 def list_posts(
@@ -288,7 +302,8 @@ def reschedule(
             expression, base=from_ms(post.scheduled_at_ms), now=now.astimezone(tz)
         )
     else:
-        new_time = when.parse_when(expression, now=now, tz=tz)
+        pending_after = _pending_after(conn, expression, moving=post.id)
+        new_time = when.parse_when(expression, now=now, tz=tz, pending_after=pending_after)
     with transaction(conn):
         _check_movable(store.get_posts(conn, [post.id])[0])
         store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))

@@ -247,7 +247,7 @@ def posts_or_schedules(
                 raise NotFound(
                     f'no post or schedule with id "{prefix}"', "see plur-queue list --all"
                 ) from None
-    return post_store.get_posts(conn, list(dict.fromkeys(post_ids))), found
+    return queue.in_given_order(conn, post_ids), found
 
 
 def get(conn: sqlite3.Connection, prefix: str) -> Schedule:

@@ -163,7 +163,9 @@ def test_a_bad_timeout_is_a_config_error(bluesky_config: WriteConfig, password_f
     cfg = bluesky_config(
         f'handle = "alice.bsky.social"\napp_password_file = "{password_file}"\ntimeout = 0\n'
     )
-    with pytest.raises(ConfigError, match="timeout must be a positive number"):
+    with pytest.raises(
+        ConfigError, match="timeout must be a number of seconds above 0 and at most 55"
+    ):
         check_credentials(cfg, "default")
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from plur_queue.cli import cli as queue_cli
 from plur_send.cli import cli as send_cli
 from plurcast import config as config_module
 from plurcast import health, logs, output, process, queue, schedules
+from plurcast.daemon import Daemon, Options
 from plurcast.engine import MAX_ERROR_CHARS, Engine
 from plurcast.models import to_ms
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
@@ -655,3 +657,237 @@ def test_a_reload_then_a_stop_while_starting_are_both_acted_on() -> None:
     assert done.returncode == 0, done.stderr
     assert "SIGTERM: finishing in-flight deliveries, then stopping" in done.stderr
     assert "plur-send stopped" in done.stderr
+
+
+# --- 13. the smaller ones -------------------------------------------------------------------
+
+
+def display_width(line: str) -> int:
+    """Columns a terminal that joins emoji sequences gives `line`: a grapheme cluster is two
+    when it is wide or an emoji (a joined family, a flag, a tone), else one."""
+    import unicodedata
+
+    import regex
+
+    width = 0
+    for cluster in regex.findall(r"\X", line):
+        first = cluster[0]
+        wide = unicodedata.east_asian_width(first) in "WF" or ord(first) >= 0x1F000
+        width += 2 if wide or "\u200d" in cluster or "\ufe0f" in cluster else 1
+    return width
+
+
+def test_joined_emoji_keep_the_table_aligned(
+    run: Run, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for text in ("plain", "👨\u200d👩\u200d👧\u200d👦 family", "🇩🇪 flag", "👍🏽 tone", "日本語"):
+        post(run, text, "-s", "1h")
+    monkeypatch.setattr(output, "fancy", lambda: True)
+    lines = run(queue_cli, "list").stdout.splitlines()
+    assert len({display_width(line) for line in lines if "│" in line}) == 1, lines
+
+
+def test_reschedule_random_goes_after_the_latest_other_pending_post(
+    run: Run, clock: Clock, db_path: Path
+) -> None:
+    moved = post(run, "moved", "-s", "1h")
+    post(run, "the latest", "-s", "10d")
+    result = run(queue_cli, "reschedule", moved, "random:1h-2h", "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    at = json.loads(result.stdout)["scheduled_at"]
+    ten_days = clock.now.timestamp() + 10 * 86400
+    assert ten_days + 3600 <= at <= ten_days + 7200
+    # Moving the latest itself counts from the others, not from its own old time.
+    latest = sql(db_path, "SELECT id FROM posts WHERE content = 'the latest'")[0][0]
+    result = run(queue_cli, "reschedule", str(latest), "random:1h-2h", "-f", "json")
+    assert json.loads(result.stdout)["scheduled_at"] <= at + 7200
+
+
+def test_a_multi_id_cancel_reports_in_the_order_given(run: Run, clock: Clock) -> None:
+    later = post(run, "later", "-s", "2h")
+    sooner = post(run, "sooner", "-s", "1h")
+    result = run(queue_cli, "cancel", later, sooner, "--force")
+    assert result.stdout == f"cancelled:{later}\ncancelled:{sooner}\n"
+
+
+def test_dead_leases_are_recovered_and_logged_once(
+    run: Run, clock: Clock, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    post(run, "x", "-s", "1h", "-p", "nostr")
+    owner, _pid = ended_process_owner()
+    later = to_ms(clock.now) + 600_000
+    sql(
+        db_path,
+        "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_expires_at_ms = ?",
+        owner,
+        later,
+    )
+    cfg = config_module.load()
+    engine = Engine(cfg, queue.open_db(cfg), clock=Clock(clock.now))
+    with caplog.at_level(logging.WARNING):
+        assert [engine.recover_dead_leases() for _ in range(3)] == [1, 0, 0]
+    assert caplog.text.count("recovered 1 deliveries from 1 dead process(es)") == 1
+
+
+def test_the_start_line_names_the_configured_platforms_only(
+    write_config: Callable[[str], Path],
+    nostr_key: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_config(f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n')
+    daemon = Daemon(config_module.load, queue.open_db, Options(once=True))
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(daemon.run()) == 0
+    [started] = [r.getMessage() for r in caplog.records if " started (pid " in r.getMessage()]
+    assert started.endswith(", platforms nostr)")
+
+
+def test_errors_say_how_to_fix_them(
+    run: Run,
+    clock: Clock,
+    configured: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    result = run(post_cli, "x", "--every", "1h", "--count", "0")
+    assert result.stderr == (
+        "Error: --count must be from 1 to 1,000,000 — or end the schedule with --until WHEN\n"
+    )
+    (configured.parent / "nostr.keys").write_text("1" * 70_000)
+    result = run(post_cli, "x", "-s", "1h", "-p", "nostr")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "is too large to be a secret (over 64 KiB) — put only the Nostr secret key in it\n"
+    )
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(tmp_path))  # a directory
+    result = run(post_cli, "x", "-s", "1h", "-p", "mastodon")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot open the database {tmp_path}: ")
+    assert result.stderr.endswith(
+        " — check the file and its directory, or set PLURCAST_DB_PATH to another file\n"
+    )
+    configured.write_text('[scheduling]\npoll_interval = "60"\n')
+    result = run(queue_cli, "list")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {configured}: scheduling.poll_interval has the wrong type (str) — write a "
+        "number, without quotes\n"
+    )
+
+
+# --- 7. config values that pass loading and fail later ----------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300"])
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("database", "busy_timeout"),
+        ("scheduling", "poll_interval"),
+        ("scheduling", "retry_delay"),
+        ("scheduling", "shutdown_timeout"),
+        ("scheduling", "grace"),
+        ("scheduling", "startup_delay"),
+        ("scheduling", "inter_retry_delay"),
+    ],
+)
+def test_a_number_out_of_its_range_is_a_config_error_naming_the_key(
+    run: Run, write_config: Callable[[str], Path], table: str, key: str, value: str
+) -> None:
+    path = write_config(f"[{table}]\n{key} = {value}\n")
+    result = run(queue_cli, "list")
+    assert result.exit_code == 2
+    allowed = config_module.RANGES[key]
+    assert result.stderr.startswith(f"Error: {path}: {table}.{key} must be {allowed} (it is ")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[scheduling]\nmax_retries = 100000\n", "scheduling.max_retries"),
+        ("[scheduling]\nmax_concurrency = 9223372036854775807\n", "scheduling.max_concurrency"),
+        ("[scheduling.rate_limits.nostr]\nposts_per_hour = 10000000\n", "posts_per_hour"),
+    ],
+)
+def test_a_whole_number_out_of_its_range_is_a_config_error(
+    run: Run, write_config: Callable[[str], Path], text: str, key: str
+) -> None:
+    write_config(text)
+    result = run(queue_cli, "list")
+    assert result.exit_code == 2
+    assert key in result.stderr and " must be from " in result.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300", "56", "nan"])
+def test_a_platform_timeout_out_of_range_is_refused_when_the_post_is_written(
+    run: Run, clock: Clock, configured: Path, db_path: Path, value: str
+) -> None:
+    configured.write_text(
+        configured.read_text().replace(
+            'relays = ["ws://127.0.0.1:1"]', f'relays = ["ws://127.0.0.1:1"]\ntimeout = {value}'
+        )
+    )
+    result = run(post_cli, "x", "-s", "1h", "-p", "nostr")
+    assert result.exit_code == 2
+    assert "nostr.timeout must be a number of seconds above 0 and at most 55" in result.stderr
+    assert not db_path.exists()
+
+
+def test_a_deeply_nested_config_is_a_config_error(
+    run: Run, write_config: Callable[[str], Path]
+) -> None:
+    path = write_config("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    result = run(queue_cli, "list")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {path}: arrays or tables nested too deeply to read — flatten them\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["--poll-interval", "nan"], "nan is not from 0.1 to 86,400"),
+        (["--poll-interval", "inf"], "inf is not from 0.1 to 86,400"),
+        (["--poll-interval", "1e309"], "inf is not from 0.1 to 86,400"),
+        (["--poll-interval", "0.01"], "0.01 is not from 0.1 to 86,400"),
+        (["--max-concurrency", "9" * 20], f"{int('9' * 20):,} is not from 1 to 1,000"),
+        (["--max-concurrency", "0"], "0 is not from 1 to 1,000"),
+    ],
+)
+def test_plur_send_flags_out_of_range_are_exit_3(
+    run: Run, db_path: Path, args: list[str], shown: str
+) -> None:
+    result = run(send_cli, *args, "--once")
+    assert result.exit_code == 3
+    option = args[0]
+    assert result.stderr == (
+        f"Error: Invalid value for '{option}': {shown} — see 'plur-send --help'\n"
+    )
+    assert not db_path.exists()
+
+
+@pytest.mark.slow
+def test_sighup_with_a_bad_config_keeps_the_old_one(
+    write_config: Callable[[str], Path], nostr_key: Path, tmp_path: Path
+) -> None:
+    config = f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n'
+    path = write_config(config + "[scheduling]\npoll_interval = 5\n")
+    log = tmp_path / "plur-send.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "plur-send")], stdout=out, stderr=out
+        )
+    try:
+        wait_until(lambda: " started (pid " in log.read_text(), "the daemon's start")
+        path.write_text(config + "[scheduling]\npoll_interval = nan\n")
+        daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: "keeping the old one" in log.read_text(), "the refused reload")
+        assert daemon.poll() is None, log.read_text()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert "scheduling.poll_interval must be from 0.1 to 86,400 (it is nan)" in log.read_text()

@@ -197,8 +197,8 @@ def test_named_accounts_have_their_own_token_and_inherit_the_rest(
     ("extra", "message"),
     [
         ('visibility = "friends"', "mastodon.visibility must be one of public, unlisted"),
-        ("timeout = 0", "mastodon.timeout must be a positive number of seconds"),
-        ('timeout = "10"', "mastodon.timeout must be a positive number of seconds"),
+        ("timeout = 0", "mastodon.timeout must be a number of seconds above 0 and at most 55"),
+        ('timeout = "10"', "mastodon.timeout must be a number of seconds above 0 and at most 55"),
     ],
 )
 def test_bad_options_are_config_errors(make_config: MakeConfig, extra: str, message: str) -> None:

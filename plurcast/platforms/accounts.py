@@ -21,6 +21,9 @@ from plurcast.errors import ConfigError
 from plurcast.platforms import registry
 
 DEFAULT_TIMEOUT = 10.0  # seconds an adapter waits for its server
+# A publish is abandoned after min(timeout + 5 s, 60 s) (engine.MAX_PUBLISH_SECONDS): a longer
+# timeout would only be cut short, and inf or 1e300 made every send fail.
+MAX_TIMEOUT = 55.0
 # Plain http:// is refused for other hosts: a token or password would cross the network
 # in clear text.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -73,14 +76,23 @@ def account(cfg: Config, platform: str, name: str, *, needs: str) -> Account:
     )
 
 
-def timeout(acc: Account, key: str = "timeout", default: float = DEFAULT_TIMEOUT) -> float:
+def timeout(
+    acc: Account,
+    key: str = "timeout",
+    default: float = DEFAULT_TIMEOUT,
+    maximum: float = MAX_TIMEOUT,
+) -> float:
     """The account's `timeout` (or another number of seconds, `key`): its own, else the
-    default account's."""
+    default account's; above 0 and at most `maximum`."""
     value, table = acc.inherited(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{acc.cfg_path}: {table}.{key} must be a positive number of seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= maximum:
+        raise ConfigError(
+            f"{acc.cfg_path}: {table}.{key} must be a number of seconds above 0 and at most "
+            f"{maximum:g}",
+            f"e.g. {key} = {default:g}",
+        )
     return float(value)
 
 

@@ -143,7 +143,9 @@ def _default_pow(acc: Account) -> int:
 
 
 def _pow_timeout(acc: Account) -> float:
-    return accounts.timeout(acc, "pow_timeout", nostr_pow.DEFAULT_TIMEOUT)
+    return accounts.timeout(
+        acc, "pow_timeout", nostr_pow.DEFAULT_TIMEOUT, maximum=nostr_pow.MAX_TIMEOUT
+    )
 
 
 def pow_metadata(

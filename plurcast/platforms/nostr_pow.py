@@ -28,6 +28,7 @@ log = logging.getLogger("plurcast.nostr.pow")
 
 MAX_DIFFICULTY = 64
 DEFAULT_TIMEOUT = 300.0
+MAX_TIMEOUT = 3600.0  # [nostr] pow_timeout: an hour of mining at most (inf would never stop)
 CHUNK = 100_000  # nonces per task: ~0.1 s, so a stop or a timeout is quick
 PROGRESS_SECONDS = 5.0
 PATTERN = 0x21E8

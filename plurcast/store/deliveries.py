@@ -277,12 +277,13 @@ def lease_owners(conn: sqlite3.Connection) -> list[str]:
 
 
 def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) -> int:
-    """Let the leases of dead processes be claimed at once instead of at their expiry."""
+    """Let the leases of dead processes be claimed at once instead of at their expiry; the
+    number of leases that had not run out yet (those recovered by this call)."""
     marks = ",".join("?" * len(owners))
     return conn.execute(
         f"UPDATE deliveries SET lease_expires_at_ms = ?, updated_at_ms = ? "
-        f"WHERE state = 'sending' AND lease_owner IN ({marks})",
-        [now_ms, now_ms, *owners],
+        f"WHERE state = 'sending' AND lease_owner IN ({marks}) AND lease_expires_at_ms > ?",
+        [now_ms, now_ms, *owners, now_ms],
     ).rowcount
 
 

@@ -77,10 +77,13 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
     )
 
 
-def latest_waiting_time_ms(conn: sqlite3.Connection) -> int | None:
-    """The latest time at which scheduled work is still waiting (for random: placement)."""
+def latest_waiting_time_ms(conn: sqlite3.Connection, excluding: str = "") -> int | None:
+    """The latest time at which scheduled work is still waiting (for random: placement),
+    leaving out the post `excluding` (the one being moved)."""
     row = conn.execute(
-        f"SELECT max(due_at_ms) FROM deliveries WHERE state IN {WAITING} AND due_at_ms IS NOT NULL"
+        f"SELECT max(due_at_ms) FROM deliveries WHERE state IN {WAITING} "
+        "AND due_at_ms IS NOT NULL AND post_id != ?",
+        (excluding,),
     ).fetchone()
     return None if row[0] is None else int(row[0])
 
