@@ -30,8 +30,8 @@ def test_timeout_default_inherited_and_checked(write_config: WriteConfig) -> Non
         write_config, "[nostr]\ntimeout = 3\n[accounts.nostr.b]\ntimeout = 4\n", "b"
     )
     assert accounts.timeout(own) == 4.0
-    for bad in ("0", "-1", "true", '"10"'):
-        with pytest.raises(ConfigError, match=r"nostr\.timeout must be a positive number"):
+    for bad in ("0", "-1", "true", '"10"', "nan", "inf", "1e300", "55.5"):
+        with pytest.raises(ConfigError, match=r"nostr\.timeout must be a number of seconds above"):
             accounts.timeout(nostr_account(write_config, f"[nostr]\ntimeout = {bad}\n"))
 
 

@@ -806,7 +806,7 @@ def test_a_number_out_of_its_range_is_a_config_error_naming_the_key(
     [
         ("[scheduling]\nmax_retries = 100000\n", "scheduling.max_retries"),
         ("[scheduling]\nmax_concurrency = 9223372036854775807\n", "scheduling.max_concurrency"),
-        ("[scheduling.rate_limits.nostr]\nposts_per_hour = 10000000\n", "posts_per_hour"),
+        ("[scheduling.rate_limits.nostr]\nposts_per_hour = 10000000000\n", "posts_per_hour"),
     ],
 )
 def test_a_whole_number_out_of_its_range_is_a_config_error(
