@@ -1,0 +1,108 @@
+"""What each command imports on its way (issue #16): a heavy module only on the paths that use it.
+
+The tools run at a prompt and in loops of hundreds, so every run pays Python's start-up and
+our imports; `make bench` measures the time, and this guards the discipline that keeps it
+down, so that a new feature cannot silently make every command pay for it. Each case runs
+the real console script in a fresh interpreter and lists what it imported by the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plurcast import config
+from plurcast.store import connect
+
+BIN = Path(sys.executable).parent
+
+# Runs the console script given as argv[1] and writes, at exit, every module it imported.
+_RECORD = """
+import atexit, runpy, sys
+record, sys.argv = sys.argv[1], sys.argv[2:]
+atexit.register(lambda: open(record, "w").write("\\n".join(sys.modules)))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# Never needed to read the config, open the database, queue, list or find nothing due.
+SDKS = ("nostr_sdk", "mastodon", "requests", "atproto", "atproto_client", "httpx")
+HEAVY = (
+    *SDKS,
+    "rich",  # tables on a terminal only
+    "dateparser",  # free-form time expressions only
+    "regex",  # counting text at or above U+0300 only
+    "sqlite_utils",  # migrations only
+    "psycopg",  # a PostgreSQL database only
+    "PIL",  # images only
+    "yaml",  # import/export of Markdown front matter only
+    "cronsim",  # recurring posts only
+)
+# Only publishing needs the engine and asyncio (~200 M instructions with ssl and sockets).
+PUBLISHING = ("asyncio", "ssl", "plurcast.engine", "plurcast.daemon")
+# A one-off post needs neither recurring posts nor logging.
+RECURRING = ("plurcast.schedules", "plurcast.recurrence", "logging")
+
+
+def imported(args: list[str], tmp_path: Path) -> set[str]:
+    """Every module the console script args[0] imported while running args[1:]."""
+    record = tmp_path / "modules.txt"
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORD, str(record), str(BIN / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(record.read_text().split())
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Which of `names` (a package counts with its submodules) are among `modules`."""
+    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in modules))
+
+
+@pytest.fixture
+def migrated(configured: Path) -> Path:
+    """The usual config (three platforms) and a database already migrated."""
+    connect(config.load().db_path).close()
+    return configured
+
+
+CASES = {
+    "plur-post --schedule": (
+        ["plur-post", "x", "--schedule", "30m"],
+        HEAVY + PUBLISHING + RECURRING,
+    ),
+    "plur-post --schedule, a weekday": (
+        ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
+        HEAVY + PUBLISHING + RECURRING,
+    ),
+    "plur-post --draft": (["plur-post", "x", "--draft"], HEAVY + PUBLISHING + RECURRING),
+    "plur-queue list -f json": (["plur-queue", "list", "-f", "json"], HEAVY + PUBLISHING),
+    "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING),
+    "plur-send --once, nothing due": (["plur-send", "--once"], HEAVY),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_a_command_imports_only_what_its_path_needs(
+    case: str, migrated: Path, tmp_path: Path
+) -> None:
+    args, forbidden = CASES[case]
+    assert loaded(imported(args, tmp_path), forbidden) == []
+
+
+@pytest.mark.slow
+def test_the_record_sees_what_a_path_imports(migrated: Path, tmp_path: Path) -> None:
+    """The guard can fail: a free-form time brings dateparser, a recurring post its rules."""
+    modules = imported(["plur-post", "x", "-s", "in 2 fortnights"], tmp_path)
+    assert "dateparser" in loaded(modules, HEAVY)
+    modules = imported(["plur-post", "x", "--every", "1d"], tmp_path)
+    assert loaded(modules, RECURRING) == sorted(RECURRING)
