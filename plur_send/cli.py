@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from plur_send import early
-from plurcast import __version__, clikit, logs, queue, service, stats
+from plurcast import __version__, clikit, logchoices, logs, queue, service, stats
 from plurcast import config as config_module
 from plurcast.errors import RuntimeFailure
 from plurcast.health import (
@@ -90,7 +90,7 @@ no systemd user manager, 2 config error, 3 invalid input.""",
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging (--log-level debug).")
 @click.option(
     "--log-level",
-    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    type=click.Choice(logchoices.LEVELS, case_sensitive=False),
     envvar="PLURCAST_LOG_LEVEL",
     show_envvar=True,
     default="info",
@@ -101,7 +101,7 @@ no systemd user manager, 2 config error, 3 invalid input.""",
 )
 @click.option(
     "--log-format",
-    type=click.Choice(logs.FORMATS, case_sensitive=False),
+    type=click.Choice(logchoices.FORMATS, case_sensitive=False),
     envvar="PLURCAST_LOG_FORMAT",
     show_envvar=True,
     metavar="FORMAT",

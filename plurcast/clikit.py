@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
+from plurcast import logchoices
 from plurcast.errors import (
     EXIT_INVALID,
     EXIT_OK,
@@ -117,14 +118,14 @@ def _remember_logging(ctx: click.Context, param: click.Parameter, value: Any) ->
     list --log-level debug`), the command's own wins. Given nowhere, logging is left as it
     is: plur-post and plur-queue then print only warnings, as bare lines.
     """
-    from plurcast import logs
-
     assert param.name is not None
     chosen: dict[str, Any] = ctx.find_root().meta.setdefault(_LOG_META, {})
     if ctx.get_parameter_source(param.name) in (
         click.core.ParameterSource.COMMANDLINE,
         click.core.ParameterSource.ENVIRONMENT,
     ):
+        from plurcast import logs  # logging only for a run that asked for it
+
         chosen[param.name] = value.lower() if isinstance(value, str) else value
         logs.setup(
             chosen.get("log_level", "info"),
@@ -141,8 +142,6 @@ def verbose_requested() -> bool:
 
 def logging_options() -> list[click.Option]:
     """The original's logging flags; their values never reach the command's function."""
-    from plurcast import logs
-
     common: dict[str, Any] = {
         "expose_value": False,
         "callback": _remember_logging,
@@ -151,7 +150,7 @@ def logging_options() -> list[click.Option]:
     return [
         click.Option(
             ["--log-level"],
-            type=click.Choice(logs.LEVELS, case_sensitive=False),
+            type=click.Choice(logchoices.LEVELS, case_sensitive=False),
             envvar="PLURCAST_LOG_LEVEL",
             metavar="LEVEL",
             help="Log from this level up: error, warn, info, debug, trace (trace adds the "
@@ -160,7 +159,7 @@ def logging_options() -> list[click.Option]:
         ),
         click.Option(
             ["--log-format"],
-            type=click.Choice(logs.FORMATS, case_sensitive=False),
+            type=click.Choice(logchoices.FORMATS, case_sensitive=False),
             envvar="PLURCAST_LOG_FORMAT",
             metavar="FORMAT",
             help="Log lines on stderr as text, json (one object a line) or pretty "

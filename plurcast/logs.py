@@ -27,9 +27,6 @@ from plurcast.output import printable
 from plurcast.secrets import redact
 
 FIELDS = ("post_id", "platform", "account", "delivery_state")
-FORMATS = ("text", "json", "pretty", "journal")
-# The original's levels; `trace` is `debug` with the SDKs' own chatter too.
-LEVELS = ("error", "warn", "warning", "info", "debug", "trace")
 _LEVEL_NUMBERS = {
     "error": logging.ERROR,
     "warn": logging.WARNING,

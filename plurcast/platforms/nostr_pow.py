@@ -16,15 +16,12 @@ always met too (the original fell one bit short when N % 4 == 3).
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from plurcast.errors import InvalidInput
-
-log = logging.getLogger("plurcast.nostr.pow")
 
 MAX_DIFFICULTY = 64
 DEFAULT_TIMEOUT = 300.0
@@ -143,10 +140,12 @@ async def mine(
 ) -> int:
     """A nonce that meets `work`, searched in worker processes, within `timeout` seconds."""
     import asyncio
+    import logging  # mining only: checking a post's settings must not pay for it
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
 
+    log = logging.getLogger("plurcast.nostr.pow")
     size = workers or os.cpu_count() or 1
     loop = asyncio.get_running_loop()
     started = time.monotonic()
