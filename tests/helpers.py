@@ -10,6 +10,8 @@
 - `add_post(conn, cfg, text, at)`: a post written through the queue code that plur-post uses.
 - `deliver(engine, claims)`, `row(conn, post_id)`: run the engine on claims; read a delivery.
 - `wait_until(check, what)`: poll until something happens; only a hang reaches its patience.
+- `PATIENCE`, `ANSWER_TIMEOUT`: how long before a wait is a hang; a timeout for servers that
+  are up.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
 
 No bound on elapsed time lives here or in any test: on-time behaviour is tested by stepping a
@@ -42,6 +44,7 @@ from plurcast.store.deliveries import Claimed
 from tests.peers.process import free_port
 
 __all__ = [
+    "ANSWER_TIMEOUT",
     "BASE_CONFIG",
     "NOW",
     "PATIENCE",
@@ -88,6 +91,9 @@ platforms = ["nostr", "mastodon"]
 # How long a test waits for something that must happen before it calls it a hang. It decides
 # nothing on a machine that is merely busy: what is promised is asserted on what happened.
 PATIENCE = 120.0
+# The timeout a test gives a server that is up and answers: long enough that a busy machine
+# never turns a slow answer into a timeout. Where a timeout is the point, tests set their own.
+ANSWER_TIMEOUT = 30.0
 
 Run = Callable[..., Result]
 """The `run` fixture: `run(cli, *args, input=None)` invokes a click command in-process."""

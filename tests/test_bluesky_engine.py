@@ -23,7 +23,7 @@ from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests import helpers
-from tests.helpers import NOW, T0, Clock, Run, deliver, secret_file
+from tests.helpers import ANSWER_TIMEOUT, NOW, T0, Clock, Run, deliver, secret_file
 from tests.peers.bluesky import Account, Pds
 from tests.peers.nostr import InProcessRelay
 
@@ -56,8 +56,9 @@ def bluesky_config(
         write_config(
             'timezone = "UTC"\n'
             f'[bluesky]\nhandle = "{account.handle}"\napp_password_file = "{password_file}"\n'
-            f'pds = "{bluesky_pds.url}"\ntimeout = 5\n'
-            f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{relay}"]\ntimeout = 2\n'
+            f'pds = "{bluesky_pds.url}"\ntimeout = {ANSWER_TIMEOUT:g}\n'
+            f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{relay}"]\n'
+            f"timeout = {ANSWER_TIMEOUT:g}\n"
             "[scheduling]\nretry_delay = 60\nmax_retries = 2\n"
         )
         return config_module.load()

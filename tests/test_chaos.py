@@ -31,11 +31,20 @@ from bench.chaos.report import print_report
 from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
 from plurcast import queue
-from plurcast.engine import Engine
+from plurcast.engine import LEASE_SECONDS, Engine
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from tests.helpers import PATIENCE, Run, add_post, secret_file, silent_port, wait_until
+from tests.helpers import (
+    ANSWER_TIMEOUT,
+    PATIENCE,
+    Clock,
+    Run,
+    add_post,
+    secret_file,
+    silent_port,
+    wait_until,
+)
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import NostrRelay
 
@@ -204,7 +213,7 @@ def one_post(
     """A post to the real relay, due now; the config and its id."""
     write_config(
         f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-        f'relays = ["{nostr_relay.url}"]\ntimeout = 3\n'
+        f'relays = ["{nostr_relay.url}"]\ntimeout = {ANSWER_TIMEOUT:g}\n'
     )
     cfg = config_module.load()
     return cfg, add_post(queue.open_db(cfg), cfg, "cancel me 🛑")
@@ -267,7 +276,8 @@ def test_cancel_after_a_crash_mid_publish_is_refused_and_the_database_catches_up
     """
     cfg, post_id = one_post
     conn = queue.open_db(cfg)
-    first = Engine(cfg, conn, owner="host:1:1", lease_seconds=1)
+    clock = Clock(time.time())
+    first = Engine(cfg, conn, owner="host:1:1", clock=clock)
     [claim] = first.claim_due(1)
 
     async def publish_then_crash() -> None:
@@ -284,8 +294,8 @@ def test_cancel_after_a_crash_mid_publish_is_refused_and_the_database_catches_up
     cancel = run(queue_cli, "cancel", post_id, "--force")
     assert cancel.exit_code == 3
     assert "may already be out on nostr" in cancel.stderr
-    time.sleep(1.1)  # the dead holder's lease runs out
-    second = Engine(cfg, queue.open_db(cfg), owner="host:2:2")
+    clock.advance(LEASE_SECONDS + 1)  # the dead holder's lease runs out
+    second = Engine(cfg, queue.open_db(cfg), owner="host:2:2", clock=clock)
 
     async def resend() -> list[str]:
         try:

@@ -19,16 +19,18 @@ from plurcast.config import Config
 from plurcast.engine import Engine
 from plurcast.models import Delivery, DeliveryState
 from plurcast.store.connection import transaction
-from tests.helpers import T0, Clock, Run, add_post, free_port
+from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, free_port
 from tests.peers.nostr import InProcessRelay
 
 
 @pytest.fixture
 def relay_config(write_config: Callable[[str], Path], nostr_key: Path) -> Callable[[str], Path]:
-    def write(url: str, extra: str = "") -> Path:
+    def write(url: str, extra: str = "", timeout: float = ANSWER_TIMEOUT) -> Path:
+        """`timeout`: long for a relay that is up, so a busy machine never turns its answer
+        into a failure; short where nothing listens, since the command waits it out."""
         return write_config(
             f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{url}"]\n'
-            f'timeout = 2\n[mastodon]\ninstance = "m.example"\n{extra}'
+            f'timeout = {timeout:g}\n[mastodon]\ninstance = "m.example"\n{extra}'
         )
 
     return write
@@ -78,7 +80,7 @@ def test_publish_now_json(
 def test_relay_down_queues_a_retry_and_says_so(
     run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}")
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
     result = run(post_cli, "into the void", "-p", "nostr")
     assert result.exit_code == 1
     assert result.stdout.startswith("nostr:error:")
@@ -118,7 +120,7 @@ def test_failed_retry_resends_only_what_is_dead(
     post_id = json.loads(
         run(post_cli, "second chance", "-s", "1h", "-p", "nostr", "-f", "json").stdout
     )["post_id"]
-    relay_config(bad, "[scheduling]\nmax_retries = 0\n")
+    relay_config(bad, "[scheduling]\nmax_retries = 0\n", timeout=2)
     result = run(queue_cli, "now", post_id)
     assert result.exit_code == 1
     assert states(db_path) == [("nostr", "dead", 1)]
@@ -137,7 +139,7 @@ def test_failed_retry_resends_only_what_is_dead(
 def test_no_warning_when_a_daemon_is_alive_to_retry(
     run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}")
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
     run(post_cli, "first, to make the database", "-s", "1h", "-p", "nostr")
     beat = int(time.time() * 1000) - 2000  # the engine's clock is the real one
     with sqlite3.connect(db_path) as conn:
@@ -165,7 +167,7 @@ def held_by_another_process() -> tuple[Config, sqlite3.Connection, str]:
 def test_publish_now_waits_for_another_process_and_reports_its_result(
     relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}")
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
     cfg, conn, post_id = held_by_another_process()
 
     def the_other_process_finishes() -> None:
@@ -189,7 +191,7 @@ def test_publish_now_waits_for_another_process_and_reports_its_result(
 def test_publish_now_says_what_another_process_is_still_sending(
     relay_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}")
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
     cfg, conn, post_id = held_by_another_process()
     monkeypatch.setattr(publish, "WAIT_FOR_OTHERS_SECONDS", 0.0)
     [report] = publish.publish_now(Engine(cfg, conn), [post_id]).reports

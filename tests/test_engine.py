@@ -19,7 +19,17 @@ from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
-from tests.helpers import NOW, T0, Clock, add_post, deliver, free_port, row, secret_file
+from tests.helpers import (
+    ANSWER_TIMEOUT,
+    NOW,
+    T0,
+    Clock,
+    add_post,
+    deliver,
+    free_port,
+    row,
+    secret_file,
+)
 from tests.peers.nostr import InProcessRelay
 
 WriteNostrConfig = Callable[..., config_module.Config]
@@ -27,11 +37,16 @@ WriteNostrConfig = Callable[..., config_module.Config]
 
 @pytest.fixture
 def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteNostrConfig:
-    def write(relays: list[str], scheduling: str = "", min_relays: int = 1) -> config_module.Config:
+    def write(
+        relays: list[str],
+        scheduling: str = "",
+        min_relays: int = 1,
+        timeout: float = ANSWER_TIMEOUT,
+    ) -> config_module.Config:
         relay_list = ", ".join(f'"{r}"' for r in relays)
         write_config(
             f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = [{relay_list}]\n'
-            f"timeout = 2\nmin_relays = {min_relays}\n"
+            f"timeout = {timeout:g}\nmin_relays = {min_relays}\n"
             f"[scheduling]\nretry_delay = 60\nmax_retries = 2\n{scheduling}"
         )
         return config_module.load()
@@ -144,7 +159,7 @@ def test_transient_failures_back_off_exponentially_then_give_up(
     nostr_config: WriteNostrConfig,
 ) -> None:
     """G3 and the original's bug: retries honour retry_delay and grow; attempts are bounded."""
-    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"])
+    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=1)  # each attempt waits it
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "relay is down", T0 + 1)
     clock = Clock(T0 + 1)

@@ -29,7 +29,7 @@ from plurcast.daemon import Daemon, Options
 from plurcast.engine import MAX_ERROR_CHARS, Engine
 from plurcast.models import to_ms
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
-from tests.helpers import T0, Clock, Run, add_post, row, wait_until
+from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, row, wait_until
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import local_relay
 
@@ -241,7 +241,8 @@ def engine_on(
 ) -> tuple[config_module.Config, sqlite3.Connection, Clock, Engine]:
     """An engine on a stepped clock, for the default Nostr account on `relay`."""
     write_config(
-        f'timezone = "UTC"\n[nostr]\nkeys_file = "{key}"\nrelays = ["{relay}"]\ntimeout = 2\n'
+        f'timezone = "UTC"\n[nostr]\nkeys_file = "{key}"\nrelays = ["{relay}"]\n'
+        f"timeout = {ANSWER_TIMEOUT:g}\n"
         f"[scheduling]\n{scheduling}"
     )
     cfg = config_module.load()
@@ -453,7 +454,7 @@ def test_a_token_the_server_echoes_is_never_printed_stored_or_logged(
     token_file.chmod(0o600)
     write_config(
         f'timezone = "UTC"\n[mastodon]\ninstance = "{mastodon_server.url}"\n'
-        f'token_file = "{token_file}"\ntimeout = 3\n'
+        f'token_file = "{token_file}"\ntimeout = {ANSWER_TIMEOUT:g}\n'
     )
     echo = {"error": f"The access token is invalid (you sent: Bearer {token})"}
     mastodon_server.add_fault({"type": "status", "status": 401, "body": echo})

@@ -11,7 +11,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,17 @@ from plurcast.platforms.mastodon import Answer, MastodonPublisher
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests import helpers
-from tests.helpers import T0, Clock, Run, deliver, row, secret_file
+from tests.helpers import (
+    ANSWER_TIMEOUT,
+    PATIENCE,
+    T0,
+    Clock,
+    Run,
+    deliver,
+    row,
+    secret_file,
+    wait_until,
+)
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
 
@@ -46,7 +55,7 @@ def mastodon_config(
         write_config(
             f'timezone = "UTC"\n{extra}\n'
             f'[mastodon]\ninstance = "{mastodon_server.url}"\n'
-            f'token_file = "{isolated_home / "alice.token"}"\ntimeout = 3\n'
+            f'token_file = "{isolated_home / "alice.token"}"\ntimeout = {ANSWER_TIMEOUT:g}\n'
             f'[accounts.mastodon.bob]\ntoken_file = "{isolated_home / "bob.token"}"\n'
             "[scheduling]\nretry_delay = 60\nmax_retries = 2\n"
         )
@@ -197,22 +206,20 @@ def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     add_post(conn, cfg, "killed before recording 🔪")
-    # The server holds the request 1 s, time enough to lock the database against the record.
-    mastodon_server.add_fault({"type": "latency", "delay_ms": 1000})
+    # The server holds the request 2 s before it makes the status and answers.
+    mastodon_server.add_fault({"type": "latency", "delay_ms": 2000})
     plur_send = str(Path(sys.executable).parent / "plur-send")
     locker = sqlite3.connect(cfg.db_path, isolation_level=None)
+    stored = "SELECT count(*) FROM deliveries WHERE payload IS NOT NULL"
     with (tmp_path / "plur-send.log").open("wb") as log:
         first = subprocess.Popen([plur_send, "--once"], stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 20
-            # The rule is used up when the request reaches the server: it is on the wire.
-            while mastodon_server.request("GET", "/api/v1/_mock/faults"):
-                assert first.poll() is None and time.monotonic() < deadline, log.name
-                time.sleep(0.01)
-            locker.execute("BEGIN IMMEDIATE")  # plur-send can no longer record the outcome
-            while not mastodon_server.statuses():
-                assert time.monotonic() < deadline, "the held request was never served"
-                time.sleep(0.02)
+            # Once the payload is committed plur-send writes nothing until the answer: lock
+            # the database then, and it can no longer record the outcome (the 2 s leave the
+            # lock time to be taken on a busy machine; nothing else depends on timing).
+            wait_until(lambda: locker.execute(stored).fetchone()[0] > 0, "the stored payload")
+            locker.execute("BEGIN IMMEDIATE")
+            wait_until(lambda: bool(mastodon_server.statuses()), "the held request served")
         finally:
             first.kill()
             first.wait()
@@ -222,7 +229,7 @@ def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
     [status] = mastodon_server.statuses()
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("sending",)]
     again = subprocess.run(
-        [plur_send, "--once"], check=False, capture_output=True, text=True, timeout=60
+        [plur_send, "--once"], check=False, capture_output=True, text=True, timeout=PATIENCE
     )
     assert again.returncode == 0, again.stderr
     assert [s["id"] for s in mastodon_server.statuses()] == [status["id"]]
@@ -269,7 +276,10 @@ def test_refused_token_partial_post_then_failed_retry_sends_only_mastodon(
 ) -> None:
     """G3 and exit codes: Nostr sent, Mastodon refused (401 → exit 2, partial); after the
     token is fixed, `failed retry` re-sends Mastodon only."""
-    nostr = f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\ntimeout = 2'
+    nostr = (
+        f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\n'
+        f"timeout = {ANSWER_TIMEOUT:g}"
+    )
     mastodon_config(alice_token="revoked_token", extra=nostr)
     result = run(post_cli, "everywhere 🌍", "-p", "nostr,mastodon")
     assert result.exit_code == 2, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from plurcast.errors import ConfigError
 from plurcast.platforms import nostr
 from plurcast.platforms.base import OutcomeKind, Work
 from tests import helpers
-from tests.helpers import free_port, secret_file
+from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port, secret_file
 from tests.peers.nostr import local_relay
 
 KEYS = n.Keys.generate()
@@ -79,7 +80,9 @@ async def events_on(url: str, author: Any = None) -> list[Any]:
     await client.connect()
     try:
         query = n.Filter().author(author or KEYS.public_key())
-        events = await client.fetch_events(n.ReqTarget.auto([query]), timedelta(seconds=2))
+        events = await client.fetch_events(
+            n.ReqTarget.auto([query]), timedelta(seconds=ANSWER_TIMEOUT)
+        )
         return list(events)
     finally:
         await client.shutdown()
@@ -416,25 +419,25 @@ def test_prepare_signs_a_kind1_note_created_now() -> None:
     async def scenario() -> str:
         return await nostr.NostrPublisher(KEYS, ["ws://127.0.0.1:1"]).prepare(work())
 
+    before = int(time.time())
     payload = asyncio.run(scenario())
+    after = math.ceil(time.time())
     event = n.Event.from_json(payload)
     assert event.verify()
     assert event.kind().as_u16() == 1
     assert event.content() == CONTENT
     assert event.author().to_bech32() == NPUB
     assert event.tags() == []
-    assert abs(event.created_at().as_secs() - time.time()) < 5
+    assert before <= event.created_at().as_secs() <= after
 
 
 def test_publish_sends_the_note_to_the_relay() -> None:
     async def scenario() -> None:
         async with local_relay() as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=3)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             try:
                 payload = await publisher.prepare(work())
-                started = time.monotonic()
                 outcome = await publisher.publish(payload)
-                elapsed = time.monotonic() - started
             finally:
                 await publisher.close()
             event = n.Event.from_json(payload)
@@ -443,7 +446,6 @@ def test_publish_sends_the_note_to_the_relay() -> None:
             assert (outcome.remote_id or "").startswith("note1")
             assert outcome.remote_url is None
             assert outcome.detail == {url: "ok"}
-            assert elapsed < 1.0
             stored = await events_on(url)
             assert [e.id().to_hex() for e in stored] == [event.id().to_hex()]
             assert stored[0].content() == CONTENT
@@ -454,12 +456,12 @@ def test_publish_sends_the_note_to_the_relay() -> None:
 def test_resending_the_stored_payload_is_the_same_event_once() -> None:
     async def scenario() -> None:
         async with local_relay() as url:
-            first = nostr.NostrPublisher(KEYS, [url], timeout=3)
+            first = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             payload = await first.prepare(work("once only"))
             one = await first.publish(payload)
             await first.close()
             # a restarted process: a new publisher re-sends the stored payload
-            second = nostr.NostrPublisher(KEYS, [url], timeout=3)
+            second = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             two = await second.publish(payload)
             three = await second.publish(payload)
             await second.close()
@@ -477,7 +479,7 @@ def test_publish_does_not_depend_on_the_clock() -> None:
         old = n.Timestamp.from_secs(int(time.time()) - 3 * 86400)
         event = n.EventBuilder(n.Kind(1), "old draft").custom_created_at(old).finalize(KEYS)
         async with local_relay() as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=3)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             outcome = await publisher.publish(event.as_json())
             await publisher.close()
             assert outcome.kind is OutcomeKind.SENT
@@ -489,14 +491,15 @@ def test_publish_does_not_depend_on_the_clock() -> None:
 
 
 def test_relay_down_is_transient_within_the_timeout() -> None:
+    """No relay listens: the publish ends by itself (a hang would meet the test's patience)
+    with a transient outcome; `make bench` measures how soon."""
+
     async def scenario() -> None:
         url = f"ws://127.0.0.1:{free_port()}"
         publisher = nostr.NostrPublisher(KEYS, [url], timeout=1.0)
         payload = await publisher.prepare(work())
         for _ in range(2):  # first attempt and a retry on the same client
-            started = time.monotonic()
-            outcome = await publisher.publish(payload)
-            assert time.monotonic() - started < 1.0 + 2
+            outcome = await asyncio.wait_for(publisher.publish(payload), PATIENCE)
             assert outcome.kind is OutcomeKind.TRANSIENT, outcome
             assert outcome.error is not None
             assert outcome.error.startswith(f"{url}: ")
@@ -507,12 +510,16 @@ def test_relay_down_is_transient_within_the_timeout() -> None:
 
 
 def test_relay_that_never_answers_is_transient_within_the_timeout(silent_port: int) -> None:
+    """The relay takes the connection and never answers: the publish waits its 1-s timeout
+    (at least), then ends by itself, transient; `make bench` measures how soon."""
+
     async def scenario() -> None:
         url = f"ws://127.0.0.1:{silent_port}"
         publisher = nostr.NostrPublisher(KEYS, [url], timeout=1.0)
+        payload = await publisher.prepare(work())
         started = time.monotonic()
-        outcome = await publisher.publish(await publisher.prepare(work()))
-        assert time.monotonic() - started < 1.0 + 2
+        outcome = await asyncio.wait_for(publisher.publish(payload), PATIENCE)
+        assert time.monotonic() - started >= 1.0
         assert outcome.kind is OutcomeKind.TRANSIENT
         await publisher.close()
 
@@ -523,7 +530,7 @@ def test_one_relay_down_min_relays_1_is_sent_with_both_answers() -> None:
     async def scenario() -> None:
         down = f"ws://127.0.0.1:{free_port()}"
         async with local_relay() as up:
-            publisher = nostr.NostrPublisher(KEYS, [up, down], min_relays=1, timeout=2)
+            publisher = nostr.NostrPublisher(KEYS, [up, down], min_relays=1, timeout=ANSWER_TIMEOUT)
             outcome = await publisher.publish(await publisher.prepare(work()))
             await publisher.close()
         assert outcome.kind is OutcomeKind.SENT, outcome
@@ -538,7 +545,9 @@ def test_one_relay_down_min_relays_2_is_transient() -> None:
     async def scenario() -> None:
         down = f"ws://127.0.0.1:{free_port()}"
         async with local_relay() as up:
-            publisher = nostr.NostrPublisher(KEYS, [up, down], min_relays=2, timeout=1)
+            # The down relay is waited for until the timeout: 3 s, time enough for the up
+            # one's answer on a busy machine without making the test slow.
+            publisher = nostr.NostrPublisher(KEYS, [up, down], min_relays=2, timeout=3)
             outcome = await publisher.publish(await publisher.prepare(work()))
             await publisher.close()
         assert outcome.kind is OutcomeKind.TRANSIENT, outcome
@@ -552,16 +561,17 @@ def test_one_relay_down_min_relays_2_is_transient() -> None:
 
 
 def test_silent_relay_does_not_hold_up_a_reached_quorum(silent_port: int) -> None:
+    """One relay accepts, the other never answers: the publish returns after `linger`, with
+    the silent relay still pending — not after its timeout, which would report it timed
+    out (and take a minute)."""
+
     async def scenario() -> None:
         silent = f"ws://127.0.0.1:{silent_port}"
         async with local_relay() as up:
-            publisher = nostr.NostrPublisher(KEYS, [up, silent], timeout=5, linger=0.5)
-            started = time.monotonic()
+            publisher = nostr.NostrPublisher(KEYS, [up, silent], timeout=60, linger=0.5)
             outcome = await publisher.publish(await publisher.prepare(work()))
-            elapsed = time.monotonic() - started
             await publisher.close()
         assert outcome.kind is OutcomeKind.SENT
-        assert elapsed < 2.0
         assert outcome.detail[silent].startswith("pending:")
 
     asyncio.run(scenario())
@@ -570,7 +580,7 @@ def test_silent_relay_does_not_hold_up_a_reached_quorum(silent_port: int) -> Non
 def test_tampered_payload_is_permanent_and_never_sent() -> None:
     async def scenario() -> None:
         async with local_relay() as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=2)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             payload = json.loads(await publisher.prepare(work("original")))
             payload["content"] = "changed"
             outcome = await publisher.publish(json.dumps(payload))
@@ -587,7 +597,7 @@ def test_tampered_payload_is_permanent_and_never_sent() -> None:
 def test_relay_demanding_proof_of_work_is_permanent() -> None:
     async def scenario() -> None:
         async with local_relay(min_pow=30) as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=2)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             outcome = await publisher.publish(await publisher.prepare(work()))
             await publisher.close()
         assert outcome.kind is OutcomeKind.PERMANENT, outcome
@@ -600,7 +610,7 @@ def test_relay_demanding_proof_of_work_is_permanent() -> None:
 def test_relay_rate_limiting_is_rate_limited() -> None:
     async def scenario() -> None:
         async with local_relay(notes_per_minute=2) as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=2)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             outcomes = [
                 await publisher.publish(await publisher.prepare(work(f"{i}"))) for i in range(3)
             ]
@@ -622,11 +632,11 @@ def test_relay_blocking_the_event_is_permanent_and_an_accepting_one_wins() -> No
         n.uniffi_set_event_loop(asyncio.get_running_loop())
         try:
             async with local_relay(write_policy=Blocking()) as blocked:
-                lone = nostr.NostrPublisher(KEYS, [blocked], timeout=2)
+                lone = nostr.NostrPublisher(KEYS, [blocked], timeout=ANSWER_TIMEOUT)
                 alone = await lone.publish(await lone.prepare(work()))
                 await lone.close()
                 async with local_relay() as ok:
-                    both = nostr.NostrPublisher(KEYS, [blocked, ok], timeout=2)
+                    both = nostr.NostrPublisher(KEYS, [blocked, ok], timeout=ANSWER_TIMEOUT)
                     mixed = await both.publish(await both.prepare(work()))
                     await both.close()
         finally:
@@ -658,7 +668,7 @@ def test_publisher_from_config_publishes_and_reconnects_after_close(
 def test_concurrent_publishes_share_one_client() -> None:
     async def scenario() -> None:
         async with local_relay() as url:
-            publisher = nostr.NostrPublisher(KEYS, [url], timeout=3)
+            publisher = nostr.NostrPublisher(KEYS, [url], timeout=ANSWER_TIMEOUT)
             payloads = [await publisher.prepare(work(f"post {i}")) for i in range(5)]
             outcomes = await asyncio.gather(*(publisher.publish(p) for p in payloads))
             client = publisher._client

@@ -61,7 +61,7 @@ from nostr_sdk import (
     Timestamp,
 )
 
-from tests.helpers import free_port
+from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port
 from tests.peers import fixtures, nostr
 from tests.peers.nostr import InProcessRelay, NostrRelay, publish_raw
 
@@ -71,14 +71,16 @@ nostr_relay = fixtures.nostr_relay
 inprocess_relay = fixtures.inprocess_relay
 
 ROOT = Path(__file__).resolve().parents[1]
-SECOND = timedelta(seconds=1)
+SECOND = timedelta(seconds=1)  # for sends meant to time out
+# For sends and connections meant to succeed: long, so a busy machine is never a timeout.
+ANSWER = timedelta(seconds=ANSWER_TIMEOUT)
 
 
-async def connected_client(url: str, connect_timeout: float = 1.0) -> Client:
-    """The client setup that worked: a short connect timeout, wait for the connection."""
-    client = ClientBuilder().connect_timeout(timedelta(seconds=connect_timeout)).build()
+async def connected_client(url: str) -> Client:
+    """The client setup that worked: a connect timeout, and wait for the connection."""
+    client = ClientBuilder().connect_timeout(ANSWER).build()
     await client.add_relay(RelayUrl.parse(url))
-    await client.connect(and_wait=timedelta(seconds=2))
+    await client.connect(and_wait=ANSWER)
     return client
 
 
@@ -110,7 +112,7 @@ def test_real_relay_accepts_a_signed_event_and_stores_it(nostr_relay: NostrRelay
     async def publish() -> SendEventOutput:
         client = await connected_client(nostr_relay.url)
         try:
-            return await client.send_event(event, ok_timeout=2 * SECOND)
+            return await client.send_event(event, ok_timeout=ANSWER)
         finally:
             await client.shutdown()
 
@@ -129,8 +131,8 @@ def test_real_relay_refuses_a_resent_event_as_duplicate(nostr_relay: NostrRelay)
     async def publish_twice() -> tuple[SendEventOutput, SendEventOutput]:
         client = await connected_client(nostr_relay.url)
         try:
-            first = await client.send_event(event, ok_timeout=2 * SECOND)
-            return first, await client.send_event(event, ok_timeout=2 * SECOND)
+            first = await client.send_event(event, ok_timeout=ANSWER)
+            return first, await client.send_event(event, ok_timeout=ANSWER)
         finally:
             await client.shutdown()
 
@@ -197,7 +199,7 @@ def test_refusal_by_the_real_relay_reaches_nostr_sdk_as_a_timeout(nostr_relay: N
     out, elapsed = asyncio.run(publish())
 
     assert shape(out) == ([], {nostr_relay.url: "timeout"})
-    assert 0.9 < elapsed < 2.5
+    assert elapsed >= 0.9  # it waited out ok_timeout: the refusal never reached it
     assert nostr_relay.stored_events() == []
     raw = publish_raw(nostr_relay.url, as_dict(event), timeout=5)
     assert raw == ["OK", "", False, f"invalid: {two_years_ago} is too old"]
@@ -220,25 +222,21 @@ def test_relay_down_then_back(nostr_relay: NostrRelay) -> None:
     async def scenario() -> dict[str, Any]:
         client = await connected_client(url)
         try:
-            before = await client.send_event(note("before", keys), ok_timeout=2 * SECOND)
+            before = await client.send_event(note("before", keys), ok_timeout=ANSWER)
             nostr_relay.stop()
-            started = time.monotonic()
             down = await client.send_event(note("while down", keys), ok_timeout=SECOND)
-            down_seconds = time.monotonic() - started
             nostr_relay.restart()
-            started = time.monotonic()
             await client.disconnect()
-            reconnected = await client.try_connect(2 * SECOND)
-            reconnect_seconds = time.monotonic() - started
-            after = await client.send_event(note("after", keys), ok_timeout=2 * SECOND)
+            # Less than nostr-sdk's own retry interval (5 s at the least): the connection it
+            # reports is try_connect's own.
+            reconnected = await client.try_connect(4 * SECOND)
+            after = await client.send_event(note("after", keys), ok_timeout=ANSWER)
         finally:
             await client.shutdown()
         return {
             "before": shape(before),
             "down": shape(down),
-            "down_seconds": down_seconds,
             "reconnected": shape(reconnected),  # try_connect returns the same shape
-            "reconnect_seconds": reconnect_seconds,
             "after": shape(after),
         }
 
@@ -247,9 +245,7 @@ def test_relay_down_then_back(nostr_relay: NostrRelay) -> None:
     assert seen["before"] == ([url], {})
     assert seen["down"][0] == []
     assert seen["down"][1][url] in {"timeout", "relay not connected"}
-    assert seen["down_seconds"] < 2.0
     assert seen["reconnected"] == ([url], {})
-    assert seen["reconnect_seconds"] < 1.0
     assert seen["after"] == ([url], {})
     assert sorted(e["content"] for e in nostr_relay.stored_events()) == [
         "after",
@@ -275,7 +271,7 @@ def test_client_shutdown_drops_events_queued_while_the_relay_was_down(
         nostr_relay.restart()
         client = await connected_client(nostr_relay.url)
         try:
-            after = await client.send_event(note("after", keys), ok_timeout=2 * SECOND)
+            after = await client.send_event(note("after", keys), ok_timeout=ANSWER)
         finally:
             await client.shutdown()
         return [shape(down), shape(after)]
@@ -317,8 +313,8 @@ def test_inprocess_relay_round_trip(inprocess_relay: InProcessRelay) -> None:
     async def publish_twice() -> tuple[SendEventOutput, SendEventOutput]:
         client = await connected_client(inprocess_relay.url)
         try:
-            first = await client.send_event(event, ok_timeout=2 * SECOND)
-            return first, await client.send_event(event, ok_timeout=2 * SECOND)
+            first = await client.send_event(event, ok_timeout=ANSWER)
+            return first, await client.send_event(event, ok_timeout=ANSWER)
         finally:
             await client.shutdown()
 
@@ -418,14 +414,14 @@ def test_cli_serve_prints_the_url_and_stops_the_relay_on_sigterm(tmp_path: Path)
         async def publish() -> SendEventOutput:
             client = await connected_client(url)
             try:
-                return await client.send_event(event, ok_timeout=2 * SECOND)
+                return await client.send_event(event, ok_timeout=ANSWER)
             finally:
                 await client.shutdown()
 
         assert shape(asyncio.run(publish())) == ([url], {})
     finally:
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=10)
+        stdout, stderr = proc.communicate(timeout=PATIENCE)
 
     assert proc.returncode == 0, stderr
     assert stdout == ""  # the URL was the only line
@@ -463,7 +459,7 @@ serve.stdout.readline()
 relay_pid = int(open(os.path.join(directory, "relay.pid")).read())
 serve.kill()
 serve.wait()
-deadline = time.monotonic() + 5
+deadline = time.monotonic() + 60  # a hang guard: a busy machine stops it in seconds
 while time.monotonic() < deadline:
     try:
         pid, status = os.waitpid(relay_pid, os.WNOHANG)
@@ -488,7 +484,7 @@ def test_relay_does_not_outlive_a_killed_starter(tmp_path: Path) -> None:
         env={**os.environ, "PLURCAST_PEERS_DIR": str(nostr.PEERS_DIR)},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PATIENCE,
         check=True,
     )
     # uvicorn stops gracefully on the SIGTERM, then re-raises it: exit status -15.

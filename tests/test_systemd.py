@@ -33,7 +33,7 @@ from plurcast import systemd as sd
 from plurcast.daemon import Daemon, Options
 from plurcast.engine import Lanes, PublisherPool
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
-from tests.helpers import Run, add_post, assert_verified_and_hardened
+from tests.helpers import PATIENCE, Clock, Run, add_post, assert_verified_and_hardened
 from tests.peers.nostr import InProcessRelay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,10 +245,10 @@ def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
         stderr=subprocess.STDOUT,
     )
     try:
-        notify_socket.wait_for(lambda m: count(m, "WATCHDOG=1") >= 3, 20, "3 watchdog pings")
+        notify_socket.wait_for(lambda m: count(m, "WATCHDOG=1") >= 3, PATIENCE, "3 watchdog pings")
         proc.send_signal(signal.SIGTERM)
-        notify_socket.wait_for(lambda m: "STOPPING=1" in m, 10, "STOPPING=1")
-        assert proc.wait(10) == 0, (tmp_path / "plur-send.log").read_text()
+        notify_socket.wait_for(lambda m: "STOPPING=1" in m, PATIENCE, "STOPPING=1")
+        assert proc.wait(PATIENCE) == 0, (tmp_path / "plur-send.log").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -286,7 +286,7 @@ def test_a_hung_loop_stops_the_watchdog_pings(
         def next_wake_ms(lanes: Lanes | None = None) -> int | None:
             if hang.is_set() and not release.is_set():
                 hung.set()
-                release.wait(10)  # blocks the event loop, as a stuck call would
+                release.wait(PATIENCE)  # blocks the event loop, as a stuck call would
             return real_next_wake_ms(lanes)
 
         monkeypatch.setattr(daemon.engine, "next_wake_ms", next_wake_ms)
@@ -296,10 +296,12 @@ def test_a_hung_loop_stops_the_watchdog_pings(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        notify_socket.wait_for(lambda m: count(m, "WATCHDOG=1") >= 3, 10, "pings from a live loop")
+        notify_socket.wait_for(
+            lambda m: count(m, "WATCHDOG=1") >= 3, PATIENCE, "pings from a live loop"
+        )
         assert notify_socket.messages[0] == "READY=1"
         hang.set()
-        assert hung.wait(5), "the loop never reached next_wake_ms"
+        assert hung.wait(PATIENCE), "the loop never reached next_wake_ms"
         notify_socket.drain()  # a ping may have left just before the loop blocked
         before = count(notify_socket.messages, "WATCHDOG=1")
         time.sleep(0.6)  # 12 ping intervals
@@ -307,16 +309,16 @@ def test_a_hung_loop_stops_the_watchdog_pings(
         assert count(notify_socket.messages, "WATCHDOG=1") == before, "pinged while hung"
         release.set()
         notify_socket.wait_for(
-            lambda m: count(m, "WATCHDOG=1") > before, 5, "pings once the loop runs again"
+            lambda m: count(m, "WATCHDOG=1") > before, PATIENCE, "pings once the loop runs again"
         )
     finally:
         release.set()
         if built:
             loop.call_soon_threadsafe(built[0].request_stop, signal.SIGTERM)
-        thread.join(10)
+        thread.join(PATIENCE)
         loop.close()
     assert not thread.is_alive()
-    notify_socket.wait_for(lambda m: "STOPPING=1" in m, 2, "STOPPING=1")
+    notify_socket.wait_for(lambda m: "STOPPING=1" in m, PATIENCE, "STOPPING=1")
 
 
 # --- journald -------------------------------------------------------------------------------
@@ -453,20 +455,23 @@ def test_stop_timeout_leaves_room_for_shutdown_timeout(
 
 
 class QuickPublisher:
-    """A platform that accepts every post after `delay` seconds: keeps the daemon busy."""
+    """A platform that accepts every post after `step` seconds of `clock`: keeps the daemon
+    busy, each publish moving the watchdog's stepped clock on (and yielding once)."""
 
     platform = "nostr"
     timeout = 5.0
 
-    def __init__(self, account: str, delay: float) -> None:
+    def __init__(self, account: str, clock: Clock, step: float) -> None:
         self.account = account
-        self.delay = delay
+        self.clock = clock
+        self.step = step
 
     async def prepare(self, work: Work) -> str:
         return work.content
 
     async def publish(self, payload: str) -> Outcome:
-        await asyncio.sleep(self.delay)
+        self.clock.advance(self.step)
+        await asyncio.sleep(0)
         return Outcome(OutcomeKind.SENT, remote_id=payload)
 
     def display(self, outcome: Outcome) -> str:
@@ -479,7 +484,11 @@ class QuickPublisher:
 def test_a_busy_loop_keeps_pinging_the_watchdog(
     configured: Path, notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long burst is a live loop too: systemd must not kill the daemon in the middle of it."""
+    """A long burst is a live loop too: systemd must not kill the daemon in the middle of it.
+
+    The watchdog's clock is stepped by the burst itself (each publish takes 20 ms of it), so
+    the gaps between pings are the loop's own, not those of a busy machine.
+    """
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping due every 50 ms
     write = configured.read_text() + "\n[scheduling.rate_limits.nostr]\nposts_per_hour = 100000\n"
     configured.write_text(
@@ -487,25 +496,27 @@ def test_a_busy_loop_keeps_pinging_the_watchdog(
     )
     cfg = config_module.load()
     conn = queue.open_db(cfg)
-    for i in range(120):  # ~1.2 s of sending, a delivery finishing every ~10 ms
+    for i in range(120):  # 2.4 s of sending on the stepped clock, two deliveries at a time
         add_post(conn, cfg, f"post {i}")
     conn.close()
+    clock = Clock(0.0)
     pings: list[float] = []
     notifier = sd.SystemdNotifier(
-        sender=lambda m: pings.append(time.monotonic()) if m == "WATCHDOG=1" else None
+        sender=lambda m: pings.append(clock()) if m == "WATCHDOG=1" else None, clock=clock
     )
 
     def pool(cfg: config_module.Config) -> PublisherPool:
-        return PublisherPool(cfg, {"nostr": lambda _cfg, account: QuickPublisher(account, 0.02)})
+        return PublisherPool(
+            cfg, {"nostr": lambda _cfg, account: QuickPublisher(account, clock, 0.02)}
+        )
 
     daemon = Daemon(
         config_module.load, queue.open_db, Options(once=True), pool_factory=pool, notifier=notifier
     )
-    started = time.monotonic()
     assert asyncio.run(daemon.run()) == 0
-    took = time.monotonic() - started
+    took = clock()
     assert daemon.stats.sent == 120
-    assert took > 0.8, f"the burst should last a while, took {took:.2f} s"
-    marks = [started, *pings, started + took]
+    assert took == pytest.approx(2.4), "every publish moved the clock on"
+    marks = [0.0, *pings, took]
     gap = max(b - a for a, b in itertools.pairwise(marks))
     assert gap < 0.5, f"no watchdog ping for {gap:.2f} s of a {took:.2f} s burst"

@@ -55,7 +55,7 @@ _HOME_AT_IMPORT = os.environ.get("HOME", str(Path.home()))
 
 SCRIPT = Path(__file__).with_name("pds_server.mjs")
 POST_COLLECTION = "app.bsky.feed.post"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a hang guard: a busy machine starts it in seconds
 STOP_TIMEOUT = 5.0
 BUILD_TIMEOUT = 900.0
 

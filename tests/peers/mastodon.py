@@ -51,7 +51,7 @@ __all__ = ["TOKENS", "MastodonMock", "mastodon_server"]
 #: Seeded accounts and their access tokens.
 TOKENS = {"alice": "alice_token", "bob": "bob_token"}
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # a hang guard: a busy machine starts it in seconds
 STOP_GRACE = 1.0
 LOG_NAME = "mastodon-mock.log"
 

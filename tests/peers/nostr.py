@@ -108,7 +108,7 @@ DB_NAME = "nostr.sqlite3"
 LOG_NAME = "relay.log"
 PID_NAME = "relay.pid"
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # a hang guard: a busy machine starts it in seconds
 STOP_TIMEOUT = 5.0
 
 _T = TypeVar("_T")
@@ -662,8 +662,11 @@ class InProcessRelay(Peer):
             thread.join(5)
             loop.close()
 
-    def fetch_events(self, timeout: float = 2.0) -> list[dict[str, Any]]:
-        """All kind-1 events the relay holds, as NIP-01 dicts ordered by (created_at, id)."""
+    def fetch_events(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """All kind-1 events the relay holds, as NIP-01 dicts ordered by (created_at, id).
+
+        The relay ends the answer when it has sent all (EOSE): `timeout` only bounds a relay
+        that does not, and is long so that a busy machine never cuts the answer short."""
         events = self._call(self._fetch(timeout), timeout + 10)
         return sorted(events, key=lambda e: (e["created_at"], e["id"]))
 
