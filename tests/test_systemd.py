@@ -367,7 +367,7 @@ def test_under_systemd_records_go_to_the_journal_with_their_fields(
     pytest.importorskip("systemd.journal", reason="the systemd extra is not installed")
     monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
     logs.setup(verbose=False)
-    (handler,) = logging.getLogger().handlers
+    (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "plurcast", False)]
     sent: list[tuple[str, dict[str, Any]]] = []
     # Called as systemd.journal.send is: the text as MESSAGE, every field as a keyword.
     monkeypatch.setattr(handler, "send", lambda MESSAGE, **fields: sent.append((MESSAGE, fields)))
