@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from plur_post.threads import ThreadArgs, emit_queued, thread_options
 from plurcast import __version__, clikit, queue
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
@@ -30,6 +31,9 @@ Examples:
   plur-post "Weekly tip" -s next            the next free slot of [slots]
   plur-post "Not ready yet" --draft
   plur-post "Mined for relays that want it" -p nostr --nostr-pow 20
+  plur-post --thread -s 9am < thread.md    parts separated by lines of ---
+  plur-post --auto-thread --numbered "$(cat essay.txt)"
+  plur-post "Agreed!" --reply-to https://bsky.app/profile/alice.bsky.social/post/3kx…
 
 \b
 Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
@@ -90,6 +94,7 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "Only applies when posting to Nostr. Default: [nostr] default_pow_difficulty.",
 )
 @click.option("--21e8", "pow_21e8", is_flag=True, hidden=True)
+@thread_options
 @clikit.format_option
 @click.version_option(__version__, "-V", "--version", prog_name="plur-post")
 def cli(
@@ -108,6 +113,7 @@ def cli(
     visibility: str | None,
     nostr_pow: int | None,
     pow_21e8: bool,
+    threading: ThreadArgs,
     fmt: Format,
 ) -> None:
     """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
@@ -130,6 +136,11 @@ def cli(
     if cron is not None or every is not None:
         if draft:
             raise InvalidInput("--draft cannot be used with --cron or --every", "choose one")
+        if threading.reply_to is not None:
+            raise InvalidInput(
+                "--reply-to cannot be used with --cron or --every",
+                "reply once, or schedule the replies one by one",
+            )
         # Recurring posts only: schedules brings logging and the rules of cron and intervals.
         from plurcast import schedules
 
@@ -143,6 +154,7 @@ def cli(
             tz=zone,
             now=now,
             metadata=metadata,
+            compose=threading.compose,
         )
         schedules.write(queue.writable(conn, cfg), created_schedule)
         _show_schedule(created_schedule, zone, now, fmt)
@@ -160,6 +172,8 @@ def cli(
         tz=zone,
         now=now,
         metadata=metadata,
+        compose=threading.compose,
+        reply_to=threading.reply_to,
     )
     conn = queue.writable(conn, cfg)
     engine = None
@@ -171,17 +185,23 @@ def cli(
     created = queue.write_post(
         conn, cfg, new, now, claim=engine.claim_post_locked if engine else None
     )
+    if created.note:
+        sys.stderr.write(created.note + "\n")
     if engine is not None:
         from plurcast import publish, reporting
 
-        published = publish.publish_now(engine, [created.post_id], created.claims)
+        published = publish.publish_now(engine, created.post_ids, created.claims)
         sys.exit(reporting.emit(published, fmt, tz=zone, now=now))
+    if len(created.post_ids) > 1:
+        emit_queued(created, queue.get_many(conn, created.post_ids), fmt, zone=zone, now=now)
+        return
+    reply = {"reply_to": created.reply_to} if created.reply_to else {}
     names = [platform for platform, _ in created.targets]
     if created.scheduled_at is None:
         if fmt == "text":
             click.echo(f"draft:{created.post_id}")
         else:
-            emit_json({"draft": True, "post_id": created.post_id, "platforms": names}, fmt)
+            emit_json({"draft": True, "post_id": created.post_id, "platforms": names, **reply}, fmt)
         return
     shown = format_local(created.scheduled_at, zone, now)
     if fmt == "text":
@@ -196,6 +216,7 @@ def cli(
             "scheduled_time": shown,
             "platforms": names,
             "account": created.targets[0][1],
+            **reply,
         },
         fmt,
     )

@@ -8,7 +8,7 @@ from plur_queue.common import Session, open_session, plain_time, post_columns, w
 from plurcast import __version__, clikit, queue
 from plurcast.models import WAITING, Post
 from plurcast.output import Format, emit_json, emit_lines, emit_rows, first_line
-from plurcast.views import local, post_detail_json, post_json
+from plurcast.views import local, part_label, post_detail_json, post_json, waiting_text
 
 # The other commands, by the module that holds them (imported when one is run).
 LAZY = {
@@ -66,7 +66,7 @@ def list_cmd(platform: str | None, include_all: bool, fmt: Format) -> None:
         fields = [p.id, plain_time(p, s), ",".join(p.platforms)]
         if include_all:
             fields.append(p.status.value)
-        return [*fields, first_line(p.content)]
+        return [*fields, part_label(p) + first_line(p.content)]
 
     emit_rows(
         posts,
@@ -101,6 +101,12 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
     ]
     if post.schedule_id:
         lines.append(f"schedule:   {post.schedule_id}")
+    if post.thread_id and post.thread_parts and post.thread_parts > 1:
+        lines.append(
+            f"thread:     part {post.thread_part} of {post.thread_parts} ({post.thread_id})"
+        )
+    if post.reply_to:
+        lines.append(f"reply to:   {post.reply_to}")
     lines.append("content:")
     lines += [f"  {line}" for line in post.content.splitlines()]
     lines.append("deliveries:")
@@ -111,6 +117,11 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
         elif d.due_at_ms is not None and d.state in WAITING:
             summary += f", due {local(d.due_at_ms, s.tz, s.now)}"
         lines.append(summary)
+        if d.blocked and d.state.value in ("pending", "retry"):
+            lines.append(f"    {waiting_text(d.waiting_on)}")
+        if d.content is not None:
+            lines.append("    its own text:")
+            lines += [f"      {line}" for line in d.content.splitlines()]
         if d.remote_url or d.remote_id:
             lines.append(f"    {d.remote_url or d.remote_id}")
         if d.last_error:

@@ -13,7 +13,7 @@ from plurcast.config import Config
 from plurcast.models import Post, from_ms
 from plurcast.output import Column, first_line
 from plurcast.timefmt import format_local, format_relative
-from plurcast.views import iso
+from plurcast.views import iso, part_label
 
 
 @dataclass(frozen=True)
@@ -51,5 +51,5 @@ def post_columns(s: Session, *, status: bool) -> list[Column]:
     ]
     if status:
         columns.append(Column("Status", lambda p: p.status.value))
-    columns.append(Column("Content", lambda p: first_line(p.content)))
+    columns.append(Column("Content", lambda p: part_label(p) + first_line(p.content)))
     return columns

@@ -12,14 +12,16 @@ from plur_queue.common import open_session, when_cell
 from plurcast import clikit, queue
 from plurcast.models import DeliveryState, Post
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
-from plurcast.views import delivery_json, post_json
+from plurcast.views import delivery_json, part_label, post_json, waiting_text
 
 
 def _errors(post: Post) -> str:
     return "; ".join(
         f"{d.platform}({d.account}): {first_line(d.last_error or 'gave up', 120)}"
-        for d in post.deliveries
         if d.state == DeliveryState.DEAD
+        else f"{d.platform}({d.account}): {waiting_text(d.waiting_on)}"
+        for d in post.deliveries
+        if d.state == DeliveryState.DEAD or (d.waiting_on is not None and d.waiting_on.stuck)
     )
 
 
@@ -44,20 +46,20 @@ def failed_list(fmt: Format) -> None:
             **post_json(p, s.tz),
             "deliveries": [delivery_json(d, s.tz) for d in p.deliveries],
         },
-        plain=lambda p: [p.id, p.status.value, _errors(p), first_line(p.content)],
+        plain=lambda p: [p.id, p.status.value, _errors(p), part_label(p) + first_line(p.content)],
         columns=[
             Column("ID", lambda p: p.id[:8], style="cyan"),
             Column("When", lambda p: when_cell(p, s)),
             Column("Status", lambda p: p.status.value),
             Column("Errors", _errors, style="red"),
-            Column("Content", lambda p: first_line(p.content)),
+            Column("Content", lambda p: part_label(p) + first_line(p.content)),
         ],
         empty="No failed posts.",
     )
 
 
 def _delete(conn: sqlite3.Connection, posts: list[Post], fmt: Format) -> None:
-    queue.delete_failed(conn, posts)
+    posts = [*posts, *queue.delete_failed(conn, posts)]
     if fmt == "text":
         click.echo("\n".join(f"deleted:{p.id}" for p in posts))
     else:
@@ -83,7 +85,7 @@ def clear(force: bool, fmt: Format) -> None:
 @click.argument("post_ids", metavar="ID...", nargs=-1, required=True)
 @clikit.format_option
 def delete(post_ids: tuple[str, ...], fmt: Format) -> None:
-    """Delete failed posts by id."""
+    """Delete failed posts by id (a thread's part: with the parts after it)."""
     conn = open_session().conn
     _delete(conn, queue.get_many(conn, post_ids), fmt)
 

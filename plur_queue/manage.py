@@ -25,7 +25,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
 
     Asks for confirmation on stderr unless --force. Cancelled posts stay visible
     with `plur-queue list --all`. A schedule id stops the schedule and cancels
-    its posts not yet sent.
+    its posts not yet sent. A part of a thread is cancelled with the parts after it.
 
     \b
     Examples:
@@ -45,13 +45,18 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     if not posts and not recurring:
         sys.stderr.write("Nothing to cancel.\n")
         return
+    later = queue.cancelled_with(s.conn, posts)
     if not force:
         what = [f"{len(posts)} post{'s' if len(posts) != 1 else ''}"] if posts else []
+        if later:
+            parts = ", ".join(f"{p.id[:8]} ({p.thread_part}/{p.thread_parts})" for p in later)
+            what[-1] += f" and the later parts of {'its' if len(posts) == 1 else 'their'} thread"
+            what[-1] += f" ({parts})"
         if recurring:
             what.append(f"{len(recurring)} schedule{'s' if len(recurring) != 1 else ''}")
         clikit.confirm(f"Cancel {' and '.join(what)}?")
     now = clikit.now()
-    queue.cancel(s.conn, posts, now)
+    posts = [*posts, *queue.cancel(s.conn, posts, now)]
     for schedule in recurring:
         schedules.cancel(s.conn, schedule, to_ms(now))
     if fmt == "text":
@@ -120,23 +125,34 @@ def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: F
 @click.command()
 @click.argument("post_id", metavar="ID")
 @click.argument("content", required=False)
-def edit(post_id: str, content: str | None) -> None:
+@click.option(
+    "-p",
+    "--platform",
+    metavar="PLATFORM",
+    help="Edit the text for this platform only (as plur-post --variant set it).",
+)
+def edit(post_id: str, content: str | None, platform: str | None) -> None:
     """Replace the text of a post that has not been sent.
 
     CONTENT is the new text; `-` (or a pipe) reads it from stdin; with neither,
-    $EDITOR opens the current text.
+    $EDITOR opens the current text. With --platform, only the text there changes; a
+    platform with a text of its own keeps it when the post's text is edited.
     """
     s = open_session()
     post = queue.get(s.conn, post_id)
+    current = post.content
+    if platform is not None:
+        own = [d.content for d in post.deliveries if d.platform == platform.strip().lower()]
+        current = next((c for c in own if c is not None), post.content)
     if content is None and sys.stdin.isatty():
-        edited = click.edit(post.content)
-        if edited is None or edited.strip() == post.content:
+        edited = click.edit(current)
+        if edited is None or edited.strip() == current:
             sys.stderr.write("No change.\n")
             return
         text = edited
     else:
         text = clikit.read_content(content)
-    queue.edit(s.conn, s.cfg, post, text, clikit.now())
+    queue.edit(s.conn, s.cfg, post, text, clikit.now(), platform)
     click.echo(f"edited:{post.id}")
 
 

@@ -11,14 +11,17 @@ from plur_queue.common import Session, open_session
 from plurcast import clikit, queue
 from plurcast.models import Post
 from plurcast.output import Format
+from plurcast.thread.parts import later_parts
 
 
 def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
-    """Deliver each post's waiting deliveries in this process; print like plur-post."""
+    """Deliver each post's waiting deliveries in this process, and the later parts of a
+    thread in order after them; print like plur-post."""
     # Imported here: the engine brings asyncio, which listing commands should not pay for.
     from plurcast import publish, reporting
     from plurcast.engine import Engine
 
+    posts = [*posts, *later_parts(s.conn, posts)]
     engine = Engine(s.cfg, s.conn)
     published = publish.publish_now(engine, [post.id for post in posts])
     return reporting.emit(published, fmt, tz=s.tz, now=s.now)
@@ -28,7 +31,8 @@ def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
 @click.argument("post_id", metavar="ID")
 @clikit.format_option
 def now(post_id: str, fmt: Format) -> None:
-    """Publish a queued post right now, whatever its time.
+    """Publish a queued post right now, whatever its time (a thread's part: with the parts
+    after it, in order).
 
     Safe while plur-send runs: a delivery is sent by one process only. Prints what
     plur-post prints: one line per platform.
@@ -44,7 +48,10 @@ def now(post_id: str, fmt: Format) -> None:
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed post.")
 @clikit.format_option
 def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
-    """Send the deliveries that gave up again, now; what was sent is not sent twice."""
+    """Send the deliveries that gave up again, now; what was sent is not sent twice.
+
+    A thread goes on after the part retried, in order; an id of a part blocked behind one
+    that gave up retries that one."""
     if bool(post_ids) == retry_all:
         raise click.UsageError("give post ids or --all (not both)")
     s = open_session()
@@ -52,8 +59,7 @@ def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
     if not posts:
         sys.stderr.write("No failed posts.\n")
         return
-    queue.retry_failed(s.conn, posts, s.now)
-    sys.exit(publish_posts(s, posts, fmt))
+    sys.exit(publish_posts(s, queue.retry_failed(s.conn, posts, s.now), fmt))
 
 
 COMMANDS = (now,)

@@ -52,7 +52,46 @@ def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
         "per_day": [{"date": day, "count": n} for day, n in r.per_day],
         "daemon": health.daemon_json(r.daemon, s.tz),
         "schedules": [schedule_json(x, s.tz, s.now) for x in r.next_occurrences],
+        "threads": _threads_json(r.threads),
     }
+
+
+def _threads_json(progress: list[stats.ThreadProgress]) -> dict[str, Any]:
+    """How many threads are complete, on their way or stopped — a thread counts as stopped
+    when it stopped on any platform — and where each one not complete stands."""
+    states: dict[str, set[str]] = {}
+    for t in progress:
+        states.setdefault(t.thread_id, set()).add(t.state)
+    overall = [
+        "stopped" if "stopped" in x else "in_progress" if "in_progress" in x else "complete"
+        for x in states.values()
+    ]
+    return {
+        "total": len(states),
+        **{state: overall.count(state) for state in ("complete", "in_progress", "stopped")},
+        "not_complete": [
+            {
+                "thread_id": t.thread_id,
+                "platform": t.platform,
+                "account": t.account,
+                "sent": t.sent,
+                "parts": t.parts,
+                "state": t.state,
+                "stopped_at_part": t.stopped_at,
+                "error": t.error,
+            }
+            for t in progress
+            if t.state != "complete"
+        ],
+    }
+
+
+def _thread_line(t: stats.ThreadProgress) -> list[str]:
+    where = f"{t.platform}({t.account})"
+    line = ["thread", t.thread_id, where, f"{t.sent}/{t.parts}", t.state]
+    if t.stopped_at is not None:
+        line.append(f"stopped at part {t.stopped_at}: {first_line(t.error or '', 120)}")
+    return line
 
 
 def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
@@ -68,6 +107,7 @@ def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
         ["recurring", x.id, iso(x.next_run_at_ms or 0, s.tz), first_line(x.content)]
         for x in r.next_occurrences
     ]
+    rows += [_thread_line(t) for t in r.threads if t.state != "complete"]
     rows.append(["daemon", health.daemon_text(r.daemon, s.now)])
     return rows
 
@@ -111,6 +151,15 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
     for day, n in r.per_day:
         bar = "█" * max(1 if n else 0, round(24 * n / peak))
         console.print(f"  {day[5:]}  [cyan]{bar:<24}[/] {n}")
+    unfinished = [t for t in r.threads if t.state != "complete"]
+    if unfinished:
+        threads = Table(title="Threads not complete", show_edge=False, header_style="bold")
+        for header in ("Thread", "Platform", "Sent", "State"):
+            threads.add_column(header)
+        for t in unfinished:
+            line = _thread_line(t)
+            threads.add_row(t.thread_id[:8], line[2], line[3], rich_text(" ".join(line[4:])))
+        console.print(threads)
     console.print(rich_text(f"daemon: {health.daemon_text(r.daemon, s.now)}"))
 
 

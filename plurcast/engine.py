@@ -30,7 +30,7 @@ from plurcast.config import Config
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.models import ErrorKind, Fate, Recorded
 from plurcast.platforms import registry
-from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Work
+from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Reply, Work
 from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds, rate_limited_wait
 from plurcast.secrets import redact
@@ -169,6 +169,18 @@ class Engine:
         now = self.now_ms()
         return self._lease(store.post_candidates(self.conn, post_id, self.pool.platforms), now)
 
+    def claim_children(
+        self, parent_id: int, post_ids: Sequence[str], *, any_time: bool = False
+    ) -> list[Claimed]:
+        """Lease the deliveries of `post_ids` that answer `parent_id` (just sent): the next
+        part of a thread published in the foreground. Only those due, unless `any_time`."""
+        now = self.now_ms()
+        with transaction(self.conn):
+            candidates = store.child_candidates(
+                self.conn, parent_id, post_ids, None if any_time else now
+            )
+            return self._lease(candidates, now)
+
     def _lease(
         self,
         candidates: Iterable[tuple[Claimed, str]],
@@ -183,8 +195,10 @@ class Engine:
             if room is not None and room.get(claim.platform, 0) - taken[claim.platform] <= 0:
                 continue  # left as it is, for when a slot of its platform frees
             late = now - claim.due_at_ms
+            # A thread that has begun is finished, however late: half a thread is worse.
             if (
                 grace is not None
+                and not claim.continues_thread
                 and state == "pending"
                 and not claim.payload
                 and late > grace * 1000
@@ -233,6 +247,7 @@ class Engine:
                             claim.account,
                             claim.content,
                             claim.metadata,
+                            _reply(claim),
                         )
                     ),
                 )
@@ -330,9 +345,12 @@ class Engine:
                 due_at_ms=due,
                 remote_id=outcome.remote_id,
                 remote_url=outcome.remote_url,
+                remote_cid=outcome.remote_cid,
                 error=error,
                 error_kind=kind,
             )
+            if held and state == "sent":
+                store.unblock_children(self.conn, claim.delivery_id, now)
             store.log_attempt(
                 self.conn,
                 claim.delivery_id,
@@ -450,6 +468,16 @@ def error_text(text: str) -> str:
     if len(text) > MAX_ERROR_CHARS:
         text = f"{text[:MAX_ERROR_CHARS]}… ({len(text) - MAX_ERROR_CHARS:,} more characters)"
     return text
+
+
+def _reply(claim: Claimed) -> Reply | None:
+    """What the delivery's payload must link to: its parent of ours, else the post's
+    `--reply-to` (someone else's post), else nothing."""
+    if claim.parent is not None:
+        parent = claim.parent
+        return Reply(parent.remote_id, parent.remote_cid, parent.payload)
+    reference = claim.metadata.get("reply_to")
+    return Reply(reference=reference) if isinstance(reference, str) else None
 
 
 def _failure(exc: Exception, claim: Claimed) -> Outcome:

@@ -32,6 +32,7 @@ class PostStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    BLOCKED = "blocked"  # a thread part or reply whose parent gave up or was cancelled
 
 
 # Waiting to be claimed: due at their time. Unsent: waiting, or on the wire (maybe out).
@@ -59,6 +60,22 @@ class Attempt:
 
 
 @dataclass(slots=True)
+class WaitingOn:
+    """Why a blocked delivery waits: the first delivery up its chain not yet sent (G6)."""
+
+    post_id: str | None  # None: that post was deleted
+    thread_part: int | None
+    platform: str
+    state: str  # a delivery state, or "deleted"
+    error: str | None
+
+    @property
+    def stuck(self) -> bool:
+        """It will not be sent unless someone acts (failed retry): so neither will we."""
+        return self.state in (DeliveryState.DEAD, DeliveryState.CANCELLED, "deleted")
+
+
+@dataclass(slots=True)
 class Delivery:
     id: int
     platform: str
@@ -74,6 +91,10 @@ class Delivery:
     prepared: bool = False  # a payload exists or an attempt was made: the text is fixed
     has_payload: bool = False  # a payload was stored: it may already be out
     history: list[Attempt] = field(default_factory=list)
+    parent_id: int | None = None  # the delivery it answers (the previous part there)
+    blocked: bool = False  # its parent is not sent yet: it cannot be claimed (G6)
+    content: str | None = None  # its own text, when not the post's
+    waiting_on: WaitingOn | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +108,10 @@ class Post:
     occurrence_at_ms: int | None
     metadata: dict[str, Any]
     deliveries: list[Delivery] = field(default_factory=list)
+    thread_id: str | None = None  # the thread it is a part of (its first part's id)
+    thread_part: int | None = None  # 1-based
+    thread_parts: int | None = None
+    previous_part: str | None = None  # the id of the part before it in its thread
     _status: PostStatus | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -99,6 +124,14 @@ class Post:
     @property
     def platforms(self) -> list[str]:
         return sorted({d.platform for d in self.deliveries}, key=registry.ORDER.__getitem__)
+
+    @property
+    def reply_to(self) -> str | None:
+        """What it answers: the part before it, else what --reply-to named."""
+        if self.previous_part is not None:
+            return self.previous_part
+        named = self.metadata.get("reply_to")
+        return named if isinstance(named, str) else None
 
     @property
     def account(self) -> str | None:
@@ -138,7 +171,10 @@ def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> Po
     states = [d.state for d in deliveries]
     if DeliveryState.SENDING in states:
         return PostStatus.SENDING
-    if any(s in WAITING for s in states):
+    waiting = [d for d in deliveries if d.state in WAITING]
+    if waiting and all(d.waiting_on is not None and d.waiting_on.stuck for d in waiting):
+        return PostStatus.BLOCKED
+    if waiting:
         return PostStatus.DRAFT if scheduled_at_ms is None else PostStatus.SCHEDULED
     live = [d for d in deliveries if d.state != DeliveryState.CANCELLED]
     if not live:

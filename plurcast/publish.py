@@ -5,6 +5,10 @@ The deliveries are leased to this process (by plur-post in the transaction that 
 the post), so a running daemon can never take them too; deliveries another process is
 sending right now are waited for and reported as they end; and the caller learns whether
 a daemon is alive to retry what failed.
+
+A thread goes out the way the daemon sends it (G6): each part on a platform as soon as the
+part before it there is sent — the next part is leased when its parent comes back sent, so
+Mastodon's part 3 need not wait for Bluesky's part 2.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plurcast import health, logs
+from plurcast import health, logs, views
 from plurcast.engine import Delivered, Engine
 from plurcast.models import Delivery, DeliveryState, Post
 from plurcast.store import posts as post_store
@@ -38,6 +42,12 @@ class Report:
     error_kind: str | None
     due_at_ms: int | None
     line: str
+    thread_id: str | None = None
+    thread_part: int | None = None
+    thread_parts: int | None = None
+    reply_to: str | None = None  # what the post answers: the part before, or --reply-to
+    waiting: bool = False  # its parent is not sent: it goes out after it, in order
+    stuck: bool = False  # ... and that parent gave up or was cancelled
 
     @property
     def success(self) -> bool:
@@ -59,11 +69,12 @@ def publish_now(
     """Deliver the posts' waiting deliveries now, in this process, and report on each.
 
     `claims` are the deliveries the caller already leased (plur-post, in the transaction
-    that wrote the post); without them each post's waiting deliveries are claimed here.
+    that wrote the post); without them each post's waiting deliveries are claimed here —
+    those whose parent is sent: the parts of a thread after them follow as they can.
     """
     if claims is None:
         claims = [c for post_id in post_ids for c in engine.claim_post(post_id)]
-    _deliver(engine, claims)
+    _deliver(engine, claims, post_ids)
     reports: list[Report] = []
     for post_id in post_ids:
         _wait_for_others(engine.conn, post_id, WAIT_FOR_OTHERS_SECONDS)
@@ -72,14 +83,32 @@ def publish_now(
     return Published(reports, daemon.running)
 
 
-def _deliver(engine: Engine, claims: Sequence[Claimed]) -> list[Delivered]:
+def _deliver(engine: Engine, claims: Sequence[Claimed], follow: Sequence[str]) -> list[Delivered]:
+    """Deliver the claims; then, as each comes back sent, the deliveries of `follow`'s posts
+    that answer it (the next part of a thread, whatever its time)."""
     logs.foreground()
 
     async def run() -> list[Delivered]:
+        gate = asyncio.Semaphore(max(1, engine.cfg.scheduling.max_concurrency))
+
+        async def one(claim: Claimed) -> Delivered:
+            async with gate:
+                return await engine.deliver(claim)
+
+        results: list[Delivered] = []
+        running = {asyncio.ensure_future(one(c)) for c in claims}
         try:
-            return await engine.deliver_all(claims, engine.cfg.scheduling.max_concurrency)
+            while running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    result = task.result()
+                    results.append(result)
+                    if result.state == "sent":
+                        nxt = engine.claim_children(result.claim.delivery_id, follow, any_time=True)
+                        running |= {asyncio.ensure_future(one(c)) for c in nxt}
         finally:
             await engine.pool.close()
+        return results
 
     return asyncio.run(run()) if claims else []
 
@@ -96,10 +125,19 @@ def _wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> 
 
 def report_line(d: Delivery) -> str:
     """What plur-post prints for a delivery: `nostr:note1…`, `mastodon:<id>`,
-    `bluesky:at://…` once sent; `<platform>:error:<why>` otherwise."""
+    `bluesky:at://…` once sent; `<platform>:error:<why>` otherwise — for a thread's part
+    that waits, what it waits on."""
     if d.state == DeliveryState.SENT:
         return f"{d.platform}:{d.remote_id}"
-    return f"{d.platform}:error:{d.last_error or _unsent(d.state.value)}"
+    return f"{d.platform}:error:{_error(d) or _unsent(d.state.value)}"
+
+
+def _waits(d: Delivery) -> bool:
+    return d.blocked and d.state in (DeliveryState.PENDING, DeliveryState.RETRY)
+
+
+def _error(d: Delivery) -> str | None:
+    return views.waiting_text(d.waiting_on) if _waits(d) else d.last_error
 
 
 def _report(conn: sqlite3.Connection, post_id: str) -> list[Report]:
@@ -115,10 +153,16 @@ def _report(conn: sqlite3.Connection, post_id: str) -> list[Report]:
                 d.state.value,
                 d.remote_id,
                 d.remote_url,
-                d.last_error,
+                _error(d),
                 d.error_kind,
                 d.due_at_ms,
                 report_line(d),
+                post.thread_id,
+                post.thread_part,
+                post.thread_parts,
+                post.reply_to,
+                _waits(d),
+                _waits(d) and d.waiting_on is not None and d.waiting_on.stuck,
             )
         )
     return reports

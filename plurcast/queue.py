@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from plurcast import slots, validation
@@ -26,6 +26,12 @@ from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
 from plurcast.store.connection import on_disk, transaction
 from plurcast.store.deliveries import Claimed
+from plurcast.thread import parts as thread_parts
+from plurcast.thread import plan as thread_plan
+from plurcast.thread.plan import Compose
+
+if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
+    from plurcast.thread import replyto
 
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
@@ -46,11 +52,14 @@ def writable(conn: sqlite3.Connection, cfg: Config) -> sqlite3.Connection:
 
 @dataclass(frozen=True)
 class Created:
-    post_id: str
+    post_id: str  # the first part's, when a thread
     scheduled_at: datetime | None
     targets: list[tuple[str, str]]
     timezone: ZoneInfo
     claims: list[Claimed] = field(default_factory=list)  # leased to this process: publish now
+    post_ids: list[str] = field(default_factory=list)  # every part, in order
+    reply_to: str | None = None  # our post's id, or the reference, that the first part answers
+    note: str | None = None  # for stderr (targets a --reply-to left out)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class NewPost:
     now: bool  # due now: the caller publishes it at once
     timezone: ZoneInfo
     metadata: dict[str, Any]
+    compose: Compose = field(default_factory=Compose)
+    reply_to: str | None = None  # --reply-to as given
+    answering: replyto.Resolved | None = None  # what it resolved to
 
 
 def check_new_post(
@@ -77,12 +89,31 @@ def check_new_post(
     tz: ZoneInfo,
     now: datetime,
     metadata: dict[str, Any] | None = None,
+    compose: Compose | None = None,
+    reply_to: str | None = None,
 ) -> NewPost:
     """Everything a new post must pass, before anything is written (`conn` is only read:
-    `random:` goes after the latest pending post)."""
+    `random:` goes after the latest pending post, `--reply-to` one of ours is looked up).
+
+    With `compose` (--thread, --auto-thread, --numbered, --variant) the text may become a
+    thread of several posts; `reply_to` makes the first one answer a post of ours or
+    someone else's (and may leave targets out: a reply to a Nostr event goes to Nostr)."""
     if draft and schedule is not None:
         raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
-    checked = validation.check_post(cfg, text, platforms=platforms, account=account)
+    compose = compose or Compose()
+    answering: replyto.Resolved | None = None
+
+    def narrow(targets: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        nonlocal answering
+        if reply_to is None:
+            return targets
+        found = _answering(conn, cfg, reply_to, targets)
+        answering = found
+        return found.targets
+
+    checked = validation.check_post(
+        cfg, text, platforms=platforms, account=account, compose=compose, narrow=narrow
+    )
     scheduled_at: datetime | None = None
     slot = slots.is_slot(schedule)
     if slot:
@@ -95,7 +126,18 @@ def check_new_post(
     elif not draft:
         scheduled_at = now
     due_now = schedule is None and not draft
-    return NewPost(checked, scheduled_at, slot, due_now, tz, dict(metadata or {}))
+    metadata = dict(metadata or {})
+    if answering is not None:
+        metadata["reply_to"] = answering.reply_to
+    return NewPost(checked, scheduled_at, slot, due_now, tz, metadata, compose, reply_to, answering)
+
+
+def _answering(
+    conn: sqlite3.Connection, cfg: Config, reply_to: str, targets: list[tuple[str, str]]
+) -> replyto.Resolved:
+    from plurcast.thread import replyto
+
+    return replyto.resolve(cfg, reply_to, targets, find_post=lambda p: get(conn, p))
 
 
 def _pending_after(conn: sqlite3.Connection, expression: str, moving: str = "") -> datetime | None:
@@ -134,10 +176,29 @@ def write_post(
             targets=new.checked.targets,
             metadata=json.dumps(new.metadata, ensure_ascii=False),
         )
-        store.insert_post(conn, record)
+        parents = None
+        if new.reply_to is not None:  # again under the lock: the post answered may have changed
+            parents = _answering(conn, cfg, new.reply_to, new.checked.targets).parents
+        inserted = thread_plan.insert(
+            conn,
+            new.checked.parts,
+            record,
+            variants=new.compose.variants,
+            first_parents=parents,
+        )
         if claim is not None and new.now:
             claims = claim(post_id)
-    return Created(post_id, scheduled_at, new.checked.targets, new.timezone, claims)
+    answering = new.answering
+    return Created(
+        post_id,
+        scheduled_at,
+        new.checked.targets,
+        new.timezone,
+        claims,
+        inserted.post_ids,
+        None if answering is None else answering.reply_to,
+        None if answering is None else answering.note,
+    )
 
 
 def create_post(
@@ -153,6 +214,8 @@ def create_post(
     now: datetime,
     claim: Callable[[str], list[Claimed]] | None = None,
     metadata: dict[str, Any] | None = None,
+    compose: Compose | None = None,
+    reply_to: str | None = None,
 ) -> Created:
     """check_new_post, then write_post."""
     new = check_new_post(
@@ -166,6 +229,8 @@ def create_post(
         tz=tz,
         now=now,
         metadata=metadata,
+        compose=compose,
+        reply_to=reply_to,
     )
     return write_post(conn, cfg, new, now, claim)
 
@@ -247,8 +312,10 @@ def check_cancellable(post: Post) -> None:
         raise InvalidInput(f"post {post.id} is {status}", "nothing left to cancel")
 
 
-def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> None:
+def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> list[Post]:
     """Cancel every delivery not yet sent; sent ones stay as the record of what went out.
+    A thread's part is cancelled with every part after it: they would wait for it forever.
+    Returns the later parts cancelled with the posts given.
 
     The check is repeated inside the write transaction, so a daemon that sent the
     post a moment ago is seen.
@@ -256,12 +323,20 @@ def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> No
     for post in posts:
         check_cancellable(post)
     if not posts:
-        return
-    ids = [p.id for p in posts]
+        return []
+    later = thread_parts.unsent_later_parts(conn, posts, check_cancellable)
+    ids = [p.id for p in [*posts, *later]]
     with transaction(conn):
-        for post in store.get_posts(conn, ids):
+        fresh = store.get_posts(conn, ids)
+        for post in fresh:
             check_cancellable(post)
         store.cancel_unsent(conn, ids, to_ms(now))
+    return later
+
+
+def cancelled_with(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
+    """What `cancel` would cancel besides these posts (for its question)."""
+    return thread_parts.unsent_later_parts(conn, posts, check_cancellable)
 
 
 def _check_movable(post: Post) -> None:
@@ -290,7 +365,7 @@ def reschedule(
         with transaction(conn):
             _check_movable(store.get_posts(conn, [post.id])[0])
             new_time = slots.take(conn, cfg, targets, now, moving=post.id)
-            store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))
+            thread_parts.move(conn, post, to_ms(new_time), to_ms(now), _check_movable)
         return new_time
     if when.is_relative_shift(expression):
         if post.scheduled_at_ms is None:
@@ -305,28 +380,54 @@ def reschedule(
         pending_after = _pending_after(conn, expression, moving=post.id)
         new_time = when.parse_when(expression, now=now, tz=tz, pending_after=pending_after)
     with transaction(conn):
-        _check_movable(store.get_posts(conn, [post.id])[0])
-        store.set_schedule(conn, post.id, to_ms(new_time), to_ms(now))
+        thread_parts.move(conn, post, to_ms(new_time), to_ms(now), _check_movable)
     return new_time
 
 
-def _check_editable(post: Post) -> None:
-    live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED]
+def _check_editable(post: Post, platform: str | None = None) -> None:
+    live = [
+        d
+        for d in post.deliveries
+        if d.state != DeliveryState.CANCELLED and platform in (None, d.platform)
+    ]
+    if platform is not None and not live:
+        raise InvalidInput(f"post {post.id} does not go to {platform}", "see plur-queue show")
     if not live or any(d.state != DeliveryState.PENDING or d.prepared for d in live):
+        where = "" if platform is None else f" on {platform}"
         raise InvalidInput(
-            f"post {post.id} is {post.status}; only posts not yet sent can be edited",
+            f"post {post.id} is {post.status}{where}; only posts not yet sent can be edited",
             "cancel it and write a new one",
         )
 
 
-def edit(conn: sqlite3.Connection, cfg: Config, post: Post, text: str, now: datetime) -> str:
-    """Replace the text of a post nothing of which has been sent or prepared yet."""
-    _check_editable(post)
-    live = [(d.platform, d.account) for d in post.deliveries if d.state != DeliveryState.CANCELLED]
+def edit(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    post: Post,
+    text: str,
+    now: datetime,
+    platform: str | None = None,
+) -> str:
+    """Replace the text of a post nothing of which has been sent or prepared yet — or, with
+    `platform`, its text there alone (as --variant gave it). A platform with a text of its own
+    keeps it when the post's text is edited."""
+    if platform is not None:
+        platform = validation.split_platforms([platform])[0]
+    _check_editable(post, platform)
+    live = [
+        (d.platform, d.account)
+        for d in post.deliveries
+        if d.state != DeliveryState.CANCELLED
+        and (platform == d.platform if platform else d.content is None)
+    ]
     text = validation.check_text(cfg, text, live)
     with transaction(conn):
-        _check_editable(store.get_posts(conn, [post.id])[0])
-        store.set_content(conn, post.id, text, to_ms(now))
+        _check_editable(store.get_posts(conn, [post.id])[0], platform)
+        if platform is None:
+            store.set_content(conn, post.id, text, to_ms(now))
+        else:
+            own = None if text == post.content else text
+            store.set_delivery_content(conn, post.id, platform, own, to_ms(now))
     return text
 
 
@@ -348,24 +449,42 @@ def update_metadata(
 
 
 def failed(conn: sqlite3.Connection) -> list[Post]:
-    """Posts with at least one delivery that gave up (failed, partial or expired)."""
-    return store.select_posts(conn, waiting_only=False, with_dead_only=True)
+    """Posts with at least one delivery that gave up (failed, partial or expired), and the
+    thread parts and replies blocked behind one (their parent gave up or was cancelled)."""
+    dead = store.select_posts(conn, waiting_only=False, with_dead_only=True)
+    blocked = list(store.select_posts(conn, waiting_only=False, blocked_only=True))
+    if not any(_stuck(p) for p in blocked):
+        return dead
+    return store.get_posts(conn, list({p.id for p in dead} | {p.id for p in blocked if _stuck(p)}))
 
 
-def delete_failed(conn: sqlite3.Connection, posts: Sequence[Post]) -> None:
-    """Remove failed posts and their history; anything else must be cancelled instead."""
+def _stuck(post: Post) -> bool:
+    return any(d.waiting_on is not None and d.waiting_on.stuck for d in post.deliveries)
+
+
+def delete_failed(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
+    """Remove failed posts and their history; anything else must be cancelled instead.
+    The later parts of a thread go with a part (they could never be sent without it); they
+    are returned."""
     for post in posts:
-        if not any(d.state == DeliveryState.DEAD for d in post.deliveries):
+        if not any(d.state == DeliveryState.DEAD for d in post.deliveries) and not _stuck(post):
             raise InvalidInput(
                 f"post {post.id} is {post.status}, not failed", "use plur-queue cancel instead"
             )
+    later = thread_parts.later_parts(conn, posts)
+    for part in later:
+        if any(d.state in UNSENT and d.has_payload for d in part.deliveries):
+            check_cancellable(part)  # refuses: it may be out, and keeps its record
     if posts:
         with transaction(conn):
-            store.delete_posts(conn, [p.id for p in posts])
+            store.delete_posts(conn, [p.id for p in [*posts, *later]])
+    return later
 
 
 def check_sendable(post: Post) -> None:
-    """`now` sends what is waiting; a post with nothing waiting has nothing to send."""
+    """`now` sends what is waiting; a post with nothing waiting has nothing to send, and a
+    part whose parent is not sent cannot go before it (G6)."""
+    thread_parts.check_not_waiting(post)
     if any(d.state in WAITING for d in post.deliveries):
         return
     if post.status in (PostStatus.POSTED, PostStatus.PARTIAL):
@@ -376,11 +495,21 @@ def check_sendable(post: Post) -> None:
     raise InvalidInput(f"post {post.id} is {post.status}; nothing to send", hint)
 
 
-def retry_failed(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> None:
-    """Queue the deliveries that gave up again, now; what was sent stays sent."""
+def retry_failed(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> list[Post]:
+    """Queue the deliveries that gave up again, now; what was sent stays sent. A thread part
+    blocked behind one that gave up retries that one: the rest follows it in order (G6).
+    Returns the posts retried."""
+    retried: list[Post] = []
     for post in posts:
-        if not any(d.state == DeliveryState.DEAD for d in post.deliveries):
+        if any(d.state == DeliveryState.DEAD for d in post.deliveries):
+            retried.append(post)
+            continue
+        culprits = thread_parts.gave_up_before(conn, post)
+        if not culprits:
             raise InvalidInput(f"post {post.id} is {post.status}, not failed", "nothing to retry")
-    if posts:
+        retried += culprits
+    retried = list({p.id: p for p in retried}.values())
+    if retried:
         with transaction(conn):
-            delivery_store.retry_dead(conn, [p.id for p in posts], to_ms(now))
+            delivery_store.retry_dead(conn, [p.id for p in retried], to_ms(now))
+    return retried

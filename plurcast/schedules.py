@@ -27,8 +27,12 @@ from plurcast.recurrence import Rule
 from plurcast.store import posts as post_store
 from plurcast.store import schedules as store
 from plurcast.store.connection import transaction
+from plurcast.thread import plan as thread_plan
 
 log = logging.getLogger("plurcast.schedules")
+
+# Where a recurring thread keeps its parts: each occurrence posts them as they were cut.
+THREAD_KEY = "thread"
 
 # More posts than a once-a-minute schedule makes in two years is a typo, not a plan.
 MAX_COUNT = 1_000_000
@@ -60,10 +64,19 @@ def create(
     tz: ZoneInfo,
     now: datetime,
     metadata: dict[str, object] | None = None,
+    compose: thread_plan.Compose | None = None,
 ) -> Schedule:
     """check_new, then write."""
     schedule = check_new(
-        cfg, text, spec, platforms=platforms, account=account, tz=tz, now=now, metadata=metadata
+        cfg,
+        text,
+        spec,
+        platforms=platforms,
+        account=account,
+        tz=tz,
+        now=now,
+        metadata=metadata,
+        compose=compose,
     )
     write(conn, schedule)
     return schedule
@@ -79,8 +92,13 @@ def check_new(
     tz: ZoneInfo,
     now: datetime,
     metadata: dict[str, object] | None = None,
+    compose: thread_plan.Compose | None = None,
 ) -> Schedule:
-    """A new schedule that passed every check (content, targets, rule, zone, end), unwritten."""
+    """A new schedule that passed every check (content, targets, rule, zone, end), unwritten.
+
+    A thread (`compose`) is cut into its parts now, as for a post written now; each
+    occurrence then posts those parts, in order (G6).
+    """
     if (spec.cron is None) == (spec.every is None):
         raise InvalidInput(
             "give either --cron or --every", "e.g. --cron '0 9 * * 1-5' or --every 6h"
@@ -93,7 +111,12 @@ def check_new(
         raise InvalidInput(
             f"--count must be from 1 to {MAX_COUNT:,}", "or end the schedule with --until WHEN"
         )
-    checked = validation.check_post(cfg, text, platforms=platforms, account=account)
+    checked = validation.check_post(
+        cfg, text, platforms=platforms, account=account, compose=compose
+    )
+    metadata = dict(metadata or {})
+    if compose is not None and compose.shaped:
+        metadata[THREAD_KEY] = thread_plan.to_json(checked.parts, compose.variants)
     now_ms = to_ms(now)
     first_ms = to_ms(when.parse_when(spec.first, now=now, tz=tz)) if spec.first else None
     if spec.cron is not None:
@@ -118,7 +141,7 @@ def check_new(
         id=str(uuid.uuid4()),
         content=checked.text,
         targets=checked.targets,
-        metadata=dict(metadata or {}),
+        metadata=metadata,
         cron=rule.cron,
         every_seconds=rule.every_seconds,
         timezone=tz.key,
@@ -188,21 +211,24 @@ def _materialize_one(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> list
             log.info("schedule %s: occurrence skipped: %s", s.id, decision.reason)
             continue
         post_id = str(uuid.uuid4())
-        post_store.insert_post(
-            conn,
-            post_store.NewPost(
-                id=post_id,
-                content=s.content,
-                created_at_ms=now_ms,
-                scheduled_at_ms=decision.occurrence_ms,
-                timezone=s.timezone,
-                targets=s.targets,
-                metadata=json.dumps(s.metadata, ensure_ascii=False),
-                schedule_id=s.id,
-                occurrence_at_ms=decision.occurrence_ms,
-                due_at_ms=max(decision.occurrence_ms, now_ms),
-            ),
+        metadata = {k: v for k, v in s.metadata.items() if k != THREAD_KEY}
+        record = post_store.NewPost(
+            id=post_id,
+            content=s.content,
+            created_at_ms=now_ms,
+            scheduled_at_ms=decision.occurrence_ms,
+            timezone=s.timezone,
+            targets=s.targets,
+            metadata=json.dumps(metadata, ensure_ascii=False),
+            schedule_id=s.id,
+            occurrence_at_ms=decision.occurrence_ms,
+            due_at_ms=max(decision.occurrence_ms, now_ms),
         )
+        if THREAD_KEY in s.metadata:
+            parts, variants = thread_plan.from_json(s.metadata[THREAD_KEY])
+            thread_plan.insert(conn, parts, record, variants=variants)
+        else:
+            post_store.insert_post(conn, record)
         store.record_occurrence(conn, s.id, decision.occurrence_ms, now_ms, "posted", post_id, None)
         created.append(post_id)
         log.info("schedule %s: occurrence posted as %s", s.id, post_id)

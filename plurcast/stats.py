@@ -4,18 +4,88 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from plurcast import health
-from plurcast.models import WAITING, Post, PostStatus, Schedule, from_ms, to_ms
+from plurcast.models import (
+    WAITING,
+    Delivery,
+    DeliveryState,
+    Post,
+    PostStatus,
+    Schedule,
+    from_ms,
+    to_ms,
+)
 from plurcast.store import posts as store
 from plurcast.store import schedules as schedule_store
 
 BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
 CHART_DAYS = 14
 UPCOMING = 5
+
+
+@dataclass(frozen=True)
+class ThreadProgress:
+    """How far a thread is on one (platform, account): complete, on its way, or stopped at
+    a part that gave up or was cancelled (the parts after it wait, G6)."""
+
+    thread_id: str
+    platform: str
+    account: str
+    sent: int
+    parts: int
+    state: str  # complete | in_progress | stopped
+    stopped_at: int | None = None  # the part that stopped it
+    error: str | None = None
+
+
+def thread_progress(posts: list[Post]) -> list[ThreadProgress]:
+    """Each thread's progress per (platform, account), threads in the order given."""
+    by_thread: dict[str, list[Post]] = {}
+    for post in posts:
+        if post.thread_id is not None and (post.thread_parts or 0) > 1:
+            by_thread.setdefault(post.thread_id, []).append(post)
+    found = []
+    for thread_id, parts in by_thread.items():
+        chains: dict[tuple[str, str], list[tuple[int, Delivery]]] = {}
+        for post in parts:
+            for d in post.deliveries:
+                chains.setdefault((d.platform, d.account), []).append((post.thread_part or 0, d))
+        for (platform, account), chain in chains.items():
+            chain.sort(key=lambda item: item[0])
+            sent = sum(1 for _, d in chain if d.state == DeliveryState.SENT)
+            stop = next(
+                (
+                    (n, d)
+                    for n, d in chain
+                    if d.state in (DeliveryState.DEAD, DeliveryState.CANCELLED)
+                ),
+                None,
+            )
+            if all(d.state == DeliveryState.CANCELLED for _, d in chain):
+                continue  # called off: nothing to report
+            if sent == len(chain):
+                state = "complete"
+            elif stop is not None:
+                state = "stopped"
+            else:
+                state = "in_progress"
+            found.append(
+                ThreadProgress(
+                    thread_id,
+                    platform,
+                    account,
+                    sent,
+                    len(chain),
+                    state,
+                    None if stop is None else stop[0],
+                    None if stop is None else (stop[1].last_error or stop[1].state.value),
+                )
+            )
+    return found
 
 
 @dataclass(frozen=True)
@@ -28,6 +98,7 @@ class QueueStats:
     per_day: list[tuple[str, int]]
     daemon: health.Daemon
     next_occurrences: list[Schedule]
+    threads: list[ThreadProgress] = field(default_factory=list)
 
     @property
     def overdue_without_daemon(self) -> bool:
@@ -100,4 +171,5 @@ def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats
         next_occurrences=[s for s in schedule_store.all_schedules(conn) if s.state == "active"][
             :UPCOMING
         ],
+        threads=thread_progress(posts),
     )

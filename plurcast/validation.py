@@ -12,32 +12,64 @@ limits and way of counting (`registry.Platform.text_limits`), its credential che
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from plurcast import content
 from plurcast.config import DEFAULT_ACCOUNT, Config, validate_account_name
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import registry
 
+if TYPE_CHECKING:  # the splitter imports regex (~20 ms): only threads need it
+    from plurcast.thread import plan
+
 Target = tuple[str, str]  # (platform, account)
+Part = dict[Target, str]  # one post to write: its text on each target
 
 
 @dataclass(frozen=True)
 class CheckedPost:
     text: str  # as it will be stored: surrounding blank space stripped
     targets: list[Target]
+    # The posts to write, each its text per target: one, unless composed into a thread.
+    parts: list[Part] = field(default_factory=list)
 
 
 def check_post(
-    cfg: Config, text: str, *, platforms: Sequence[str], account: str | None
+    cfg: Config,
+    text: str,
+    *,
+    platforms: Sequence[str],
+    account: str | None,
+    compose: plan.Compose | None = None,
+    narrow: Callable[[list[Target]], list[Target]] | None = None,
 ) -> CheckedPost:
     """A new post's text and targets: encoding and size, each target's config and
-    credentials, then each target's limits (InvalidInput exit 3, ConfigError exit 2)."""
+    credentials, then each target's limits (InvalidInput exit 3, ConfigError exit 2).
+
+    `narrow` may leave targets out before their limits are checked (a reply to a Nostr
+    event goes to Nostr only). With `compose` (--thread, --auto-thread, --numbered,
+    --variant) each target's text is cut into parts by its own limits, and every part
+    must fit (plurcast.thread.plan).
+    """
     text = content.normalise(text)
     targets = resolve_targets(cfg, platforms, account)
-    _check_limits(cfg, text, targets)
-    return CheckedPost(text, targets)
+    if narrow is not None:
+        targets = narrow(targets)
+    if compose is not None and compose.shaped:
+        from plurcast.thread import plan
+
+        parts = plan.plan(text, targets, compose, text_limits(cfg))
+    else:
+        _check_limits(cfg, text, targets)
+        parts = [dict.fromkeys(targets, text)]
+    return CheckedPost(text, targets, parts)
+
+
+def text_limits(cfg: Config) -> plan.LimitsOf:
+    """Each (platform, account)'s text limits, counted its platform's way."""
+    return lambda platform, account: registry.limits(cfg, platform, account).text
 
 
 def check_text(cfg: Config, text: str, targets: Sequence[Target]) -> str:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plurcast.models import Delivery, Post, Schedule, from_ms
+from plurcast.models import Delivery, DeliveryState, Post, Schedule, WaitingOn, from_ms
 from plurcast.timefmt import format_local
 
 
@@ -42,6 +42,10 @@ def post_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
         "platforms": post.platforms,
         "account": post.account,
         "schedule_id": post.schedule_id,
+        "thread_id": post.thread_id,
+        "thread_part": post.thread_part,
+        "thread_parts": post.thread_parts,
+        "reply_to": post.reply_to,
     }
 
 
@@ -57,6 +61,7 @@ def delivery_json(delivery: Delivery, tz: ZoneInfo) -> dict[str, Any]:
         **time_fields("sent_at", delivery.sent_at_ms, tz),
         "error": delivery.last_error,
         "error_kind": delivery.error_kind,
+        "waiting_on": None if not delivery.blocked else waiting_text(delivery.waiting_on),
     }
 
 
@@ -76,8 +81,16 @@ def post_detail_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
             }
             for a in d.history
         ]
+        item["content"] = d.content or post.content
         deliveries.append(item)
     return {**post_json(post, tz), "metadata": post.metadata, "deliveries": deliveries}
+
+
+def part_label(post: Post) -> str:
+    """`[2/5] ` before a thread part's text in listings; nothing for a single post."""
+    if post.thread_part is None or not post.thread_parts or post.thread_parts < 2:
+        return ""
+    return f"[{post.thread_part}/{post.thread_parts}] "
 
 
 def schedule_json(s: Schedule, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
@@ -102,3 +115,22 @@ def schedule_json(s: Schedule, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
         "platforms": s.platforms,
         "account": s.targets[0][1] if s.targets else None,
     }
+
+
+def waiting_text(waiting: WaitingOn | None) -> str:
+    """Why a blocked delivery has not gone out: `waiting on part 2 (mastodon: HTTP 422 …)`."""
+    from plurcast.output import first_line
+
+    if waiting is None:
+        return "waiting on the post it answers"
+    if waiting.state == "deleted" or waiting.post_id is None:
+        return "waiting on a post that was deleted: it will not be sent"
+    what = f"part {waiting.thread_part}" if waiting.thread_part else f"post {waiting.post_id[:8]}"
+    error = first_line(waiting.error or "", 120)
+    if waiting.state == DeliveryState.CANCELLED:
+        return f"waiting on {what} ({waiting.platform}: cancelled)"
+    if waiting.state == DeliveryState.DEAD:
+        return f"waiting on {what} ({waiting.platform}: {error or 'gave up'})"
+    if waiting.state == DeliveryState.RETRY and error:
+        return f"waiting on {what} ({waiting.platform}: {error}; retrying)"
+    return f"waiting on {what}"

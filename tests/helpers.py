@@ -41,6 +41,7 @@ from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import Delivered, Engine
 from plurcast.store.deliveries import Claimed
+from plurcast.thread.plan import Compose
 from tests.peers.process import free_port
 
 __all__ = [
@@ -174,6 +175,32 @@ def add_post(
         now=datetime.fromtimestamp(now, UTC),
     )
     return created.post_id
+
+
+def add_thread(
+    conn: sqlite3.Connection,
+    cfg: config_module.Config,
+    parts: Sequence[str],
+    at: float,
+    *,
+    platforms: Sequence[str] = ("nostr",),
+    reply_to: str | None = None,
+) -> list[str]:
+    """A thread of these parts (`--thread`), all due at `at`, written at T0; its post ids."""
+    created = queue.create_post(
+        conn,
+        cfg,
+        "\n---\n".join(parts),
+        schedule=iso(at),
+        draft=False,
+        platforms=list(platforms),
+        account=None,
+        tz=cfg.timezone,
+        now=datetime.fromtimestamp(T0, UTC),
+        compose=Compose(thread=True),
+        reply_to=reply_to,
+    )
+    return created.post_ids
 
 
 def deliver(engine: Engine, claims: list[Claimed], concurrency: int = 4) -> list[Delivered]:

@@ -86,9 +86,16 @@ def test_list_platform_filter_and_json_fields(run: Run, clock: Clock) -> None:
         "platforms",
         "account",
         "schedule_id",
+        "thread_id",
+        "thread_part",
+        "thread_parts",
+        "reply_to",
     }
     assert data[0]["account"] == "default"
     assert data[0]["schedule_id"] is None
+    assert [data[0][k] for k in ("thread_id", "thread_part", "thread_parts", "reply_to")] == [
+        None
+    ] * 4
     assert run(cli, "list", "-p", "friendster").exit_code == 3
 
 

@@ -220,6 +220,7 @@ def test_compute_on_a_real_queue(conn: sqlite3.Connection) -> None:
         "failed": 1,
         "cancelled": 1,
         "expired": 0,
+        "blocked": 0,
     }
     assert UPCOMING == 5
     assert [p.id for p in s.upcoming] == [next_hour, today, after_local_midnight, later_1, later_2]

@@ -17,6 +17,7 @@ from plurcast.models import (
     DeliveryState,
     Post,
     PostStatus,
+    WaitingOn,
     derive_status,
     to_ms,
 )
@@ -192,6 +193,8 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
             "occurrence_at_ms",
             "metadata",
             "updated_at_ms",
+            "thread_id",
+            "thread_part",
         ],
         "deliveries": [
             "id",
@@ -210,6 +213,10 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
             "last_error",
             "error_kind",
             "updated_at_ms",
+            "parent_id",
+            "blocked",
+            "content",
+            "remote_cid",
         ],
         "attempts": [
             "id",
@@ -237,7 +244,15 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
 
     assert named("posts")["posts_by_time"] == ["scheduled_at_ms"]
     assert named("deliveries")["deliveries_due"] == ["state", "due_at_ms"]
-    assert named("deliveries")["deliveries_due_by_platform"] == ["state", "platform", "due_at_ms"]
+    assert named("deliveries")["deliveries_claimable"] == [
+        "state",
+        "platform",
+        "blocked",
+        "due_at_ms",
+    ]
+    assert "deliveries_due_by_platform" not in named("deliveries")
+    assert named("deliveries")["deliveries_by_parent"] == ["parent_id"]
+    assert named("posts")["posts_by_thread"] == ["thread_id", "thread_part"]
     assert named("attempts")["attempts_by_delivery"] == ["delivery_id"]
     assert ["post_id", "platform", "account"] in unique("deliveries")
     assert ["schedule_id", "occurrence_at_ms"] in unique("posts")
@@ -249,6 +264,7 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
     }
     assert ("deliveries", "post_id", "posts", "id") in fks
     assert ("attempts", "delivery_id", "deliveries", "id") in fks
+    assert ("deliveries", "parent_id", "deliveries", "id") in fks
 
 
 def test_check_constraint_rejects_bad_state_and_platform(conn: sqlite3.Connection) -> None:
@@ -362,7 +378,11 @@ def test_failed_migration_keeps_the_previous_version(
 ) -> None:
     _use_migrations(monkeypatch, migrations._m001_queue)
     c = connect(db_path)
-    add(c, new_post(ID_A, T0))
+    c.execute(  # a post as version 1 wrote it
+        "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, updated_at_ms) "
+        "VALUES (?, 'hello', 0, ?, 'UTC', 0)",
+        (ID_A, T0),
+    )
     c.close()
     _use_migrations(monkeypatch, migrations._m001_queue, _half_done)
     with pytest.raises(RuntimeError, match="boom"):
@@ -655,8 +675,34 @@ def test_derive_status(states: list[str], scheduled: int | None, expected: str) 
     assert post.status == PostStatus(expected)
 
 
+def blocked_on(state: str) -> Delivery:
+    """A waiting delivery whose chain stops at a parent in `state`."""
+    delivery = d("pending")
+    delivery.blocked = True
+    delivery.waiting_on = WaitingOn(ID_B, 2, "nostr", state, "boom")
+    return delivery
+
+
+@pytest.mark.parametrize(
+    ("deliveries", "expected"),
+    [
+        ([blocked_on("dead")], "blocked"),
+        ([blocked_on("cancelled")], "blocked"),
+        ([blocked_on("deleted")], "blocked"),
+        ([blocked_on("pending")], "scheduled"),  # a parent still on its way: just waiting
+        ([blocked_on("retry")], "scheduled"),
+        ([blocked_on("dead"), d("pending")], "scheduled"),  # another platform still goes
+        ([blocked_on("dead"), d("sent")], "blocked"),  # done on one platform, stuck on another
+        ([blocked_on("dead"), d("sending")], "sending"),
+    ],
+)
+def test_derive_status_of_thread_parts(deliveries: list[Delivery], expected: str) -> None:
+    assert derive_status(deliveries, T0) == PostStatus(expected)
+
+
 def test_every_status_is_reachable() -> None:
     seen = {
+        derive_status([blocked_on("dead")], T0),
         derive_status([d("pending")], None),
         derive_status([d("pending")], T0),
         derive_status([d("sending")], T0),

@@ -291,6 +291,7 @@ def solid_clusters(text: str) -> list[str]:
 @example("a \u0301b " * 40, mastodon(80), False)
 @example(" ".join([FAMILY] * 200), bluesky(), True)
 @example(FAMILY * 10 + "e\u0301" * 30, nostr(120), False)
+@example("a " * 20 + "https://x.example/p?q=1" + "中文句子。" * 3 + "word", bluesky(40, 400), False)
 def test_properties_of_every_cut(text: str, limits: list[Limit], numbered: bool) -> None:
     text = text.strip()
     assume(text)

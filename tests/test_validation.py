@@ -292,6 +292,5 @@ def test_check_post_resolves_targets_and_strips_the_text(configured: Path) -> No
     checked = validation.check_post(
         config_module.load(), " hello \n", platforms=["bluesky,nostr"], account=None
     )
-    assert checked == validation.CheckedPost(
-        "hello", [("bluesky", "default"), ("nostr", "default")]
-    )
+    targets = [("bluesky", "default"), ("nostr", "default")]
+    assert checked == validation.CheckedPost("hello", targets, [dict.fromkeys(targets, "hello")])

@@ -22,6 +22,21 @@ class OutcomeKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Reply:
+    """What a reply's payload links to: a sent delivery of ours, or someone's post.
+
+    For ours, the parent's remote id (and Bluesky CID) and its payload as sent, which names
+    the thread's root; for someone else's, the `--reply-to` reference as the user gave it
+    (`plurcast.thread.references.parse` reads it), looked up when the payload is prepared.
+    """
+
+    remote_id: str | None = None
+    remote_cid: str | None = None
+    payload: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
 class Work:
     """One delivery as a platform sees it."""
 
@@ -31,6 +46,7 @@ class Work:
     account: str
     content: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    reply: Reply | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class Outcome:
     kind: OutcomeKind
     remote_id: str | None = None  # e.g. note1…, a status id, an at:// uri
     remote_url: str | None = None
+    remote_cid: str | None = None  # Bluesky: the CID of the record stored, for replies to it
     error: str | None = None  # one line, for people: "relay.example: blocked: spam"
     retry_after: float | None = None  # seconds the platform asked us to wait
     hold_for: float | None = (

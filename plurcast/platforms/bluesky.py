@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
-from plurcast.errors import ConfigError
-from plurcast.platforms import accounts
+from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
+from plurcast.platforms import accounts, replies
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
 from plurcast.platforms.bluesky_session import (
     NoSession,
@@ -47,6 +47,7 @@ from plurcast.platforms.bluesky_session import (
     sdk,
     xrpc_reason,
 )
+from plurcast.thread import references
 
 if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher needs them
     import logging
@@ -58,6 +59,8 @@ DEFAULT_PDS = "https://bsky.social"
 POST_COLLECTION = "app.bsky.feed.post"
 PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
+GET_RECORD = "com.atproto.repo.getRecord"
+GET_POSTS = "app.bsky.feed.getPosts"
 # Handle syntax (atproto.com/specs/handle): domain labels, the last not starting with a digit.
 _HANDLE = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -276,6 +279,8 @@ class BlueskyPublisher:
         facets = build_facets(text, await self._resolve(client, mention_handles(text)))
         if facets:
             record["facets"] = facets
+        if work.reply is not None:
+            record["reply"] = await self._reply(client, work.reply)
         body: dict[str, Any] = {} if self.session.did is None else {"repo": self.session.did}
         body |= {"collection": POST_COLLECTION, "rkey": next_tid(now), "record": record}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -301,12 +306,14 @@ class BlueskyPublisher:
                 OutcomeKind.TRANSIENT, error=f"HTTP {answer.status_code}, but no record URI"
             )
         handle = self.session.current_handle
+        cid = content.get("cid")
         return Outcome(
             OutcomeKind.SENT,
             remote_id=content["uri"],
             remote_url=f"https://bsky.app/profile/{handle}/post/{rkey}",
+            remote_cid=cid if isinstance(cid, str) and cid else None,
             hold_for=_quota_hold(answer.headers),
-            detail={"cid": str(content.get("cid", ""))},
+            detail={"cid": str(cid or "")},
         )
 
     async def close(self) -> None:
@@ -336,6 +343,59 @@ class BlueskyPublisher:
         return await client.invoke_procedure(
             PUT_RECORD, content=body.encode(), headers={"Content-Type": "application/json"}
         )
+
+    async def _reply(self, client: Any, reply: Reply) -> dict[str, Any]:
+        """`reply.root`/`reply.parent` for a record answering our sent parent (its stored
+        record names the root) or the post `--reply-to` named, looked up now."""
+        if reply.remote_id is not None and reply.remote_cid and reply.payload is not None:
+            parent = json.loads(reply.payload).get("record", {})
+            return replies.bluesky_reply(reply.remote_id, reply.remote_cid, parent)
+        if reply.remote_id is not None:  # ours, but its CID was not recorded: ask for it
+            uri = reply.remote_id
+        else:
+            ref = references.parse(reply.reference or "")
+            if not isinstance(ref, references.BlueskyPost):
+                raise InvalidInput(f"{reply.reference} is not a Bluesky post to reply to")
+            uri = await self._post_uri(client, ref)
+        cid, record = await self._record(client, uri)
+        return replies.bluesky_reply(uri, cid, record)
+
+    async def _post_uri(self, client: Any, ref: references.BlueskyPost) -> str:
+        """The at:// URI of a post, with its author's handle resolved to a DID."""
+        if ref.actor.startswith("did:"):
+            return ref.uri
+        params = sdk().models.ComAtprotoIdentityResolveHandle.Params
+        try:
+            answer = await client.invoke_query(RESOLVE_HANDLE, params=params(handle=ref.actor))
+        except Exception as exc:
+            raise _lookup_failure(exc, f"@{ref.actor}") from None
+        return references.BlueskyPost(str(answer.content["did"]), ref.rkey).uri
+
+    async def _record(self, client: Any, uri: str) -> tuple[str, dict[str, Any]]:
+        """(CID, record) of the post at `uri`: from its repo (our PDS has ours, and any
+        repo it hosts), else from the app view behind the PDS (bsky.social has one)."""
+        models = sdk().models
+        repo, _, rest = uri.removeprefix("at://").partition("/")
+        collection, _, rkey = rest.partition("/")
+        params = models.ComAtprotoRepoGetRecord.Params(repo=repo, collection=collection, rkey=rkey)
+        try:
+            answer = await client.invoke_query(GET_RECORD, params=params)
+            content = answer.content
+            return str(content["cid"]), dict(content["value"])
+        except Exception as exc:
+            status = xrpc_reason(exc)[0]
+            if status is None or status >= 500:
+                raise _lookup_failure(exc, uri) from None
+        try:
+            answer = await client.invoke_query(
+                GET_POSTS, params=models.AppBskyFeedGetPosts.Params(uris=[uri])
+            )
+        except Exception as exc:
+            raise _lookup_failure(exc, uri) from None
+        posts = answer.content.get("posts") if isinstance(answer.content, dict) else None
+        if not posts:
+            raise InvalidInput(f"the Bluesky post {uri} to reply to was not found")
+        return str(posts[0]["cid"]), dict(posts[0]["record"])
 
     async def _resolve(self, client: Any, handles: list[str]) -> dict[str, str]:
         """DIDs of the mentioned handles that resolve, all within `timeout`.
@@ -369,6 +429,15 @@ class BlueskyPublisher:
         except TimeoutError:
             _log().warning("bluesky/%s: resolving mentions timed out", self.account)
         return dids
+
+
+def _lookup_failure(exc: BaseException, what: str) -> Exception:
+    """A failed look-up of the post replied to: passing (retried) when the server could not
+    answer, final when it answered that there is no such post or author."""
+    status, _, reason = xrpc_reason(exc)
+    if status is None or status >= 500 or status == 429:
+        return RuntimeFailure(f"bluesky: could not look up {what} to reply to: {reason}")
+    return InvalidInput(f"bluesky: {what} to reply to was not found (HTTP {status} {reason})")
 
 
 def _iso_utc(when: float) -> str:

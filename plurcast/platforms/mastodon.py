@@ -42,7 +42,8 @@ from plurcast.errors import ConfigError, InvalidInput
 from plurcast.media.files import media_dir
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Work, one_line
+from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
+from plurcast.thread import references
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
     from mastodon import Mastodon
@@ -57,7 +58,7 @@ MAX_WAIT_SECONDS = 24 * 3600.0
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP header
 # What a stored payload may add to the status besides its text (mastodon_media).
-_STATUS_OPTIONS = ("media_ids", "spoiler_text", "sensitive", "language")
+_STATUS_OPTIONS = ("in_reply_to_id", "media_ids", "spoiler_text", "sensitive", "language")
 
 
 # --- configuration -------------------------------------------------------------------
@@ -158,6 +159,26 @@ def check_credentials(cfg: Config, account: str) -> None:
 def publisher(cfg: Config, account: str) -> MastodonPublisher:
     """The account's publisher, for the registry: its settings and secret read now."""
     return MastodonPublisher.from_config(cfg, account)
+
+
+def instance_host(url: str) -> str:
+    """`host[:port]` of an instance URL, lower case: what a status link on it starts with."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc.lower()
+
+
+def check_reply_reference(cfg: Config, account: str, ref: references.MastodonStatus) -> None:
+    """A status to reply to must be on the account's own instance: Mastodon knows a status
+    by the id its own server gave it (InvalidInput, exit 3, otherwise)."""
+    instance = _instance(_account(cfg, account))
+    if ref.host is not None and ref.host != instance_host(instance):
+        raise InvalidInput(
+            f"the status to reply to is on {ref.host}, but the Mastodon account "
+            f"{account} is on {instance_host(instance)}",
+            "open the status on your own instance (paste its link into the search) and "
+            "reply to the link it shows there",
+        )
 
 
 def idempotency_key(work: Work) -> str:
@@ -405,6 +426,8 @@ class MastodonPublisher:
             "idempotency_key": idempotency_key(work),
             **mastodon_media.status_options(work.metadata),
         }
+        if work.reply is not None:
+            payload["in_reply_to_id"] = self.reply_to_id(work.reply)
         images = work.metadata.get("images") or []
         if images:
             if self.media_dir is None:
@@ -413,6 +436,19 @@ class MastodonPublisher:
                 self.request, self._client, images, self.media_dir
             )
         return json.dumps(payload, ensure_ascii=False)
+
+    def reply_to_id(self, reply: Reply) -> str:
+        """The status a reply answers, by its id on this instance: our parent's, or the
+        one `--reply-to` named (a link on this instance, or a bare id)."""
+        if reply.remote_id is not None:
+            return reply.remote_id
+        parsed = references.parse(reply.reference or "")
+        ref = parsed.as_mastodon() if isinstance(parsed, references.OurPost) else parsed
+        if not isinstance(ref, references.MastodonStatus):
+            raise InvalidInput(f"{reply.reference} is not a Mastodon status to reply to")
+        if ref.host is not None and ref.host != instance_host(self.instance):
+            raise InvalidInput(f"{reply.reference} is a status on {ref.host}, not on ours")
+        return ref.status_id
 
     async def publish(self, payload: str) -> Outcome:
         """Post the stored status with its Idempotency-Key; never raises for platform trouble."""

@@ -31,15 +31,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
-from plurcast.errors import ConfigError, InvalidInput
+from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
 from plurcast.models import Post
-from plurcast.platforms import accounts, nostr_pow
+from plurcast.platforms import accounts, nostr_pow, replies
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.base import Outcome, OutcomeKind, Work, one_line
+from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work, one_line
 from plurcast.platforms.nip19 import bech32_payload
+from plurcast.thread import references
 
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
     import asyncio
+    import logging
 
 PLATFORM = "nostr"
 KEY_ENV = "PLURCAST_NOSTR_KEY"
@@ -62,6 +64,12 @@ _KEY_SHAPE = "nsec1… or 64 hex characters"
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 # Order of secp256k1: a secret key is an integer in [1, N-1].
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("plurcast.platforms.nostr")
 
 
 def _sdk() -> Any:
@@ -393,15 +401,22 @@ class NostrPublisher:
         """A kind-1 note with the content, created now and signed: its JSON is the payload.
 
         With proof of work asked for (NIP-13), the event is mined here, once: the stored
-        payload is then re-sent as it is, never mined again."""
+        payload is then re-sent as it is, never mined again. A reply carries NIP-10 marked
+        `e` tags and `p` tags (platforms.replies), made from its parent as we stored it, or
+        as the relays have someone else's event.
+        """
         sdk = _sdk()
+        tags: list[list[str]] = []
+        if work.reply is not None:
+            parent, relay = await self._parent(work.reply)
+            tags = replies.nostr_reply_tags(parent, relay)
         wanted = nostr_pow.requested(work.metadata)
         if wanted is not None:
             mined = await nostr_pow.mined_event(
                 sdk,
                 self.keys,
                 work.content,
-                [],
+                tags,
                 wanted,
                 timeout=self.pow_timeout,
                 label=f"post {work.post_id} to nostr/{self.account}",
@@ -409,10 +424,53 @@ class NostrPublisher:
             return str(mined.as_json())
         event = (
             sdk.EventBuilder(sdk.Kind(1), work.content)
+            .tags([sdk.Tag.parse(tag) for tag in tags])
             .custom_created_at(sdk.Timestamp.now())
             .finalize(self.keys)
         )
         return str(event.as_json())
+
+    async def _parent(self, reply: Reply) -> tuple[replies.NostrParent, str]:
+        """The event a reply answers, and a relay where it can be found."""
+        import json
+
+        if reply.payload is not None:  # ours: the event as we sent it, on our relays
+            return replies.NostrParent.from_event(json.loads(reply.payload)), self.relays[0]
+        ref = references.parse(reply.reference or "")
+        if not isinstance(ref, references.NostrEvent):
+            raise InvalidInput(f"{reply.reference} is not a Nostr event to reply to")
+        hint = ref.relays[0] if ref.relays else self.relays[0]
+        found = await self._fetch_event(ref.event_id, [*self.relays, *ref.relays])
+        if found is not None:
+            return replies.NostrParent.from_event(found), hint
+        # Not on any relay asked: answer it as a root, which is all that can be known of it.
+        _log().warning("nostr/%s: event %s not found on the relays", self.account, ref.event_id)
+        return replies.NostrParent(ref.event_id, ref.author or ""), hint
+
+    async def _fetch_event(self, event_id: str, relays: list[str]) -> dict[str, Any] | None:
+        """Someone else's event from these relays, within `timeout`, verified; None when the
+        relays answered without it. No relay answering at all is a passing failure."""
+        import json
+
+        sdk = _sdk()
+        wait = timedelta(seconds=self.timeout)
+        client = sdk.ClientBuilder().connect_timeout(wait).build()  # short-lived: ours stays
+        try:
+            for url in dict.fromkeys(relays):
+                await client.add_relay(sdk.RelayUrl.parse(url))
+            await client.connect(and_wait=wait)
+            pool = (await client.relays()).values()
+            if not any(r.status() == sdk.RelayStatus.CONNECTED for r in pool):
+                raise RuntimeFailure("no Nostr relay answered while looking up the post replied to")
+            target = sdk.ReqTarget.auto([sdk.Filter().id(sdk.EventId.parse(event_id))])
+            events = await client.fetch_events(target, timeout=wait)
+        finally:
+            await client.shutdown()
+        for event in events:
+            if event.verify() and event.id().to_hex() == event_id:
+                parsed: dict[str, Any] = json.loads(event.as_json())
+                return parsed
+        return None
 
     async def publish(self, payload: str) -> Outcome:
         """Send the stored signed event to every relay; never raises for platform trouble."""

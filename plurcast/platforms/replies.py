@@ -25,7 +25,7 @@ ROOT, REPLY = "root", "reply"
 
 @dataclass(frozen=True)
 class NostrParent:
-    """The event being answered: its id and author (hex), and its tags."""
+    """The event being answered: its id and author (hex; "" when unknown), and its tags."""
 
     event_id: str
     pubkey: str
@@ -63,17 +63,22 @@ def nostr_reply_tags(parent: NostrParent, relay: str) -> list[list[str]]:
     """The tags of a reply to `parent`, which can be found on `relay` (a hint; may be "")."""
     root_id, root_relay, root_author = nostr_root(parent)
     if root_id == parent.event_id:
-        tags = [["e", parent.event_id, relay, ROOT, parent.pubkey]]
+        tags = [_e(parent.event_id, relay, ROOT, parent.pubkey)]
     else:
-        root = ["e", root_id, root_relay or relay, ROOT]
-        if root_author:
-            root.append(root_author)
-        tags = [root, ["e", parent.event_id, relay, REPLY, parent.pubkey]]
-    people = [parent.pubkey]
+        tags = [
+            _e(root_id, root_relay or relay, ROOT, root_author),
+            _e(parent.event_id, relay, REPLY, parent.pubkey),
+        ]
+    people = [parent.pubkey] if parent.pubkey else []
     for tag in parent.tags:
         if len(tag) >= 2 and tag[0] == "p" and tag[1] not in people:
             people.append(tag[1])
     return tags + [["p", pubkey] for pubkey in people]
+
+
+def _e(event_id: str, relay: str, marker: str, pubkey: str | None) -> list[str]:
+    """A marked `e` tag; the author goes last, when known."""
+    return ["e", event_id, relay, marker, *([pubkey] if pubkey else [])]
 
 
 def strong_ref(uri: str, cid: str) -> dict[str, str]:

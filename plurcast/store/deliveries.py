@@ -27,6 +27,15 @@ UNSENT = _sql_set(models.UNSENT)
 
 
 @dataclass(frozen=True)
+class Parent:
+    """The sent delivery a reply links to: what its payload needs to name it (G6)."""
+
+    remote_id: str
+    remote_cid: str | None  # Bluesky: the record's CID
+    payload: str | None  # as it was sent: the thread's root is named in it
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A delivery this process holds the lease on, with what publishing it needs."""
 
@@ -39,17 +48,43 @@ class Claimed:
     payload: str | None  # set when an earlier attempt prepared it: re-send exactly this
     attempts: int
     due_at_ms: int
+    parent: Parent | None = None
+    continues_thread: bool = False  # a thread's part after the first: never expired (grace)
 
 
+# A delivery with a parent is claimable only once that parent is sent with its remote id (G6):
+# `blocked` is cleared in the transaction that records the parent sent (unblock_children), and
+# the claim checks the parent itself as well. The text is the delivery's own, else the post's.
 _CLAIM_COLUMNS = (
-    "d.id, d.post_id, d.platform, d.account, p.content, p.metadata, d.payload, d.attempts, "
-    "coalesce(d.due_at_ms, 0), d.state"
+    "d.id, d.post_id, d.platform, d.account, coalesce(d.content, p.content), p.metadata, "
+    "d.payload, d.attempts, coalesce(d.due_at_ms, 0), d.state, "
+    "x.remote_id, x.remote_cid, x.payload, coalesce(p.thread_part, 1) > 1"
+)
+_CLAIM_FROM = (
+    "FROM deliveries d JOIN posts p ON p.id = d.post_id "
+    "LEFT JOIN deliveries x ON x.id = d.parent_id"
+)
+_PARENT_SENT = (
+    "d.blocked = 0 AND (d.parent_id IS NULL OR (x.state = 'sent' AND x.remote_id IS NOT NULL))"
 )
 
 
 def _claimed(row: Any) -> Claimed:
     metadata = {} if row[5] == "{}" else json.loads(row[5])
-    return Claimed(row[0], row[1], row[2], row[3], row[4], metadata, row[6], row[7], row[8])
+    parent = None if row[10] is None else Parent(row[10], row[11], row[12])
+    return Claimed(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        metadata,
+        row[6],
+        row[7],
+        row[8],
+        parent,
+        bool(row[13]),
+    )
 
 
 def due_candidates(
@@ -68,7 +103,7 @@ def due_candidates(
     (A single query with OR across states makes SQLite sort every due row on every
     claim, O(n²) over a burst of n.)
     """
-    head = f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
+    head = f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
     rows: list[Any] = []
     for platform in platforms:
         n = limit if room is None else min(limit, room.get(platform, limit))
@@ -76,8 +111,8 @@ def due_candidates(
             continue
         for state in models.WAITING:
             rows += conn.execute(
-                f"{head} WHERE d.state = ? AND d.platform = ? AND d.due_at_ms <= ? "
-                "ORDER BY d.due_at_ms, d.id LIMIT ?",
+                f"{head} WHERE d.state = ? AND d.platform = ? AND {_PARENT_SENT} "
+                "AND d.due_at_ms <= ? ORDER BY d.due_at_ms, d.id LIMIT ?",
                 (state.value, platform, now_ms, n),
             ).fetchall()
         rows += conn.execute(
@@ -95,10 +130,30 @@ def post_candidates(
     """A post's deliveries that `now` may take: waiting ones, whatever their time."""
     marks = ",".join("?" * len(platforms))
     rows = conn.execute(
-        f"SELECT {_CLAIM_COLUMNS} FROM deliveries d JOIN posts p ON p.id = d.post_id "
+        f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
         f"WHERE d.post_id = ? AND d.platform IN ({marks}) AND d.state IN {WAITING} "
-        f"ORDER BY d.id",
+        f"AND {_PARENT_SENT} ORDER BY d.id",
         [post_id, *platforms],
+    )
+    return [(_claimed(r), r[9]) for r in rows]
+
+
+def child_candidates(
+    conn: sqlite3.Connection, parent_id: int, post_ids: Sequence[str], due_by_ms: int | None
+) -> list[tuple[Claimed, str]]:
+    """The waiting deliveries of these posts that answer `parent_id` and may go now: due by
+    `due_by_ms` (None: whatever their time). Publishing a thread in the foreground follows
+    each part with the next this way."""
+    marks = ",".join("?" * len(post_ids))
+    due = "" if due_by_ms is None else "AND d.due_at_ms <= ? "
+    params: list[object] = [parent_id, *post_ids]
+    if due_by_ms is not None:
+        params.append(due_by_ms)
+    rows = conn.execute(
+        f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
+        f"WHERE d.parent_id = ? AND d.post_id IN ({marks}) AND d.state IN {WAITING} "
+        f"AND {_PARENT_SENT} {due}ORDER BY d.id",
+        params,
     )
     return [(_claimed(r), r[9]) for r in rows]
 
@@ -167,6 +222,7 @@ def record(
     due_at_ms: int | None = None,
     remote_id: str | None = None,
     remote_url: str | None = None,
+    remote_cid: str | None = None,
     error: str | None = None,
     error_kind: models.ErrorKind | None = None,
 ) -> bool:
@@ -182,6 +238,7 @@ def record(
         "  attempts = attempts + :counted, due_at_ms = coalesce(:due, due_at_ms), "
         "  remote_id = coalesce(:remote_id, remote_id), "
         "  remote_url = coalesce(:remote_url, remote_url), "
+        "  remote_cid = coalesce(:remote_cid, remote_cid), "
         "  sent_at_ms = CASE WHEN :state = 'sent' THEN :now ELSE sent_at_ms END, "
         "  last_error = :error, error_kind = :error_kind, "
         "  lease_owner = NULL, lease_expires_at_ms = NULL, updated_at_ms = :now "
@@ -192,6 +249,7 @@ def record(
             "due": due_at_ms,
             "remote_id": remote_id,
             "remote_url": remote_url,
+            "remote_cid": remote_cid,
             "now": now_ms,
             "error": error,
             "error_kind": error_kind,
@@ -200,6 +258,17 @@ def record(
         },
     )
     return cur.rowcount == 1
+
+
+def unblock_children(conn: sqlite3.Connection, parent_id: int, now_ms: int) -> int:
+    """Let the deliveries answering `parent_id` be claimed, now that it is sent with its
+    remote id; in the transaction that records it so (G6)."""
+    return conn.execute(
+        "UPDATE deliveries SET blocked = 0, updated_at_ms = ? "
+        "WHERE parent_id = ? AND blocked = 1 AND EXISTS (SELECT 1 FROM deliveries x "
+        "WHERE x.id = ? AND x.state = 'sent' AND x.remote_id IS NOT NULL)",
+        (now_ms, parent_id, parent_id),
+    ).rowcount
 
 
 def log_attempt(
@@ -289,15 +358,18 @@ def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) 
 
 def next_wake_ms(conn: sqlite3.Connection, platforms: Sequence[str]) -> int | None:
     """The earliest time something of these platforms may become claimable: a due time
-    or a lease expiry. One index probe per platform and state."""
+    or a lease expiry. One index probe per platform and state; a blocked delivery (its
+    parent is not sent) has no time to wake for."""
     arms: list[str] = []
     args: list[str] = []
     for platform in platforms:
         arms += [
             "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'pending' "
-            "AND platform = ? AND due_at_ms IS NOT NULL ORDER BY due_at_ms LIMIT 1)",
+            "AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
+            "ORDER BY due_at_ms LIMIT 1)",
             "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'retry' "
-            "AND platform = ? AND due_at_ms IS NOT NULL ORDER BY due_at_ms LIMIT 1)",
+            "AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
+            "ORDER BY due_at_ms LIMIT 1)",
             "SELECT min(lease_expires_at_ms) FROM deliveries WHERE state = 'sending' "
             "AND platform = ?",
         ]

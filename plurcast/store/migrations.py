@@ -199,11 +199,38 @@ def _m004_due_by_platform(db: Any) -> None:
     )
 
 
+def _m005_threads(db: Any) -> None:
+    """Threads and replies (G6): a post's place in its thread, a delivery's parent there.
+
+    A delivery with a parent (the previous part on the same platform and account, or a post of
+    ours it answers) is `blocked` until that parent is sent with its remote id; the claim index
+    leads with `blocked`, so blocked deliveries are never read by a claim or a wake-up.
+    `content` is a delivery's own text when it differs from the post's (per-platform parts,
+    --variant); `remote_cid` the Bluesky record's CID, which a reply to it must name.
+    """
+    db.execute("ALTER TABLE posts ADD COLUMN thread_id TEXT")
+    db.execute("ALTER TABLE posts ADD COLUMN thread_part INTEGER")
+    db.execute(
+        "ALTER TABLE deliveries ADD COLUMN parent_id INTEGER "
+        "REFERENCES deliveries(id) ON DELETE SET NULL"
+    )
+    db.execute("ALTER TABLE deliveries ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE deliveries ADD COLUMN content TEXT")
+    db.execute("ALTER TABLE deliveries ADD COLUMN remote_cid TEXT")
+    db["posts"].create_index(["thread_id", "thread_part"], index_name="posts_by_thread")
+    db["deliveries"].create_index(["parent_id"], index_name="deliveries_by_parent")
+    db.execute("DROP INDEX deliveries_due_by_platform")
+    db["deliveries"].create_index(
+        ["state", "platform", "blocked", "due_at_ms"], index_name="deliveries_claimable"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
     _m003_schedules,
     _m004_due_by_platform,
+    _m005_threads,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

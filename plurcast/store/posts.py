@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from plurcast.bulk import no_cycle_collection
-from plurcast.models import Attempt, Delivery, DeliveryState, Post
+from plurcast.models import WAITING as models_waiting
+from plurcast.models import Attempt, Delivery, DeliveryState, Post, WaitingOn
 from plurcast.platforms import registry
 from plurcast.store.deliveries import UNSENT, WAITING
 
@@ -21,12 +22,24 @@ _POST_ROW = """
            (SELECT json_group_array(json_array(
                 d.id, d.platform, d.account, d.state, d.due_at_ms, d.attempts, d.remote_id,
                 d.remote_url, d.sent_at_ms, d.last_error, d.error_kind,
-                d.payload IS NOT NULL OR d.attempts > 0, d.payload IS NOT NULL))
-            FROM deliveries d WHERE d.post_id = p.id) AS deliveries
+                d.payload IS NOT NULL OR d.attempts > 0, d.payload IS NOT NULL,
+                d.parent_id, d.blocked, d.content))
+            FROM deliveries d WHERE d.post_id = p.id) AS deliveries,
+           p.thread_id, p.thread_part,
+           CASE WHEN p.thread_id IS NULL THEN NULL
+                ELSE (SELECT count(*) FROM posts t WHERE t.thread_id = p.thread_id) END,
+           CASE WHEN p.thread_part > 1 THEN (SELECT t.id FROM posts t
+                WHERE t.thread_id = p.thread_id AND t.thread_part = p.thread_part - 1) END
     FROM posts p
 """
-_ORDER = "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, p.id"
-_TIME_ORDER = "ORDER BY p.scheduled_at_ms, p.created_at_ms, p.id"  # drafts left out
+# A thread's parts share their time: they are kept together, in order.
+_ORDER = (
+    "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, "
+    "coalesce(p.thread_id, p.id), p.thread_part"
+)
+_TIME_ORDER = (  # drafts left out
+    "ORDER BY p.scheduled_at_ms, p.created_at_ms, coalesce(p.thread_id, p.id), p.thread_part"
+)
 _STATES = {state.value: state for state in DeliveryState}
 
 
@@ -42,13 +55,23 @@ class NewPost:
     schedule_id: str | None = None
     occurrence_at_ms: int | None = None
     due_at_ms: int | None = None  # default: scheduled_at_ms (a catch-up is due now, not then)
+    thread_id: str | None = None
+    thread_part: int | None = None
+    texts: Mapping[tuple[str, str], str] = field(default_factory=dict)  # a target's own text
+    parents: Mapping[tuple[str, str], int] = field(default_factory=dict)  # the delivery answered
 
 
-def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
-    """One post and its deliveries; the caller owns the transaction."""
+def insert_post(conn: sqlite3.Connection, post: NewPost) -> dict[tuple[str, str], int]:
+    """One post and its deliveries; the caller owns the transaction. The delivery ids.
+
+    A delivery with a parent starts blocked unless that parent is already sent with its
+    remote id; the parent's own record step unblocks it later (G6). (On a server database
+    the parent's row must be locked here, so that its record step cannot miss this one.)
+    """
     conn.execute(
         "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, metadata, "
-        "updated_at_ms, schedule_id, occurrence_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "updated_at_ms, schedule_id, occurrence_at_ms, thread_id, thread_part) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             post.id,
             post.content,
@@ -59,22 +82,23 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
             post.created_at_ms,
             post.schedule_id,
             post.occurrence_at_ms,
+            post.thread_id,
+            post.thread_part,
         ),
     )
-    conn.executemany(
-        "INSERT INTO deliveries (post_id, platform, account, due_at_ms, updated_at_ms) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [
-            (
-                post.id,
-                platform,
-                account,
-                post.scheduled_at_ms if post.due_at_ms is None else post.due_at_ms,
-                post.created_at_ms,
-            )
-            for platform, account in post.targets
-        ],
-    )
+    due = post.scheduled_at_ms if post.due_at_ms is None else post.due_at_ms
+    ids: dict[tuple[str, str], int] = {}
+    for target in post.targets:
+        parent = post.parents.get(target)
+        row = conn.execute(
+            "INSERT INTO deliveries (post_id, platform, account, due_at_ms, updated_at_ms, "
+            "content, parent_id, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, "
+            "CASE WHEN ? IS NULL THEN 0 WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.id = ? "
+            "AND x.state = 'sent' AND x.remote_id IS NOT NULL) THEN 0 ELSE 1 END) RETURNING id",
+            (post.id, *target, due, post.created_at_ms, post.texts.get(target), *[parent] * 3),
+        ).fetchone()
+        ids[target] = int(row[0])
+    return ids
 
 
 def latest_waiting_time_ms(conn: sqlite3.Connection, excluding: str = "") -> int | None:
@@ -128,7 +152,23 @@ def posts_at(
         f"AND ({arms})) {_ORDER}"
     )
     params = [*times_ms, *(v for target in targets for v in target)]
-    return _posts_from_rows(conn.execute(sql, params))
+    return _posts_from_rows(conn, conn.execute(sql, params))
+
+
+def thread_post_ids(conn: sqlite3.Connection, thread_id: str, from_part: int = 1) -> list[str]:
+    """The posts of a thread from part `from_part` on, in order."""
+    rows = conn.execute(
+        "SELECT id FROM posts WHERE thread_id = ? AND thread_part >= ? ORDER BY thread_part",
+        (thread_id, from_part),
+    )
+    return [r[0] for r in rows]
+
+
+def thread_part_id(conn: sqlite3.Connection, thread_id: str, part: int) -> str | None:
+    row = conn.execute(
+        "SELECT id FROM posts WHERE thread_id = ? AND thread_part = ?", (thread_id, part)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
@@ -139,10 +179,60 @@ def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list
     return [r[0] for r in rows]
 
 
-def _posts_from_rows(rows: Iterable[Any]) -> list[Post]:
-    """Posts from `_POST_ROW` rows."""
+def _posts_from_rows(conn: sqlite3.Connection, rows: Iterable[Any]) -> list[Post]:
+    """Posts from `_POST_ROW` rows, each blocked delivery told what it waits on."""
     with no_cycle_collection():
-        return _build_posts(rows)
+        posts = _build_posts(rows)
+    blocked = [d for p in posts for d in p.deliveries if d.blocked and d.state in models_waiting]
+    if blocked:
+        causes = waiting_causes(conn, [(d.id, d.parent_id) for d in blocked])
+        for d in blocked:
+            d.waiting_on = causes.get(d.id)
+    return posts
+
+
+def waiting_causes(
+    conn: sqlite3.Connection, blocked: Sequence[tuple[int, int | None]]
+) -> dict[int, WaitingOn]:
+    """For each blocked delivery, the first delivery up its chain that is not sent (G6 lets
+    nothing below an unsent delivery go out, so that one is what everything waits on).
+
+    `blocked` holds (delivery id, parent id) pairs. One recursive walk up the `parent_id`
+    links for all of them, stopping at a sent one.
+    """
+    delivery_ids = [delivery_id for delivery_id, _ in blocked]
+    marks = ",".join("?" * len(delivery_ids))
+    rows = conn.execute(
+        "WITH RECURSIVE up (start, id, parent_id, state, depth) AS ("
+        "  SELECT d.id, x.id, x.parent_id, x.state, 1 FROM deliveries d "
+        f"  JOIN deliveries x ON x.id = d.parent_id WHERE d.id IN ({marks}) "
+        "  UNION ALL "
+        "  SELECT up.start, x.id, x.parent_id, x.state, up.depth + 1 FROM up "
+        "  JOIN deliveries x ON x.id = up.parent_id WHERE up.state <> 'sent'"
+        ") SELECT start, id, depth FROM up WHERE state <> 'sent'",
+        list(delivery_ids),
+    ).fetchall()
+    top: dict[int, tuple[int, int]] = {}
+    for start, found, depth in rows:
+        if start not in top or depth > top[start][1]:
+            top[start] = (found, depth)
+    causes: dict[int, WaitingOn] = {}
+    if top:
+        found_ids = sorted({found for found, _ in top.values()})
+        marks = ",".join("?" * len(found_ids))
+        details = {
+            r[0]: WaitingOn(r[1], r[2], r[3], r[4], r[5])
+            for r in conn.execute(
+                "SELECT d.id, d.post_id, p.thread_part, d.platform, d.state, d.last_error "
+                f"FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE d.id IN ({marks})",
+                found_ids,
+            )
+        }
+        causes = {start: details[found] for start, (found, _) in top.items()}
+    for delivery_id, parent_id in blocked:
+        if parent_id is None:  # the post it answers was deleted: it can never be sent
+            causes[delivery_id] = WaitingOn(None, None, "", "deleted", None)
+    return causes
 
 
 def _build_posts(rows: Iterable[Any]) -> list[Post]:
@@ -168,13 +258,32 @@ def _build_posts(rows: Iterable[Any]) -> list[Post]:
                 bool(d[11]),
                 bool(d[12]),
                 [],
+                d[13],
+                bool(d[14]),
+                d[15],
             )
             for d in loads(r[8])
         ]
         if len(deliveries) > 1:
             deliveries.sort(key=lambda d: (registry.ORDER[d.platform], d.account))
         metadata = {} if r[7] == "{}" else loads(r[7])
-        append(Post(r[0], r[1], r[2], r[3], r[4], r[5], r[6], metadata, deliveries))
+        append(
+            Post(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                metadata,
+                deliveries,
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
+        )
     return posts
 
 
@@ -184,11 +293,13 @@ def select_posts(
     waiting_only: bool,
     platform: str | None = None,
     with_dead_only: bool = False,
+    blocked_only: bool = False,
 ) -> list[Post]:
     """Posts with all their deliveries, by time (drafts last).
 
     `waiting_only` narrows to posts with a time and waiting work (what `list`
-    shows); `with_dead_only` to posts with a delivery that gave up.
+    shows); `with_dead_only` to posts with a delivery that gave up; `blocked_only` to posts
+    with a waiting delivery whose parent is not sent.
     """
     where: list[str] = []
     params: list[object] = []
@@ -203,11 +314,15 @@ def select_posts(
         order = _TIME_ORDER
     if with_dead_only:
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE state = 'dead')")
+    if blocked_only:
+        where.append(
+            f"p.id IN (SELECT post_id FROM deliveries WHERE state IN {WAITING} AND blocked = 1)"
+        )
     if platform:
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE platform = ?)")
         params.append(platform)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _posts_from_rows(conn.execute(f"{_POST_ROW} {clause} {order}", params))
+    return _posts_from_rows(conn, conn.execute(f"{_POST_ROW} {clause} {order}", params))
 
 
 def get_posts(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
@@ -216,7 +331,7 @@ def get_posts(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
         return []
     marks = ",".join("?" * len(ids))
     sql = f"{_POST_ROW} WHERE p.id IN ({marks}) {_ORDER}"
-    return _posts_from_rows(conn.execute(sql, list(ids)))
+    return _posts_from_rows(conn, conn.execute(sql, list(ids)))
 
 
 def load_history(conn: sqlite3.Connection, post: Post) -> None:
@@ -274,6 +389,16 @@ def set_metadata(conn: sqlite3.Connection, post_id: str, metadata: str, now_ms: 
     conn.execute(
         "UPDATE posts SET metadata = ?, updated_at_ms = ? WHERE id = ?",
         (metadata, now_ms, post_id),
+    )
+
+
+def set_delivery_content(
+    conn: sqlite3.Connection, post_id: str, platform: str, content: str | None, now_ms: int
+) -> None:
+    """A delivery's own text (None: the post's)."""
+    conn.execute(
+        "UPDATE deliveries SET content = ?, updated_at_ms = ? WHERE post_id = ? AND platform = ?",
+        (content, now_ms, post_id, platform),
     )
 
 

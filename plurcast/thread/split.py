@@ -20,11 +20,10 @@ them otherwise.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, NoReturn
-
-import regex
 
 from plurcast.errors import InvalidInput
 from plurcast.platforms.registry import Limit
@@ -37,19 +36,18 @@ MIN_FILL = 0.5
 
 PARAGRAPH, SENTENCE, WORD = 3, 2, 1
 
-_CLUSTER = regex.compile(r"\X")
 # The end of a sentence before a space: a terminator, then closing quotes or brackets.
-_SENTENCE_END = regex.compile(r"[.!?…‼⁇⁈⁉][\"'”’»)\]]*\Z")
+_SENTENCE_END = re.compile(r"[.!?…‼⁇⁈⁉][\"'”’»)\]]*\Z")
 # Terminators of scripts written without spaces: a sentence may end right after them.
 _CLOSING_CJK = frozenset("。！？｡")
 # What a cut inside a word must not split: links and other URIs, bare domains, mentions,
 # hashtags and cashtags. (A cut between words never can: none of these holds a space.)
-_PROTECTED = regex.compile(
+_PROTECTED = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?\S+"
     r"|(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?:/\S*)?"
     r"|[@#$][\w.@:-]+"
 )
-_SEPARATOR_LINE = regex.compile(r"^[ \t]*---[ \t]*\r?$", regex.MULTILINE)
+_SEPARATOR_LINE = re.compile(r"^[ \t]*---[ \t]*\r?$", re.MULTILINE)
 
 
 class _Cut(NamedTuple):
@@ -156,15 +154,17 @@ class _Cutter:
         self.limits = limits
         self.labels = labels
         self.first = first
-        spans = [m.span() for m in _CLUSTER.finditer(text)]
+        import regex  # grapheme clusters (\X); ~20 ms to import, so only when cutting
+
+        spans = [m.span() for m in regex.finditer(r"\X", text)]
         self.starts = [s for s, _ in spans]
         blank = [text[s:e].isspace() for s, e in spans]
         solid = [i for i, b in enumerate(blank) if not b]
         self.begin = spans[solid[0]][0] if solid else 0
         self.finish = spans[solid[-1]][1] if solid else 0
+        self._protected: tuple[list[int], list[int]] | None = None
         self.cuts = self._breaks(spans, blank)
         self.ends = [c.end for c in self.cuts]
-        self._protected: tuple[list[int], list[int]] | None = None
 
     def _breaks(self, spans: list[tuple[int, int]], blank: list[bool]) -> list[_Cut]:
         text = self.text
@@ -186,6 +186,7 @@ class _Cutter:
                 and i + 1 < len(spans)
                 and not blank[i + 1]
                 and end < self.finish
+                and not self._splits_token(end)  # "https://example.com/文。x" is one link
             ):
                 cuts.append(_Cut(end, end, SENTENCE))
             i += 1
