@@ -59,7 +59,7 @@ def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
     if not posts:
         sys.stderr.write("No failed posts.\n")
         return
-    sys.exit(publish_posts(s, queue.retry_failed(s.conn, posts, s.now), fmt))
+    sys.exit(publish_posts(s, queue.retry_failed(s.conn, posts, s.now, every=retry_all), fmt))
 
 
 COMMANDS = (now,)

@@ -495,16 +495,24 @@ def check_sendable(post: Post) -> None:
     raise InvalidInput(f"post {post.id} is {post.status}; nothing to send", hint)
 
 
-def retry_failed(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> list[Post]:
+def retry_failed(
+    conn: sqlite3.Connection, posts: Sequence[Post], now: datetime, *, every: bool = False
+) -> list[Post]:
     """Queue the deliveries that gave up again, now; what was sent stays sent. A thread part
     blocked behind one that gave up retries that one: the rest follows it in order (G6).
-    Returns the posts retried."""
+    With `every` (failed retry --all), a post blocked behind one that can never be sent is
+    passed over instead of refused. Returns the posts retried."""
     retried: list[Post] = []
     for post in posts:
         if any(d.state == DeliveryState.DEAD for d in post.deliveries):
             retried.append(post)
             continue
-        culprits = thread_parts.gave_up_before(conn, post)
+        try:
+            culprits = thread_parts.gave_up_before(conn, post)
+        except InvalidInput:
+            if every:
+                continue
+            raise
         if not culprits:
             raise InvalidInput(f"post {post.id} is {post.status}, not failed", "nothing to retry")
         retried += culprits
