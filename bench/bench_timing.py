@@ -219,7 +219,7 @@ def stops(work: Path) -> tuple[float, float]:
     for name, shutdown in (("first-term", 1), ("second-term", 600)):
         with silent_relay() as url:
             s = Setup(
-                work, name, NOSTR % (url, 600) + f"[scheduling]\nshutdown_timeout = {shutdown}\n"
+                work, name, NOSTR % (url, 55) + f"[scheduling]\nshutdown_timeout = {shutdown}\n"
             )
             s.post("hung on the wire")
             proc = s.daemon()

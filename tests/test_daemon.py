@@ -236,7 +236,7 @@ def test_sigterm_gives_back_a_hung_delivery_after_shutdown_timeout(
     with silent_port() as port:
         write_config(
             f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:{port}"]\n'
-            f"timeout = 600\n[scheduling]\npoll_interval = {POLL_INTERVAL}\n"
+            f"timeout = 55\n[scheduling]\npoll_interval = {POLL_INTERVAL}\n"
             "shutdown_timeout = 1\n"
         )
         cfg = config_module.load()
@@ -387,7 +387,7 @@ def test_a_second_sigterm_exits_at_once(
     with silent_port() as port:
         write_config(
             f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:{port}"]\n'
-            "timeout = 600\n[scheduling]\nshutdown_timeout = 600\n"
+            "timeout = 55\n[scheduling]\nshutdown_timeout = 600\n"
         )
         cfg = config_module.load()
         queue.open_db(cfg).close()
