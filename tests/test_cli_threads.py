@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plur_post.cli import cli
-from tests.helpers import Clock, Run, secret_file
+from tests.helpers import ANSWER_TIMEOUT, Clock, Run, secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
 
@@ -278,8 +278,9 @@ def live_config(
     token = secret_file(isolated_home / "alice.token", TOKENS["alice"])
     return write_config(
         f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-        f'relays = ["{inprocess_relay.url}"]\ntimeout = 3\n'
-        f'[mastodon]\ninstance = "{mastodon_server.url}"\ntoken_file = "{token}"\ntimeout = 5\n'
+        f'relays = ["{inprocess_relay.url}"]\ntimeout = {ANSWER_TIMEOUT:g}\n'
+        f'[mastodon]\ninstance = "{mastodon_server.url}"\ntoken_file = "{token}"\n'
+        f"timeout = {ANSWER_TIMEOUT:g}\n"
         '[defaults]\nplatforms = ["nostr", "mastodon"]\n'
     )
 

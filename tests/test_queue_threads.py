@@ -12,7 +12,7 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli
-from tests.helpers import Clock, Run, secret_file
+from tests.helpers import ANSWER_TIMEOUT, Clock, Run, secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
 
 THREAD = "One.\n---\nTwo.\n---\nThree."
@@ -235,7 +235,7 @@ def mastodon_only(
     token = secret_file(isolated_home / "alice.token", TOKENS["alice"])
     return write_config(
         f'timezone = "UTC"\n[mastodon]\ninstance = "{mastodon_server.url}"\n'
-        f'token_file = "{token}"\ntimeout = 5\n'
+        f'token_file = "{token}"\ntimeout = {ANSWER_TIMEOUT:g}\n'
     )
 
 

@@ -20,7 +20,7 @@ from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.store.deliveries import Claimed
-from tests.helpers import T0, Clock, add_thread, deliver, free_port
+from tests.helpers import ANSWER_TIMEOUT, T0, Clock, add_thread, deliver, free_port
 from tests.peers.nostr import InProcessRelay
 
 NostrConfig = Callable[..., config_module.Config]
@@ -28,11 +28,13 @@ NostrConfig = Callable[..., config_module.Config]
 
 @pytest.fixture
 def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> NostrConfig:
-    def write(relays: list[str], scheduling: str = "") -> config_module.Config:
+    def write(
+        relays: list[str], scheduling: str = "", timeout: float = ANSWER_TIMEOUT
+    ) -> config_module.Config:
         relay_list = ", ".join(f'"{r}"' for r in relays)
         write_config(
             f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\nrelays = [{relay_list}]\n'
-            f"timeout = 2\n[scheduling]\nretry_delay = 60\nmax_retries = 2\n{scheduling}"
+            f"timeout = {timeout:g}\n[scheduling]\nretry_delay = 60\nmax_retries = 2\n{scheduling}"
         )
         return config_module.load()
 
@@ -121,7 +123,7 @@ def test_two_engines_at_max_concurrency_never_claim_a_part_early(
 def test_a_part_waiting_for_a_retry_holds_the_rest(nostr_config: NostrConfig) -> None:
     """G6 with failures: part 2 retrying (relay down) keeps part 3 out of every claim, and
     the daemon's wake-up ignores part 3 (no busy loop on a due but blocked delivery)."""
-    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"])
+    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=2)  # the attempt waits it
     conn = queue.open_db(cfg)
     ids = add_thread(conn, cfg, ["one", "two", "three"], T0 + 1)
     clock = Clock(T0 + 10)

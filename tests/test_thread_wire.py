@@ -19,7 +19,7 @@ from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
-from tests.helpers import T0, Clock, add_thread, deliver, secret_file
+from tests.helpers import ANSWER_TIMEOUT, T0, Clock, add_thread, deliver, secret_file
 from tests.peers.bluesky import Account, Pds
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import NostrRelay, RawWebSocket, publish_raw
@@ -142,7 +142,7 @@ def mastodon_cfg(
     token = secret_file(isolated_home / "alice.token", TOKENS["alice"])
     write_config(
         f'timezone = "UTC"\n[mastodon]\ninstance = "{mastodon_server.url}"\n'
-        f'token_file = "{token}"\ntimeout = 5\n'
+        f'token_file = "{token}"\ntimeout = {ANSWER_TIMEOUT:g}\n'
     )
     return config_module.load()
 
