@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_timing.py
+	$(PY) bench/bench_import.py
 
 # Everything going wrong at once for 60 s, then a count on the servers (issue #7; ~90 s).
 # Exit 1 when an invariant broke; `python -m bench.chaos --help` for a smaller or longer run.

@@ -59,8 +59,8 @@ def test_jsonl_every_bad_row_is_listed_with_its_line() -> None:
         "jsonl",
     )
     assert [e.where for e in parsed.entries] == ["line 1"]
-    assert [p.split(":")[0] for p in parsed.problems] == [f"line {n}" for n in range(2, 16)]
-    text = "\n".join(parsed.problems)
+    assert [line for line, _ in parsed.problems] == list(range(2, 16))
+    text = "\n".join(message for _, message in parsed.problems)
     for expected in (
         "line 2: not JSON",
         "line 3: must be a JSON object",
@@ -120,7 +120,7 @@ def test_csv_with_header_quoted_cells_and_line_numbers() -> None:
 def test_csv_problems(text: str, problem: str) -> None:
     parsed = parse(text, "csv")
     assert parsed.entries == []
-    assert any(problem in p for p in parsed.problems), parsed.problems
+    assert any(problem in p for _, p in parsed.problems), parsed.problems
 
 
 # --- Markdown --------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_markdown_posts_separated_by_plus_lines() -> None:
 )
 def test_markdown_problems(text: str, problem: str) -> None:
     parsed = parse(text, "markdown")
-    assert any(problem in p for p in parsed.problems), parsed.problems
+    assert any(problem in p for _, p in parsed.problems), parsed.problems
 
 
 # --- bytes, names, sizes ---------------------------------------------------------------

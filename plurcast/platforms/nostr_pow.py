@@ -23,6 +23,7 @@ from typing import Any
 
 from plurcast.errors import InvalidInput
 
+METADATA_KEY = "nostr"  # a post's metadata: {"nostr": {"pow_difficulty": N, "21e8": true}}
 MAX_DIFFICULTY = 64
 DEFAULT_TIMEOUT = 300.0
 MAX_TIMEOUT = 3600.0  # [nostr] pow_timeout: an hour of mining at most (inf would never stop)
@@ -51,7 +52,7 @@ def check_difficulty(value: int) -> int:
 
 def requested(metadata: dict[str, Any]) -> Work | None:
     """The proof of work a post's metadata asks for (`{"nostr": {"pow_difficulty": N}}`)."""
-    nostr = metadata.get("nostr")
+    nostr = metadata.get(METADATA_KEY)
     if not isinstance(nostr, dict):
         return None
     difficulty = nostr.get("pow_difficulty")

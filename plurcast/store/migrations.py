@@ -225,12 +225,28 @@ def _m005_threads(db: Any) -> None:
     )
 
 
+def _m006_import_keys(db: Any) -> None:
+    """Which import key names which post: plur-import skips a row whose key is here, so a
+    file imported twice makes no duplicates; plur-export writes the key back."""
+    db.execute(
+        """
+        CREATE TABLE import_keys (
+            key            TEXT PRIMARY KEY,
+            post_id        TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            imported_at_ms INTEGER NOT NULL
+        )
+        """
+    )
+    db["import_keys"].create_index(["post_id"], index_name="import_keys_by_post")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
     _m003_schedules,
     _m004_due_by_platform,
     _m005_threads,
+    _m006_import_keys,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 FIELDS = (
@@ -76,6 +76,7 @@ class Entry:
 
     where: str  # "line 3", "posts/launch.md:1": what error messages point at
     content: str
+    line: int = field(default=0, compare=False)  # where it starts in its file
     key: str | None = None
     schedule: str | None = None
     tz: str | None = None
@@ -87,7 +88,7 @@ class Entry:
     pow_21e8: bool = False
 
 
-def entry(where: str, values: Mapping[str, Any]) -> Entry:
+def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
     """Check each field's type and shape (not yet the queue's rules) → an Entry."""
     fields: dict[str, Any] = {}
     for raw_name, value in values.items():
@@ -106,6 +107,7 @@ def entry(where: str, values: Mapping[str, Any]) -> Entry:
     return Entry(
         where=where,
         content=content,
+        line=line,
         key=_key(fields.get("key")),
         schedule=_text(fields, "schedule"),
         tz=_text(fields, "tz"),

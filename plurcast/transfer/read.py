@@ -41,10 +41,11 @@ Problem = tuple[int, str]  # (line, what is wrong there)
 
 @dataclass
 class Parsed:
-    """What a file said: its entries, and every problem found (each names its line)."""
+    """What a file said: its entries, and every problem found, by line (each message
+    names its line too: `line 3: …`)."""
 
     entries: list[Entry] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def kind_of(name: str, given: str | None) -> Kind:
@@ -63,11 +64,15 @@ def kind_of(name: str, given: str | None) -> Kind:
     )
 
 
-def decode(raw: bytes, name: str) -> tuple[str, list[Problem]]:
-    """The text of a file, and a problem for each line that is not UTF-8."""
+def decode(raw: bytes, name: str, size: int | None = None) -> tuple[str, list[Problem]]:
+    """The text of a file, and a problem for each line that is not UTF-8. `size` is the
+    whole file's, when only the first MAX_BYTES + 1 bytes were read."""
     if len(raw) > MAX_BYTES:
+        limit = f"the limit of {MAX_BYTES // 2**20} MiB"
+        if size is None and len(raw) == MAX_BYTES + 1:  # only that much was read
+            raise InvalidInput(f"{name} is over {limit}", "split it into smaller files")
         raise InvalidInput(
-            f"{name} is {len(raw) / 1e6:.1f} MB, over the limit of {MAX_BYTES // 2**20} MiB",
+            f"{name} is {(size or len(raw)) / 1e6:.1f} MB, over {limit}",
             "split it into smaller files",
         )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -106,11 +111,16 @@ def parse(text: str, kind: Kind, source: str = "") -> Parsed:
         if len(parsed.entries) + len(problems) >= MAX_ROWS:
             raise InvalidInput(f"more than {MAX_ROWS:,} rows", "split the file")
         try:
-            parsed.entries.append(entry(label(line, source), values))
+            parsed.entries.append(entry(label(line, source), values, line))
         except FieldError as exc:
             problems.append((line, _message(exc)))
-    parsed.problems = [f"{label(line, source)}: {what}" for line, what in sorted(problems)]
+    parsed.problems = labelled(problems, source)
     return parsed
+
+
+def labelled(problems: list[Problem], source: str = "") -> list[Problem]:
+    """Problems in line order, each message starting with where it is."""
+    return [(line, f"{label(line, source)}: {what}") for line, what in sorted(problems)]
 
 
 def _message(exc: Exception) -> str:

@@ -1,0 +1,105 @@
+"""plur-export: the queue (or part of it) as a file that plur-import reads back."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import cast
+
+import click
+
+from plur_queue.common import open_session
+from plurcast import __version__, clikit, history
+from plurcast.errors import InvalidInput
+from plurcast.transfer import exporter, read, write
+
+
+@click.command(
+    "plur-export",
+    cls=clikit.Command,
+    context_settings=clikit.CONTEXT,
+    epilog="""\b
+Examples:
+  plur-export > queue.jsonl                  the queue: scheduled posts and drafts
+  plur-export -o plan.csv                    as CSV (the format from the name)
+  plur-export -f markdown --status all -o everything.md
+  plur-export --since 2027-01-01 --until 2027-02-01 -f csv
+  plur-export | PLURCAST_DB_PATH=other.db plur-import -f jsonl -
+
+\b
+Each post is one row: key, content, schedule (ISO 8601 in the post's zone), tz,
+platforms, account (and draft, visibility, nostr_pow, 21e8 when used). The key is
+the post's import key, else its id, so importing an export — into an empty
+database, or back into this one — never makes a post twice.
+Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
+)
+@click.option(
+    "-f",
+    "--format",
+    "kind",
+    type=click.Choice(read.KINDS),
+    help="jsonl, csv or markdown (default: from -o's name, else jsonl).",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (mode 600) instead of stdout.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help=f"Posts of these statuses ({', '.join(exporter.STATUSES)}, or all); repeatable "
+    "or comma-separated [default: scheduled,draft].",
+)
+@click.option("--since", metavar="DATE", help="Posts scheduled from then on (as plur-history).")
+@click.option(
+    "--until", metavar="DATE", help="Posts scheduled before then (a bare date: its whole day)."
+)
+@click.version_option(__version__, "-V", "--version", prog_name="plur-export")
+def cli(
+    kind: str | None,
+    output: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Write the queue as JSON Lines, CSV or Markdown: what plur-import reads."""
+    if output is not None and Path(output).is_dir():
+        raise InvalidInput(f"{output} is a directory", "give a file name")
+    fmt = read.kind_of(output, kind) if output and not kind else (kind or "jsonl")
+    wanted = exporter.statuses(statuses)
+    s = open_session()
+    result = exporter.export(
+        s.conn,
+        wanted=wanted,
+        since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
+        until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
+    )
+    for note in result.left_out:
+        sys.stderr.write(f"Warning: {note}\n")
+    text = write.write(result.entries, cast(read.Kind, fmt))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write_private(Path(output), text)
+    count = len(result.entries)
+    sys.stderr.write(f"exported {count:,} post{'s' if count != 1 else ''}\n")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """All of it or nothing: a temp file in the same directory, renamed over the target."""
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}", "check the folder") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def main() -> None:
+    cli()

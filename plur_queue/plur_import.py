@@ -1,0 +1,142 @@
+"""plur-import: queue a whole plan — a CSV, JSON Lines or Markdown file — in one go."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import click
+
+from plurcast import __version__, clikit
+from plurcast import config as config_module
+from plurcast.errors import InvalidInput
+from plurcast.models import to_ms
+from plurcast.output import Format, emit_json
+from plurcast.timefmt import format_local, format_relative
+from plurcast.transfer import importer, read
+from plurcast.views import time_fields
+
+
+@click.command(
+    "plur-import",
+    cls=clikit.Command,
+    context_settings=clikit.CONTEXT,
+    epilog="""\b
+Examples:
+  plur-import plan.csv                       a spreadsheet saved as CSV (UTF-8)
+  plur-import posts.jsonl --dry-run          what would be queued; nothing is written
+  plur-import drafts/*.md                    Markdown, one post a file (or many, +++ between)
+  plur-export -f csv | plur-import -f csv -  a queue copied into another database
+  plur-import plan.csv --report json | jq -r '.[] | select(.status == "imported") | .post_id'
+
+\b
+Fields (CSV columns, JSON keys, front matter), named after plur-post's options:
+  content (required), schedule (any --schedule time, or "next": the next free slot of
+  [slots]; empty: "next" when there are slots), tz (empty: the config's zone),
+  platforms ("nostr,mastodon"), account, draft (true/false), visibility,
+  nostr_pow (0-64), 21e8, key (what makes a row the same row when imported again;
+  without one, a hash of content, time and platforms).
+
+\b
+All or nothing: if any row is bad, every bad row is listed (`line 7: …`) and
+nothing is written. Importing the same file again adds nothing: rows already there
+print `exists:<id>`; new ones print what plur-post prints.
+Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid rows or input.""",
+)
+@click.argument("files", metavar="FILE...|-", nargs=-1, required=True)
+@click.option(
+    "-f",
+    "--format",
+    "kind",
+    type=click.Choice(read.KINDS),
+    help="jsonl, csv or markdown (default: from the file name; needed for stdin).",
+)
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would be queued.")
+@click.option(
+    "--report",
+    type=click.Choice(["text", "json", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="How to print what became of each row.",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="plur-import")
+def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) -> None:
+    """Queue every post of FILE (or stdin): JSON Lines, CSV with a header, or Markdown."""
+    cfg = config_module.load()
+    sources = [_source(name, len(files)) for name in files]
+    tz, now = cfg.timezone, clikit.now()
+    try:
+        rows = importer.run(cfg, sources, now, kind=kind, dry_run=dry_run)
+    except importer.Refused as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"Error: {problem}\n")
+        raise
+    if report != "text":
+        emit_json([_row_json(r, tz, dry_run) for r in rows], cast(Format, report))
+    else:
+        click.echo("\n".join(_line(r, tz, now, dry_run) for r in rows))
+    new = sum(1 for r in rows if r.existing is None)
+    there = len(rows) - new
+    verb = "would import" if dry_run else "imported"
+    sys.stderr.write(
+        f"{verb} {new:,} post{'s' if new != 1 else ''}"
+        + (f"; {there:,} already there" if there else "")
+        + "\n"
+    )
+
+
+def _source(name: str, count: int) -> importer.Source:
+    if name == "-":
+        if count > 1:
+            raise InvalidInput("- (stdin) cannot be given with files", "import them apart")
+        data = sys.stdin.buffer.read(read.MAX_BYTES + 1)
+        return importer.Source("stdin", data)
+    path = Path(name)
+    if path.is_dir():
+        raise InvalidInput(f"{name} is a directory", f"give its files, e.g. {name}/*.md")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            data = f.read(read.MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidInput(f"{name}: no such file", "check the name") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {name}: {exc.strerror}") from None
+    return importer.Source(name, data, size)
+
+
+def _line(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> str:
+    """What plur-post prints for a new post; `exists:<id>` for a row already there; a dry
+    run names the row instead of an id (`would-scheduled:line-3:for:…`)."""
+    if r.existing is not None:
+        return f"exists:{r.existing}"
+    name = r.entry.where.replace(" ", "-") if dry_run else r.post_id
+    prefix = "would-" if dry_run else ""
+    if r.scheduled_at is None:
+        return f"{prefix}draft:{name}"
+    shown = format_local(r.scheduled_at, tz, now)
+    return f"{prefix}scheduled:{name}:for:{format_relative(r.scheduled_at - now)} ({shown})"
+
+
+def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
+    status = "exists" if r.existing else ("would_import" if dry_run else "imported")
+    return {
+        "where": r.entry.where,
+        "status": status,
+        "key": r.key,
+        "post_id": r.existing or (None if dry_run else r.post_id),
+        "draft": r.existing is None and r.scheduled_at is None,
+        **time_fields(
+            "scheduled_at", None if r.scheduled_at is None else to_ms(r.scheduled_at), tz
+        ),
+        "platforms": [p for p, _ in r.targets],
+        "account": r.targets[0][1] if r.targets else None,
+        "content": r.text,
+    }
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,329 @@
+"""plur-import and plur-export: every row checked as plur-post checks it, all or nothing,
+idempotent, slots taken in order — and export → import into an empty database reproduces
+the queue, in every format."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from plur_post.cli import cli as post_cli
+from plur_queue.cli import cli as queue_cli
+from plur_queue.plur_export import cli as export_cli
+from plur_queue.plur_import import cli as import_cli
+from tests.helpers import BASE_CONFIG, Clock, Run
+
+pytestmark = pytest.mark.usefixtures("configured")
+UUID = "[0-9a-f-]{36}"
+SLOTS = BASE_CONFIG + '\n[slots]\nall = ["mon-fri 09:00"]\n'
+
+
+def count(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    with sqlite3.connect(db_path) as conn:
+        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+
+
+def posts(db_path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT p.content, p.scheduled_at_ms, p.timezone, (SELECT group_concat(platform) "
+            "FROM (SELECT platform FROM deliveries WHERE post_id = p.id ORDER BY id)), "
+            "(SELECT min(account) FROM deliveries WHERE post_id = p.id) "
+            "FROM posts p ORDER BY p.scheduled_at_ms, p.content"
+        ).fetchall()
+
+
+def file(tmp_path: Path, name: str, text: str | bytes) -> str:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return str(path)
+
+
+PLAN = (
+    "content,schedule,platforms,key\n"
+    '"Hello, world",2026-11-23 09:00,"nostr,mastodon",hello\n'
+    "Second post,tomorrow 3pm,nostr,\n"
+    '"Third ""quoted"" post",2026-11-25T08:00:00Z,,\n'
+)
+
+
+# --- importing -------------------------------------------------------------------------
+
+
+def test_a_csv_is_queued_as_plur_post_would(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    result = run(import_cli, file(tmp_path, "plan.csv", PLAN))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and all(line.startswith("scheduled:") for line in lines)
+    assert lines[0].endswith(":for:in 21h 55m (Nov 23 09:00 CET)")
+    assert result.stderr == "imported 3 posts\n"
+    assert posts(db_path) == [
+        ("Hello, world", 1795420800000, "Europe/Berlin", "nostr,mastodon", "default"),
+        ("Second post", 1795442400000, "Europe/Berlin", "nostr", "default"),
+        ('Third "quoted" post', 1795593600000, "Europe/Berlin", "nostr,mastodon", "default"),
+    ]
+
+
+def test_importing_the_same_file_again_adds_nothing(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    name = file(tmp_path, "plan.csv", PLAN)
+    first = run(import_cli, name).stdout.splitlines()
+    again = run(import_cli, name)
+    assert again.exit_code == 0
+    assert again.stdout.splitlines() == [f"exists:{line.split(':')[1]}" for line in first]
+    assert again.stderr == "imported 0 posts; 3 already there\n"
+    clock.advance(days=3)  # the rows' times are past now, and they are still the same rows
+    assert run(import_cli, name).exit_code == 0
+    assert count(db_path) == 3
+
+
+def test_every_bad_row_is_listed_and_nothing_is_written(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    text = (
+        "content,schedule,platforms,key,nostr_pow\n"
+        "fine,30m,,,\n"
+        "too late,2020-01-01 09:00,,,\n"
+        f"{'x' * 501},1h,mastodon,,\n"
+        "where,1h,myspace,,\n"
+        "first,2h,,same,\n"
+        "second,3h,,same,\n"
+        "odd time,flurb,,,\n"
+        "pow,1h,nostr,,65\n"
+    )
+    result = run(import_cli, file(tmp_path, "plan.csv", text))
+    assert result.exit_code == 3
+    errors = result.stderr.splitlines()
+    assert errors[0].startswith("Error: line 3: Jan 1 2020 09:00 CET is in the past")
+    assert errors[1].startswith("Error: line 4: content is 501 characters, over mastodon's")
+    assert errors[2].startswith('Error: line 5: unknown platform "myspace"')
+    assert errors[3] == 'Error: line 7: key "same" is also on line 6 — give each row its own key'
+    assert errors[4].startswith('Error: line 8: cannot understand the time "flurb"')
+    assert errors[5].startswith("Error: line 9: nostr_pow must be a whole number from 0 to 64")
+    assert errors[6] == (
+        "Error: 6 problems found; nothing was imported — fix them and run plur-import again"
+    )
+    assert len(errors) == 7
+    assert not db_path.exists()
+
+
+def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: Path) -> None:
+    text = '{"content": "twin", "schedule": "1h"}\n{"content": "twin", "schedule": "1H "}\n'
+    result = run(import_cli, file(tmp_path, "p.jsonl", text))
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == (
+        "Error: line 2: the same content, time and platforms as line 1 — "
+        "give the rows a key column to import both"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("a.csv", "Hello world,30m\nAgain,1h\n", "line 1: the first row must name the columns"),
+        ("a.csv", b"content\nfine\ncaf\xe9\n", "line 3: not valid UTF-8 (byte 0xe9 at column 4)"),
+        ("a.csv", "", "no posts in"),
+        ("a.csv", "content,schedule\n", "no posts in"),
+        ("a.txt", "content\nx\n", "cannot tell the format of"),
+        ("a.jsonl", '{"content": "x", "images": ["cat.png"]}\n', "images cannot be imported"),
+        ("a.md", "---\nschedule: 1h\n---\n", "line 1: no content"),
+    ],
+)
+def test_hostile_files(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path, name: str, data: str, message: str
+) -> None:
+    result = run(import_cli, file(tmp_path, name, data))
+    assert result.exit_code == 3
+    assert message in result.stderr
+    assert not db_path.exists()
+
+
+def test_big_files_directories_missing_files_and_stdin(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    big = tmp_path / "big.csv"
+    with big.open("wb") as f:
+        f.write(b"content\n")
+        f.write(b"x" * 50_000_000)
+    result = run(import_cli, str(big))
+    assert result.exit_code == 3 and result.stderr.count("\n") == 1
+    assert "over the limit of 16 MiB" in result.stderr
+    assert "is a directory" in run(import_cli, str(tmp_path)).stderr
+    assert "no such file" in run(import_cli, str(tmp_path / "nope.csv")).stderr
+    assert "add --format" in run(import_cli, "-", input="content\nx\n").stderr
+    piped = run(import_cli, "-f", "csv", "-", input="content,schedule\nfrom a pipe,1h\n")
+    assert piped.exit_code == 0 and count(db_path) == 1
+
+
+def test_a_row_for_a_platform_that_is_not_configured_is_exit_2(
+    run: Run, clock: Clock, tmp_path: Path, config_path: Path
+) -> None:
+    config_path.write_text(BASE_CONFIG.replace("[bluesky]", "[bluesky_off]"))
+    result = run(import_cli, file(tmp_path, "p.csv", "content,platforms\nhi,bluesky\n"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: line 2: bluesky is not configured")
+
+
+def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
+    run: Run, clock: Clock, tmp_path: Path, config_path: Path, db_path: Path
+) -> None:
+    config_path.write_text(SLOTS)
+    text = "content,schedule\none,\ntwo,next\nthree,\nfixed,2026-11-24 09:00\n"
+    name = file(tmp_path, "slots.csv", text)
+    dry = run(import_cli, name, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "would-scheduled:line-2:for:in 21h 55m (Nov 23 09:00 CET)",
+        "would-scheduled:line-3:for:in 2d 21h (Nov 25 09:00 CET)",  # the 24th is taken by …
+        "would-scheduled:line-4:for:in 3d 21h (Nov 26 09:00 CET)",
+        "would-scheduled:line-5:for:in 1d 21h (Nov 24 09:00 CET)",  # … this row
+    ]
+    assert dry.stderr == "would import 4 posts\n"
+    assert not db_path.exists()
+    real = run(import_cli, name, "--report", "json")
+    data = json.loads(real.stdout)
+    assert [d["scheduled_at_iso"][:10] for d in data] == [
+        "2026-11-23",
+        "2026-11-25",
+        "2026-11-26",
+        "2026-11-24",
+    ]
+    assert {d["status"] for d in data} == {"imported"}
+    more = run(import_cli, file(tmp_path, "more.csv", "content\nfour\n"))
+    assert more.stdout.endswith("(Nov 27 09:00 CET)\n")
+
+
+def test_markdown_files_and_front_matter(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    one = file(
+        tmp_path,
+        "launch.md",
+        "---\nschedule: 2026-11-23 09:00\nplatforms: [mastodon]\nvisibility: unlisted\n---\n"
+        "We launch today.\n\nRead more: https://example.org\n+++\n"
+        "---\ndraft: true\n---\nA draft for later\n",
+    )
+    two = file(tmp_path, "note.md", "---\nschedule: 2h\nnostr_pow: 12\n---\nMined\n")
+    result = run(import_cli, one, two)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("draft:")
+    listed = json.loads(run(queue_cli, "list", "--all", "-f", "json").stdout)
+    assert [(p["content"].split("\n")[0], p["status"], p["platforms"]) for p in listed] == [
+        ("Mined", "scheduled", ["nostr", "mastodon"]),
+        ("We launch today.", "scheduled", ["mastodon"]),
+        ("A draft for later", "draft", ["nostr", "mastodon"]),
+    ]
+    shown = json.loads(run(queue_cli, "show", listed[1]["id"], "-f", "json").stdout)
+    assert shown["metadata"] == {"visibility": "unlisted"}
+    mined = json.loads(run(queue_cli, "show", listed[0]["id"], "-f", "json").stdout)
+    assert mined["metadata"] == {"nostr": {"pow_difficulty": 12}}
+    bad_md = "---\nschedule: 1h\n---\nok\n+++\n---\ncolour: red\n---\nx\n"
+    bad = run(import_cli, file(tmp_path, "bad.md", bad_md), one)
+    assert bad.stderr.startswith(f'Error: {tmp_path}/bad.md:6: "colour" is not a field')
+    assert bad.stderr.count("\n") == 2
+
+
+# --- exporting, and the round trip -----------------------------------------------------
+
+
+def make_queue(run: Run) -> None:
+    for args in (
+        ["Morning note ☀", "-s", "2026-11-23 09:00"],
+        ["Mastodon only,\nwith a second line", "-s", "tomorrow 3pm", "-p", "mastodon"],
+        ["New York time", "-s", "2026-11-24 08:00", "--tz", "America/New_York"],
+        ["Quiet", "-s", "2026-11-25 12:00", "--visibility", "unlisted", "-p", "mastodon"],
+        ["Mined", "-s", "2026-11-26 12:00", "-p", "nostr", "--nostr-pow", "16"],
+        ["Test account", "-s", "2026-11-27 12:00", "-p", "nostr", "-a", "test"],
+        ['+++\n---\nA tricky "body", with commas', "-s", "2026-11-28 12:00"],
+        ["Not ready yet", "--draft"],
+    ):
+        assert run(post_cli, *args).exit_code == 0
+    gone = run(post_cli, "Cancelled", "-s", "3h").stdout.split(":")[1]
+    assert run(queue_cli, "cancel", gone, "-f").exit_code == 0
+
+
+def queue_view(run: Run) -> list[dict[str, object]]:
+    listed = json.loads(run(queue_cli, "list", "--all", "-f", "json").stdout)
+    view = []
+    for item in listed:
+        shown = json.loads(run(queue_cli, "show", item["id"], "-f", "json").stdout)
+        view.append(
+            {k: v for k, v in shown.items() if k not in ("id", "created_at", "created_at_iso")}
+            | {
+                "deliveries": [
+                    (d["platform"], d["account"], d["state"]) for d in shown["deliveries"]
+                ]
+            }
+        )
+    return view
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "markdown"])
+def test_export_then_import_into_an_empty_database_reproduces_the_queue(
+    run: Run,
+    clock: Clock,
+    tmp_path: Path,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    make_queue(run)
+    before = [v for v in queue_view(run) if v["status"] != "cancelled"]
+    stored = [p for p in posts(db_path) if p[0] != "Cancelled"]
+    exported = run(export_cli, "-f", kind)
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stderr == "exported 8 posts\n"
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(tmp_path / "empty.db"))
+    imported = run(import_cli, "-f", kind, "-", input=exported.stdout)
+    assert imported.exit_code == 0, imported.stderr
+    assert queue_view(run) == before
+    assert posts(tmp_path / "empty.db") == stored  # zones too
+    # and the export of the copy is the export of the original
+    assert run(export_cli, "-f", kind).stdout == exported.stdout
+
+
+def test_importing_an_export_back_changes_nothing(run: Run, clock: Clock, db_path: Path) -> None:
+    make_queue(run)
+    exported = run(export_cli).stdout
+    result = run(import_cli, "-f", "jsonl", "-", input=exported)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8 and all(line.startswith("exists:") for line in lines)
+    assert count(db_path) == 9
+
+
+def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
+    make_queue(run)
+    target = tmp_path / "plan.csv"
+    result = run(export_cli, "-o", str(target), "--since", "2026-11-24", "--until", "2026-11-25")
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    lines = target.read_text().splitlines()
+    assert lines[0] == "key,content,schedule,tz,platforms,account,visibility"
+    assert [line.split(",")[1] for line in lines[1:]] == ["New York time", "Quiet"]
+    everything = run(export_cli, "--status", "all").stdout.splitlines()
+    assert len(everything) == 9
+    cancelled = run(export_cli, "--status", "cancelled").stdout
+    assert json.loads(cancelled)["content"] == "Cancelled"
+    assert "unknown status" in run(export_cli, "--status", "lost").stderr
+    assert "cannot tell the format of" in run(export_cli, "-o", str(tmp_path / "x.txt")).stderr
+    assert not (tmp_path / "x.txt").exists()
+    assert "is a directory" in run(export_cli, "-o", str(tmp_path)).stderr
+
+
+def test_help_of_the_new_commands_has_examples(run: Run) -> None:
+    for cli in (import_cli, export_cli):
+        text = run(cli, "--help").stdout
+        assert "Examples:" in text and "--log-level" in text
