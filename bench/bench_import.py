@@ -16,15 +16,17 @@ from __future__ import annotations
 import csv
 import os
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ratios import BIN, Ratio, bytecode_cached, interleave, machine, report
+
 ROWS = 10_000
 RUNS = 3
 RATIO_TARGET = 10.0
@@ -46,12 +48,18 @@ def write_plan(path: Path) -> None:
             )
 
 
-def timed(argv: list[str], env: dict[str, str], db: Path) -> float:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    begin = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - begin
+def into_fresh_database(argv: list[str], env: dict[str, str], db: Path) -> Callable[[], float]:
+    """A contender: one run of `argv` into a database removed first (untimed), in ms."""
+    import subprocess
+
+    def run() -> float:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        begin = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+        return (time.perf_counter() - begin) * 1000
+
+    return run
 
 
 def main() -> None:
@@ -70,36 +78,40 @@ def main() -> None:
         )
         plan = work / "plan.csv"
         write_plan(plan)
-        db = work / "posts.db"
-        env = {
-            **os.environ,
-            "PLURCAST_CONFIG": str(work / "config.toml"),
-            "PLURCAST_DB_PATH": str(db),
-            "PYTHONPYCACHEPREFIX": str(work / "pycache"),
-        }
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        ours_db, theirs_db = work / "posts.db", work / "insert.db"
+        env = bytecode_cached(
+            {
+                **os.environ,
+                "PLURCAST_CONFIG": str(work / "config.toml"),
+                "PLURCAST_DB_PATH": str(ours_db),
+            },
+            work,
+        )
         ours = [str(BIN / "plur-import"), str(plan)]
-        theirs = [str(BIN / "sqlite-utils"), "insert", str(db), "posts", str(plan), "--csv"]
-        samples: dict[str, list[float]] = {"plur-import": [], "sqlite-utils insert": []}
-        for i in range(RUNS + 1):
-            for name, argv in (("plur-import", ours), ("sqlite-utils insert", theirs)):
-                took = timed(argv, env, db)
-                if i:
-                    samples[name].append(took)
-        timed(ours, env, db)
-        with sqlite3.connect(db) as conn:
+        theirs = [str(BIN / "sqlite-utils"), "insert", str(theirs_db), "posts", str(plan), "--csv"]
+        times = interleave(
+            RUNS,
+            {
+                "ours": into_fresh_database(ours, env, ours_db),
+                "theirs": into_fresh_database(theirs, env, theirs_db),
+            },
+        )
+        with sqlite3.connect(ours_db) as conn:
             posts = conn.execute("SELECT count(*) FROM posts").fetchone()[0]
             deliveries = conn.execute("SELECT count(*) FROM deliveries").fetchone()[0]
     assert (posts, deliveries) == (ROWS, 2 * ROWS), (posts, deliveries)
-    ours_s = statistics.median(samples["plur-import"])
-    theirs_s = statistics.median(samples["sqlite-utils insert"])
-    ratio = ours_s / theirs_s
-    print(f"{'import of ' + format(ROWS, ',') + ' CSV rows':<36} {'median s':>10} {'rows/s':>10}")
-    for name, took in (("plur-import", ours_s), ("sqlite-utils insert", theirs_s)):
-        print(f"{name:<36} {took:>10.2f} {ROWS / took:>10,.0f}")
-    verdict = "ok" if ratio <= RATIO_TARGET else "MISSED"
-    name = "ratio (plur-import / sqlite-utils)"
-    print(f"{name:<36} {ratio:>10.1f}× target <= {RATIO_TARGET:g}× {verdict}")
+    print(machine())
+    report(
+        [
+            Ratio(
+                f"plur-import, {ROWS:,} CSV rows",
+                times["ours"],
+                "sqlite-utils insert, same CSV",
+                times["theirs"],
+                RATIO_TARGET,
+            )
+        ]
+    )
 
 
 if __name__ == "__main__":
