@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import clikit, queue
@@ -16,8 +16,7 @@ from plurcast.timefmt import format_local, format_relative
 from plurcast.views import iso, part_label
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(NamedTuple):
     cfg: Config
     conn: sqlite3.Connection
     tz: ZoneInfo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -56,7 +57,7 @@ def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
     }
 
 
-def _threads_json(progress: list[stats.ThreadProgress]) -> dict[str, Any]:
+def _threads_json(progress: Sequence[stats.ThreadProgress]) -> dict[str, Any]:
     """How many threads are complete, on their way or stopped — a thread counts as stopped
     when it stopped on any platform — and where each one not complete stands."""
     states: dict[str, set[str]] = {}

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plurcast.errors import ConfigError, InvalidInput
@@ -24,8 +25,7 @@ DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(NamedTuple):
     """The values a number setting may take: finite, from `low` to `high`."""
 
     low: float
@@ -61,8 +61,7 @@ _WRITE_AS = {
 }
 
 
-@dataclass(frozen=True)
-class Scheduling:
+class Scheduling(NamedTuple):
     """The [scheduling] table; defaults are the original tool's."""
 
     poll_interval: float = 60.0
@@ -72,11 +71,10 @@ class Scheduling:
     shutdown_timeout: float = 20.0
     grace: float | None = None
     startup_delay: float = 0.0
-    posts_per_hour: dict[str, int] = field(default_factory=registry.default_posts_per_hour)
+    posts_per_hour: Mapping[str, int] = MappingProxyType(registry.default_posts_per_hour())
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(NamedTuple):
     """One platform section: the `default` account plus named accounts."""
 
     name: str
@@ -84,8 +82,7 @@ class Platform:
     accounts: dict[str, dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     path: Path
     exists: bool
     db_path: Path
@@ -95,7 +92,7 @@ class Config:
     platforms: dict[str, Platform]
     scheduling: Scheduling
     # [slots]: platform name or "all" -> weekly (weekday, minute) slots (plurcast.slots)
-    slots: dict[str, frozenset[tuple[int, int]]] = field(default_factory=dict)
+    slots: Mapping[str, frozenset[tuple[int, int]]] = MappingProxyType({})
 
     def enabled_platforms(self) -> tuple[str, ...]:
         """Platforms whose own section is present and enabled (named accounts alone are not)."""

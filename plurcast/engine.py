@@ -23,7 +23,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from plurcast import process
 from plurcast.config import Config
@@ -84,8 +84,7 @@ class PublisherPool:
                 log.warning("closing %s/%s failed: %s", publisher.platform, publisher.account, exc)
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(NamedTuple):
     """What became of one claimed delivery in this process."""
 
     claim: Claimed

@@ -9,9 +9,8 @@ plur-send status and health all ask `daemon_health`, and show the answer with
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import process
@@ -30,8 +29,7 @@ HEARTBEAT_STALE_MS = 30_000
 _BEATS_READ = 16
 
 
-@dataclass(frozen=True)
-class Daemon:
+class Daemon(NamedTuple):
     running: bool
     host: str | None = None
     pid: int | None = None

@@ -15,8 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from plurcast.bulk import no_cycle_collection
 
@@ -82,8 +81,7 @@ def emit_json(value: Any, fmt: Format) -> None:
     write(orjson.dumps(value, option=option).decode() + "\n")
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     header: str
     value: Callable[[Any], str]
     style: str | None = None

@@ -17,7 +17,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from plurcast import health, logs, views
 from plurcast.engine import Delivered, Engine
@@ -28,8 +28,7 @@ from plurcast.store.deliveries import Claimed
 WAIT_FOR_OTHERS_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """One line per (platform, account) of a post, after publishing in the foreground."""
 
     post_id: str
@@ -54,8 +53,7 @@ class Report:
         return self.state == "sent"
 
 
-@dataclass(frozen=True)
-class Published:
+class Published(NamedTuple):
     """Each delivery of the posts as it stands after publishing, and whether a daemon is
     alive to retry what failed."""
 

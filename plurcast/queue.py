@@ -11,9 +11,8 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import slots, validation
@@ -50,20 +49,18 @@ def writable(conn: sqlite3.Connection, cfg: Config) -> sqlite3.Connection:
     return conn if on_disk(conn) else open_db(cfg)
 
 
-@dataclass(frozen=True)
-class Created:
+class Created(NamedTuple):
     post_id: str  # the first part's, when a thread
     scheduled_at: datetime | None
     targets: list[tuple[str, str]]
     timezone: ZoneInfo
-    claims: list[Claimed] = field(default_factory=list)  # leased to this process: publish now
-    post_ids: list[str] = field(default_factory=list)  # every part, in order
+    claims: Sequence[Claimed] = ()  # leased to this process: publish now
+    post_ids: Sequence[str] = ()  # every part, in order
     reply_to: str | None = None  # our post's id, or the reference, that the first part answers
     note: str | None = None  # for stderr (targets a --reply-to left out)
 
 
-@dataclass(frozen=True)
-class NewPost:
+class NewPost(NamedTuple):
     """A post that passed every check and is not written yet."""
 
     checked: validation.CheckedPost
@@ -72,7 +69,7 @@ class NewPost:
     now: bool  # due now: the caller publishes it at once
     timezone: ZoneInfo
     metadata: dict[str, Any]
-    compose: Compose = field(default_factory=Compose)
+    compose: Compose = Compose()
     reply_to: str | None = None  # --reply-to as given
     answering: replyto.Resolved | None = None  # what it resolved to
 

@@ -9,6 +9,7 @@ moment a slot frees — it is never dropped — and a platform's own "wait until
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 
 from plurcast.store import deliveries as store
 
@@ -18,7 +19,7 @@ WINDOW_MS = 3_600_000
 class Window:
     """The slots of one claim transaction; remembers how many it already deferred."""
 
-    def __init__(self, conn: sqlite3.Connection, per_hour: dict[str, int], now_ms: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, per_hour: Mapping[str, int], now_ms: int) -> None:
         self.conn, self.per_hour, self.now_ms = conn, per_hour, now_ms
         self._deferred: dict[tuple[str, str], int] = {}
         self._pruned: set[tuple[str, str]] = set()

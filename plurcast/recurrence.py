@@ -14,8 +14,8 @@ the time: it never lets a cold start or days of downtime flood the queue.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
@@ -35,8 +35,7 @@ MAX_CATCH_UP = 10
 MAX_RECORDED_MISSES = 1000
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """A cron expression or a fixed interval, in a zone, from an anchor."""
 
     cron: str | None
@@ -97,8 +96,7 @@ def validate_cron(expression: str, tz: ZoneInfo, now: datetime) -> str:
     return expression
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     occurrence_ms: int
     post: bool
     reason: str | None = None  # why it was skipped

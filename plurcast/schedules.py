@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import queue, recurrence, validation, when
@@ -306,8 +307,7 @@ def cancel(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
             post_store.cancel_unsent(conn, waiting, now_ms)
 
 
-@dataclass(frozen=True)
-class Occurrence:
+class Occurrence(NamedTuple):
     at_ms: int
     decided_ms: int
     fate: str  # skipped, or the post's status: posted, failed, partial, scheduled …

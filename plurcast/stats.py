@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import health
@@ -27,8 +28,7 @@ CHART_DAYS = 14
 UPCOMING = 5
 
 
-@dataclass(frozen=True)
-class ThreadProgress:
+class ThreadProgress(NamedTuple):
     """How far a thread is on one (platform, account): complete, on its way, or stopped at
     a part that gave up or was cancelled (the parts after it wait, G6)."""
 
@@ -88,8 +88,7 @@ def thread_progress(posts: list[Post]) -> list[ThreadProgress]:
     return found
 
 
-@dataclass(frozen=True)
-class QueueStats:
+class QueueStats(NamedTuple):
     total: int
     by_status: dict[str, int]
     by_platform: dict[str, int]
@@ -98,7 +97,7 @@ class QueueStats:
     per_day: list[tuple[str, int]]
     daemon: health.Daemon
     next_occurrences: list[Schedule]
-    threads: list[ThreadProgress] = field(default_factory=list)
+    threads: Sequence[ThreadProgress] = ()
 
     @property
     def overdue_without_daemon(self) -> bool:

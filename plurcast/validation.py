@@ -13,8 +13,7 @@ limits and way of counting (`registry.Platform.text_limits`), its credential che
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from plurcast import content
 from plurcast.config import DEFAULT_ACCOUNT, Config, validate_account_name
@@ -28,12 +27,11 @@ Target = tuple[str, str]  # (platform, account)
 Part = dict[Target, str]  # one post to write: its text on each target
 
 
-@dataclass(frozen=True)
-class CheckedPost:
+class CheckedPost(NamedTuple):
     text: str  # as it will be stored: surrounding blank space stripped
     targets: list[Target]
     # The posts to write, each its text per target: one, unless composed into a thread.
-    parts: list[Part] = field(default_factory=list)
+    parts: Sequence[Part] = ()
 
 
 def check_post(

@@ -11,7 +11,6 @@ its server (`plain_http_allowed`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,8 +28,7 @@ MAX_TIMEOUT = 55.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     platform: str
     name: str
     section: str  # the config table, for messages: "nostr" or "accounts.nostr.NAME"

@@ -9,9 +9,10 @@ same post (a signed Nostr event id, a Mastodon Idempotency-Key, a Bluesky rkey).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 
 class OutcomeKind(StrEnum):
@@ -21,8 +22,7 @@ class OutcomeKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # try again after `retry_after`, without counting it a failure
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What a reply's payload links to: a sent delivery of ours, or someone's post.
 
     For ours, the parent's remote id (and Bluesky CID) and its payload as sent, which names
@@ -36,8 +36,7 @@ class Reply:
     reference: str | None = None
 
 
-@dataclass(frozen=True)
-class Work:
+class Work(NamedTuple):
     """One delivery as a platform sees it."""
 
     delivery_id: int
@@ -45,12 +44,11 @@ class Work:
     platform: str
     account: str
     content: str
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = MappingProxyType({})
     reply: Reply | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     kind: OutcomeKind
     remote_id: str | None = None  # e.g. note1…, a status id, an at:// uri
     remote_url: str | None = None
@@ -61,7 +59,7 @@ class Outcome:
         None  # seconds this account must not post (quota used up), even on success
     )
     auth: bool = False  # permanent because the credentials were refused
-    detail: dict[str, str] = field(default_factory=dict)  # e.g. relay url -> its answer
+    detail: Mapping[str, str] = MappingProxyType({})  # e.g. relay url -> its answer
 
 
 class Publisher(Protocol):

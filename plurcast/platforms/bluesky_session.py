@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,7 +277,7 @@ class Session:
         """Why there is no login now: the last one's failure (a 429 stays rate-limited), if any."""
         failure = self._login_failure
         if failure is not None:
-            return replace(failure, retry_after=max(wait, failure.retry_after or 0.0))
+            return failure._replace(retry_after=max(wait, failure.retry_after or 0.0))
         return Outcome(
             OutcomeKind.TRANSIENT,
             error=f"logged in {LOGIN_COOLDOWN - wait:.0f} s ago already; "

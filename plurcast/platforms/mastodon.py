@@ -33,9 +33,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
@@ -189,8 +188,7 @@ def idempotency_key(work: Work) -> str:
 # --- what the server answered --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """The HTTP answer to one attempt, or why there was none."""
 
     status: int | None  # None: no answer at all (timeout, connection refused, DNS …)

@@ -14,7 +14,7 @@ An upload refused with 403 means the token lacks the `write:media` scope: an aut
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,7 +122,7 @@ def _checked(answer: Answer, number: int) -> dict[str, Any]:
     raise InvalidInput(f"Mastodon refused image {number}: {said}")
 
 
-def status_options(metadata: dict[str, Any]) -> dict[str, Any]:
+def status_options(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The status fields a post's options give: content warning, sensitivity, language."""
     options: dict[str, Any] = {}
     if metadata.get("cw"):

@@ -4,7 +4,7 @@ Python — the CLIs read them at start-up, where importing nostr-sdk (~90 ms) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
@@ -46,8 +46,7 @@ def bech32_payload(text: str, hrp: str, max_length: int = MAX_KEY_LENGTH) -> byt
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class EventPointer:
+class EventPointer(NamedTuple):
     """An event as `note1…` or `nevent1…` names it: its id, and hints where to find it."""
 
     event_id: str  # 64 lower-case hex

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from plurcast.errors import InvalidInput
 
@@ -32,8 +31,7 @@ PROGRESS_SECONDS = 5.0
 PATTERN = 0x21E8
 
 
-@dataclass(frozen=True)
-class Work:
+class Work(NamedTuple):
     """What to mine: the difficulty in leading zero bits, and the 21e8 pattern or not."""
 
     difficulty: int
@@ -50,7 +48,7 @@ def check_difficulty(value: int) -> int:
     return value
 
 
-def requested(metadata: dict[str, Any]) -> Work | None:
+def requested(metadata: Mapping[str, Any]) -> Work | None:
     """The proof of work a post's metadata asks for (`{"nostr": {"pow_difficulty": N}}`)."""
     nostr = metadata.get(METADATA_KEY)
     if not isinstance(nostr, dict):

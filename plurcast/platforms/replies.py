@@ -17,14 +17,12 @@ and returns what goes into the reply; all of them are pure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT, REPLY = "root", "reply"
 
 
-@dataclass(frozen=True)
-class NostrParent:
+class NostrParent(NamedTuple):
     """The event being answered: its id and author (hex; "" when unknown), and its tags."""
 
     event_id: str

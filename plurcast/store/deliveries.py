@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plurcast import models
 
@@ -26,8 +25,7 @@ WAITING = _sql_set(models.WAITING)
 UNSENT = _sql_set(models.UNSENT)
 
 
-@dataclass(frozen=True)
-class Parent:
+class Parent(NamedTuple):
     """The sent delivery a reply links to: what its payload needs to name it (G6)."""
 
     remote_id: str
@@ -35,8 +33,7 @@ class Parent:
     payload: str | None  # as it was sent: the thread's root is named in it
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     """A delivery this process holds the lease on, with what publishing it needs."""
 
     delivery_id: int

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from plurcast.bulk import no_cycle_collection
 from plurcast.models import WAITING as models_waiting
@@ -43,8 +43,7 @@ _TIME_ORDER = (  # drafts left out
 _STATES = {state.value: state for state in DeliveryState}
 
 
-@dataclass(frozen=True)
-class NewPost:
+class NewPost(NamedTuple):
     id: str
     content: str
     created_at_ms: int
@@ -57,8 +56,8 @@ class NewPost:
     due_at_ms: int | None = None  # default: scheduled_at_ms (a catch-up is due now, not then)
     thread_id: str | None = None
     thread_part: int | None = None
-    texts: Mapping[tuple[str, str], str] = field(default_factory=dict)  # a target's own text
-    parents: Mapping[tuple[str, str], int] = field(default_factory=dict)  # the delivery answered
+    texts: Mapping[tuple[str, str], str] = MappingProxyType({})  # a target's own text
+    parents: Mapping[tuple[str, str], int] = MappingProxyType({})  # the delivery answered
 
 
 def insert_post(conn: sqlite3.Connection, post: NewPost) -> dict[tuple[str, str], int]:

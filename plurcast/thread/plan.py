@@ -17,7 +17,6 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -182,8 +181,7 @@ def insert(
         own = [t for t in targets if t in part]
         text = canonical(part, targets, variants)
         parents = dict(first_parents or {}) if i == 0 else dict(inserted[-1])
-        record = replace(
-            base,
+        record = base._replace(
             id=post_ids[i],
             content=text,
             targets=own,

@@ -17,7 +17,7 @@ and a record's CID are, is for later: the first needs the config, the others the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from plurcast.errors import InvalidInput
@@ -45,8 +45,7 @@ EXAMPLES = (
 )
 
 
-@dataclass(frozen=True)
-class OurPost:
+class OurPost(NamedTuple):
     """A post of ours, by id or prefix (resolved against the database)."""
 
     prefix: str
@@ -56,33 +55,36 @@ class OurPost:
         return MastodonStatus(self.prefix, None) if self.prefix.isdigit() else None
 
 
-@dataclass(frozen=True)
-class NostrEvent:
+class NostrEvent(NamedTuple):
     event_id: str  # 64 lower-case hex
     relays: tuple[str, ...] = ()
     author: str | None = None  # 64 lower-case hex
 
-    platform = "nostr"
+    @property
+    def platform(self) -> str:
+        return "nostr"
 
 
-@dataclass(frozen=True)
-class BlueskyPost:
+class BlueskyPost(NamedTuple):
     actor: str  # a DID, or a handle to resolve
     rkey: str
 
-    platform = "bluesky"
+    @property
+    def platform(self) -> str:
+        return "bluesky"
 
     @property
     def uri(self) -> str:
         return f"at://{self.actor}/{BLUESKY_POST}/{self.rkey}"
 
 
-@dataclass(frozen=True)
-class MastodonStatus:
+class MastodonStatus(NamedTuple):
     status_id: str
     host: str | None  # the server of the link (None for a bare id), lower case with its port
 
-    platform = "mastodon"
+    @property
+    def platform(self) -> str:
+        return "mastodon"
 
 
 PlatformRef = NostrEvent | BlueskyPost | MastodonStatus
