@@ -81,7 +81,8 @@ no systemd user manager, 2 config error, 3 invalid input.""",
 @click.option("--no-retry", is_flag=True, help="Give up on the first failure instead of retrying.")
 @click.option(
     "--startup-delay",
-    type=click.FloatRange(min=0),
+    type=float,
+    callback=clikit.in_range("startup_delay"),
     metavar="S",
     help="Wait this long after starting before delivering anything, so that a restart does "
     "not send a burst of retries at once (default: [scheduling] startup_delay; --once "

@@ -854,6 +854,8 @@ def test_a_deeply_nested_config_is_a_config_error(
         (["--poll-interval", "0.01"], "0.01 is not from 0.1 to 86,400"),
         (["--max-concurrency", "9" * 20], f"{int('9' * 20):,} is not from 1 to 1,000"),
         (["--max-concurrency", "0"], "0 is not from 1 to 1,000"),
+        (["--startup-delay", "inf"], "inf is not from 0 to 3,600"),  # --once slept for ever
+        (["--startup-delay", "nan"], "nan is not from 0 to 3,600"),
     ],
 )
 def test_plur_send_flags_out_of_range_are_exit_3(
