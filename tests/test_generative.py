@@ -38,7 +38,7 @@ from plurcast import clikit, output
 from tests.helpers import NOW, PATIENCE, secret_file
 from tests.peers.nostr import InProcessRelay
 
-EXAMPLES = {"plur-post": 900, "plur-queue": 900, "plur-send": 300}
+EXAMPLES = {"plur-post": 750, "plur-queue": 1000, "plur-send": 350}
 # What a terminal would act on; printable() must have escaped every one of them.
 RAW_CONTROL = {chr(c) for c in (*range(9), *range(11, 32), *range(0x7F, 0xA0))} | set(
     "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
