@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,postgres]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_timing.py
 	$(PY) bench/bench_import.py
+	$(PY) bench/bench_postgres.py
 
 # Everything going wrong at once for 60 s, then a count on the servers (issue #7; ~90 s).
 # Exit 1 when an invariant broke; `python -m bench.chaos --help` for a smaller or longer run.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -12,13 +11,14 @@ from plurcast import config as config_module
 from plurcast.config import Config
 from plurcast.models import Post, from_ms
 from plurcast.output import Column, first_line
+from plurcast.store.base import Database
 from plurcast.timefmt import format_local, format_relative
 from plurcast.views import iso, part_label
 
 
 class Session(NamedTuple):
     cfg: Config
-    conn: sqlite3.Connection
+    conn: Database
     tz: ZoneInfo
     now: datetime
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 import click
@@ -12,6 +11,7 @@ from plur_queue.common import open_session, when_cell
 from plurcast import clikit, queue
 from plurcast.models import DeliveryState, Post
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
+from plurcast.store.base import Database
 from plurcast.views import delivery_json, part_label, post_json, waiting_text
 
 
@@ -58,7 +58,7 @@ def failed_list(fmt: Format) -> None:
     )
 
 
-def _delete(conn: sqlite3.Connection, posts: list[Post], fmt: Format) -> None:
+def _delete(conn: Database, posts: list[Post], fmt: Format) -> None:
     posts = [*posts, *queue.delete_failed(conn, posts)]
     if fmt == "text":
         click.echo("\n".join(f"deleted:{p.id}" for p in posts))

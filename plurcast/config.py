@@ -93,6 +93,8 @@ class Config(NamedTuple):
     scheduling: Scheduling
     # [slots]: platform name or "all" -> weekly (weekday, minute) slots (plurcast.slots)
     slots: Mapping[str, frozenset[tuple[int, int]]] = MappingProxyType({})
+    # A PostgreSQL url when the queue is on a shared server; None: the SQLite file db_path.
+    database_url: str | None = None
 
     def enabled_platforms(self) -> tuple[str, ...]:
         """Platforms whose own section is present and enabled (named accounts alone are not)."""
@@ -279,7 +281,15 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
     database = top.table_of("database") if "database" in data else _Reader(path, "database", {})
     env_db = os.environ.get("PLURCAST_DB_PATH")
     db_setting = database.get("path", str)
-    if env_db:
+    url_setting = database.get("url", str)
+    if url_setting is not None and db_setting is not None:
+        database.fail("url", "and database.path are both set; keep one of them")
+    env_url = os.environ.get("PLURCAST_DATABASE_URL")
+    url = env_url or (None if env_db else url_setting)
+    database_url, url_path = _database_url(path, url, "PLURCAST_DATABASE_URL" if env_url else None)
+    if url_path is not None:
+        db_path = url_path
+    elif env_db:
         db_path = Path(env_db).expanduser()
     elif db_setting:
         db_path = Path(db_setting).expanduser()
@@ -319,6 +329,27 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
         platforms=platforms,
         scheduling=_scheduling(top),
         slots=_slots(top),
+        database_url=database_url,
+    )
+
+
+def _database_url(
+    path: Path, url: str | None, from_env: str | None
+) -> tuple[str | None, Path | None]:
+    """(PostgreSQL url, None) or (None, SQLite path) from `[database] url`, or (None, None)."""
+    if not url:
+        return None, None
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        return url, None
+    if scheme == "sqlite" and url.startswith("sqlite:///"):
+        return None, Path(url.removeprefix("sqlite://")).expanduser()
+    from plurcast.store.base import redact
+
+    where = from_env or f"{path}: database.url"
+    raise ConfigError(
+        f'{where} "{redact(url)}" names neither PostgreSQL nor SQLite',
+        'use "postgresql://user@host/dbname" or "sqlite:///path/to/posts.db"',
     )
 
 

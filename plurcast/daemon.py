@@ -1,9 +1,12 @@
 """plur-send's loop: deliver what is due, on time, until told to stop.
 
 It sleeps until the earliest of: the next due delivery, the next lease expiry,
-the next heartbeat, the poll interval — and looks every quarter second whether
-another process changed the database (`PRAGMA data_version`), so a post queued
-for two seconds from now is noticed at once and sent on its second (G4). Each platform
+the next heartbeat, the poll interval — and notices when another process changed
+the database (SQLite: `PRAGMA data_version`, looked at every quarter second;
+PostgreSQL: a NOTIFY, at once), so a post queued for two seconds from now is
+noticed at once and sent on its second (G4). On PostgreSQL a connection that breaks
+is opened again: the loop pauses and goes on, the deliveries in flight keep their
+leases, and their outcomes are written once the server is back. Each platform
 has its own `max_concurrency` slots: a relay, instance or PDS that is down or hangs keeps
 only its own platform's posts waiting.
 
@@ -20,7 +23,6 @@ import functools
 import logging
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +31,15 @@ from plurcast import __version__, health, process, schedules
 from plurcast.config import Config
 from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database, DatabaseUnavailable, Watcher
 from plurcast.store.connection import transaction
 
 log = logging.getLogger("plurcast.daemon")
 
 WATCH_SECONDS = 0.25  # how often other processes' changes are looked for
+FORGET_HEARTBEAT_MS = 86_400_000  # a daemon silent for a day is no longer listed
+OUTAGE_PAUSE_SECONDS = 1.0  # the first pause when the database is unreachable; doubles
+MAX_OUTAGE_PAUSE_SECONDS = 30.0
 
 
 class Notifier:
@@ -73,10 +79,10 @@ class Daemon:
     def __init__(
         self,
         load_config: Callable[[], Config],
-        connect: Callable[[Config], sqlite3.Connection],
+        connect: Callable[[Config], Database],
         options: Options,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         pool_factory: Callable[[Config], PublisherPool] = PublisherPool,
         notifier: Notifier | None = None,
     ) -> None:
@@ -99,6 +105,8 @@ class Daemon:
         self._reload = False
         self._wake: asyncio.Event | None = None
         self._next_beat = 0.0
+        self.watcher: Watcher | None = None
+        self._outages = 0
 
     # --- what signal handlers call (flags only) ------------------------------------------
 
@@ -139,13 +147,15 @@ class Daemon:
     async def run(self) -> int:
         """Deliver until stopped (or, with --once, until nothing is due); the exit code."""
         self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.watcher = self.conn.watcher(lambda: loop.call_soon_threadsafe(self._poke))
         self._beat()  # and recovers the leases of dead processes
         configured = [p for p in self.engine.pool.platforms if p in self.cfg.platforms]
         log.info(
             "plur-send %s started (pid %d, database %s, platforms %s)",
             __version__,
             os.getpid(),
-            self.cfg.db_path,
+            self.conn.describe(),
             ", ".join(configured) or "none configured",
         )
         if self.startup_delay:
@@ -154,29 +164,36 @@ class Daemon:
         ready = False
         try:
             while not self._stopping:
-                if self._reload:
-                    await self._reconfigure()
-                self._claim_and_start()
-                if not ready:
-                    ready = True
-                    self.notifier.ready()
-                    self.notifier.status(self._status_line())
-                if self.options.once and not self.inflight and not self._due_now():
-                    break
-                await self._wait()
+                try:
+                    if self._reload:
+                        await self._reconfigure()
+                    self._claim_and_start()
+                    if not ready:
+                        ready = True
+                        self.notifier.ready()
+                        self.notifier.status(self._status_line())
+                    if self.options.once and not self.inflight and not self._due_now():
+                        break
+                    await self._wait()
+                except DatabaseUnavailable as exc:
+                    await self._outage(exc)
             await self._finish_inflight()
         finally:
+            self.watcher.close()
             # Left only on an error: nothing may run on once its lease is given back below
             # (it would end in a false "taken over" line, its rate slot used for nothing).
             for task in self.inflight:
                 task.cancel()
             if self.inflight:
                 await asyncio.wait(self.inflight)
-            released = self.engine.release()
-            if released:
-                log.info("gave back %d unfinished deliveries", released)
-            with transaction(self.conn):
-                store.forget_heartbeat(self.conn, self.owner)
+            try:
+                released = self.engine.release()
+                if released:
+                    log.info("gave back %d unfinished deliveries", released)
+                with transaction(self.conn):
+                    store.forget_heartbeat(self.conn, self.owner)
+            except DatabaseUnavailable as exc:
+                log.error("could not give back leases (%s); they run out on their own", exc)
             await self.engine.pool.close()
         log.info(
             "plur-send stopped: %d sent, %d to retry, %d given up",
@@ -231,9 +248,10 @@ class Daemon:
     async def _wait(self) -> None:
         """Sleep until something may be claimable, watching for other processes' changes."""
         assert self._wake is not None
+        assert self.watcher is not None
         # The baseline comes first: a commit after it is seen below, one before it is in
         # next_wake_ms. The other order loses a post queued in between until poll_interval.
-        baseline = self._data_version_now()
+        baseline = self.watcher.mark()
         now = self.engine.now_ms()
         wake = self._next_wake_ms()
         deadline = now + int(self.poll_interval * 1000)
@@ -257,7 +275,7 @@ class Daemon:
                 return  # a delivery finished (a slot is free) or a signal came
             except TimeoutError:
                 pass
-            if self._data_version_now() != baseline:
+            if self.watcher.changed(baseline):
                 return
 
     def _status_line(self) -> str:
@@ -271,11 +289,16 @@ class Daemon:
             parts.append(f"{dead} failed")
         return ", ".join(parts)
 
-    def _data_version_now(self) -> int:
-        """Changes whenever another connection commits (our own commits leave it alone)."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+    async def _outage(self, exc: DatabaseUnavailable) -> None:
+        """The database went away: pause (a stop still stops), then try again. Deliveries in
+        flight go on; their outcomes wait for the connection (see Engine.deliver)."""
+        self._outages += 1
+        pause = min(OUTAGE_PAUSE_SECONDS * 2 ** (self._outages - 1), MAX_OUTAGE_PAUSE_SECONDS)
+        log.error("%s; trying again in %.0f s", exc, pause)
+        await self._sleep(pause, beat=False)
 
     def _beat(self) -> None:
+        now = self.engine.now_ms()
         with transaction(self.conn):
             store.beat(
                 self.conn,
@@ -283,13 +306,15 @@ class Daemon:
                 process.HOST,
                 os.getpid(),
                 self.started_ms,
-                self.engine.now_ms(),
+                now,
                 __version__,
             )
+            store.forget_heartbeats_before(self.conn, now - FORGET_HEARTBEAT_MS)
         self._next_beat = time.monotonic() + health.HEARTBEAT_SECONDS
+        self._outages = 0
         self.engine.recover_dead_leases()
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, *, beat: bool = True) -> None:
         assert self._wake is not None
         deadline = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < deadline:
@@ -299,7 +324,8 @@ class Daemon:
                     self._wake.wait(), min(health.HEARTBEAT_SECONDS, deadline - time.monotonic())
                 )
             except TimeoutError:
-                self._beat()
+                if beat:
+                    self._beat()
 
     async def _finish_inflight(self) -> None:
         if not self.inflight:

@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from plurcast import process
 from plurcast.config import Config
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
+from plurcast.health import HEARTBEAT_STALE_MS
 from plurcast.models import ErrorKind, Fate, Recorded
 from plurcast.platforms import registry
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Reply, Work
@@ -35,10 +35,12 @@ from plurcast.ratelimit import Window
 from plurcast.retry import backoff_seconds, rate_limited_wait
 from plurcast.secrets import redact
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database, DatabaseUnavailable
 from plurcast.store.connection import transaction
 from plurcast.store.deliveries import Claimed
 
 log = logging.getLogger("plurcast.engine")
+_T = TypeVar("_T")
 
 LEASE_SECONDS = 120.0
 # A publish gets its platform's timeout plus this before it is abandoned as
@@ -123,11 +125,11 @@ class Engine:
     def __init__(
         self,
         cfg: Config,
-        conn: sqlite3.Connection,
+        conn: Database,
         pool: PublisherPool | None = None,
         *,
         owner: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
         no_retry: bool = False,
         lease_seconds: float = LEASE_SECONDS,
@@ -142,6 +144,10 @@ class Engine:
         self.lease_ms = int(lease_seconds * 1000)
 
     def now_ms(self) -> int:
+        """The database's clock (on PostgreSQL the server's: hosts' clocks may disagree),
+        unless a test injected one."""
+        if self.clock is None:
+            return self.conn.now_ms()
         return int(self.clock() * 1000)
 
     # --- claim ------------------------------------------------------------------------
@@ -186,7 +192,9 @@ class Engine:
         now: int,
         room: dict[str, int] | None = None,
     ) -> list[Claimed]:
+        candidates = list(candidates)
         window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
+        window.lock({(c.platform, c.account) for c, _ in candidates})
         grace = self.cfg.scheduling.grace
         claimed: list[Claimed] = []
         taken: Counter[str] = Counter()
@@ -220,7 +228,11 @@ class Engine:
                     extra=_fields(claim),
                 )
                 continue
-            store.take_lease(self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms)
+            if not store.take_lease(
+                self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms
+            ):
+                log.error("delivery %d was taken by another process meanwhile", claim.delivery_id)
+                continue
             claimed.append(claim)
             taken[claim.platform] += 1
         return claimed
@@ -254,10 +266,15 @@ class Engine:
                 return self._record(claim, _failure(exc, claim), started)
         stored = None
         if payload is not None:
-            with transaction(self.conn):
-                stored = store.store_payload(
-                    self.conn, claim.delivery_id, self.owner, payload, self.now_ms()
-                )
+            prepared = payload
+
+            def store_prepared() -> str | None:
+                with transaction(self.conn):
+                    return store.store_payload(
+                        self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
+                    )
+
+            stored = await self._written(store_prepared, claim)
         if stored is None:
             log.info(
                 "post %s to %s/%s was cancelled or taken over before sending; not sent",
@@ -277,7 +294,30 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-        return self._record(claim, outcome, started)
+        return await self._written(lambda: self._record(claim, outcome, started), claim)
+
+    async def _written(self, write: Callable[[], _T], claim: Claimed) -> _T:
+        """Run a write, waiting out a broken database connection (PostgreSQL: reopened at
+        the next try) for as long as the lease may still be ours. After that another
+        process may have taken the delivery over: the write would be refused anyway."""
+        deadline = time.monotonic() + self.lease_ms / 2000
+        pause = 0.2
+        while True:
+            try:
+                return write()
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning(
+                    "post %s to %s: %s; writing again in %.1f s",
+                    claim.post_id,
+                    claim.platform,
+                    exc.message,
+                    pause,
+                    extra=_fields(claim),
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def _holding_lease(self, claim: Claimed, prepare: Awaitable[str]) -> str | None:
         """Run a prepare step, renewing the lease while it runs — mining proof of work can
@@ -440,14 +480,18 @@ class Engine:
             return store.release(self.conn, self.owner, self.now_ms())
 
     def recover_dead_leases(self) -> int:
-        """Leases of processes of this host that died are claimable at once."""
-        owners = [
+        """Leases of dead processes are claimable at once: of this host's processes that no
+        longer run, and of daemons on any host whose heartbeat went silent."""
+        now = self.now_ms()
+        owners = {
             o for o in store.lease_owners(self.conn) if o != self.owner and process.is_dead(o)
-        ]
+        }
+        owners.update(store.silent_lease_owners(self.conn, now - HEARTBEAT_STALE_MS))
+        owners.discard(self.owner)
         if not owners:
             return 0
         with transaction(self.conn):
-            count = store.expire_leases(self.conn, owners, self.now_ms())
+            count = store.expire_leases(self.conn, sorted(owners), now)
         if count:  # once: leases already recovered (still `sending`, ran out) are not counted
             log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
         return count

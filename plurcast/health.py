@@ -8,7 +8,6 @@ plur-send status and health all ask `daemon_health`, and show the answer with
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 from plurcast import process
 from plurcast.models import from_ms
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database
 from plurcast.timefmt import format_relative
 from plurcast.views import time_fields
 
@@ -37,7 +37,7 @@ class Daemon(NamedTuple):
     gone: bool = False  # its heartbeat is fresh, but its process on this host is not there
 
 
-def daemon_health(conn: sqlite3.Connection, now_ms: int) -> Daemon:
+def daemon_health(conn: Database, now_ms: int) -> Daemon:
     """The latest daemon that beat recently enough and whose process still runs, else the one
     that beat last, not running.
 

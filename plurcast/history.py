@@ -8,7 +8,6 @@ delivery: success, the platform's id, the error.
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,6 +16,7 @@ from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.platforms import registry
 from plurcast.store import history as store
+from plurcast.store.base import Database
 
 DEFAULT_LIMIT = 20
 _BATCH = 500  # ids per IN (...) query
@@ -75,7 +75,7 @@ def parse_date(text: str, tz: ZoneInfo, now: datetime, *, end: bool = False) -> 
 
 
 def query(
-    conn: sqlite3.Connection,
+    conn: Database,
     *,
     platform: str | None = None,
     since_ms: int | None = None,

@@ -21,7 +21,9 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-HOST = socket.gethostname()
+# PLURCAST_HOST names this host in lease owners and heartbeats when its hostname is not
+# unique among the hosts that share one PostgreSQL queue (containers, cloned VMs).
+HOST = os.environ.get("PLURCAST_HOST") or socket.gethostname()
 
 
 def owner_id(pid: int | None = None) -> str:

@@ -14,7 +14,6 @@ Mastodon's part 3 need not wait for Bluesky's part 2.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -23,6 +22,7 @@ from plurcast import health, logs, views
 from plurcast.engine import Delivered, Engine
 from plurcast.models import Delivery, DeliveryState, Post
 from plurcast.store import posts as post_store
+from plurcast.store.base import Database
 from plurcast.store.deliveries import Claimed
 
 WAIT_FOR_OTHERS_SECONDS = 60.0
@@ -111,7 +111,7 @@ def _deliver(engine: Engine, claims: Sequence[Claimed], follow: Sequence[str]) -
     return asyncio.run(run()) if claims else []
 
 
-def _wait_for_others(conn: sqlite3.Connection, post_id: str, timeout: float) -> None:
+def _wait_for_others(conn: Database, post_id: str, timeout: float) -> None:
     """Wait while another process holds some of this post's deliveries."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,7 +138,7 @@ def _error(d: Delivery) -> str | None:
     return views.waiting_text(d.waiting_on) if _waits(d) else d.last_error
 
 
-def _report(conn: sqlite3.Connection, post_id: str) -> list[Report]:
+def _report(conn: Database, post_id: str) -> list[Report]:
     """Each delivery of the post as it stands now."""
     post: Post = post_store.get_posts(conn, [post_id])[0]
     reports = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,9 +19,10 @@ from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
 from plurcast.platforms import registry
-from plurcast.store import connect
+from plurcast.store import connect, connect_url
 from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
+from plurcast.store.base import Database
 from plurcast.store.connection import on_disk, transaction
 from plurcast.store.deliveries import Claimed
 from plurcast.thread import parts as thread_parts
@@ -36,14 +36,17 @@ MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
-def open_db(cfg: Config, *, create: bool = True) -> sqlite3.Connection:
-    """The queue's database. Commands that only read — or change posts that must already
-    be there — pass `create=False`: a missing database then reads as an empty queue and
-    nothing is made on disk (store.connect)."""
+def open_db(cfg: Config, *, create: bool = True) -> Database:
+    """The queue's database: the SQLite file, or the PostgreSQL server of [database] url.
+    Commands that only read — or change posts that must already be there — pass
+    `create=False`: a missing SQLite database then reads as an empty queue and nothing is
+    made on disk (store.connect)."""
+    if cfg.database_url is not None:
+        return connect_url(cfg.database_url, busy_timeout=cfg.busy_timeout)
     return connect(cfg.db_path, busy_timeout=cfg.busy_timeout, create=create)
 
 
-def writable(conn: sqlite3.Connection, cfg: Config) -> sqlite3.Connection:
+def writable(conn: Database, cfg: Config) -> Database:
     """`conn` from `open_db(create=False)`, or the database made now when there was none:
     for a command whose input has passed every check and that is about to write."""
     return conn if on_disk(conn) else open_db(cfg)
@@ -75,7 +78,7 @@ class NewPost(NamedTuple):
 
 
 def check_new_post(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     text: str,
     *,
@@ -130,14 +133,14 @@ def check_new_post(
 
 
 def _answering(
-    conn: sqlite3.Connection, cfg: Config, reply_to: str, targets: list[tuple[str, str]]
+    conn: Database, cfg: Config, reply_to: str, targets: list[tuple[str, str]]
 ) -> replyto.Resolved:
     from plurcast.thread import replyto
 
     return replyto.resolve(cfg, reply_to, targets, find_post=lambda p: get(conn, p))
 
 
-def _pending_after(conn: sqlite3.Connection, expression: str, moving: str = "") -> datetime | None:
+def _pending_after(conn: Database, expression: str, moving: str = "") -> datetime | None:
     """For `random:MIN-MAX`: the latest still-pending post it goes after (other than the one
     being moved), else None (then it counts from now)."""
     if not expression.strip().lower().startswith("random:"):
@@ -147,7 +150,7 @@ def _pending_after(conn: sqlite3.Connection, expression: str, moving: str = "") 
 
 
 def write_post(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     new: NewPost,
     now: datetime,
@@ -199,7 +202,7 @@ def write_post(
 
 
 def create_post(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     text: str,
     *,
@@ -232,10 +235,15 @@ def create_post(
     return write_post(conn, cfg, new, now, claim)
 
 
-def resolve(conn: sqlite3.Connection, prefix: str) -> str:
+def is_id_prefix(key: str) -> bool:
+    """Lower-case hex and dashes only: what an id can start with, and no pattern character."""
+    return _ID_PREFIX.fullmatch(key) is not None
+
+
+def resolve(conn: Database, prefix: str) -> str:
     """A full post id from a unique prefix of at least 8 characters."""
     key = prefix.strip().lower()
-    if len(key) < MIN_ID_PREFIX or not _ID_PREFIX.fullmatch(key):
+    if len(key) < MIN_ID_PREFIX or not is_id_prefix(key):
         raise InvalidInput(
             f'"{prefix}" is not a post id',
             f"give the id or at least its first {MIN_ID_PREFIX} characters (see plur-queue list)",
@@ -250,19 +258,19 @@ def resolve(conn: sqlite3.Connection, prefix: str) -> str:
     return found[0]
 
 
-def get(conn: sqlite3.Connection, prefix: str, *, history: bool = False) -> Post:
+def get(conn: Database, prefix: str, *, history: bool = False) -> Post:
     post = store.get_posts(conn, [resolve(conn, prefix)])[0]
     if history:
         store.load_history(conn, post)
     return post
 
 
-def get_many(conn: sqlite3.Connection, prefixes: Sequence[str]) -> list[Post]:
+def get_many(conn: Database, prefixes: Sequence[str]) -> list[Post]:
     """The posts the prefixes name, in the order given (each once)."""
     return in_given_order(conn, [resolve(conn, p) for p in prefixes])
 
 
-def in_given_order(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
+def in_given_order(conn: Database, ids: Sequence[str]) -> list[Post]:
     """The posts with these ids in the order given, each once: what a command reports on
     goes in the order the user typed the ids."""
     unique = list(dict.fromkeys(ids))
@@ -271,7 +279,7 @@ def in_given_order(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
 
 
 def list_posts(
-    conn: sqlite3.Connection, *, include_all: bool = False, platform: str | None = None
+    conn: Database, *, include_all: bool = False, platform: str | None = None
 ) -> list[Post]:
     """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
     if platform is not None:
@@ -309,7 +317,7 @@ def check_cancellable(post: Post) -> None:
         raise InvalidInput(f"post {post.id} is {status}", "nothing left to cancel")
 
 
-def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> list[Post]:
+def cancel(conn: Database, posts: Sequence[Post], now: datetime) -> list[Post]:
     """Cancel every delivery not yet sent; sent ones stay as the record of what went out.
     A thread's part is cancelled with every part after it: they would wait for it forever.
     Returns the later parts cancelled with the posts given.
@@ -331,7 +339,7 @@ def cancel(conn: sqlite3.Connection, posts: Sequence[Post], now: datetime) -> li
     return later
 
 
-def cancelled_with(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
+def cancelled_with(conn: Database, posts: Sequence[Post]) -> list[Post]:
     """What `cancel` would cancel besides these posts (for its question)."""
     return thread_parts.unsent_later_parts(conn, posts, check_cancellable)
 
@@ -344,7 +352,7 @@ def _check_movable(post: Post) -> None:
 
 
 def reschedule(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     post: Post,
     expression: str,
@@ -398,7 +406,7 @@ def _check_editable(post: Post, platform: str | None = None) -> None:
 
 
 def edit(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     post: Post,
     text: str,
@@ -429,7 +437,7 @@ def edit(
 
 
 def update_metadata(
-    conn: sqlite3.Connection,
+    conn: Database,
     post: Post,
     change: Callable[[Post, dict[str, Any]], dict[str, Any]],
     now: datetime,
@@ -445,7 +453,7 @@ def update_metadata(
         store.set_metadata(conn, post.id, json.dumps(metadata, ensure_ascii=False), to_ms(now))
 
 
-def failed(conn: sqlite3.Connection) -> list[Post]:
+def failed(conn: Database) -> list[Post]:
     """Posts with at least one delivery that gave up (failed, partial or expired), and the
     thread parts and replies blocked behind one (their parent gave up or was cancelled)."""
     dead = store.select_posts(conn, waiting_only=False, with_dead_only=True)
@@ -459,7 +467,7 @@ def _stuck(post: Post) -> bool:
     return any(d.waiting_on is not None and d.waiting_on.stuck for d in post.deliveries)
 
 
-def delete_failed(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
+def delete_failed(conn: Database, posts: Sequence[Post]) -> list[Post]:
     """Remove failed posts and their history; anything else must be cancelled instead.
     The later parts of a thread go with a part (they could never be sent without it); they
     are returned."""
@@ -493,7 +501,7 @@ def check_sendable(post: Post) -> None:
 
 
 def retry_failed(
-    conn: sqlite3.Connection, posts: Sequence[Post], now: datetime, *, every: bool = False
+    conn: Database, posts: Sequence[Post], now: datetime, *, every: bool = False
 ) -> list[Post]:
     """Queue the deliveries that gave up again, now; what was sent stays sent. A thread part
     blocked behind one that gave up retries that one: the rest follows it in order (G6).

@@ -8,10 +8,10 @@ moment a slot frees — it is never dropped — and a platform's own "wait until
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database
 
 WINDOW_MS = 3_600_000
 
@@ -19,10 +19,17 @@ WINDOW_MS = 3_600_000
 class Window:
     """The slots of one claim transaction; remembers how many it already deferred."""
 
-    def __init__(self, conn: sqlite3.Connection, per_hour: Mapping[str, int], now_ms: int) -> None:
+    def __init__(self, conn: Database, per_hour: Mapping[str, int], now_ms: int) -> None:
         self.conn, self.per_hour, self.now_ms = conn, per_hour, now_ms
         self._deferred: dict[tuple[str, str], int] = {}
         self._pruned: set[tuple[str, str]] = set()
+
+    def lock(self, keys: set[tuple[str, str]]) -> None:
+        """Serialise this claim's check-and-reserve with other processes' (on PostgreSQL an
+        advisory lock per (platform, account), taken in one order so that two claims never
+        wait for each other in a circle; SQLite's write lock already does it)."""
+        for platform, account in sorted(keys):
+            self.conn.lock(f"rate:{platform}:{account}")
 
     def reserve(self, platform: str, account: str, delivery_id: int) -> int | None:
         """Reserve a slot now (None), or say when the next free slot for this one opens."""

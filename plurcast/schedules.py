@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from plurcast.models import Post, Schedule, to_ms
 from plurcast.recurrence import Rule
 from plurcast.store import posts as post_store
 from plurcast.store import schedules as store
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import plan as thread_plan
 
@@ -55,7 +55,7 @@ class Recurring:
 
 
 def create(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     text: str,
     spec: Recurring,
@@ -159,13 +159,13 @@ def check_new(
     )
 
 
-def write(conn: sqlite3.Connection, schedule: Schedule) -> None:
+def write(conn: Database, schedule: Schedule) -> None:
     """Write a schedule that check_new returned."""
     with transaction(conn):
         store.insert(conn, schedule, schedule.created_at_ms)
 
 
-def materialize(conn: sqlite3.Connection, now_ms: int) -> list[str]:
+def materialize(conn: Database, now_ms: int) -> list[str]:
     """Decide every due occurrence and advance each schedule, atomically; the new post ids."""
     nxt = store.next_run_ms(conn)
     if nxt is None or nxt > now_ms:
@@ -177,7 +177,7 @@ def materialize(conn: sqlite3.Connection, now_ms: int) -> list[str]:
     return created
 
 
-def _materialize_one(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> list[str]:
+def _materialize_one(conn: Database, s: Schedule, now_ms: int) -> list[str]:
     rule = rule_of(s)
     assert s.next_run_at_ms is not None
     # Only the newest misses matter to any policy; older ones are summed up in one line.
@@ -242,13 +242,14 @@ def _materialize_one(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> list
     return created
 
 
-def next_run_ms(conn: sqlite3.Connection) -> int | None:
+def next_run_ms(conn: Database) -> int | None:
     return store.next_run_ms(conn)
 
 
-def resolve(conn: sqlite3.Connection, prefix: str) -> str:
+def resolve(conn: Database, prefix: str) -> str:
     key = prefix.strip().lower()
-    found = store.find_ids(conn, key) if len(key) >= queue.MIN_ID_PREFIX else []
+    valid = len(key) >= queue.MIN_ID_PREFIX and queue.is_id_prefix(key)
+    found = store.find_ids(conn, key) if valid else []
     if not found:
         raise NotFound(f'no schedule with id "{prefix}"', "see plur-queue schedules")
     if len(found) > 1:
@@ -259,7 +260,7 @@ def resolve(conn: sqlite3.Connection, prefix: str) -> str:
 
 
 def posts_or_schedules(
-    conn: sqlite3.Connection, prefixes: Sequence[str]
+    conn: Database, prefixes: Sequence[str]
 ) -> tuple[list[Post], list[Schedule]]:
     """Ids given to `cancel`: each names a post or, failing that, a schedule."""
     post_ids: list[str] = []
@@ -277,18 +278,18 @@ def posts_or_schedules(
     return queue.in_given_order(conn, post_ids), found
 
 
-def get(conn: sqlite3.Connection, prefix: str) -> Schedule:
+def get(conn: Database, prefix: str) -> Schedule:
     return store.get(conn, resolve(conn, prefix))
 
 
-def pause(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+def pause(conn: Database, s: Schedule, now_ms: int) -> None:
     if s.state != "active":
         raise InvalidInput(f"schedule {s.id} is {s.state}; only an active one can be paused")
     with transaction(conn):
         store.set_state(conn, s.id, "paused", now_ms)
 
 
-def resume(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+def resume(conn: Database, s: Schedule, now_ms: int) -> None:
     """Active again; occurrences missed while paused are decided by its misfire policy."""
     if s.state != "paused":
         raise InvalidInput(f"schedule {s.id} is {s.state}; only a paused one can be resumed")
@@ -296,7 +297,7 @@ def resume(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
         store.set_state(conn, s.id, "active", now_ms)
 
 
-def cancel(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+def cancel(conn: Database, s: Schedule, now_ms: int) -> None:
     """No more occurrences, and its posts not yet sent are cancelled too."""
     if s.state in ("cancelled", "finished"):
         raise InvalidInput(f"schedule {s.id} is {s.state}", "nothing left to cancel")
@@ -315,7 +316,7 @@ class Occurrence(NamedTuple):
     reason: str | None
 
 
-def history(conn: sqlite3.Connection, s: Schedule) -> list[Occurrence]:
+def history(conn: Database, s: Schedule) -> list[Occurrence]:
     rows = store.occurrences(conn, s.id)
     posts = {p.id: p for p in post_store.get_posts(conn, [r[3] for r in rows if r[3]])}
     result = []
@@ -329,5 +330,5 @@ def history(conn: sqlite3.Connection, s: Schedule) -> list[Occurrence]:
     return result
 
 
-def all_schedules(conn: sqlite3.Connection) -> list[Schedule]:
+def all_schedules(conn: Database) -> list[Schedule]:
     return store.all_schedules(conn)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 import re
-import sqlite3
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.models import Post, from_ms, to_ms
 from plurcast.store import posts as store
+from plurcast.store.base import Database
 
 if TYPE_CHECKING:  # config imports this module to check [slots]
     from plurcast.config import Config
@@ -220,7 +220,7 @@ def check(cfg: Config, targets: Sequence[tuple[str, str]]) -> frozenset[Slot]:
 
 
 def take(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     targets: Sequence[tuple[str, str]],
     now: datetime,
@@ -245,11 +245,17 @@ class Picker:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, cfg: Config, now: datetime, *, moving: str | None = None
+        self, conn: Database, cfg: Config, now: datetime, *, moving: str | None = None
     ) -> None:
         self.conn, self.cfg, self.now, self.moving = conn, cfg, now, moving
         self._held: dict[tuple[str, str], set[datetime]] = {}
         self._last: dict[tuple[tuple[str, str], ...], datetime] = {}
+
+    def _lock(self, targets: Sequence[tuple[str, str]]) -> None:
+        """Two writers must not pick the same free slot: SQLite's write lock already keeps
+        them apart; on PostgreSQL a lock per target does, taken in one order."""
+        for platform, account in sorted(set(targets) - set(self._held)):
+            self.conn.lock(f"slots:{platform}:{account}")
 
     def _held_by(self, target: tuple[str, str]) -> set[datetime]:
         if target not in self._held:
@@ -260,11 +266,13 @@ class Picker:
     def hold(self, targets: Sequence[tuple[str, str]], at: datetime) -> None:
         """A time given in the same transaction by hand (an import row with a time): the
         slot there, if it is one, is taken."""
+        self._lock(targets)
         for target in dict.fromkeys(targets):
             self._held_by(target).add(at)
 
     def take(self, targets: Sequence[tuple[str, str]]) -> datetime:
         common = check(self.cfg, targets)
+        self._lock(targets)
         held = [self._held_by(t) for t in dict.fromkeys(targets)]
         group = tuple(sorted(set(targets)))
         found = first_free(common, self.cfg.timezone, self._last.get(group, self.now), _AnyOf(held))
@@ -289,7 +297,7 @@ class _AnyOf:
 
 
 def coming(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: Config,
     targets: Sequence[tuple[str, str]],
     now: datetime,

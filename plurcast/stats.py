@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from plurcast.models import (
 )
 from plurcast.store import posts as store
 from plurcast.store import schedules as schedule_store
+from plurcast.store.base import Database
 
 BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
 CHART_DAYS = 14
@@ -142,7 +142,7 @@ def next_due_ms(post: Post) -> int:
     return min(dues) if dues else post.scheduled_at_ms or 0
 
 
-def compute(conn: sqlite3.Connection, now: datetime, tz: ZoneInfo) -> QueueStats:
+def compute(conn: Database, now: datetime, tz: ZoneInfo) -> QueueStats:
     posts = store.select_posts(conn, waiting_only=False)
     by_status = Counter(p.status.value for p in posts)
     queued = [p for p in posts if p.status == PostStatus.SCHEDULED]

@@ -17,16 +17,34 @@ from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
 from tests.peers.mastodon import mastodon_server
 from tests.peers.pages import page_server
+from tests.peers.postgres import backend, postgres_cluster
 
 # Real peers, for every test module.
 __all__ = [
+    "backend",
     "blossom_server",
     "bluesky_pds",
     "inprocess_relay",
     "mastodon_server",
     "nostr_relay",
     "page_server",
+    "postgres_cluster",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `sqlite_only` in a suite that runs on both backends runs on SQLite alone
+    (it checks something only SQLite has: file modes, PRAGMAs, sqlite3's own errors)."""
+    dropped = [
+        item
+        for item in items
+        if item.get_closest_marker("sqlite_only")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("backend") == "postgresql"  # type: ignore[attr-defined]
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in set(dropped)]
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +58,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in (
         "PLURCAST_CONFIG",
         "PLURCAST_DB_PATH",
+        "PLURCAST_DATABASE_URL",
+        "PLURCAST_HOST",
         "PLURCAST_DEBUG",
         "PLURCAST_LOG_LEVEL",
         "PLURCAST_LOG_FORMAT",

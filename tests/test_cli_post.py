@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 from pathlib import Path
 
 import pytest
 
 from plur_post.cli import cli
 from tests.helpers import Clock, Run
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 def count_posts(db_path: Path) -> int:
-    if not db_path.exists():
+    if not db_path.exists() and not os.environ.get("PLURCAST_DATABASE_URL"):
         return 0
-    with sqlite3.connect(db_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+    return int(run_sql(db_path, "SELECT count(*) FROM posts")[0][0])
 
 
 @pytest.mark.usefixtures("configured")
@@ -73,9 +75,8 @@ def test_content_from_stdin_is_stripped(run: Run, clock: Clock, db_path: Path) -
     assert result.exit_code == 0
     result = run(cli, "-", "-s", "1h", input="  dash too \n\n")
     assert result.exit_code == 0
-    with sqlite3.connect(db_path) as conn:
-        contents = [r[0] for r in conn.execute("SELECT content FROM posts ORDER BY rowid")]
-    assert contents == ["from a pipe", "dash too"]
+    contents = [r[0] for r in run_sql(db_path, "SELECT content FROM posts ORDER BY content")]
+    assert contents == ["dash too", "from a pipe"]
 
 
 @pytest.mark.usefixtures("configured")
@@ -88,10 +89,7 @@ def test_platform_flags_repeatable_and_comma_separated(run: Run, clock: Clock) -
 def test_named_account_is_stored_on_each_delivery(run: Run, clock: Clock, db_path: Path) -> None:
     result = run(cli, "x", "-s", "1h", "-p", "nostr", "-a", "test")
     assert result.exit_code == 0
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT platform, account FROM deliveries").fetchall() == [
-            ("nostr", "test")
-        ]
+    assert run_sql(db_path, "SELECT platform, account FROM deliveries") == [("nostr", "test")]
 
 
 @pytest.mark.parametrize(
@@ -194,6 +192,7 @@ def test_missing_explicit_config_exit_2(
     assert "does not exist" in result.stderr
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.usefixtures("configured")
 def test_env_db_path_is_honoured(
     run: Run, clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_path: Path
@@ -213,6 +212,7 @@ def test_random_is_placed_after_latest_pending(run: Run, clock: Clock) -> None:
     assert first["scheduled_at"] + 3600 <= second["scheduled_at"] <= first["scheduled_at"] + 7200
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.usefixtures("configured")
 def test_corrupt_database_is_a_one_line_error(run: Run, clock: Clock, db_path: Path) -> None:
     db_path.parent.mkdir(parents=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +17,13 @@ from plurcast import publish, queue
 from plurcast.config import Config
 from plurcast.engine import Engine
 from plurcast.models import Delivery, DeliveryState
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, free_port
 from tests.peers.nostr import InProcessRelay
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture
@@ -37,10 +40,7 @@ def relay_config(write_config: Callable[[str], Path], nostr_key: Path) -> Callab
 
 
 def states(db_path: Path) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT platform, state, attempts FROM deliveries ORDER BY id"
-        ).fetchall()
+    return run_sql(db_path, "SELECT platform, state, attempts FROM deliveries ORDER BY id")
 
 
 def test_publish_now_prints_the_note_and_exits_0(
@@ -142,15 +142,14 @@ def test_no_warning_when_a_daemon_is_alive_to_retry(
     relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
     run(post_cli, "first, to make the database", "-s", "1h", "-p", "nostr")
     beat = int(time.time() * 1000) - 2000  # the engine's clock is the real one
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("INSERT INTO heartbeats VALUES ('h:1', 'h', 1, ?, ?, '0.1.0')", (beat, beat))
+    run_sql(db_path, "INSERT INTO heartbeats VALUES ('h:1', 'h', 1, ?, ?, '0.1.0')", beat, beat)
     result = run(post_cli, "into the void", "-p", "nostr")
     assert result.exit_code == 1
     assert "Note: nostr will be retried by plur-send at " in result.stderr
     assert "Warning" not in result.stderr
 
 
-def held_by_another_process() -> tuple[Config, sqlite3.Connection, str]:
+def held_by_another_process() -> tuple[Config, Database, str]:
     """A scheduled post whose one delivery another (live) process is sending."""
     cfg = config_module.load()
     conn = queue.open_db(cfg)
@@ -171,11 +170,11 @@ def test_publish_now_waits_for_another_process_and_reports_its_result(
     cfg, conn, post_id = held_by_another_process()
 
     def the_other_process_finishes() -> None:
-        with sqlite3.connect(db_path) as other:
-            other.execute(
-                "UPDATE deliveries SET state = 'sent', remote_id = 'note1elsewhere', "
-                "lease_owner = NULL"
-            )
+        run_sql(
+            db_path,
+            "UPDATE deliveries SET state = 'sent', remote_id = 'note1elsewhere', "
+            "lease_owner = NULL",
+        )
 
     finishing = threading.Timer(0.3, the_other_process_finishes)
     finishing.start()

@@ -18,8 +18,9 @@ from plur_queue.cli import cli
 from plurcast import output
 from plurcast.models import to_ms
 from tests.helpers import BASE_CONFIG, Clock, Run
+from tests.peers.postgres import run_sql
 
-pytestmark = pytest.mark.usefixtures("configured")
+pytestmark = pytest.mark.usefixtures("configured", "backend")
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"
 
@@ -32,8 +33,7 @@ def post(run: Run, content: str, *args: str) -> str:
 
 
 def sql(db_path: Path, statement: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(statement, params).fetchall()
+    return run_sql(db_path, statement, *params)
 
 
 def states(db_path: Path, post_id: str) -> list[str]:
@@ -166,8 +166,16 @@ def test_ambiguous_prefix(run: Run, clock: Clock, db_path: Path) -> None:
     for n, content in enumerate(("x", "y"), start=1):
         original = post(run, content, "-s", "1h")
         twin = f"abcdef01-0000-4000-8000-00000000000{n}"
-        sql(db_path, "UPDATE posts SET id = ? WHERE id = ?", twin, original)
+        sql(
+            db_path,
+            "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, "
+            "metadata, updated_at_ms) SELECT ?, content, created_at_ms, scheduled_at_ms, "
+            "timezone, metadata, updated_at_ms FROM posts WHERE id = ?",
+            twin,
+            original,
+        )
         sql(db_path, "UPDATE deliveries SET post_id = ? WHERE post_id = ?", twin, original)
+        sql(db_path, "DELETE FROM posts WHERE id = ?", original)
     result = run(cli, "show", "abcdef01")
     assert result.exit_code == 3
     assert result.stderr.startswith('Error: id prefix "abcdef01" matches more than one post')
@@ -375,6 +383,7 @@ def test_failed_delete_and_clear(run: Run, failed_post: str, db_path: Path) -> N
     assert sql(db_path, "SELECT count(*) FROM deliveries") == [(2,)]
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_is_exit_1_and_nothing_changes(
     run: Run, clock: Clock, db_path: Path, write_config
 ) -> None:  # type: ignore[no-untyped-def]

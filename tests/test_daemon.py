@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,8 +26,9 @@ from plurcast import config as config_module
 from plurcast import process, queue
 from tests.helpers import PATIENCE, add_post, iso, silent_port, wait_until
 from tests.peers.nostr import NostrRelay
+from tests.peers.postgres import run_sql
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("backend")]
 
 BIN = Path(sys.executable).parent
 POLL_INTERVAL = 3600  # longer than any wait in these tests
@@ -90,14 +90,8 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     d.stop_all()
 
 
-def db(cfg: config_module.Config) -> sqlite3.Connection:
-    """Read-write but never create: a test must not make a database the daemon didn't."""
-    return sqlite3.connect(f"file:{cfg.db_path}?mode=rw", uri=True, timeout=PATIENCE)
-
-
 def scalar(cfg: config_module.Config, sql: str, *params: object) -> int:
-    with db(cfg) as conn:
-        return int(conn.execute(sql, params).fetchone()[0] or 0)
+    return int(run_sql(cfg.db_path, sql, *params)[0][0] or 0)
 
 
 def wait_for_heartbeat(cfg: config_module.Config, n: int = 1) -> None:
@@ -129,12 +123,12 @@ def sent_count(cfg: config_module.Config) -> int:
 
 def state_of(cfg: config_module.Config, content: str) -> tuple[str, int]:
     """(state, attempts) of the delivery of the post with this text."""
-    with db(cfg) as conn:
-        state, attempts = conn.execute(
-            "SELECT d.state, d.attempts FROM deliveries d JOIN posts p ON p.id = d.post_id "
-            "WHERE p.content = ?",
-            (content,),
-        ).fetchone()
+    [(state, attempts)] = run_sql(
+        cfg.db_path,
+        "SELECT d.state, d.attempts FROM deliveries d JOIN posts p ON p.id = d.post_id "
+        "WHERE p.content = ?",
+        content,
+    )
     return str(state), int(attempts)
 
 
@@ -267,19 +261,17 @@ def test_relay_down_retries_with_growing_delays_then_delivers_once(
     decided: dict[int, int] = {}  # attempt number → the retry's due time (ms)
 
     def three_failures() -> bool:
-        with db(cfg) as conn:
-            state, attempts, due = conn.execute(
-                "SELECT state, attempts, due_at_ms FROM deliveries"
-            ).fetchone()
+        [(state, attempts, due)] = run_sql(
+            cfg.db_path, "SELECT state, attempts, due_at_ms FROM deliveries"
+        )
         if state == "retry":
             decided.setdefault(attempts, due)
         return len(decided) >= 3
 
     wait_until(three_failures, "three failed attempts")
-    with db(cfg) as conn:
-        spans = conn.execute(
-            "SELECT number, started_at_ms, finished_at_ms FROM attempts ORDER BY number"
-        ).fetchall()
+    spans = run_sql(
+        cfg.db_path, "SELECT number, started_at_ms, finished_at_ms FROM attempts ORDER BY number"
+    )
     ended = {number: finished for number, _, finished in spans}
     waits = [(decided[n] - ended[n]) / 1000 for n in (1, 2, 3)]
     assert 0.8 <= waits[0] <= 1.2, waits  # retry_delay, ±20 %
@@ -345,15 +337,13 @@ def test_posts_per_hour_sends_exactly_n_and_defers_the_rest(
     daemons.start()
 
     def deferred() -> list[int]:
-        with db(cfg) as conn:
-            sql = "SELECT due_at_ms FROM deliveries WHERE state = 'pending' AND due_at_ms > ?"
-            return [r[0] for r in conn.execute(sql, (started_ms + 3_000_000,))]
+        sql = "SELECT due_at_ms FROM deliveries WHERE state = 'pending' AND due_at_ms > ?"
+        return [r[0] for r in run_sql(cfg.db_path, sql, started_ms + 3_000_000)]
 
     wait_until(lambda: sent_count(cfg) == 5 and len(deferred()) == 3, "5 sent, 3 deferred")
     assert sent_count(cfg) == 5
     assert len(nostr_relay.stored_events()) == 5
-    with db(cfg) as conn:
-        slots = [r[0] for r in conn.execute("SELECT at_ms FROM rate_slots")]
+    slots = [r[0] for r in run_sql(cfg.db_path, "SELECT at_ms FROM rate_slots")]
     assert len(slots) == 5 and min(slots) >= started_ms
     for due in deferred():
         assert due - 3_600_001 in slots, "deferred to when a reserved slot frees"

@@ -32,6 +32,9 @@ from tests.helpers import (
 )
 from tests.peers.nostr import InProcessRelay
 
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 WriteNostrConfig = Callable[..., config_module.Config]
 
 

@@ -25,6 +25,8 @@ from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests.helpers import NOW, Clock, Run, add_post, assert_verified_and_hardened
 
+pytestmark = pytest.mark.usefixtures("backend")
+
 BIN = Path(sys.executable).parent
 UNIT = "plur-send.service"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,11 @@ from plurcast import queue, schedules
 from plurcast.models import to_ms
 from plurcast.recurrence import Rule, decide
 from plurcast.schedules import Recurring
+from plurcast.store.base import Database
 from tests.helpers import Clock, Run
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -128,9 +132,7 @@ def cfg(configured: Path) -> config_module.Config:
     return config_module.load()
 
 
-def make(
-    cfg: config_module.Config, now: datetime, **spec: object
-) -> tuple[sqlite3.Connection, str]:
+def make(cfg: config_module.Config, now: datetime, **spec: object) -> tuple[Database, str]:
     conn = queue.open_db(cfg)
     s = schedules.create(
         conn,
@@ -145,7 +147,7 @@ def make(
     return conn, s.id
 
 
-def posts_of(conn: sqlite3.Connection, schedule_id: str) -> list[int]:
+def posts_of(conn: Database, schedule_id: str) -> list[int]:
     rows = conn.execute(
         "SELECT occurrence_at_ms FROM posts WHERE schedule_id = ? ORDER BY 1", (schedule_id,)
     )
@@ -298,7 +300,10 @@ def test_cli_bad_rules_exit_3_and_write_nothing(
     result = run(post_cli, "x", *args)
     assert result.exit_code == 3
     assert result.stderr.startswith(message), result.stderr
-    assert not db_path.exists()  # a refused schedule makes no database either
+    if os.environ.get("PLURCAST_DATABASE_URL"):
+        assert run_sql(db_path, "SELECT count(*) FROM schedules") == [(0,)]
+    else:
+        assert not db_path.exists()  # a refused schedule makes no database either
 
 
 @pytest.mark.usefixtures("configured")

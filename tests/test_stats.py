@@ -6,7 +6,6 @@ both end at Monday 2026-11-23 00:00 CET = 2026-11-22 23:00 UTC.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +16,11 @@ import pytest
 from plurcast.health import HEARTBEAT_STALE_MS, Daemon, daemon_health
 from plurcast.models import from_ms, to_ms
 from plurcast.stats import BUCKETS, CHART_DAYS, UPCOMING, bucket_bounds, bucket_of, compute
+from plurcast.store.base import Database
 from plurcast.store.connection import connect, transaction
 from plurcast.store.posts import NewPost, insert_post
 from tests.helpers import NOW
+from tests.peers.postgres import Backend, open_test_db
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = to_ms(NOW)
@@ -37,8 +38,8 @@ def local(ms: int) -> datetime:
 
 
 @pytest.fixture
-def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
-    c = connect(db_path)
+def conn(db_path: Path, backend: Backend) -> Iterator[Database]:
+    c = open_test_db(db_path)
     yield c
     c.close()
 
@@ -46,9 +47,7 @@ def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
 _counter = iter(range(1, 1_000_000))
 
 
-def add(
-    conn: sqlite3.Connection, at_ms: int | None, *platforms: str, state: str | None = None
-) -> str:
+def add(conn: Database, at_ms: int | None, *platforms: str, state: str | None = None) -> str:
     post_id = f"{next(_counter):08x}-0000-4000-8000-000000000000"
     with transaction(conn):
         insert_post(
@@ -67,9 +66,7 @@ def add(
     return post_id
 
 
-def beat(
-    conn: sqlite3.Connection, owner: str, beat_ms: int, host: str = "box", pid: int = 42
-) -> None:
+def beat(conn: Database, owner: str, beat_ms: int, host: str = "box", pid: int = 42) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT INTO heartbeats (owner, host, pid, started_at_ms, beat_at_ms, version) "
@@ -179,7 +176,7 @@ def test_dst_spring_week_ends_monday_midnight_local() -> None:
 # --- compute -------------------------------------------------------------------------------
 
 
-def test_compute_on_a_real_queue(conn: sqlite3.Connection) -> None:
+def test_compute_on_a_real_queue(conn: Database) -> None:
     overdue = add(conn, T0 - DAY, "nostr", "mastodon")
     next_hour = add(conn, T0 + 30 * MINUTE, "nostr")
     today = add(conn, T0 + 5 * HOUR, "mastodon")
@@ -240,7 +237,7 @@ def test_compute_on_a_real_queue(conn: sqlite3.Connection) -> None:
     assert s.overdue_without_daemon is True
 
 
-def test_compute_upcoming_with_few_posts_excludes_overdue(conn: sqlite3.Connection) -> None:
+def test_compute_upcoming_with_few_posts_excludes_overdue(conn: Database) -> None:
     add(conn, T0 - 10 * MINUTE, "nostr")
     soon = add(conn, T0 + 10 * MINUTE, "nostr")
     first = add(conn, T0, "nostr")  # due exactly now: not overdue yet
@@ -250,14 +247,14 @@ def test_compute_upcoming_with_few_posts_excludes_overdue(conn: sqlite3.Connecti
     assert s.by_time_bucket["next_hour"] == 2
 
 
-def test_compute_this_week_on_a_saturday(conn: sqlite3.Connection) -> None:
+def test_compute_this_week_on_a_saturday(conn: Database) -> None:
     add(conn, T0, "nostr")  # Sunday 11:04 CET
     s = compute(conn, NOW - timedelta(days=1), BERLIN)
     assert s.by_time_bucket["this_week"] == 1
     assert s.per_day[:2] == [("2026-11-21", 0), ("2026-11-22", 1)]
 
 
-def test_compute_empty_queue(conn: sqlite3.Connection) -> None:
+def test_compute_empty_queue(conn: Database) -> None:
     s = compute(conn, NOW, BERLIN)
     assert s.total == 0
     assert s.by_time_bucket == dict.fromkeys(BUCKETS, 0)
@@ -270,18 +267,18 @@ def test_compute_empty_queue(conn: sqlite3.Connection) -> None:
 # --- daemon health ---------------------------------------------------------------------------
 
 
-def test_no_heartbeat_means_no_daemon(conn: sqlite3.Connection) -> None:
+def test_no_heartbeat_means_no_daemon(conn: Database) -> None:
     assert daemon_health(conn, T0) == Daemon(running=False, host=None, pid=None)
 
 
-def test_fresh_heartbeat_means_running(conn: sqlite3.Connection) -> None:
+def test_fresh_heartbeat_means_running(conn: Database) -> None:
     beat(conn, "box:42", T0 - HEARTBEAT_STALE_MS + 1)
     assert daemon_health(conn, T0) == Daemon(
         running=True, host="box", pid=42, last_heartbeat_ms=T0 - HEARTBEAT_STALE_MS + 1
     )
 
 
-def test_stale_heartbeat_means_not_running(conn: sqlite3.Connection) -> None:
+def test_stale_heartbeat_means_not_running(conn: Database) -> None:
     assert HEARTBEAT_STALE_MS == 30_000
     beat(conn, "box:42", T0 - 30_000)
     health = daemon_health(conn, T0)
@@ -289,7 +286,7 @@ def test_stale_heartbeat_means_not_running(conn: sqlite3.Connection) -> None:
     assert (health.host, health.pid, health.last_heartbeat_ms) == ("box", 42, T0 - 30_000)
 
 
-def test_latest_heartbeat_wins(conn: sqlite3.Connection) -> None:
+def test_latest_heartbeat_wins(conn: Database) -> None:
     beat(conn, "old:1", T0 - HOUR, host="old", pid=1)
     beat(conn, "new:2", T0 - 1_000, host="new", pid=2)
     beat(conn, "mid:3", T0 - 10 * MINUTE, host="mid", pid=3)
@@ -297,7 +294,7 @@ def test_latest_heartbeat_wins(conn: sqlite3.Connection) -> None:
     assert (health.running, health.host, health.pid) == (True, "new", 2)
 
 
-def test_compute_reports_daemon_and_overdue_warning(conn: sqlite3.Connection) -> None:
+def test_compute_reports_daemon_and_overdue_warning(conn: Database) -> None:
     add(conn, T0 - HOUR, "nostr")
     beat(conn, "box:42", T0 - 5_000)
     s = compute(conn, NOW, BERLIN)

@@ -22,6 +22,7 @@ from plurcast.models import (
     to_ms,
 )
 from plurcast.store import connection, migrations
+from plurcast.store.base import Database
 from plurcast.store.connection import connect, transaction
 from plurcast.store.migrations import SCHEMA_VERSION
 from plurcast.store.posts import (
@@ -36,6 +37,10 @@ from plurcast.store.posts import (
     set_schedule,
 )
 from tests.helpers import NOW
+from tests.peers.postgres import Backend, open_test_db, run_sql
+
+# What a violated constraint raises: sqlite3's own error, or the PostgreSQL backend's.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, RuntimeFailure)
 
 T0 = to_ms(NOW)
 HOUR = 3_600_000
@@ -53,8 +58,9 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def conn(db_path: Path) -> Iterator[sqlite3.Connection]:
-    c = connect(db_path)
+def conn(db_path: Path, backend: Backend) -> Iterator[Database]:
+    """The store on each backend in turn (the tests that take it form the contract suite)."""
+    c = open_test_db(db_path)
     yield c
     c.close()
 
@@ -78,20 +84,20 @@ def new_post(
     )
 
 
-def add(conn: sqlite3.Connection, *posts: NewPost) -> None:
+def add(conn: Database, *posts: NewPost) -> None:
     with transaction(conn):
         for post in posts:
             insert_post(conn, post)
 
 
-def set_state(conn: sqlite3.Connection, post_id: str, platform: str, state: str) -> None:
+def set_state(conn: Database, post_id: str, platform: str, state: str) -> None:
     conn.execute(
         "UPDATE deliveries SET state = ? WHERE post_id = ? AND platform = ?",
         (state, post_id, platform),
     )
 
 
-def count(conn: sqlite3.Connection, table: str) -> int:
+def count(conn: Database, table: str) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
@@ -134,7 +140,8 @@ def test_connect_keeps_an_existing_file(db_path: Path) -> None:
     assert mode(db_path) == 0o640
 
 
-def test_pragmas(conn: sqlite3.Connection) -> None:
+@pytest.mark.sqlite_only
+def test_pragmas(conn: Database) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -157,7 +164,7 @@ def test_reopening_does_not_migrate_again(db_path: Path, monkeypatch: pytest.Mon
     add(c, new_post(ID_A, T0))
     c.close()
 
-    def must_not_run(conn: sqlite3.Connection) -> int:
+    def must_not_run(conn: Database) -> int:
         raise AssertionError("migrate() called on a current database")
 
     monkeypatch.setattr(connection, "migrate", must_not_run)
@@ -169,13 +176,15 @@ def test_reopening_does_not_migrate_again(db_path: Path, monkeypatch: pytest.Mon
         c.close()
 
 
-def test_migrate_on_a_current_database_applies_nothing(conn: sqlite3.Connection) -> None:
+@pytest.mark.sqlite_only
+def test_migrate_on_a_current_database_applies_nothing(conn: Database) -> None:
     assert migrations.migrate(conn) == 0
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert not conn.in_transaction
 
 
-def test_final_schema(conn: sqlite3.Connection) -> None:
+@pytest.mark.sqlite_only
+def test_final_schema(conn: Database) -> None:
     db = sqlite_utils.Database(conn)
     assert {"posts", "deliveries", "attempts", "heartbeats"} <= set(db.table_names())
     columns = {
@@ -267,11 +276,11 @@ def test_final_schema(conn: sqlite3.Connection) -> None:
     assert ("deliveries", "parent_id", "deliveries", "id") in fks
 
 
-def test_check_constraint_rejects_bad_state_and_platform(conn: sqlite3.Connection) -> None:
+def test_check_constraint_rejects_bad_state_and_platform(conn: Database) -> None:
     add(conn, new_post(ID_A, T0))
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)check"):
         conn.execute("UPDATE deliveries SET state = 'lost' WHERE post_id = ?", (ID_A,))
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)check"):
         conn.execute(
             "INSERT INTO deliveries (post_id, platform, updated_at_ms) VALUES (?, 'myspace', 0)",
             (ID_A,),
@@ -280,23 +289,23 @@ def test_check_constraint_rejects_bad_state_and_platform(conn: sqlite3.Connectio
         conn.execute("UPDATE deliveries SET state = ? WHERE post_id = ?", (state.value, ID_A))
 
 
-def test_unique_constraints_hold(conn: sqlite3.Connection) -> None:
+def test_unique_constraints_hold(conn: Database) -> None:
     add(conn, new_post(ID_A, T0, ("nostr", "default"), ("nostr", "test")))
     add(conn, new_post(ID_B, T0), new_post(ID_C, T0))  # NULL schedule ids never clash
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)unique"):
         conn.execute(
             "INSERT INTO deliveries (post_id, platform, account, updated_at_ms) "
             "VALUES (?, 'nostr', 'test', 0)",
             (ID_A,),
         )
     conn.execute("UPDATE posts SET schedule_id = 's1', occurrence_at_ms = 5 WHERE id = ?", (ID_A,))
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)unique"):
         conn.execute(
             "UPDATE posts SET schedule_id = 's1', occurrence_at_ms = 5 WHERE id = ?", (ID_B,)
         )
 
 
-def test_delete_cascades_to_deliveries_and_attempts(conn: sqlite3.Connection) -> None:
+def test_delete_cascades_to_deliveries_and_attempts(conn: Database) -> None:
     add(conn, new_post(ID_A, T0, ("nostr", "default"), ("mastodon", "default")))
     add(conn, new_post(ID_B, T0))
     for (delivery_id,) in conn.execute(
@@ -431,7 +440,7 @@ def test_locked_database_is_a_runtime_failure(db_path: Path) -> None:
         waiter.close()
 
 
-def test_transaction_rolls_back_on_exception(conn: sqlite3.Connection) -> None:
+def test_transaction_rolls_back_on_exception(conn: Database) -> None:
     with pytest.raises(ValueError, match="oops"), transaction(conn):
         insert_post(conn, new_post(ID_A, T0))
         assert count(conn, "posts") == 1
@@ -441,24 +450,21 @@ def test_transaction_rolls_back_on_exception(conn: sqlite3.Connection) -> None:
     assert count(conn, "deliveries") == 0
 
 
-def test_transaction_commits(conn: sqlite3.Connection, db_path: Path) -> None:
+def test_transaction_commits(conn: Database, db_path: Path) -> None:
     with transaction(conn):
         insert_post(conn, new_post(ID_A, T0))
         inside = conn.in_transaction
+        assert run_sql(db_path, "SELECT count(*) FROM posts") == [(0,)]  # not yet for others
     assert inside is True
     assert not conn.in_transaction
-    other = sqlite3.connect(db_path)
-    try:
-        assert count(other, "posts") == 1
-    finally:
-        other.close()
+    assert run_sql(db_path, "SELECT count(*) FROM posts") == [(1,)]
 
 
 # --- posts: insert and read back ----------------------------------------------------------------
 
 
 @pytest.fixture
-def queue(conn: sqlite3.Connection) -> sqlite3.Connection:
+def queue(conn: Database) -> Database:
     """A: +2h nostr(test)+mastodon · B: +1h bluesky · C: draft · D: +3h mastodon, already sent ·
     A2: +1h (same time as B, created later)."""
     add(
@@ -480,7 +486,7 @@ def queue(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
-def test_round_trip_fields(queue: sqlite3.Connection) -> None:
+def test_round_trip_fields(queue: Database) -> None:
     [a] = get_posts(queue, [ID_A])
     assert a.id == ID_A
     assert a.content == "A\nsecond line"
@@ -504,7 +510,7 @@ def test_round_trip_fields(queue: sqlite3.Connection) -> None:
     assert c.account == "default"
 
 
-def test_select_posts_by_time_drafts_last(queue: sqlite3.Connection) -> None:
+def test_select_posts_by_time_drafts_last(queue: Database) -> None:
     everything = select_posts(queue, waiting_only=False)
     assert [p.id for p in everything] == [ID_B, ID_A2, ID_A, ID_D, ID_C]
     assert [p.status for p in everything] == [
@@ -517,7 +523,7 @@ def test_select_posts_by_time_drafts_last(queue: sqlite3.Connection) -> None:
     assert [len(p.deliveries) for p in everything] == [1, 1, 2, 1, 1]
 
 
-def test_select_posts_filters(queue: sqlite3.Connection) -> None:
+def test_select_posts_filters(queue: Database) -> None:
     assert [p.id for p in select_posts(queue, waiting_only=True)] == [ID_B, ID_A2, ID_A]
     nostr = select_posts(queue, waiting_only=False, platform="nostr")
     assert [p.id for p in nostr] == [ID_A2, ID_A, ID_C]
@@ -530,13 +536,13 @@ def test_select_posts_filters(queue: sqlite3.Connection) -> None:
     assert [p.id for p in dead] == [ID_A]
 
 
-def test_get_posts_in_time_order(queue: sqlite3.Connection) -> None:
+def test_get_posts_in_time_order(queue: Database) -> None:
     assert [p.id for p in get_posts(queue, [ID_C, ID_A, ID_B])] == [ID_B, ID_A, ID_C]
     assert get_posts(queue, []) == []
     assert get_posts(queue, ["ffffffff-0000-4000-8000-000000000000"]) == []
 
 
-def test_find_post_ids(queue: sqlite3.Connection) -> None:
+def test_find_post_ids(queue: Database) -> None:
     assert find_post_ids(queue, "aaaaaaaa") == [ID_A, ID_A2]
     assert find_post_ids(queue, "aaaaaaaa", limit=1) == [ID_A]
     assert find_post_ids(queue, "aaaaaaaa-2") == [ID_A2]
@@ -546,7 +552,7 @@ def test_find_post_ids(queue: sqlite3.Connection) -> None:
     assert find_post_ids(queue, "AAAAAAAA") == []
 
 
-def test_latest_waiting_time(conn: sqlite3.Connection) -> None:
+def test_latest_waiting_time(conn: Database) -> None:
     assert latest_waiting_time_ms(conn) is None
     add(conn, new_post(ID_C, None))
     assert latest_waiting_time_ms(conn) is None
@@ -561,7 +567,7 @@ def test_latest_waiting_time(conn: sqlite3.Connection) -> None:
 
 
 def test_cancel_unsent_keeps_the_lease_and_spares_what_may_be_out(
-    queue: sqlite3.Connection,
+    queue: Database,
 ) -> None:
     """A claimed but unprepared delivery is cancelled with its lease kept (the engine's prepare
     check finds it); one with a stored payload may already be published and is left alone."""
@@ -597,7 +603,7 @@ def test_cancel_unsent_keeps_the_lease_and_spares_what_may_be_out(
     assert [(d.state.value, d.has_payload) for d in a2.deliveries] == [("retry", True)]
 
 
-def test_set_schedule_moves_only_waiting_deliveries(queue: sqlite3.Connection) -> None:
+def test_set_schedule_moves_only_waiting_deliveries(queue: Database) -> None:
     set_state(queue, ID_A, "nostr", "sent")
     new_time = T0 + 10 * HOUR
     with transaction(queue):
@@ -612,7 +618,7 @@ def test_set_schedule_moves_only_waiting_deliveries(queue: sqlite3.Connection) -
     assert b.scheduled_at_ms == T0 + HOUR
 
 
-def test_delete_posts(queue: sqlite3.Connection) -> None:
+def test_delete_posts(queue: Database) -> None:
     with transaction(queue):
         assert delete_posts(queue, [ID_A, ID_C, "ffffffff-0000-4000-8000-000000000000"]) == 2
     assert [p.id for p in select_posts(queue, waiting_only=False)] == [ID_B, ID_A2, ID_D]

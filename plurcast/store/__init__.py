@@ -1,5 +1,42 @@
-"""Storage: the one connection factory, the migrations and every SQL statement."""
+"""Storage: the connection factories, the migrations and every SQL statement.
 
+`open_database` is the one way in: a SQLite file (the default) or, when the url names
+PostgreSQL, a shared server. Everything above this package sees only the `Database`
+seam of `plurcast.store.base`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plurcast.store.base import Database
 from plurcast.store.connection import connect
 
-__all__ = ["connect"]
+__all__ = ["Database", "connect", "connect_url", "is_postgresql_url"]
+
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgresql_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in POSTGRESQL_SCHEMES
+
+
+def connect_url(
+    url: str, *, busy_timeout: float = 5.0, application_name: str = "plurcast"
+) -> Database:
+    """`postgresql://…` (psycopg is imported only here), else a SQLite path or `sqlite:///path`."""
+    if is_postgresql_url(url):
+        try:
+            from plurcast.store import postgres
+        except ImportError as exc:
+            if exc.name not in ("psycopg", "psycopg_binary"):
+                raise
+            from plurcast.errors import ConfigError
+
+            raise ConfigError(
+                "[database] url names PostgreSQL, but psycopg is not installed",
+                "pip install 'plurcast[postgres]'",
+            ) from None
+        return postgres.connect(url, application_name=application_name)
+    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
+    return connect(Path(path), busy_timeout=busy_timeout)

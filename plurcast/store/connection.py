@@ -1,18 +1,89 @@
-"""The one way to open the database: WAL, busy timeout, foreign keys, migrated, 0600."""
+"""The one way to open a SQLite database: WAL, busy timeout, foreign keys, migrated, 0600.
+
+`SqliteDatabase` is the SQLite side of the store seam (`plurcast.store.base.Database`):
+a `sqlite3.Connection` with the seam's few extra methods, so the store's statements run
+on it at C speed, untranslated.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from plurcast.errors import ConfigError, RuntimeFailure
+from plurcast.store.base import SQLITE, Database, Watcher
 from plurcast.store.migrations import SCHEMA_VERSION, migrate
 
 
-def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> sqlite3.Connection:
+class SqliteDatabase(sqlite3.Connection):
+    """A SQLite connection that is also a `Database`: the host's clock is the database's
+    (every process is on this host), BEGIN IMMEDIATE serialises writers, and the daemon
+    notices other processes' commits by `PRAGMA data_version`."""
+
+    dialect = SQLITE
+    path: Path | None = None
+
+    @contextlib.contextmanager
+    def transaction(self, *, immediate: bool = True) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any exception.
+
+        IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
+        instead of failing half-way with SQLITE_BUSY on lock upgrade.
+        """
+        try:
+            self.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except sqlite3.Error as exc:
+            raise database_error(exc) from None
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        try:
+            self.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.execute("ROLLBACK")
+            raise database_error(exc) from None
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def notify_work(self) -> None:
+        """Nothing to send: every commit changes the other connections' data_version."""
+
+    def lock(self, name: str) -> None:
+        """Nothing to take: BEGIN IMMEDIATE already holds the one write lock."""
+
+    def watcher(self, on_change: Any = None) -> Watcher:
+        return DataVersionWatcher(self)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+class DataVersionWatcher:
+    """`PRAGMA data_version` changes whenever another connection commits (ours leave it
+    alone); the daemon compares it to a mark every quarter second."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def mark(self) -> object:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self, token: object) -> bool:
+        return self.mark() != token
+
+    def close(self) -> None:
+        """The daemon's own connection stays open; nothing of the watcher's to close."""
+
+
+def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> SqliteDatabase:
     """Open the database at `path` and bring its schema up to date.
 
     With `create` it is made (0600, in 0700 directories) when it does not exist yet;
@@ -27,7 +98,10 @@ def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> sq
         _create_private(path)
     target: Path | str = path if create or path.exists() else ":memory:"
     try:
-        conn = sqlite3.connect(target, timeout=busy_timeout, isolation_level=None)
+        conn = sqlite3.connect(
+            target, timeout=busy_timeout, isolation_level=None, factory=SqliteDatabase
+        )
+        conn.path = path
     except sqlite3.Error as exc:
         raise RuntimeFailure(
             f"cannot open the database {path}: {exc}",
@@ -62,8 +136,11 @@ def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> sq
     return conn
 
 
-def on_disk(conn: sqlite3.Connection) -> bool:
-    """False for the empty stand-in of a database that does not exist yet."""
+def on_disk(conn: Database) -> bool:
+    """False for the empty stand-in of a SQLite database that does not exist yet (a
+    PostgreSQL database always exists: the operator made it)."""
+    if conn.dialect != SQLITE:
+        return True
     return bool(conn.execute("PRAGMA database_list").fetchone()[2])
 
 
@@ -105,27 +182,11 @@ def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailu
     return RuntimeFailure(f"database error{where}: {text}")
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[None]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception.
-
-    IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
-    instead of failing half-way with SQLITE_BUSY on lock upgrade.
-    """
-    try:
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    except sqlite3.Error as exc:
-        raise database_error(exc) from None
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
-        raise database_error(exc) from None
+def transaction(
+    conn: Database, *, immediate: bool = True
+) -> contextlib.AbstractContextManager[None]:
+    """The database's own transaction: BEGIN (IMMEDIATE on SQLite) … COMMIT, or ROLLBACK."""
+    return conn.transaction(immediate=immediate)
 
 
 def _create_private(path: Path) -> None:

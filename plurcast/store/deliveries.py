@@ -8,11 +8,11 @@ outcome), because those boundaries are what the guarantees rest on.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from plurcast import models
+from plurcast.store.base import Database, by_dialect
 
 
 def _sql_set(states: Sequence[models.DeliveryState]) -> str:
@@ -85,7 +85,7 @@ def _claimed(row: Any) -> Claimed:
 
 
 def due_candidates(
-    conn: sqlite3.Connection,
+    conn: Database,
     now_ms: int,
     platforms: Sequence[str],
     limit: int,
@@ -99,8 +99,14 @@ def due_candidates(
     much is due — a backlog of 100,000 on a platform whose slots are full is not read.
     (A single query with OR across states makes SQLite sort every due row on every
     claim, O(n²) over a burst of n.)
+
+    On PostgreSQL each query locks what it returns, FOR UPDATE SKIP LOCKED, until the
+    claim's transaction ends: a daemon on another host claiming at the same instant skips
+    these rows instead of reading them too (READ COMMITTED alone lets both take them).
+    On SQLite, BEGIN IMMEDIATE already keeps every other writer out.
     """
     head = f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
+    lock = _row_lock(conn)
     rows: list[Any] = []
     for platform in platforms:
         n = limit if room is None else min(limit, room.get(platform, limit))
@@ -109,12 +115,12 @@ def due_candidates(
         for state in models.WAITING:
             rows += conn.execute(
                 f"{head} WHERE d.state = ? AND d.platform = ? AND {_PARENT_SENT} "
-                "AND d.due_at_ms <= ? ORDER BY d.due_at_ms, d.id LIMIT ?",
+                f"AND d.due_at_ms <= ? ORDER BY d.due_at_ms, d.id LIMIT ?{lock}",
                 (state.value, platform, now_ms, n),
             ).fetchall()
         rows += conn.execute(
             f"{head} WHERE d.state = 'sending' AND d.platform = ? AND d.lease_expires_at_ms <= ? "
-            "ORDER BY d.due_at_ms, d.id LIMIT ?",
+            f"ORDER BY d.due_at_ms, d.id LIMIT ?{lock}",
             (platform, now_ms, n),
         ).fetchall()
     rows.sort(key=lambda r: (r[8], r[0]))
@@ -122,21 +128,21 @@ def due_candidates(
 
 
 def post_candidates(
-    conn: sqlite3.Connection, post_id: str, platforms: Sequence[str]
+    conn: Database, post_id: str, platforms: Sequence[str]
 ) -> list[tuple[Claimed, str]]:
     """A post's deliveries that `now` may take: waiting ones, whatever their time."""
     marks = ",".join("?" * len(platforms))
     rows = conn.execute(
         f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
         f"WHERE d.post_id = ? AND d.platform IN ({marks}) AND d.state IN {WAITING} "
-        f"AND {_PARENT_SENT} ORDER BY d.id",
+        f"AND {_PARENT_SENT} ORDER BY d.id{_row_lock(conn)}",
         [post_id, *platforms],
     )
     return [(_claimed(r), r[9]) for r in rows]
 
 
 def child_candidates(
-    conn: sqlite3.Connection, parent_id: int, post_ids: Sequence[str], due_by_ms: int | None
+    conn: Database, parent_id: int, post_ids: Sequence[str], due_by_ms: int | None
 ) -> list[tuple[Claimed, str]]:
     """The waiting deliveries of these posts that answer `parent_id` and may go now: due by
     `due_by_ms` (None: whatever their time). Publishing a thread in the foreground follows
@@ -149,23 +155,35 @@ def child_candidates(
     rows = conn.execute(
         f"SELECT {_CLAIM_COLUMNS} {_CLAIM_FROM} "
         f"WHERE d.parent_id = ? AND d.post_id IN ({marks}) AND d.state IN {WAITING} "
-        f"AND {_PARENT_SENT} {due}ORDER BY d.id",
+        f"AND {_PARENT_SENT} {due}ORDER BY d.id{_row_lock(conn)}",
         params,
     )
     return [(_claimed(r), r[9]) for r in rows]
 
 
+def _row_lock(conn: Database) -> str:
+    """The locking clause of a claim's candidate query (PostgreSQL; see due_candidates)."""
+    return by_dialect(conn, sqlite="", postgresql=" FOR UPDATE OF d SKIP LOCKED")
+
+
 def take_lease(
-    conn: sqlite3.Connection, delivery_id: int, owner: str, now_ms: int, lease_until_ms: int
-) -> None:
-    conn.execute(
-        "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_expires_at_ms = ?, "
-        "updated_at_ms = ? WHERE id = ?",
-        (owner, lease_until_ms, now_ms, delivery_id),
+    conn: Database, delivery_id: int, owner: str, now_ms: int, lease_until_ms: int
+) -> bool:
+    """Lease a delivery to `owner`, if it is still free to take: waiting, or held by a lease
+    that ran out. False when someone else holds it (the candidate query's lock makes that
+    impossible; this condition is the second line of defence)."""
+    return (
+        conn.execute(
+            "UPDATE deliveries SET state = 'sending', lease_owner = ?, lease_expires_at_ms = ?, "
+            "updated_at_ms = ? WHERE id = ? AND (state IN ('pending', 'retry') "
+            "OR (state = 'sending' AND lease_expires_at_ms <= ?))",
+            (owner, lease_until_ms, now_ms, delivery_id, now_ms),
+        ).rowcount
+        == 1
     )
 
 
-def extend_lease(conn: sqlite3.Connection, delivery_id: int, owner: str, until_ms: int) -> bool:
+def extend_lease(conn: Database, delivery_id: int, owner: str, until_ms: int) -> bool:
     """Keep holding a delivery still being prepared; False once it was cancelled or taken."""
     cur = conn.execute(
         "UPDATE deliveries SET lease_expires_at_ms = ? "
@@ -175,7 +193,7 @@ def extend_lease(conn: sqlite3.Connection, delivery_id: int, owner: str, until_m
     return cur.rowcount == 1
 
 
-def defer(conn: sqlite3.Connection, delivery_id: int, until_ms: int, now_ms: int) -> None:
+def defer(conn: Database, delivery_id: int, until_ms: int, now_ms: int) -> None:
     """Push a delivery back to a later time (rate window full); never drops it."""
     conn.execute(
         "UPDATE deliveries SET due_at_ms = ?, updated_at_ms = ?, lease_owner = NULL, "
@@ -185,7 +203,7 @@ def defer(conn: sqlite3.Connection, delivery_id: int, until_ms: int, now_ms: int
     )
 
 
-def expire(conn: sqlite3.Connection, delivery_id: int, reason: str, now_ms: int) -> None:
+def expire(conn: Database, delivery_id: int, reason: str, now_ms: int) -> None:
     """Give up a one-shot delivery that is staler than the configured grace."""
     conn.execute(
         "UPDATE deliveries SET state = 'dead', error_kind = 'expired', last_error = ?, "
@@ -195,7 +213,7 @@ def expire(conn: sqlite3.Connection, delivery_id: int, reason: str, now_ms: int)
 
 
 def store_payload(
-    conn: sqlite3.Connection, delivery_id: int, owner: str, payload: str, now_ms: int
+    conn: Database, delivery_id: int, owner: str, payload: str, now_ms: int
 ) -> str | None:
     """Keep the first payload ever prepared and return it — or None when this process
     no longer holds the delivery (cancelled, or its lease was taken over): then it must
@@ -209,7 +227,7 @@ def store_payload(
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Database,
     delivery_id: int,
     owner: str,
     *,
@@ -257,19 +275,22 @@ def record(
     return cur.rowcount == 1
 
 
-def unblock_children(conn: sqlite3.Connection, parent_id: int, now_ms: int) -> int:
+def unblock_children(conn: Database, parent_id: int, now_ms: int) -> int:
     """Let the deliveries answering `parent_id` be claimed, now that it is sent with its
     remote id; in the transaction that records it so (G6)."""
-    return conn.execute(
+    unblocked = conn.execute(
         "UPDATE deliveries SET blocked = 0, updated_at_ms = ? "
         "WHERE parent_id = ? AND blocked = 1 AND EXISTS (SELECT 1 FROM deliveries x "
         "WHERE x.id = ? AND x.state = 'sent' AND x.remote_id IS NOT NULL)",
         (now_ms, parent_id, parent_id),
     ).rowcount
+    if unblocked:
+        conn.notify_work()
+    return unblocked
 
 
 def log_attempt(
-    conn: sqlite3.Connection,
+    conn: Database,
     delivery_id: int,
     *,
     started_ms: int,
@@ -300,7 +321,7 @@ def log_attempt(
     )
 
 
-def rate_limited_in_a_row(conn: sqlite3.Connection, delivery_id: int) -> int:
+def rate_limited_in_a_row(conn: Database, delivery_id: int) -> int:
     """The delivery's latest attempts that were rate-limit waits, counted back to the last
     attempt that was something else (a give-up ends the run, so a retried one starts anew)."""
     row = conn.execute(
@@ -312,18 +333,21 @@ def rate_limited_in_a_row(conn: sqlite3.Connection, delivery_id: int) -> int:
     return int(row[0])
 
 
-def release(conn: sqlite3.Connection, owner: str, now_ms: int) -> int:
+def release(conn: Database, owner: str, now_ms: int) -> int:
     """Give back every lease `owner` holds; the payload stays, so a re-send is the same post."""
-    return conn.execute(
+    released = conn.execute(
         "UPDATE deliveries SET state = CASE WHEN attempts > 0 THEN 'retry' ELSE 'pending' END, "
         "lease_owner = NULL, lease_expires_at_ms = NULL, "
-        "due_at_ms = min(coalesce(due_at_ms, ?), ?), updated_at_ms = ? "
-        "WHERE lease_owner = ? AND state = 'sending'",
+        "due_at_ms = CASE WHEN due_at_ms IS NULL OR due_at_ms > ? THEN ? ELSE due_at_ms END, "
+        "updated_at_ms = ? WHERE lease_owner = ? AND state = 'sending'",
         (now_ms, now_ms, now_ms, owner),
     ).rowcount
+    if released:
+        conn.notify_work()
+    return released
 
 
-def queue_summary(conn: sqlite3.Connection) -> tuple[int, int | None, int]:
+def queue_summary(conn: Database) -> tuple[int, int | None, int]:
     """(waiting deliveries, the earliest due time among them, dead deliveries)."""
     row = conn.execute(
         f"SELECT (SELECT count(*) FROM deliveries WHERE state IN {WAITING} "
@@ -334,7 +358,7 @@ def queue_summary(conn: sqlite3.Connection) -> tuple[int, int | None, int]:
     return int(row[0]), row[1], int(row[2])
 
 
-def lease_owners(conn: sqlite3.Connection) -> list[str]:
+def lease_owners(conn: Database) -> list[str]:
     rows = conn.execute(
         "SELECT DISTINCT lease_owner FROM deliveries "
         "WHERE state = 'sending' AND lease_owner IS NOT NULL"
@@ -342,56 +366,77 @@ def lease_owners(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def expire_leases(conn: sqlite3.Connection, owners: Sequence[str], now_ms: int) -> int:
+def silent_lease_owners(conn: Database, beat_before_ms: int) -> list[str]:
+    """Daemons, on any host, that hold leases but have not beaten since `beat_before_ms`:
+    killed, or cut off from the database. (A foreground plur-post beats no heartbeat; its
+    leases run out at their expiry.)"""
+    rows = conn.execute(
+        "SELECT DISTINCT d.lease_owner FROM deliveries d JOIN heartbeats h "
+        "ON h.owner = d.lease_owner WHERE d.state = 'sending' AND h.beat_at_ms < ?",
+        (beat_before_ms,),
+    )
+    return [r[0] for r in rows]
+
+
+def expire_leases(conn: Database, owners: Sequence[str], now_ms: int) -> int:
     """Let the leases of dead processes be claimed at once instead of at their expiry; the
     number of leases that had not run out yet (those recovered by this call)."""
     marks = ",".join("?" * len(owners))
-    return conn.execute(
+    expired = conn.execute(
         f"UPDATE deliveries SET lease_expires_at_ms = ?, updated_at_ms = ? "
         f"WHERE state = 'sending' AND lease_owner IN ({marks}) AND lease_expires_at_ms > ?",
         [now_ms, now_ms, *owners, now_ms],
     ).rowcount
+    if expired:
+        conn.notify_work()
+    return expired
 
 
-def next_wake_ms(conn: sqlite3.Connection, platforms: Sequence[str]) -> int | None:
+def next_wake_ms(conn: Database, platforms: Sequence[str]) -> int | None:
     """The earliest time something of these platforms may become claimable: a due time
     or a lease expiry. One index probe per platform and state; a blocked delivery (its
     parent is not sent) has no time to wake for."""
     arms: list[str] = []
     args: list[str] = []
     for platform in platforms:
+        n = len(arms)
         arms += [
-            "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'pending' "
-            "AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
-            "ORDER BY due_at_ms LIMIT 1)",
-            "SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'retry' "
-            "AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
-            "ORDER BY due_at_ms LIMIT 1)",
+            f"SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'pending' "
+            f"AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
+            f"ORDER BY due_at_ms LIMIT 1) AS a{n}",
+            f"SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'retry' "
+            f"AND platform = ? AND blocked = 0 AND due_at_ms IS NOT NULL "
+            f"ORDER BY due_at_ms LIMIT 1) AS a{n + 1}",
             "SELECT min(lease_expires_at_ms) FROM deliveries WHERE state = 'sending' "
             "AND platform = ?",
         ]
         args += [platform] * 3
     if not arms:
         return None
-    row = conn.execute(f"SELECT min(due_at_ms) FROM ({' UNION ALL '.join(arms)})", args).fetchone()
+    row = conn.execute(
+        f"SELECT min(due_at_ms) FROM ({' UNION ALL '.join(arms)}) AS wake", args
+    ).fetchone()
     return None if row[0] is None else int(row[0])
 
 
-def retry_dead(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int) -> int:
+def retry_dead(conn: Database, post_ids: Sequence[str], now_ms: int) -> int:
     """Queue the dead deliveries of these posts again, now, with a fresh retry budget."""
     marks = ",".join("?" * len(post_ids))
-    return conn.execute(
+    queued = conn.execute(
         f"UPDATE deliveries SET state = 'pending', attempts = 0, due_at_ms = ?, "
         f"last_error = NULL, error_kind = NULL, updated_at_ms = ? "
         f"WHERE state = 'dead' AND post_id IN ({marks})",
         [now_ms, now_ms, *post_ids],
     ).rowcount
+    if queued:
+        conn.notify_work()
+    return queued
 
 
 # --- rate limits ----------------------------------------------------------------------
 
 
-def slots_used(conn: sqlite3.Connection, platform: str, account: str) -> int:
+def slots_used(conn: Database, platform: str, account: str) -> int:
     """Slots held by (platform, account); exact once its old slots are pruned."""
     row = conn.execute(
         "SELECT used FROM rate_counts WHERE platform = ? AND account = ?", (platform, account)
@@ -400,7 +445,7 @@ def slots_used(conn: sqlite3.Connection, platform: str, account: str) -> int:
 
 
 def nth_slot_time(
-    conn: sqlite3.Connection, platform: str, account: str, since_ms: int, offset: int
+    conn: Database, platform: str, account: str, since_ms: int, offset: int
 ) -> int | None:
     row = conn.execute(
         "SELECT at_ms FROM rate_slots WHERE platform = ? AND account = ? AND at_ms > ? "
@@ -410,16 +455,14 @@ def nth_slot_time(
     return None if row is None else int(row[0])
 
 
-def reserve_slot(
-    conn: sqlite3.Connection, platform: str, account: str, at_ms: int, delivery_id: int
-) -> None:
+def reserve_slot(conn: Database, platform: str, account: str, at_ms: int, delivery_id: int) -> None:
     conn.execute(
         "INSERT INTO rate_slots (platform, account, at_ms, delivery_id) VALUES (?, ?, ?, ?)",
         (platform, account, at_ms, delivery_id),
     )
 
 
-def prune_slots(conn: sqlite3.Connection, platform: str, account: str, before_ms: int) -> None:
+def prune_slots(conn: Database, platform: str, account: str, before_ms: int) -> None:
     """Forget slots that left the window (through the index: only the aged rows are visited)."""
     conn.execute(
         "DELETE FROM rate_slots WHERE platform = ? AND account = ? AND at_ms <= ?",
@@ -427,20 +470,19 @@ def prune_slots(conn: sqlite3.Connection, platform: str, account: str, before_ms
     )
 
 
-def hold_until(conn: sqlite3.Connection, platform: str, account: str) -> int | None:
+def hold_until(conn: Database, platform: str, account: str) -> int | None:
     row = conn.execute(
         "SELECT until_ms FROM rate_holds WHERE platform = ? AND account = ?", (platform, account)
     ).fetchone()
     return None if row is None else int(row[0])
 
 
-def set_hold(
-    conn: sqlite3.Connection, platform: str, account: str, until_ms: int, reason: str
-) -> None:
+def set_hold(conn: Database, platform: str, account: str, until_ms: int, reason: str) -> None:
     conn.execute(
         "INSERT INTO rate_holds (platform, account, until_ms, reason) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (platform, account) DO UPDATE SET "
-        "until_ms = max(until_ms, excluded.until_ms), reason = excluded.reason",
+        "until_ms = CASE WHEN excluded.until_ms > rate_holds.until_ms "
+        "THEN excluded.until_ms ELSE rate_holds.until_ms END, reason = excluded.reason",
         (platform, account, until_ms, reason),
     )
 
@@ -449,7 +491,7 @@ def set_hold(
 
 
 def beat(
-    conn: sqlite3.Connection,
+    conn: Database,
     owner: str,
     host: str,
     pid: int,
@@ -465,14 +507,19 @@ def beat(
     )
 
 
-def forget_heartbeat(conn: sqlite3.Connection, owner: str) -> None:
+def forget_heartbeat(conn: Database, owner: str) -> None:
     conn.execute("DELETE FROM heartbeats WHERE owner = ?", (owner,))
 
 
-def latest_heartbeats(conn: sqlite3.Connection, limit: int) -> list[tuple[str, str, int, int]]:
+def latest_heartbeats(conn: Database, limit: int) -> list[tuple[str, str, int, int]]:
     """(owner, host, pid, beat_at_ms) of the daemons that beat last, the latest first."""
     rows = conn.execute(
         "SELECT owner, host, pid, beat_at_ms FROM heartbeats ORDER BY beat_at_ms DESC LIMIT ?",
         (limit,),
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def forget_heartbeats_before(conn: Database, before_ms: int) -> int:
+    """Drop the heartbeats of daemons silent since long ago (their leases were recovered)."""
+    return conn.execute("DELETE FROM heartbeats WHERE beat_at_ms < ?", (before_ms,)).rowcount

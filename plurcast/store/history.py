@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from plurcast.store.base import Database
 
 # A delivery is history once it was sent, gave up, or at least tried.
 _OUTCOME = "(d.state IN ('sent', 'dead') OR (d.attempts > 0 AND d.state <> 'cancelled'))"
@@ -12,7 +13,7 @@ _AT = "coalesce(d.sent_at_ms, d.updated_at_ms)"
 
 
 def posts(
-    conn: sqlite3.Connection,
+    conn: Database,
     *,
     platform: str | None,
     since_ms: int | None,
@@ -44,7 +45,7 @@ def posts(
 
 
 def outcomes(
-    conn: sqlite3.Connection, post_ids: Sequence[str], platform: str | None
+    conn: Database, post_ids: Sequence[str], platform: str | None
 ) -> list[tuple[Any, ...]]:
     """(post id, platform, account, state, remote id, url, error, at_ms) of these posts'
     deliveries that have an outcome, in platform order."""

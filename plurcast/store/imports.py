@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+
+from plurcast.store.base import Database
 
 _BATCH = 500  # values per IN (...): well inside every SQLite build's limit
 
 
-def existing(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
+def existing(conn: Database, keys: Sequence[str]) -> dict[str, str]:
     """key → post id, for keys already imported — or that are a post's own id (an exported
     post carries its id as its key, so importing an export back changes nothing)."""
     found: dict[str, str] = {}
@@ -26,14 +27,14 @@ def existing(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def remember(conn: sqlite3.Connection, key: str, post_id: str, now_ms: int) -> None:
+def remember(conn: Database, key: str, post_id: str, now_ms: int) -> None:
     conn.execute(
         "INSERT INTO import_keys (key, post_id, imported_at_ms) VALUES (?, ?, ?)",
         (key, post_id, now_ms),
     )
 
 
-def keys_of(conn: sqlite3.Connection, post_ids: Sequence[str]) -> dict[str, str]:
+def keys_of(conn: Database, post_ids: Sequence[str]) -> dict[str, str]:
     """post id → the key it was imported under (plur-export writes it back)."""
     found: dict[str, str] = {}
     for start in range(0, len(post_ids), _BATCH):

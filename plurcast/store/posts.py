@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -12,26 +11,42 @@ from plurcast.bulk import no_cycle_collection
 from plurcast.models import WAITING as models_waiting
 from plurcast.models import Attempt, Delivery, DeliveryState, Post, WaitingOn
 from plurcast.platforms import registry
+from plurcast.store.base import Database, by_dialect
 from plurcast.store.deliveries import UNSENT, WAITING
 
-# One row per post, its deliveries folded into a JSON array by SQLite: half the rows
+# One row per post, its deliveries folded into a JSON array by the database: half the rows
 # and a third of the Python objects of a JOIN (listing 10,000 posts: ~75 ms vs ~120 ms).
-_POST_ROW = """
-    SELECT p.id, p.content, p.created_at_ms, p.scheduled_at_ms, p.timezone, p.schedule_id,
-           p.occurrence_at_ms, p.metadata,
-           (SELECT json_group_array(json_array(
-                d.id, d.platform, d.account, d.state, d.due_at_ms, d.attempts, d.remote_id,
+_DELIVERY_FIELDS = """d.id, d.platform, d.account, d.state, d.due_at_ms, d.attempts, d.remote_id,
                 d.remote_url, d.sent_at_ms, d.last_error, d.error_kind,
                 d.payload IS NOT NULL OR d.attempts > 0, d.payload IS NOT NULL,
-                d.parent_id, d.blocked, d.content))
-            FROM deliveries d WHERE d.post_id = p.id) AS deliveries,
-           p.thread_id, p.thread_part,
+                d.parent_id, d.blocked, d.content"""
+_POST_COLUMNS = """p.id, p.content, p.created_at_ms, p.scheduled_at_ms, p.timezone, p.schedule_id,
+           p.occurrence_at_ms, p.metadata"""
+_THREAD_COLUMNS = """p.thread_id, p.thread_part,
            CASE WHEN p.thread_id IS NULL THEN NULL
                 ELSE (SELECT count(*) FROM posts t WHERE t.thread_id = p.thread_id) END,
            CASE WHEN p.thread_part > 1 THEN (SELECT t.id FROM posts t
-                WHERE t.thread_id = p.thread_id AND t.thread_part = p.thread_part - 1) END
+                WHERE t.thread_id = p.thread_id AND t.thread_part = p.thread_part - 1) END"""
+_POST_ROW_SQLITE = f"""
+    SELECT {_POST_COLUMNS},
+           (SELECT json_group_array(json_array({_DELIVERY_FIELDS}))
+            FROM deliveries d WHERE d.post_id = p.id) AS deliveries,
+           {_THREAD_COLUMNS}
     FROM posts p
 """
+_POST_ROW_POSTGRESQL = f"""
+    SELECT {_POST_COLUMNS},
+           (SELECT coalesce(json_agg(json_build_array({_DELIVERY_FIELDS})), '[]')::text
+            FROM deliveries d WHERE d.post_id = p.id) AS deliveries,
+           {_THREAD_COLUMNS}
+    FROM posts p
+"""
+
+
+def _post_row(conn: Database) -> str:
+    return by_dialect(conn, sqlite=_POST_ROW_SQLITE, postgresql=_POST_ROW_POSTGRESQL)
+
+
 # A thread's parts share their time: they are kept together, in order.
 _ORDER = (
     "ORDER BY p.scheduled_at_ms IS NULL, p.scheduled_at_ms, p.created_at_ms, "
@@ -60,12 +75,12 @@ class NewPost(NamedTuple):
     parents: Mapping[tuple[str, str], int] = MappingProxyType({})  # the delivery answered
 
 
-def insert_post(conn: sqlite3.Connection, post: NewPost) -> dict[tuple[str, str], int]:
+def insert_post(conn: Database, post: NewPost) -> dict[tuple[str, str], int]:
     """One post and its deliveries; the caller owns the transaction. The delivery ids.
 
     A delivery with a parent starts blocked unless that parent is already sent with its
-    remote id; the parent's own record step unblocks it later (G6). (On a server database
-    the parent's row must be locked here, so that its record step cannot miss this one.)
+    remote id; the parent's own record step unblocks it later (G6). (On PostgreSQL the
+    parent's row is locked here, so that its record step cannot miss this one.)
     """
     conn.execute(
         "INSERT INTO posts (id, content, created_at_ms, scheduled_at_ms, timezone, metadata, "
@@ -89,18 +104,28 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> dict[tuple[str, str]
     ids: dict[tuple[str, str], int] = {}
     for target in post.targets:
         parent = post.parents.get(target)
+        if parent is not None:
+            # PostgreSQL: wait for (and hold) the parent's row, so that its record step either
+            # committed before the check below sees it, or runs after and sees this child.
+            conn.execute(
+                "SELECT 1 FROM deliveries WHERE id = ?"
+                + by_dialect(conn, sqlite="", postgresql=" FOR UPDATE"),
+                (parent,),
+            )
         row = conn.execute(
             "INSERT INTO deliveries (post_id, platform, account, due_at_ms, updated_at_ms, "
             "content, parent_id, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, "
-            "CASE WHEN ? IS NULL THEN 0 WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.id = ? "
-            "AND x.state = 'sent' AND x.remote_id IS NOT NULL) THEN 0 ELSE 1 END) RETURNING id",
+            "CASE WHEN CAST(? AS BIGINT) IS NULL THEN 0 "
+            "WHEN EXISTS (SELECT 1 FROM deliveries x WHERE x.id = ? AND x.state = 'sent' "
+            "AND x.remote_id IS NOT NULL) THEN 0 ELSE 1 END) RETURNING id",
             (post.id, *target, due, post.created_at_ms, post.texts.get(target), *[parent] * 3),
         ).fetchone()
         ids[target] = int(row[0])
+    conn.notify_work()
     return ids
 
 
-def latest_waiting_time_ms(conn: sqlite3.Connection, excluding: str = "") -> int | None:
+def latest_waiting_time_ms(conn: Database, excluding: str = "") -> int | None:
     """The latest time at which scheduled work is still waiting (for random: placement),
     leaving out the post `excluding` (the one being moved)."""
     row = conn.execute(
@@ -112,7 +137,7 @@ def latest_waiting_time_ms(conn: sqlite3.Connection, excluding: str = "") -> int
 
 
 def held_times_ms(
-    conn: sqlite3.Connection,
+    conn: Database,
     targets: Sequence[tuple[str, str]],
     after_ms: int,
     moving: str | None = None,
@@ -138,7 +163,7 @@ def held_times_ms(
 
 
 def posts_at(
-    conn: sqlite3.Connection, times_ms: Sequence[int], targets: Sequence[tuple[str, str]]
+    conn: Database, times_ms: Sequence[int], targets: Sequence[tuple[str, str]]
 ) -> list[Post]:
     """Posts scheduled at one of these times that hold a slot of one of these targets."""
     if not times_ms or not targets:
@@ -146,7 +171,7 @@ def posts_at(
     marks = ",".join("?" * len(times_ms))
     arms = " OR ".join("(d.platform = ? AND d.account = ?)" for _ in targets)
     sql = (
-        f"{_POST_ROW} WHERE p.scheduled_at_ms IN ({marks}) AND EXISTS (SELECT 1 FROM "
+        f"{_post_row(conn)} WHERE p.scheduled_at_ms IN ({marks}) AND EXISTS (SELECT 1 FROM "
         f"deliveries d WHERE d.post_id = p.id AND d.state NOT IN ('cancelled', 'dead') "
         f"AND ({arms})) {_ORDER}"
     )
@@ -154,7 +179,7 @@ def posts_at(
     return _posts_from_rows(conn, conn.execute(sql, params))
 
 
-def thread_post_ids(conn: sqlite3.Connection, thread_id: str, from_part: int = 1) -> list[str]:
+def thread_post_ids(conn: Database, thread_id: str, from_part: int = 1) -> list[str]:
     """The posts of a thread from part `from_part` on, in order."""
     rows = conn.execute(
         "SELECT id FROM posts WHERE thread_id = ? AND thread_part >= ? ORDER BY thread_part",
@@ -163,22 +188,27 @@ def thread_post_ids(conn: sqlite3.Connection, thread_id: str, from_part: int = 1
     return [r[0] for r in rows]
 
 
-def thread_part_id(conn: sqlite3.Connection, thread_id: str, part: int) -> str | None:
+def thread_part_id(conn: Database, thread_id: str, part: int) -> str | None:
     row = conn.execute(
         "SELECT id FROM posts WHERE thread_id = ? AND thread_part = ?", (thread_id, part)
     ).fetchone()
     return None if row is None else str(row[0])
 
 
-def find_post_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
+def find_post_ids(conn: Database, prefix: str, limit: int = 2) -> list[str]:
     """Ids starting with `prefix` (lower-case hex and dashes only, checked by the caller)."""
     rows = conn.execute(
-        "SELECT id FROM posts WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+        by_dialect(
+            conn,
+            sqlite="SELECT id FROM posts WHERE id GLOB ? || '*' ORDER BY id LIMIT ?",
+            postgresql="SELECT id FROM posts WHERE id LIKE ? || '%' ORDER BY id LIMIT ?",
+        ),
+        (prefix, limit),
     )
     return [r[0] for r in rows]
 
 
-def _posts_from_rows(conn: sqlite3.Connection, rows: Iterable[Any]) -> list[Post]:
+def _posts_from_rows(conn: Database, rows: Iterable[Any]) -> list[Post]:
     """Posts from `_POST_ROW` rows, each blocked delivery told what it waits on."""
     with no_cycle_collection():
         posts = _build_posts(rows)
@@ -191,7 +221,7 @@ def _posts_from_rows(conn: sqlite3.Connection, rows: Iterable[Any]) -> list[Post
 
 
 def waiting_causes(
-    conn: sqlite3.Connection, blocked: Sequence[tuple[int, int | None]]
+    conn: Database, blocked: Sequence[tuple[int, int | None]]
 ) -> dict[int, WaitingOn]:
     """For each blocked delivery, the first delivery up its chain that is not sent (G6 lets
     nothing below an unsent delivery go out, so that one is what everything waits on).
@@ -287,7 +317,7 @@ def _build_posts(rows: Iterable[Any]) -> list[Post]:
 
 
 def select_posts(
-    conn: sqlite3.Connection,
+    conn: Database,
     *,
     waiting_only: bool,
     platform: str | None = None,
@@ -321,19 +351,19 @@ def select_posts(
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE platform = ?)")
         params.append(platform)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _posts_from_rows(conn, conn.execute(f"{_POST_ROW} {clause} {order}", params))
+    return _posts_from_rows(conn, conn.execute(f"{_post_row(conn)} {clause} {order}", params))
 
 
-def get_posts(conn: sqlite3.Connection, ids: Sequence[str]) -> list[Post]:
+def get_posts(conn: Database, ids: Sequence[str]) -> list[Post]:
     """The given posts with their deliveries, in time order."""
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
-    sql = f"{_POST_ROW} WHERE p.id IN ({marks}) {_ORDER}"
+    sql = f"{_post_row(conn)} WHERE p.id IN ({marks}) {_ORDER}"
     return _posts_from_rows(conn, conn.execute(sql, list(ids)))
 
 
-def load_history(conn: sqlite3.Connection, post: Post) -> None:
+def load_history(conn: Database, post: Post) -> None:
     """Attach each delivery's attempt log, oldest first."""
     by_id = {d.id: d for d in post.deliveries}
     rows = conn.execute(
@@ -346,7 +376,7 @@ def load_history(conn: sqlite3.Connection, post: Post) -> None:
         by_id[r[0]].history.append(Attempt(*r[1:]))
 
 
-def cancel_unsent(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int) -> int:
+def cancel_unsent(conn: Database, post_ids: Sequence[str], now_ms: int) -> int:
     """Cancel the deliveries of these posts that nothing can have sent: no payload stored.
 
     A delivery with a stored payload may already be out (its send timed out, or its
@@ -365,7 +395,7 @@ def cancel_unsent(conn: sqlite3.Connection, post_ids: Sequence[str], now_ms: int
     return cur.rowcount
 
 
-def set_schedule(conn: sqlite3.Connection, post_id: str, when_ms: int, now_ms: int) -> None:
+def set_schedule(conn: Database, post_id: str, when_ms: int, now_ms: int) -> None:
     """Move a post and its waiting deliveries to a new time."""
     conn.execute(
         "UPDATE posts SET scheduled_at_ms = ?, updated_at_ms = ? WHERE id = ?",
@@ -376,15 +406,16 @@ def set_schedule(conn: sqlite3.Connection, post_id: str, when_ms: int, now_ms: i
         f"WHERE post_id = ? AND state IN {WAITING}",
         (when_ms, now_ms, post_id),
     )
+    conn.notify_work()
 
 
-def set_content(conn: sqlite3.Connection, post_id: str, content: str, now_ms: int) -> None:
+def set_content(conn: Database, post_id: str, content: str, now_ms: int) -> None:
     conn.execute(
         "UPDATE posts SET content = ?, updated_at_ms = ? WHERE id = ?", (content, now_ms, post_id)
     )
 
 
-def set_metadata(conn: sqlite3.Connection, post_id: str, metadata: str, now_ms: int) -> None:
+def set_metadata(conn: Database, post_id: str, metadata: str, now_ms: int) -> None:
     conn.execute(
         "UPDATE posts SET metadata = ?, updated_at_ms = ? WHERE id = ?",
         (metadata, now_ms, post_id),
@@ -392,7 +423,7 @@ def set_metadata(conn: sqlite3.Connection, post_id: str, metadata: str, now_ms: 
 
 
 def set_delivery_content(
-    conn: sqlite3.Connection, post_id: str, platform: str, content: str | None, now_ms: int
+    conn: Database, post_id: str, platform: str, content: str | None, now_ms: int
 ) -> None:
     """A delivery's own text (None: the post's)."""
     conn.execute(
@@ -401,6 +432,6 @@ def set_delivery_content(
     )
 
 
-def delete_posts(conn: sqlite3.Connection, post_ids: Sequence[str]) -> int:
+def delete_posts(conn: Database, post_ids: Sequence[str]) -> int:
     marks = ",".join("?" * len(post_ids))
     return conn.execute(f"DELETE FROM posts WHERE id IN ({marks})", list(post_ids)).rowcount

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from plurcast.models import Schedule
+from plurcast.store.base import Database, by_dialect
 from plurcast.store.deliveries import UNSENT
 
 _COLUMNS = (
@@ -26,7 +26,7 @@ def _schedule(row: Any) -> Schedule:
     )
 
 
-def insert(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
+def insert(conn: Database, s: Schedule, now_ms: int) -> None:
     conn.execute(
         f"INSERT INTO schedules ({_COLUMNS}, updated_at_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -51,18 +51,22 @@ def insert(conn: sqlite3.Connection, s: Schedule, now_ms: int) -> None:
             now_ms,
         ),
     )
+    conn.notify_work()
 
 
-def due(conn: sqlite3.Connection, now_ms: int) -> list[Schedule]:
+def due(conn: Database, now_ms: int) -> list[Schedule]:
+    """Schedules with an occurrence to decide. On PostgreSQL each is locked until the
+    transaction ends (another host's daemon skips it, then sees its cursor advanced)."""
+    lock = by_dialect(conn, sqlite="", postgresql=" FOR UPDATE SKIP LOCKED")
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM schedules WHERE state = 'active' AND next_run_at_ms <= ? "
-        "ORDER BY next_run_at_ms",
+        f"ORDER BY next_run_at_ms{lock}",
         (now_ms,),
     )
     return [_schedule(r) for r in rows]
 
 
-def next_run_ms(conn: sqlite3.Connection) -> int | None:
+def next_run_ms(conn: Database) -> int | None:
     row = conn.execute(
         "SELECT min(next_run_at_ms) FROM schedules WHERE state = 'active'"
     ).fetchone()
@@ -70,7 +74,7 @@ def next_run_ms(conn: sqlite3.Connection) -> int | None:
 
 
 def record_occurrence(
-    conn: sqlite3.Connection,
+    conn: Database,
     schedule_id: str,
     occurrence_ms: int,
     now_ms: int,
@@ -88,7 +92,7 @@ def record_occurrence(
 
 
 def advance(
-    conn: sqlite3.Connection,
+    conn: Database,
     schedule_id: str,
     next_run_ms_: int | None,
     posted: int,
@@ -103,16 +107,18 @@ def advance(
 
 
 def set_state(
-    conn: sqlite3.Connection, schedule_id: str, state: str, now_ms: int, *, clear_next: bool = False
+    conn: Database, schedule_id: str, state: str, now_ms: int, *, clear_next: bool = False
 ) -> None:
     conn.execute(
         "UPDATE schedules SET state = ?, updated_at_ms = ?, "
         "next_run_at_ms = CASE WHEN ? THEN NULL ELSE next_run_at_ms END WHERE id = ?",
         (state, now_ms, clear_next, schedule_id),
     )
+    if state == "active":
+        conn.notify_work()
 
 
-def all_schedules(conn: sqlite3.Connection) -> list[Schedule]:
+def all_schedules(conn: Database) -> list[Schedule]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM schedules "
         "ORDER BY state != 'active', next_run_at_ms IS NULL, next_run_at_ms, created_at_ms"
@@ -120,20 +126,25 @@ def all_schedules(conn: sqlite3.Connection) -> list[Schedule]:
     return [_schedule(r) for r in rows]
 
 
-def get(conn: sqlite3.Connection, schedule_id: str) -> Schedule:
+def get(conn: Database, schedule_id: str) -> Schedule:
     row = conn.execute(f"SELECT {_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
     return _schedule(row)
 
 
-def find_ids(conn: sqlite3.Connection, prefix: str, limit: int = 2) -> list[str]:
+def find_ids(conn: Database, prefix: str, limit: int = 2) -> list[str]:
     rows = conn.execute(
-        "SELECT id FROM schedules WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+        by_dialect(
+            conn,
+            sqlite="SELECT id FROM schedules WHERE id GLOB ? || '*' ORDER BY id LIMIT ?",
+            postgresql="SELECT id FROM schedules WHERE id LIKE ? || '%' ORDER BY id LIMIT ?",
+        ),
+        (prefix, limit),
     )
     return [r[0] for r in rows]
 
 
 def occurrences(
-    conn: sqlite3.Connection, schedule_id: str
+    conn: Database, schedule_id: str
 ) -> list[tuple[int, int, str, str | None, str | None]]:
     """(occurrence, decided, fate, post id, reason), oldest first."""
     rows = conn.execute(
@@ -144,7 +155,7 @@ def occurrences(
     return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def waiting_post_ids(conn: sqlite3.Connection, schedule_id: str) -> list[str]:
+def waiting_post_ids(conn: Database, schedule_id: str) -> list[str]:
     rows = conn.execute(
         "SELECT DISTINCT p.id FROM posts p JOIN deliveries d ON d.post_id = p.id "
         f"WHERE p.schedule_id = ? AND d.state IN {UNSENT}",

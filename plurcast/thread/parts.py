@@ -6,16 +6,16 @@ moves the parts after it by as much, and no part may go before the part it follo
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post
 from plurcast.store import posts as store
+from plurcast.store.base import Database
 
 
-def later_parts(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
+def later_parts(conn: Database, posts: Sequence[Post]) -> list[Post]:
     """The parts of these posts' threads after them, not among them, in order: what goes
     (or stops, or moves) with a part."""
     given = {p.id for p in posts}
@@ -29,7 +29,7 @@ def later_parts(conn: sqlite3.Connection, posts: Sequence[Post]) -> list[Post]:
 
 
 def move(
-    conn: sqlite3.Connection,
+    conn: Database,
     post: Post,
     new_ms: int,
     now_ms: int,
@@ -62,7 +62,7 @@ def move(
 
 
 def unsent_later_parts(
-    conn: sqlite3.Connection, posts: Sequence[Post], check_cancellable: Callable[[Post], None]
+    conn: Database, posts: Sequence[Post], check_cancellable: Callable[[Post], None]
 ) -> list[Post]:
     """The later parts cancelled with these posts: those with something unsent (a part sent
     everywhere stays as it is); each must be cancellable too."""
@@ -89,7 +89,7 @@ def check_not_waiting(post: Post) -> None:
     raise InvalidInput(f"post {post.id} is {waiting_text(cause)}", hint)
 
 
-def gave_up_before(conn: sqlite3.Connection, post: Post) -> list[Post]:
+def gave_up_before(conn: Database, post: Post) -> list[Post]:
     """The posts a blocked post waits on that gave up (retrying them resumes it); none when
     it is not blocked. InvalidInput when what it waits on was cancelled or deleted."""
     causes = [d.waiting_on for d in post.deliveries if d.waiting_on and d.waiting_on.stuck]

@@ -14,7 +14,6 @@ follows (G6).
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from plurcast import content
 from plurcast.errors import InvalidInput
 from plurcast.platforms import registry
 from plurcast.store import posts as store
+from plurcast.store.base import Database
 
 if TYPE_CHECKING:
     from plurcast.platforms.registry import Limit
@@ -162,7 +162,7 @@ class Inserted(NamedTuple):
 
 
 def insert(
-    conn: sqlite3.Connection,
+    conn: Database,
     parts: Sequence[Part],
     base: store.NewPost,
     *,

@@ -8,7 +8,6 @@ export (into an empty database, or back into this one) never makes a post twice.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from plurcast.models import DeliveryState, Post, PostStatus
 from plurcast.platforms import nostr_pow
 from plurcast.store import imports as keys_store
 from plurcast.store import posts as post_store
+from plurcast.store.base import Database
 from plurcast.transfer.fields import Entry
 
 STATUSES = tuple(s.value for s in PostStatus)
@@ -50,7 +50,7 @@ def statuses(values: Sequence[str]) -> set[str]:
 
 
 def export(
-    conn: sqlite3.Connection,
+    conn: Database,
     *,
     wanted: set[str],
     since_ms: int | None = None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from plurcast.models import from_ms, to_ms
 from plurcast.platforms import nostr
 from plurcast.store import imports as store
 from plurcast.store import posts as post_store
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.transfer.fields import Entry
 
@@ -88,7 +88,7 @@ class Plan:
     config_problem: bool = False  # some row needs configuration that is missing or wrong
 
 
-def plan(conn: sqlite3.Connection, cfg: Config, entries: Sequence[Entry], now: datetime) -> Plan:
+def plan(conn: Database, cfg: Config, entries: Sequence[Entry], now: datetime) -> Plan:
     """Check every entry; the rows to write, or the problem of each bad one."""
     problems: list[tuple[int, str]] = []
     config_problem = False
@@ -217,7 +217,7 @@ def _has_slots(cfg: Config, targets: Sequence[Target]) -> bool:
 
 
 def write(
-    conn: sqlite3.Connection, cfg: Config, rows: Sequence[Row], now: datetime, *, dry_run: bool
+    conn: Database, cfg: Config, rows: Sequence[Row], now: datetime, *, dry_run: bool
 ) -> list[Row]:
     """Write every row that is not there yet, in one transaction (rolled back for a dry
     run); slots are taken here, under the write lock. The rows, with what became of each."""
@@ -247,7 +247,7 @@ def write(
     return list(rows)
 
 
-def _insert(conn: sqlite3.Connection, r: Row, now: datetime) -> None:
+def _insert(conn: Database, r: Row, now: datetime) -> None:
     post_store.insert_post(
         conn,
         post_store.NewPost(

@@ -29,11 +29,14 @@ def free_port() -> int:
         return port
 
 
-def dies_with_parent(cmd: list[str]) -> list[str]:
-    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only)."""
+def dies_with_parent(cmd: list[str], *, python: str = sys.executable) -> list[str]:
+    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only).
+
+    `python` runs the launcher: a command started as another user needs one that user can run.
+    """
     if sys.platform != "linux":
         return cmd
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *cmd]
+    return [python, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *cmd]
 
 
 class Peer:
