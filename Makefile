@@ -38,8 +38,9 @@ bench: $(STAMP)
 
 # Everything going wrong at once for 60 s, then a count on the servers (issue #7; ~90 s).
 # Exit 1 when an invariant broke; `python -m bench.chaos --help` for a smaller or longer run.
+# CHAOS_ARGS="--database postgresql" runs it on a throwaway PostgreSQL (issue #14).
 chaos: $(STAMP)
-	$(PY) -m bench.chaos
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

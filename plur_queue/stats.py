@@ -52,6 +52,7 @@ def _as_json(r: stats.QueueStats, s: Session) -> dict[str, Any]:
         "upcoming": [post_json(p, s.tz) for p in r.upcoming],
         "per_day": [{"date": day, "count": n} for day, n in r.per_day],
         "daemon": health.daemon_json(r.daemon, s.tz),
+        "daemons": [health.daemon_json(d, s.tz) for d in r.daemons],
         "schedules": [schedule_json(x, s.tz, s.now) for x in r.next_occurrences],
         "threads": _threads_json(r.threads),
     }
@@ -109,7 +110,7 @@ def _plain(r: stats.QueueStats, s: Session) -> list[list[str]]:
         for x in r.next_occurrences
     ]
     rows += [_thread_line(t) for t in r.threads if t.state != "complete"]
-    rows.append(["daemon", health.daemon_text(r.daemon, s.now)])
+    rows += [["daemon", health.daemon_text(d, s.now)] for d in r.every_daemon]
     return rows
 
 
@@ -161,7 +162,8 @@ def _draw(r: stats.QueueStats, s: Session) -> None:
             line = _thread_line(t)
             threads.add_row(t.thread_id[:8], line[2], line[3], rich_text(" ".join(line[4:])))
         console.print(threads)
-    console.print(rich_text(f"daemon: {health.daemon_text(r.daemon, s.now)}"))
+    for d in r.every_daemon:
+        console.print(rich_text(f"daemon: {health.daemon_text(d, s.now)}"))
 
 
 COMMANDS = (stats_cmd,)

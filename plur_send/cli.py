@@ -301,6 +301,7 @@ def status(fmt: Format) -> None:
             {
                 "systemd": unit or {"error": manager_problem},
                 "daemon": daemon_json(result.daemon, cfg.timezone),
+                "daemons": [daemon_json(d, cfg.timezone) for d in result.daemons],
                 "queue": {
                     "total": result.total,
                     "by_time_bucket": result.by_time_bucket,
@@ -313,7 +314,7 @@ def status(fmt: Format) -> None:
         lines = [f"service: {_unit_text(unit, manager_problem)}"]
         if unit and unit["StatusText"]:
             lines.append(f"status:  {unit['StatusText']}")
-        lines.append(f"daemon:  {daemon_text(result.daemon, now)}")
+        lines += [f"daemon:  {daemon_text(d, now)}" for d in result.every_daemon]
         buckets = ", ".join(
             f"{n} {name.replace('_', ' ')}" for name, n in result.by_time_bucket.items() if n
         )

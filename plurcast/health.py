@@ -57,6 +57,15 @@ def daemon_health(conn: Database, now_ms: int) -> Daemon:
     return Daemon(False, host, pid, beat_ms, gone=gone)
 
 
+def all_daemons(conn: Database, now_ms: int) -> list[Daemon]:
+    """Every daemon with a heartbeat on this queue, on every host (PostgreSQL lets daemons on
+    several hosts share one), the one that beat last first."""
+    return [
+        Daemon(now_ms - beat_ms < HEARTBEAT_STALE_MS, host, pid, beat_ms)
+        for host, pid, beat_ms in store.heartbeats(conn)
+    ]
+
+
 def daemon_json(daemon: Daemon, tz: ZoneInfo) -> dict[str, Any]:
     return {
         "running": daemon.running,

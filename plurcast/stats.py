@@ -95,13 +95,19 @@ class QueueStats(NamedTuple):
     by_time_bucket: dict[str, int]
     upcoming: list[Post]
     per_day: list[tuple[str, int]]
-    daemon: health.Daemon
+    daemon: health.Daemon  # the one that beat last
     next_occurrences: list[Schedule]
     threads: Sequence[ThreadProgress] = ()
+    daemons: Sequence[health.Daemon] = ()  # every one, on every host
 
     @property
     def overdue_without_daemon(self) -> bool:
         return self.by_time_bucket["overdue"] > 0 and not self.daemon.running
+
+    @property
+    def every_daemon(self) -> list[health.Daemon]:
+        """What to show, one line each: every daemon that beats, or the one `not running`."""
+        return list(self.daemons) or [self.daemon]
 
     def overdue_warning(self) -> str | None:
         """The one warning both plur-queue stats and plur-send status give."""
@@ -143,6 +149,7 @@ def next_due_ms(post: Post) -> int:
 
 
 def compute(conn: Database, now: datetime, tz: ZoneInfo) -> QueueStats:
+    daemons = health.all_daemons(conn, to_ms(now))
     posts = store.select_posts(conn, waiting_only=False)
     by_status = Counter(p.status.value for p in posts)
     queued = [p for p in posts if p.status == PostStatus.SCHEDULED]
@@ -166,7 +173,8 @@ def compute(conn: Database, now: datetime, tz: ZoneInfo) -> QueueStats:
         by_time_bucket=buckets,
         upcoming=[p for p in queued if due_of[p.id] >= bounds[0]][:UPCOMING],
         per_day=[(day, per_day.get(day, 0)) for day in days],
-        daemon=health.daemon_health(conn, to_ms(now)),
+        daemon=daemons[0] if daemons else health.Daemon(running=False),
+        daemons=daemons,
         next_occurrences=[s for s in schedule_store.all_schedules(conn) if s.state == "active"][
             :UPCOMING
         ],

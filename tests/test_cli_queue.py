@@ -335,6 +335,17 @@ def test_stats_sees_a_live_daemon(run: Run, clock: Clock, db_path: Path) -> None
     assert "total\t1" in plain
     assert "bucket.overdue\t1" in plain
     assert plain[-1] == "daemon\trunning, pid 1 on h, last heartbeat 2s ago"
+    other = beat - 60_000
+    sql(db_path, "INSERT INTO heartbeats VALUES ('k:9', 'k', 9, ?, ?, '0.1.0')", other, other)
+    daemons = json.loads(run(cli, "stats", "-f", "json").stdout)["daemons"]
+    assert [(d["host"], d["pid"], d["running"]) for d in daemons] == [
+        ("h", 1, True),
+        ("k", 9, False),
+    ]
+    assert run(cli, "stats").stdout.splitlines()[-2:] == [
+        "daemon\trunning, pid 1 on h, last heartbeat 2s ago",
+        "daemon\tnot running, pid 9 on k, last heartbeat 1m 2s ago",
+    ]
 
 
 @pytest.fixture

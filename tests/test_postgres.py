@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -503,3 +504,24 @@ def test_a_daemon_on_another_host_that_went_silent_has_its_leases_taken_over(
     assert claim.payload == f'{{"stored": "{silent}"}}'
     assert engine.recover_dead_leases() == 0  # nothing more to recover, nothing logged again
     db.close()
+
+
+def test_a_row_held_by_a_stuck_process_is_a_one_line_locked_error(
+    cfg: config_module.Config, postgres_cluster: PostgresCluster
+) -> None:
+    """busy_timeout means the same on PostgreSQL: a lock held longer is `locked`, exit 1."""
+    [post_id] = _enqueue(cfg, 1, T0 + 3600)
+    holder = PostgresDatabase(os.environ["PLURCAST_DATABASE_URL"])
+    waiter = PostgresDatabase(os.environ["PLURCAST_DATABASE_URL"], busy_timeout=0.2)
+    try:
+        with transaction(holder):
+            holder.execute("SELECT 1 FROM deliveries WHERE post_id = ? FOR UPDATE", (post_id,))
+            with pytest.raises(RuntimeFailure) as caught, transaction(waiter):
+                waiter.execute("UPDATE deliveries SET due_at_ms = 1 WHERE post_id = ?", (post_id,))
+        assert "locked by another process" in caught.value.message
+        assert caught.value.exit_code == EXIT_RUNTIME
+        row = waiter.execute("SELECT due_at_ms FROM deliveries WHERE post_id = ?", (post_id,))
+        assert row.fetchone()[0] != 1
+    finally:
+        holder.close()
+        waiter.close()

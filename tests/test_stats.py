@@ -294,6 +294,19 @@ def test_latest_heartbeat_wins(conn: Database) -> None:
     assert (health.running, health.host, health.pid) == (True, "new", 2)
 
 
+def test_compute_lists_every_daemon_on_every_host(conn: Database) -> None:
+    beat(conn, "host-a:1:1", T0 - 2_000, host="host-a", pid=1)
+    beat(conn, "host-b:7:7", T0 - 40_000, host="host-b", pid=7)  # silent: killed, or cut off
+    beat(conn, "host-c:3:3", T0 - 1_000, host="host-c", pid=3)
+    result = compute(conn, NOW, BERLIN)
+    assert [(d.host, d.pid, d.running) for d in result.daemons] == [
+        ("host-c", 3, True),
+        ("host-a", 1, True),
+        ("host-b", 7, False),
+    ]
+    assert (result.daemon.host, result.every_daemon) == ("host-c", result.daemons)
+
+
 def test_compute_reports_daemon_and_overdue_warning(conn: Database) -> None:
     add(conn, T0 - HOUR, "nostr")
     beat(conn, "box:42", T0 - 5_000)

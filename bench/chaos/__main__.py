@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-bluesky", action="store_true")
     parser.add_argument("--workdir", type=Path, help="default: a temp dir, removed after a pass")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        help="where the queue lives (postgresql: a throwaway local cluster); default sqlite",
+    )
     args = parser.parse_args(argv)
     base = Params.small() if args.small else Params()
     numbers = ("posts", "seconds", "daemons", "relay_outage", "seed", "plur_posts", "drain_timeout")
@@ -74,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["hostile_cancels"] = False
     if args.no_bluesky:
         changes["bluesky"] = False
+    if args.database:
+        changes["database"] = args.database
     params = replace(base, **changes)
     kept = len(PLANNED) if params.cli_every[1] else 0  # posts kept for planned commands
     if params.posts < params.plur_posts + kept + 1 or params.seconds < 5 or params.daemons < 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from plurcast.store.base import Database
 from tests.peers.process import dies_with_parent
 
 BIN = Path(sys.executable).parent
@@ -46,6 +46,7 @@ class Params:
     # How long the last daemon may take to send what is left. Only a run that hangs reaches
     # it (the drain takes seconds), so it is the same for the small run on a busy machine.
     drain_timeout: float = 120.0
+    database: str = "sqlite"  # or "postgresql": the queue on a throwaway server (issue #14)
 
     @classmethod
     def small(cls, **changes: Any) -> Params:
@@ -143,10 +144,10 @@ class Context:
         self.procs = Processes()
         self.env: dict[str, str] = {}
         self.cfg: Any = None
-        self.conn: sqlite3.Connection | None = None
+        self.conn: Database | None = None
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Database:
         assert self.conn is not None, "the database is opened once the config is written"
         return self.conn
 
@@ -158,10 +159,15 @@ class Context:
 
 
 @contextlib.contextmanager
-def environ(**values: str) -> Iterator[None]:
-    """plurcast.config reads the environment: point it at the run's files, then restore."""
+def environ(**values: str | None) -> Iterator[None]:
+    """plurcast.config reads the environment: point it at the run's files (None: unset it),
+    then restore."""
     saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         yield
     finally:

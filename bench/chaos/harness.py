@@ -179,6 +179,7 @@ class Harness:
         if self.ctx.conn is not None:
             self.ctx.conn.close()
             self.ctx.conn = None
+        self.servers.stop_database()
 
     # ----------------------------------------------------------------- the count
 

@@ -214,7 +214,7 @@ def print_report(report: Report, out: TextIO = sys.stdout) -> None:
     p = report.params
     print(
         f"\nChaos run: {p.posts:,} posts over {p.seconds:g} s, {p.daemons} plur-send, "
-        f"seed {p.seed}; took {report.seconds:.0f} s\n",
+        f"database {p.database}, seed {p.seed}; took {report.seconds:.0f} s\n",
         file=out,
     )
     print(report.table(), file=out)
@@ -237,5 +237,6 @@ def print_report(report: Report, out: TextIO = sys.stdout) -> None:
             + ("" if p.cli_every[1] else " --no-cli")
             + ("" if p.faults else " --no-faults")
             + ("" if p.bluesky else " --no-bluesky")
+            + ("" if p.database == "sqlite" else f" --database {p.database}")
         )
     print(f"\nreproduce: python -m bench.chaos {how}", file=out)

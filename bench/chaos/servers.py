@@ -73,11 +73,21 @@ class Servers:
         self.before_mastodon_restart: Callable[[], None] = lambda: None
         self._probe_at = 0.0
         self._silent_since = 0.0
+        self.postgres: Any = None  # the cluster, with --database postgresql
+        self._database: Any = None
+        self.database_url: str | None = None
 
     # ----------------------------------------------------------------- set-up
 
     def start(self) -> None:
         work = self.ctx.work
+        if self.ctx.p.database == "postgresql":
+            from tests.peers.postgres import PostgresCluster
+
+            self.postgres = PostgresCluster().start()
+            self._database = self.postgres.database()
+            self.database_url = self._database.__enter__()
+            self.ctx.say(f"database: PostgreSQL on 127.0.0.1:{self.postgres.port}")
         self.relay = NostrRelay(work / "nostr-relay")
         self.relay.start()
         self.mastodon = _MastodonServer(work / "mastodon-mock")
@@ -163,6 +173,10 @@ class Servers:
             # daemon restarted every second or two must not compile the project each time.
             "PYTHONPYCACHEPREFIX": str(ctx.work / "pycache"),
         }
+        if self.database_url is not None:
+            ctx.env["PLURCAST_DATABASE_URL"] = self.database_url
+        else:
+            ctx.env.pop("PLURCAST_DATABASE_URL", None)
         ctx.env.pop("PLURCAST_DEBUG", None)
         ctx.env.pop("PYTHONDONTWRITEBYTECODE", None)
         from plurcast import config, queue
@@ -170,6 +184,7 @@ class Servers:
         with environ(
             PLURCAST_CONFIG=ctx.env["PLURCAST_CONFIG"],
             PLURCAST_DB_PATH=ctx.env["PLURCAST_DB_PATH"],
+            PLURCAST_DATABASE_URL=ctx.env.get("PLURCAST_DATABASE_URL"),
         ):
             ctx.cfg = config.load()
         ctx.conn = queue.open_db(ctx.cfg)
@@ -303,3 +318,12 @@ class Servers:
                     peer.stop()
                 except Exception as exc:  # stopping the rest matters more
                     self.ctx.say(f"stopping {type(peer).__name__} failed: {exc}")
+
+    def stop_database(self) -> None:
+        """After the count: drop the run's database and stop the cluster (PostgreSQL)."""
+        if self.postgres is not None:
+            try:
+                self._database.__exit__(None, None, None)
+            finally:
+                self.postgres.close()
+                self.postgres = None

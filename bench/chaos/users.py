@@ -129,8 +129,10 @@ class Users:
         soon = now_ms() + 3000
         rows = self.ctx.db.execute(
             "SELECT post_id, "
-            "  min(state = 'pending' AND payload IS NULL AND due_at_ms > ?), "
-            "  max(state = 'sending' OR (state = 'retry' AND payload IS NOT NULL)) "
+            "  min(CASE WHEN state = 'pending' AND payload IS NULL AND due_at_ms > ? "
+            "      THEN 1 ELSE 0 END), "
+            "  max(CASE WHEN state = 'sending' OR (state = 'retry' AND payload IS NOT NULL) "
+            "      THEN 1 ELSE 0 END) "
             "FROM deliveries WHERE post_id IN "
             "  (SELECT post_id FROM deliveries WHERE state IN ('pending', 'retry', 'sending')) "
             "GROUP BY post_id",

@@ -37,6 +37,6 @@ def connect_url(
                 "[database] url names PostgreSQL, but psycopg is not installed",
                 "pip install 'plurcast[postgres]'",
             ) from None
-        return postgres.connect(url, application_name=application_name)
+        return postgres.connect(url, application_name=application_name, busy_timeout=busy_timeout)
     path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
     return connect(Path(path), busy_timeout=busy_timeout)

@@ -520,6 +520,12 @@ def latest_heartbeats(conn: Database, limit: int) -> list[tuple[str, str, int, i
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+def heartbeats(conn: Database) -> list[tuple[str, int, int]]:
+    """(host, pid, beat_at_ms) of every daemon that beats, on any host; the latest first."""
+    rows = conn.execute("SELECT host, pid, beat_at_ms FROM heartbeats ORDER BY beat_at_ms DESC")
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
 def forget_heartbeats_before(conn: Database, before_ms: int) -> int:
     """Drop the heartbeats of daemons silent since long ago (their leases were recovered)."""
     return conn.execute("DELETE FROM heartbeats WHERE beat_at_ms < ?", (before_ms,)).rowcount

@@ -43,6 +43,7 @@ from plurcast.store.migrations_postgres import migrate
 log = logging.getLogger("plurcast.store")
 
 CHANNEL = "plurcast_work"
+IDLE_IN_TRANSACTION_MS = 60_000
 CONNECT_TIMEOUT_SECONDS = 10
 # Keepalives: a silent peer (host down, link cut) is noticed after about 30 + 3 × 10 s.
 _CONNECT_OPTIONS: dict[str, Any] = {
@@ -140,11 +141,27 @@ class PostgresDatabase:
 
     dialect = POSTGRESQL
 
-    def __init__(self, url: str, *, application_name: str = "plurcast") -> None:
+    def __init__(
+        self, url: str, *, application_name: str = "plurcast", busy_timeout: float = 5.0
+    ) -> None:
         self.url = url
         self.application_name = application_name
-        self._conn = open_connection(url, application_name=application_name)
+        self.busy_timeout = busy_timeout
+        self._conn = self._open()
         self._notify = False
+
+    def _open(self) -> psycopg.Connection[Any]:
+        """A session that waits for a lock at most busy_timeout (as SQLite's does) and is
+        cut off if it ever sits idle inside a transaction (a process stopped mid-write
+        must not hold rows that other hosts' daemons need)."""
+        conn = open_connection(self.url, application_name=self.application_name)
+        try:
+            conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+        except psycopg.Error as exc:
+            conn.close()
+            raise connect_error(exc, self.url) from None
+        return conn
 
     # --- statements -----------------------------------------------------------------------
 
@@ -171,11 +188,27 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
+    def _lost(self, exc: psycopg.Error) -> bool:
+        """The connection is gone (not merely this statement refused): a broken socket, a
+        client-side failure without a SQLSTATE, class 08, or the server shutting down or
+        terminating the backend (57P01-57P03). A lock timeout or a cancel is not that."""
+        if self._conn.broken or self._conn.closed:
+            return True
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate is None:
+            return isinstance(exc, psycopg.OperationalError)
+        return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
     def _error(self, exc: psycopg.Error) -> RuntimeFailure:
-        if self._conn.broken or self._conn.closed or isinstance(exc, psycopg.OperationalError):
+        if self._lost(exc):
             return DatabaseUnavailable(
                 f"lost the connection to PostgreSQL at {self.describe()} ({_first_line(exc)})",
                 "it is opened again at the next try; check the server if this repeats",
+            )
+        if isinstance(exc, pg_errors.LockNotAvailable):
+            return RuntimeFailure(
+                f"the database {self.describe()} is locked by another process",
+                "try again in a moment, or raise [database] busy_timeout",
             )
         return RuntimeFailure(f"database error on {self.describe()}: {_first_line(exc)}")
 
@@ -183,7 +216,7 @@ class PostgresDatabase:
         if self._conn.broken or self._conn.closed:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
-            self._conn = open_connection(self.url, application_name=self.application_name)
+            self._conn = self._open()
             log.warning("reconnected to PostgreSQL at %s", self.describe())
 
     @property
@@ -331,9 +364,11 @@ class ListenWatcher:
                 conn.close()
 
 
-def connect(url: str, *, application_name: str = "plurcast") -> PostgresDatabase:
+def connect(
+    url: str, *, application_name: str = "plurcast", busy_timeout: float = 5.0
+) -> PostgresDatabase:
     """Open the PostgreSQL database at `url` and bring its schema up to date."""
-    db = PostgresDatabase(url, application_name=application_name)
+    db = PostgresDatabase(url, application_name=application_name, busy_timeout=busy_timeout)
     try:
         migrate(db)
     except BaseException:

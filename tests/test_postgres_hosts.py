@@ -1,0 +1,190 @@
+"""Daemons on several hosts sharing one PostgreSQL queue: real plur-send processes, each with
+its own PLURCAST_HOST (so none can see the others' pids), one with a clock ten minutes ahead,
+one killed with kill -9 in the middle of a burst — and the LISTEN connection cut under a
+running daemon. Every post is counted on the real nostr-relay.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from plurcast import config as config_module
+from plurcast import queue
+from tests.helpers import add_post
+from tests.peers.nostr import NostrRelay
+from tests.peers.postgres import PostgresCluster, run_sql
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+# A sitecustomize that moves this process's time.time() ahead: the host's clock is wrong.
+CLOCK_AHEAD = """\
+import os, time
+_ahead = float(os.environ.get("PLURCAST_TEST_CLOCK_AHEAD", "0"))
+if _ahead:
+    _real = time.time
+    time.time = lambda: _real() + _ahead
+"""
+
+
+@pytest.fixture
+def shared(
+    write_config: Callable[[str], Path],
+    nostr_key: Path,
+    nostr_relay: NostrRelay,
+    postgres_cluster: PostgresCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[config_module.Config]:
+    """One PostgreSQL queue; every process the test starts inherits its url."""
+    with postgres_cluster.database() as url:
+        monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+        write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
+            f'relays = ["{nostr_relay.url}"]\ntimeout = 3\n'
+            "[scheduling]\npoll_interval = 60\nshutdown_timeout = 3\n"
+            "[scheduling.rate_limits.nostr]\nposts_per_hour = 100000\n"
+        )
+        yield config_module.load()
+
+
+class Hosts:
+    """plur-send processes, each as if on its own host; whatever is left is killed at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        (tmp / "clock-ahead").mkdir()
+        (tmp / "clock-ahead" / "sitecustomize.py").write_text(CLOCK_AHEAD)
+
+    def start(self, host: str, *args: str, ahead: float = 0) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PLURCAST_HOST": host}
+        if ahead:
+            env["PLURCAST_TEST_CLOCK_AHEAD"] = str(ahead)
+            env["PYTHONPATH"] = str(self.tmp / "clock-ahead")
+        log = (self.tmp / f"plur-send-{host}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        self.procs.append(proc)
+        return proc
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.tmp.glob("plur-send-*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[Hosts]:
+    h = Hosts(tmp_path)
+    yield h
+    h.stop_all()
+
+
+def scalar(cfg: config_module.Config, sql: str) -> int:
+    return int(run_sql(cfg.db_path, sql)[0][0] or 0)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, hosts: Hosts) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what}\n{hosts.output()}"
+            )
+        time.sleep(0.05)
+
+
+def enqueue(cfg: config_module.Config, count: int, at: float, prefix: str) -> list[str]:
+    db = queue.open_db(cfg)
+    contents = [f"{prefix} {i} ✨" for i in range(count)]
+    for text in contents:
+        add_post(db, cfg, text, at, now=time.time())
+    db.close()
+    return contents
+
+
+def assert_each_exactly_once(relay: NostrRelay, contents: list[str]) -> None:
+    counts = Counter(e["content"] for e in relay.stored_events())
+    assert [c for c in contents if counts[c] == 0] == [], "posts lost"
+    assert {c: n for c, n in counts.items() if n > 1} == {}, "posts published twice"
+
+
+def test_three_hosts_one_ahead_one_killed_send_each_post_once_and_none_early(
+    shared: config_module.Config, hosts: Hosts, nostr_relay: NostrRelay
+) -> None:
+    """G1, G2 and time from the server, across hosts: host-a's clock is 10 minutes ahead,
+    host-c is killed with kill -9 while it holds leases; host-c's pids mean nothing to the
+    others, so its leases come back through its silent heartbeat, and are re-sent once."""
+    cfg = shared
+    hosts.start("host-a", "--max-concurrency", "2", ahead=600)
+    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "host-a", hosts)
+    contents = enqueue(cfg, 150, time.time() + 8, "three hosts")
+    time.sleep(3)  # by host-a's own clock every post is ten minutes overdue
+    assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE state != 'pending'") == 0
+    hosts.start("host-b", "--max-concurrency", "2")
+    victim = hosts.start("host-c", "--max-concurrency", "4")
+    wait_for(
+        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", hosts
+    )
+    held_by_c = (
+        "SELECT count(*) FROM deliveries WHERE state = 'sending' AND lease_owner LIKE 'host-c:%'"
+    )
+    wait_for(lambda: scalar(cfg, held_by_c) > 0, 60, "host-c holding leases", hosts)
+    victim.kill()
+    victim.wait()
+    stranded = scalar(cfg, held_by_c)
+    assert stranded > 0, "host-c died holding nothing: nothing to recover"
+    wait_for(
+        lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 150,
+        120,
+        "every post sent",
+        hosts,
+    )
+    assert_each_exactly_once(nostr_relay, contents)
+    assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE sent_at_ms < due_at_ms") == 0
+    owners = Counter(
+        r[0].split(":")[0]
+        for r in run_sql(cfg.db_path, "SELECT worker FROM attempts WHERE outcome = 'sent'")
+    )
+    assert set(owners) <= {"host-a", "host-b", "host-c"}
+    assert owners["host-a"] > 0 and owners["host-b"] > 0, owners
+    assert "recovered" in hosts.output()
+
+
+def test_a_listener_cut_off_misses_nothing(
+    shared: config_module.Config,
+    hosts: Hosts,
+    nostr_relay: NostrRelay,
+    postgres_cluster: PostgresCluster,
+) -> None:
+    """G4 after the LISTEN connection is killed: the daemon listens again and looks at the
+    queue at once, so a post due in 2 s (poll_interval 60) still goes out on its second."""
+    cfg = shared
+    hosts.start("host-a")
+    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "the daemon", hosts)
+    database = os.environ["PLURCAST_DATABASE_URL"].rsplit("/", 1)[1]
+    assert postgres_cluster.terminate(database, application_name="plurcast-listener") == 1
+    subprocess.run([str(BIN / "plur-post"), "after the cut", "-s", "2s"], check=True)
+    wait_for(
+        lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 1,
+        20,
+        "the post sent",
+        hosts,
+    )
+    lateness = scalar(cfg, "SELECT sent_at_ms - due_at_ms FROM deliveries")
+    assert 0 <= lateness <= 1000, hosts.output()
+    assert [e["content"] for e in nostr_relay.stored_events()] == ["after the cut"]
+    assert "LISTEN connection" in hosts.output()
