@@ -24,7 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos.checker import Cancel, Expected, Occurrences, Published, Row, check, percentile
+from bench.chaos.checker import (
+    Cancel,
+    Expected,
+    Occurrences,
+    Published,
+    Row,
+    Thread,
+    check,
+    check_threads,
+    percentile,
+)
 from bench.chaos.context import Params
 from bench.chaos.harness import run_chaos
 from bench.chaos.report import print_report
@@ -173,6 +183,70 @@ def test_a_recurring_text_is_counted_once_per_occurrence() -> None:
     assert verdict.duplicated == ["nostr/default 'every minute': 3 on the server, 2 expected"]
 
 
+def thread_run(
+    links: list[str | None], sent: list[int | None] | None = None
+) -> tuple[list[Thread], list[Published], list[Row]]:
+    """A 3-part Mastodon thread whose part i replies, on the server, to links[i]."""
+    ids = ["t1", "t2", "t3"]
+    sent = sent or [10, 20, 30]
+    rows = [
+        Row(i, "mastodon", "default", f"part {n}", "sent", str(100 + n), at)
+        for n, (i, at) in enumerate(zip(ids, sent, strict=True), 1)
+    ]
+    published = [
+        Published("mastodon", "default", f"part {n}", str(100 + n), parent, order=100 + n)
+        for n, parent in enumerate(links, 1)
+    ]
+    return [Thread(tuple(ids), (("mastodon", "default"),))], published, rows
+
+
+def test_the_thread_check_passes_a_well_linked_thread() -> None:
+    assert check_threads(*thread_run([None, "101", "102"])) == []
+
+
+@pytest.mark.parametrize(
+    ("links", "sent", "says"),
+    [
+        ([None, None, "102"], None, "part 2 on mastodon/default: posted standalone"),
+        ([None, "101", "101"], None, "part 3 on mastodon/default: replies to 101, not to part 2"),
+        (["999", "101", "102"], None, "part 1 on mastodon/default: replies to 999"),
+        ([None, "101", "102"], [10, 30, 20], "part 3 on mastodon/default: recorded sent before"),
+    ],
+)
+def test_the_thread_check_reports_a_broken_link(
+    links: list[str | None], sent: list[int | None] | None, says: str
+) -> None:
+    problems = check_threads(*thread_run(links, sent))
+    assert any(says in line for line in problems), problems
+
+
+def test_a_part_sent_while_the_part_before_is_not_is_reported() -> None:
+    threads, published, rows = thread_run([None, "101", "102"])
+    rows[1] = Row("t2", "mastodon", "default", "part 2", "dead", None, None)
+    problems = check_threads(threads, published, rows)
+    assert problems == ["thread t1 part 3 on mastodon/default: sent, but part 2 was not"]
+    verdict = check([], {}, published, rows, threads=threads)
+    assert not verdict.ok and verdict.threads == problems
+
+
+def test_a_bluesky_reply_must_name_the_stored_records_cid_and_root() -> None:
+    ids = ("b1", "b2", "b3")
+    uris = [f"at://did:plc:me/app.bsky.feed.post/3k{n}" for n in "abc"]
+    rows = [
+        Row(i, "bluesky", "default", f"part {n}", "sent", uri, n * 10)
+        for n, (i, uri) in enumerate(zip(ids, uris, strict=True), 1)
+    ]
+    published = [
+        Published("bluesky", "default", "part 1", uris[0], cid="c1", order="3ka"),
+        Published("bluesky", "default", "part 2", uris[1], uris[0], uris[0], "c2", "c1", "3kb"),
+        Published("bluesky", "default", "part 3", uris[2], uris[1], uris[1], "c3", "old", "3kc"),
+    ]
+    problems = check_threads([Thread(ids, (("bluesky", "default"),))], published, rows)
+    assert len(problems) == 2, problems
+    assert "names " + uris[1] + " as its root, not part 1" in problems[0]
+    assert "its parent's CID old is not the stored record's" in problems[1]
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(101)], 99) == 99.0
@@ -197,6 +271,11 @@ def test_small_chaos_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert report.ops[("reschedule", True)] + report.ops[("now", True)] >= 2, log
     assert report.daemon_stops and all(code == 0 for code in report.daemon_stops), log
     assert sum(report.deliveries.values()) >= 250, log
+    # Threads (G6): several, one of them with its middle parts sent into the relay outage,
+    # and a daemon killed while it held a part after the first.
+    assert report.threads >= 2, log
+    assert report.later_parts_failed >= 1, log
+    assert report.thread_kills >= 1, log
 
 
 # --- what the full chaos run found -----------------------------------------------------------

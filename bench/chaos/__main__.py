@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--relay-outage", type=float, metavar="SECONDS")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--plur-posts", type=int, help="posts written through plur-post")
+    parser.add_argument("--threads", type=int, help="threads of 3–6 parts, besides the posts")
     parser.add_argument("--drain-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--no-kills", action="store_true", help="no kill -9")
     parser.add_argument(
@@ -65,7 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     base = Params.small() if args.small else Params()
-    numbers = ("posts", "seconds", "daemons", "relay_outage", "seed", "plur_posts", "drain_timeout")
+    numbers = (
+        "posts",
+        "seconds",
+        "daemons",
+        "relay_outage",
+        "seed",
+        "plur_posts",
+        "threads",
+        "drain_timeout",
+    )
     changes: dict[str, Any] = {
         name: value for name in numbers if (value := getattr(args, name)) is not None
     }

@@ -37,12 +37,20 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Published:
-    """One post as a server holds it (remote_id in the form the database records)."""
+    """One post as a server holds it (remote_id in the form the database records), and what
+    it replies to as the server has it: its parent and its thread's root (in the same form),
+    the parent's CID where the platform names one (Bluesky), and where it stands in the
+    server's own order (a Mastodon id, a Nostr created_at, a Bluesky record key)."""
 
     platform: str
     account: str
     text: str
     remote_id: str
+    parent: str | None = None
+    root: str | None = None
+    cid: str | None = None
+    parent_cid: str | None = None
+    order: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,14 @@ class Row:
     state: str
     remote_id: str | None
     sent_at_ms: int | None
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A thread the harness wrote: its parts' post ids in order, and where it goes."""
+
+    post_ids: tuple[str, ...]
+    targets: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,7 @@ class Verdict:
     unexpected: list[str] = field(default_factory=list)
     gave_up: list[str] = field(default_factory=list)
     occurrences: list[str] = field(default_factory=list)
+    threads: list[str] = field(default_factory=list)
 
     PROBLEMS = (
         "lost",
@@ -91,6 +108,7 @@ class Verdict:
         "unexpected",
         "gave_up",
         "occurrences",
+        "threads",
     )
 
     @property
@@ -112,6 +130,7 @@ def check(
     published: Sequence[Published],
     rows: Sequence[Row],
     occurrences: Sequence[Occurrences] = (),
+    threads: Sequence[Thread] = (),
 ) -> Verdict:
     """Compare what was asked for with what the servers hold and what the database says.
 
@@ -124,6 +143,10 @@ def check(
     - Each `sent` row's remote id is on its server with its text, and anything a server holds
       has a `sent` row (`disagree`); a server post nobody asked for is `unexpected`.
     - Each recurring schedule has exactly its expected occurrences posted (`occurrences`).
+    - Each thread, on each of its targets (`threads`, G6): no part sent unless the part
+      before it is; on the server part 1 starts the thread, and every later part replies to
+      the part before it as stored (Bluesky: its CID too), names part 1 as its root, and
+      comes after its parent in the server's own order — no part standalone.
     """
     verdict = Verdict(expected=len(expected))
     row_of = {(r.post_id, r.platform, r.account): r for r in rows}
@@ -200,7 +223,68 @@ def check(
                 verdict.occurrences.append(f"schedule {occ.schedule_id} occurrence {at}: extra")
             elif n > 1:
                 verdict.occurrences.append(f"schedule {occ.schedule_id} occurrence {at}: ×{n}")
+    verdict.threads = check_threads(threads, published, rows)
     return verdict
+
+
+def check_threads(
+    threads: Sequence[Thread], published: Sequence[Published], rows: Sequence[Row]
+) -> list[str]:
+    """G6 on the servers: see `check`."""
+    row_of = {(r.post_id, r.platform, r.account): r for r in rows}
+    on_server = {(p.platform, p.account, p.remote_id): p for p in published}
+    problems: list[str] = []
+    for thread in threads:
+        for platform, account in thread.targets:
+            previous: tuple[Row, Published | None] | None = None
+            root: Row | None = None
+            for part, post_id in enumerate(thread.post_ids, 1):
+                where = f"thread {thread.post_ids[0]} part {part} on {platform}/{account}"
+                row = row_of.get((post_id, platform, account))
+                if row is None or row.state != "sent":
+                    previous = None  # lost or cancelled: other checks say so
+                    continue
+                if part > 1 and previous is None:
+                    problems.append(f"{where}: sent, but part {part - 1} was not")
+                elif part > 1 and previous is not None:
+                    before, now = previous[0].sent_at_ms, row.sent_at_ms
+                    if before is not None and now is not None and now < before:
+                        problems.append(f"{where}: recorded sent before part {part - 1}")
+                pub = on_server.get((platform, account, row.remote_id or ""))
+                if part == 1:
+                    root = row
+                    if pub is not None and pub.parent is not None:
+                        problems.append(f"{where}: replies to {pub.parent}, not starting it")
+                elif pub is not None and previous is not None:
+                    problems += _link_problems(where, part, pub, previous, root)
+                previous = (row, pub)
+    return problems
+
+
+def _link_problems(
+    where: str, part: int, pub: Published, previous: tuple[Row, Published | None], root: Row | None
+) -> list[str]:
+    parent_row, parent_pub = previous
+    if pub.parent is None:
+        return [f"{where}: posted standalone, not as a reply to part {part - 1}"]
+    found = []
+    if pub.parent != parent_row.remote_id:
+        found.append(
+            f"{where}: replies to {pub.parent}, not to part {part - 1} ({parent_row.remote_id})"
+        )
+    if root is not None and pub.root is not None and pub.root != root.remote_id:
+        found.append(f"{where}: names {pub.root} as its root, not part 1 ({root.remote_id})")
+    if parent_pub is not None and pub.parent_cid is not None and pub.parent_cid != parent_pub.cid:
+        found.append(f"{where}: its parent's CID {pub.parent_cid} is not the stored record's")
+    if (
+        parent_pub is not None
+        and pub.order is not None
+        and parent_pub.order is not None
+        and type(pub.order) is type(parent_pub.order)
+        and pub.order < parent_pub.order  # type: ignore[operator]
+    ):
+        found.append(f"{where}: on the server before part {part - 1}")
+    return found
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -38,6 +38,7 @@ class Params:
     kill_every: tuple[float, float] = (0.5, 3.0)
     cli_every: tuple[float, float] = (0.4, 1.2)
     plur_posts: int = 6  # of the posts, written through the plur-post CLI
+    threads: int = 40  # threads of 3–6 parts besides the posts (and one timed into the outage)
     # Also cancel posts that a killed daemon held, or that are retrying after a held request:
     # the cancels most likely to race a send (what users do when a post seems stuck).
     hostile_cancels: bool = True
@@ -57,6 +58,7 @@ class Params:
             daemons=2,
             relay_outage=4.0,
             plur_posts=3,
+            threads=8,
             hostile_cancels=False,
         )
         return replace(base, **changes)

@@ -67,26 +67,41 @@ class Daemons:
         until one kill has, every kill goes to a daemon holding leases when one does; after
         that, half of them do.
         """
-        from plurcast import process
-
-        procs, rng = self.ctx.procs, self.ctx.rng
-        live = {
-            i: process.owner_id(d.pid)
-            for i, d in enumerate(self.slots)
-            if d is not None and procs.poll(d) is None
-        }
+        rng = self.ctx.rng
+        live = self._live()
         if not live:
             return None
         busy = [i for i, owner in live.items() if self.holds_leases(owner)]
         in_flight_yet = any(k.held for k in self.kills)
         chosen = busy if busy and (not in_flight_yet or rng.random() < 0.5) else sorted(live)
         slot = rng.choice(chosen)
+        return self._kill(slot, live[slot])
+
+    def kill_holder(self, owner: str) -> Kill | None:
+        """kill -9 the live daemon whose lease owner id is `owner` (one holding a thread's
+        later part, between its parts), and restart it; None when it is gone already."""
+        for slot, found in self._live().items():
+            if found == owner:
+                return self._kill(slot, owner)
+        return None
+
+    def _live(self) -> dict[int, str]:
+        """Slot → lease owner id of the daemons alive now."""
+        from plurcast import process
+
+        return {
+            i: process.owner_id(d.pid)
+            for i, d in enumerate(self.slots)
+            if d is not None and self.ctx.procs.poll(d) is None
+        }
+
+    def _kill(self, slot: int, owner: str) -> Kill:
         proc = self.slots[slot]
         assert proc is not None
-        procs.kill(proc)
+        self.ctx.procs.kill(proc)
         held = self.ctx.db.execute(
             "SELECT id, post_id FROM deliveries WHERE state = 'sending' AND lease_owner = ?",
-            (live[slot],),
+            (owner,),
         ).fetchall()
         kill = Kill(now_ms(), proc.pid, [str(r[0]) for r in held], [str(r[1]) for r in held])
         self.kills.append(kill)

@@ -17,14 +17,18 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from bench.chaos.checker import Cancel, Expected, Occurrences, Row, Verdict, check
-from bench.chaos.context import CLI_TIMEOUT, Context, HarnessError, Params
+from bench.chaos.checker import Cancel, Expected, Occurrences, Row, Thread, Verdict, check
+from bench.chaos.context import CLI_TIMEOUT, Context, HarnessError, Params, iso
 from bench.chaos.daemons import Daemons
 from bench.chaos.faults import MastodonFaults, RelayOutage
 from bench.chaos.report import Report, lateness
 from bench.chaos.servers import Servers
 from bench.chaos.users import KEPT_PAST_THE_END, PLANNED, Users
 from bench.chaos.workload import Workload
+from plurcast.store.connection import transaction
+
+THREAD_KILLS = 2  # kill -9s aimed between a thread's parts
+KILL_GRACE = 30.0
 
 
 def _cpu_self() -> float:
@@ -48,6 +52,9 @@ class Harness:
         self.outage = RelayOutage(self.ctx, self.servers)
         self.workload: Workload | None = None
         self.users: Users | None = None
+        self.thread_kills = 0
+        self.outage_thread_ids: list[str] = []  # the thread whose middle meets the outage
+        self.outage_due_ms = 0
         self.cpu_before = _cpu_self()  # in make test, the process has run other tests
 
     def run(self) -> Report:
@@ -108,6 +115,14 @@ class Harness:
                 at(write_at, partial(workload.write, i, due, False))
         for k in range(p.plur_posts):
             at(t0 + p.seconds * (k + 0.5) / p.plur_posts, partial(users.plur_post, queued + k))
+        for k in range(p.threads):
+            due = t0 + 2 + (span * k) // max(1, p.threads)
+            parts = ctx.rng.randint(3, 6)
+            write_at = max(time.time(), due - ctx.rng.uniform(1.5, 6.0))
+            at(write_at, partial(workload.write_thread, k, parts, due))
+        outage_at = t0 + p.seconds * 0.35
+        if p.threads and p.relay_outage > 0:
+            at(t0 + 1, partial(self.outage_thread, workload, t0, end))
 
         def inject(kind: str, count: int) -> None:
             if not self.faults.inject(kind, count) and time.time() + 1 < end:
@@ -117,11 +132,46 @@ class Harness:
             at(t0 + p.seconds * fraction, partial(inject, kind, count))
 
         def relay_down() -> None:
+            # The outage thread's first part must be out on Nostr first, so that its middle
+            # parts meet the outage — on a loaded machine the daemons may be seconds behind.
+            if self.outage_thread_ids:
+                sent = (
+                    "SELECT count(*) FROM deliveries WHERE post_id = ? AND platform = 'nostr' "
+                    "AND state = 'sent'"
+                )
+                first = self.outage_thread_ids[0]
+                self.wait_until(lambda: ctx.scalar(sent, first) > 0, 20, "the outage thread")
             self.outage.down()  # the outage lasts from the relay's stop, however long it took
-            at(time.time() + p.relay_outage, self.outage.up)
+            self.release_outage_thread()
+            at(time.time() + p.relay_outage, relay_up)
+
+        def relay_up() -> None:
+            # Not before the outage thread's second part went to the relay that is down.
+            if len(self.outage_thread_ids) > 1:
+                tried = (
+                    "SELECT count(*) FROM deliveries d WHERE d.post_id = ? AND d.platform = "
+                    "'nostr' AND (d.state = 'sending' OR EXISTS (SELECT 1 FROM attempts a "
+                    "WHERE a.delivery_id = d.id))"
+                )
+                second = self.outage_thread_ids[1]
+                self.wait_until(lambda: ctx.scalar(tried, second) > 0, 20, "its middle part")
+            self.outage.up()
 
         if p.relay_outage > 0:
-            at(t0 + p.seconds * 0.35, relay_down)
+            at(outage_at, relay_down)
+
+        def kill_between_parts() -> None:
+            """kill -9 the daemon sending a thread's later part: the parts before it are out.
+            Until one such kill happened it goes on past the end of the chaos, if it must (a
+            loaded machine sends the threads late), for at most KILL_GRACE seconds."""
+            if self.kill_mid_thread():
+                self.thread_kills += 1
+            until = end if self.thread_kills else end + KILL_GRACE
+            if self.thread_kills < THREAD_KILLS and time.time() + 0.05 < until:
+                at(time.time() + 0.05, kill_between_parts)
+
+        if p.threads and p.kill_every[1] > 0:
+            at(t0 + 1, kill_between_parts)
 
         def kill() -> None:
             victim = self.daemons.kill_one()
@@ -158,6 +208,52 @@ class Harness:
         ctx.say(f"chaos over: {len(self.daemons.kills)} kills, {len(users.ops)} CLI runs")
         self.finish(users)
         return self.report(workload, users)
+
+    def outage_thread(self, workload: Workload, t0: float, end: float) -> None:
+        """A thread due near the start whose parts after the first are held back until the
+        relay is down (`release_outage_thread`): its middle parts meet the outage on Nostr,
+        every time, however far behind a loaded machine keeps the daemons."""
+        thread = workload.write_thread(
+            len(workload.threads) + 900, 4, t0 + 2, (workload.platforms, "default"), "outage"
+        )
+        self.outage_thread_ids = thread.post_ids
+        self.outage_due_ms = int((t0 + 2) * 1000)
+        self._move(thread.post_ids[1], end + 600)  # the later parts move with it
+
+    def release_outage_thread(self) -> None:
+        """With the relay down: the outage thread's later parts are due again at their first
+        time — early, so that even daemons far behind take them before what came due later.
+        (No command moves a post into the past, so the harness puts back its own move.)"""
+        if self.outage_thread_ids:
+            marks = ",".join("?" * len(self.outage_thread_ids[1:]))
+            with transaction(self.ctx.db):
+                self.ctx.db.execute(
+                    f"UPDATE deliveries SET due_at_ms = ? WHERE state = 'pending' "
+                    f"AND post_id IN ({marks})",
+                    [self.outage_due_ms, *self.outage_thread_ids[1:]],
+                )
+
+    def _move(self, post_id: str, when: float) -> None:
+        from datetime import UTC, datetime
+
+        from plurcast import queue
+
+        ctx = self.ctx
+        post = queue.get(ctx.db, post_id)
+        queue.reschedule(
+            ctx.db, ctx.cfg, post, iso(when), tz=ctx.cfg.timezone, now=datetime.now(UTC)
+        )
+
+    def kill_mid_thread(self) -> bool:
+        """kill -9 a daemon that holds a thread's part 2 or later; whether one was found."""
+        # Not the outage thread: its middle parts are to fail on the relay, not with a daemon.
+        found = self.ctx.db.execute(
+            "SELECT d.lease_owner FROM deliveries d JOIN posts p ON p.id = d.post_id "
+            "WHERE d.state = 'sending' AND p.thread_part >= 2 AND d.lease_owner IS NOT NULL "
+            "AND coalesce(p.thread_id, '') <> ? LIMIT 1",
+            (self.outage_thread_ids[0] if self.outage_thread_ids else "",),
+        ).fetchone()
+        return found is not None and self.daemons.kill_holder(found[0]) is not None
 
     def finish(self, users: Users) -> None:
         """Stop the chaos cleanly, drain with one fresh daemon, wait out held requests."""
@@ -220,7 +316,8 @@ class Harness:
         for op in users.ops:
             if op.kind == "cancel" and op.code == 0 and op.post_id not in cancels:
                 cancels[op.post_id] = Cancel(op.post_id, op.started_ms, op.ended_ms)
-        verdict = check(expected, cancels, published, rows, occurrences)
+        threads = [Thread(tuple(t.post_ids), t.targets) for t in workload.threads]
+        verdict = check(expected, cancels, published, rows, occurrences, threads)
         self.dump(verdict, users)
         kills = self.daemons.kills
         (late, late_outage, late_after), late_all, excluded = lateness(
@@ -263,6 +360,23 @@ class Harness:
             planned_ops=planned,
             cpu=cpu,
             cpu_available=span * (os.cpu_count() or 1),
+            threads=len(workload.threads),
+            thread_parts=sum(len(t.post_ids) for t in workload.threads),
+            thread_kills=self.thread_kills,
+            later_parts_failed=self.later_parts_failed(),
+        )
+
+    def later_parts_failed(self) -> int:
+        """Deliveries of a thread's part 2 or later that a fault or the outage hit: an attempt
+        that failed, or one started while the relay was down (G6 had to hold the rest)."""
+        down, up = self.outage.ms()
+        return self.ctx.scalar(
+            "SELECT count(DISTINCT a.delivery_id) FROM attempts a "
+            "JOIN deliveries d ON d.id = a.delivery_id JOIN posts p ON p.id = d.post_id "
+            "WHERE p.thread_part >= 2 AND (a.outcome != 'sent' OR (d.platform = 'nostr' "
+            "AND a.started_at_ms BETWEEN ? AND ?))",
+            down,
+            up,
         )
 
     def dump(self, verdict: Verdict, users: Users) -> None:

@@ -48,6 +48,10 @@ class Report:
     planned_ops: Counter[tuple[str, bool]] = field(default_factory=Counter)  # of `ops`
     cpu: dict[str, float] = field(default_factory=dict)
     cpu_available: float = 0.0
+    threads: int = 0
+    thread_parts: int = 0
+    thread_kills: int = 0  # kill -9 of a daemon holding a thread's part 2 or later
+    later_parts_failed: int = 0  # deliveries of part 2+ with a failed attempt
 
     def table(self) -> str:
         """The one table: markdown, so it can go into the README as printed."""
@@ -100,6 +104,12 @@ class Report:
                 f"{self.occurrences} recurring occurrences",
             ),
             ("deliveries (platform, account)", f"{sum(self.deliveries.values()):,}: {deliveries}"),
+            (
+                "threads (3–6 parts)",
+                f"{self.threads} ({self.thread_parts} parts); {self.later_parts_failed} "
+                f"later-part deliveries hit by a fault or the outage; {self.thread_kills} "
+                "kill -9 between parts",
+            ),
             ("Bluesky", self.bluesky),
             ("plur-send processes", f"{p.daemons}, for {p.seconds:g} s"),
             (
@@ -127,6 +137,10 @@ class Report:
             ("database `sent` ≠ servers", n(v.disagree)),
             ("unexpected posts on a server", n(v.unexpected)),
             ("recurring occurrences not exactly once", n(v.occurrences)),
+            (
+                "thread parts out of order, standalone or not pointing at their parent",
+                n(v.threads),
+            ),
             ("lateness, on-time deliveries due before the relay outage", late(self.lateness)),
             ("… due while the relay was down (other platforms)", late(self.lateness_outage)),
             ("… due after the relay came back", late(self.lateness_after)),
@@ -155,8 +169,9 @@ def lateness(
     time moved on purpose —, sent with `now`, a cancel tried, or published by plur-post
     itself), deliveries a fault hit (more than one attempt, or an attempt that failed),
     deliveries moved by a platform's rate-limit hold (429), deliveries a daemon held when
-    it was killed, posts the harness wrote late or kept for a planned command, and the
-    warm-up. What remains is what G4 promises: on time when the platform answers promptly.
+    it was killed, a thread's parts after the first (each waits for the one before it, G6),
+    posts the harness wrote late or kept for a planned command, and the warm-up. What
+    remains is what G4 promises: on time when the platform answers promptly.
 
     It is split by the relay outage (`outage`, epoch ms), because a Nostr outage used to slow
     the *other* platforms too, when all platforms shared a daemon's `max_concurrency` slots:
@@ -188,10 +203,10 @@ def lateness(
         "  coalesce(p.occurrence_at_ms, p.scheduled_at_ms), p.created_at_ms, "
         "  (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), "
         "  (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id "
-        "   AND a.outcome != 'sent') "
+        "   AND a.outcome != 'sent'), coalesce(p.thread_part, 1) "
         "FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE d.state = 'sent'"
     ).fetchall()
-    for did, post_id, sent, due, base, created, attempts, failed in rows:
+    for did, post_id, sent, due, base, created, attempts, failed, part in rows:
         if post_id in touched and touched[post_id] in ("sent with now", "plur-post", "warm-up"):
             excluded[touched[post_id]] += 1
             continue
@@ -205,6 +220,8 @@ def lateness(
             excluded["held by a 429"] += 1
         elif str(did) in stranded:
             excluded["held by a killed daemon"] += 1
+        elif part > 1:
+            excluded["a thread's later part (it waits for the part before)"] += 1
         else:
             on_time[(base >= outage[0]) + (base >= outage[1])].append(late)
     return on_time, everything, excluded
@@ -231,7 +248,8 @@ def print_report(report: Report, out: TextIO = sys.stdout) -> None:
     else:
         how = (
             f"--posts {p.posts} --seconds {p.seconds:g} --daemons {p.daemons} "
-            f"--relay-outage {p.relay_outage:g} --plur-posts {p.plur_posts} --seed {p.seed}"
+            f"--relay-outage {p.relay_outage:g} --plur-posts {p.plur_posts} "
+            f"--threads {p.threads} --seed {p.seed}"
             + ("" if p.hostile_cancels else " --no-hostile-cancels")
             + ("" if p.kill_every[1] else " --no-kills")
             + ("" if p.cli_every[1] else " --no-cli")

@@ -264,24 +264,53 @@ class Servers:
 
         assert self.relay is not None and self.mastodon is not None
         found: list[Published] = []
+
+        def note(hex_id: str | None) -> str | None:
+            return None if hex_id is None else str(nostr_sdk.EventId.parse(hex_id).to_bech32())
+
         for event in self.relay.stored_events():
             account = self.nostr_pubkeys.get(event["pubkey"], f"unknown key {event['pubkey']}")
-            note = nostr_sdk.EventId.parse(event["id"]).to_bech32()
-            found.append(Published("nostr", account, event["content"], note))
+            marked = {t[3]: t[1] for t in event["tags"] if len(t) >= 4 and t[0] == "e"}
+            parent = marked.get("reply", marked.get("root"))
+            found.append(
+                Published(
+                    "nostr",
+                    account,
+                    event["content"],
+                    str(note(event["id"])),
+                    parent=note(parent),
+                    root=note(marked.get("root")),
+                    order=int(event["created_at"]),
+                )
+            )
         for account in ACCOUNTS:
             token = TOKENS[MASTODON_USERS[account]]
-            for status_id, text in self.mastodon_statuses(token):
-                found.append(Published("mastodon", account, text, status_id))
+            for status_id, text, parent in self.mastodon_statuses(token):
+                found.append(
+                    Published("mastodon", account, text, status_id, parent, order=int(status_id))
+                )
         if self.pds is not None:
             for account, acc in self.bsky_accounts.items():
                 for record in self.pds.list_records(acc.did):
+                    reply = record["value"].get("reply") or {}
                     found.append(
-                        Published("bluesky", account, record["value"]["text"], record["uri"])
+                        Published(
+                            "bluesky",
+                            account,
+                            record["value"]["text"],
+                            record["uri"],
+                            parent=reply.get("parent", {}).get("uri"),
+                            root=reply.get("root", {}).get("uri"),
+                            cid=record["cid"],
+                            parent_cid=reply.get("parent", {}).get("cid"),
+                            order=record["uri"].rsplit("/", 1)[1],
+                        )
                     )
         return found
 
-    def mastodon_statuses(self, token: str) -> Iterator[tuple[str, str]]:
-        """Every status of the account, 40 a page; the text from the HTML, else from /source."""
+    def mastodon_statuses(self, token: str) -> Iterator[tuple[str, str, str | None]]:
+        """Every status of the account, 40 a page: its id, its text (from the HTML, else from
+        /source) and the status it replies to."""
         me = self.mock("GET", "/api/v1/accounts/verify_credentials", token=token)
         max_id = ""
         for _ in range(100_000 // 40):  # bounded: far more than any run posts
@@ -292,13 +321,15 @@ class Servers:
                 return
             for status in page:
                 inner = re.fullmatch(r"<p>(.*)</p>", status["content"], re.DOTALL)
+                parent = status.get("in_reply_to_id")
+                parent = None if parent is None else str(parent)
                 if inner and "<" not in inner.group(1):
-                    yield str(status["id"]), html.unescape(inner.group(1))
+                    yield str(status["id"]), html.unescape(inner.group(1)), parent
                 else:
                     source = self.mock(
                         "GET", f"/api/v1/statuses/{status['id']}/source", token=token
                     )
-                    yield str(status["id"]), str(source["text"])
+                    yield str(status["id"]), str(source["text"]), parent
             max_id = f"&max_id={page[-1]['id']}"
 
     def book_cpu(self) -> None:

@@ -138,7 +138,10 @@ class Users:
             "GROUP BY post_id",
             (soon,),
         ).fetchall()
-        left_alone = self.busy_posts | set(self.kept)
+        # Threads are left to the daemons: a part's cancel or move takes the later parts with
+        # it, which the checker's per-post expectations do not model.
+        threads = {post_id for t in self.workload.threads for post_id in t.post_ids}
+        left_alone = self.busy_posts | set(self.kept) | threads
         return [(r[0], bool(r[1]), bool(r[2])) for r in rows if r[0] not in left_alone]
 
     def random_op(self) -> None:
@@ -169,7 +172,8 @@ class Users:
 
     def cancel_hostile(self, post_id: str) -> None:
         """A cancel of a post that may be on its way out (the full run's hostile cancels)."""
-        if post_id not in self.busy_posts and post_id not in self.kept:
+        threads = {p for t in self.workload.threads for p in t.post_ids}
+        if post_id not in self.busy_posts and post_id not in self.kept and post_id not in threads:
             self.launch("cancel", post_id, ["cancel", post_id, "--force"], hostile=True)
 
     def plur_post(self, index: int) -> None:

@@ -20,9 +20,19 @@ class PostInfo:
     text: str
     targets: tuple[tuple[str, str], ...]
     # queue | queue-now | queue-late | warm-up | kept (for a planned user command)
-    # | plur-post | plur-post-now
+    # | plur-post | plur-post-now | thread (a part of one)
     via: str
     post_id: str = ""  # plur-post's: found by its (unique) text afterwards
+
+
+@dataclass
+class ThreadInfo:
+    """A thread the harness wrote: its parts in order (one post each), where they go."""
+
+    post_ids: list[str]
+    texts: list[str]
+    targets: tuple[tuple[str, str], ...]
+    label: str = ""  # "outage": its later parts fall due while the relay is down
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Workload:
         self.ctx = ctx
         self.posts: list[PostInfo] = []
         self.schedules: list[Schedule] = []
+        self.threads: list[ThreadInfo] = []
         mixes: list[tuple[float, tuple[str, ...], str]] = [
             (2, ("nostr",), "default"),
             (1, ("nostr",), "alt"),
@@ -105,6 +116,46 @@ class Workload:
         info = PostInfo(text, tuple((p, account) for p in platforms), via, created.post_id)
         self.posts.append(info)
         return info
+
+    def write_thread(
+        self,
+        index: int,
+        parts: int,
+        due: float,
+        targets: tuple[tuple[str, ...], str] | None = None,
+        label: str = "",
+    ) -> ThreadInfo:
+        """Thread number `index` of `parts` parts (`--thread`), every part due at `due`
+        (epoch s, or now when that is less than a second away); each part's text unique."""
+        from plurcast import queue
+        from plurcast.thread.plan import Compose
+
+        ctx = self.ctx
+        platforms, account = targets or self.pick_targets()
+        texts = [
+            f"chaos {ctx.run_id} thread {index:03d} part {i}/{parts} to "
+            f"{'+'.join(platforms)}/{account} 🧵"
+            for i in range(1, parts + 1)
+        ]
+        late = due - time.time() < 1.0
+        created = queue.create_post(
+            ctx.db,
+            ctx.cfg,
+            "\n---\n".join(texts),
+            schedule="now" if late else iso(due),
+            draft=False,
+            platforms=list(platforms),
+            account=None if account == "default" else account,
+            tz=ctx.cfg.timezone,
+            now=datetime.now(UTC),
+            compose=Compose(thread=True),
+        )
+        where = tuple((p, account) for p in platforms)
+        for post_id, text in zip(created.post_ids, texts, strict=True):
+            self.posts.append(PostInfo(text, where, "thread", post_id))
+        thread = ThreadInfo(created.post_ids, texts, where, label)
+        self.threads.append(thread)
+        return thread
 
     def plur_post_args(self, index: int) -> tuple[list[str], str, bool]:
         """plur-post's arguments for post `index`, its text, and whether it is sent at once
