@@ -37,8 +37,10 @@ Fields (CSV columns, JSON keys, front matter), named after plur-post's options:
   content (required), schedule (any --schedule time, or "next": the next free slot of
   [slots]; empty: "next" when there are slots), tz (empty: the config's zone),
   platforms ("nostr,mastodon"), account, draft (true/false), visibility,
-  nostr_pow (0-64), 21e8, key (what makes a row the same row when imported again;
-  without one, a hash of content, time and platforms).
+  nostr_pow (0-64), 21e8, thread (true: --- lines separate the parts; or a list),
+  auto_thread, numbered, variant ({"bluesky": "Short"}, or bluesky=Short lines),
+  reply_to, key (what makes a row the same row when imported again; without one, a
+  hash of what the row says).
 
 \b
 All or nothing: if any row is bad, every bad row is listed (`line 7: …`) and
@@ -77,7 +79,7 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
     if report != "text":
         emit_json([_row_json(r, tz, dry_run) for r in rows], cast(Format, report))
     else:
-        click.echo("\n".join(_line(r, tz, now, dry_run) for r in rows))
+        click.echo("\n".join(line for r in rows for line in _lines(r, tz, now, dry_run)))
     new = sum(1 for r in rows if r.existing is None)
     there = len(rows) - new
     verb = "would import" if dry_run else "imported"
@@ -108,26 +110,37 @@ def _source(name: str, count: int) -> importer.Source:
     return importer.Source(name, data, size)
 
 
-def _line(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> str:
-    """What plur-post prints for a new post; `exists:<id>` for a row already there; a dry
-    run names the row instead of an id (`would-scheduled:line-3:for:…`)."""
+def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[str]:
+    """What plur-post prints for a new post (`scheduled[i]:…` for each part of a thread);
+    `exists:<id>` for a row already there; a dry run names the row instead of an id
+    (`would-scheduled:line-3:for:…`)."""
     if r.existing is not None:
-        return f"exists:{r.existing}"
-    name = r.entry.where.replace(" ", "-") if dry_run else r.post_id
+        return [f"exists:{r.existing}"]
+    names = [r.entry.where.replace(" ", "-")] if dry_run else r.post_ids
     prefix = "would-" if dry_run else ""
-    if r.scheduled_at is None:
-        return f"{prefix}draft:{name}"
-    shown = format_local(r.scheduled_at, tz, now)
-    return f"{prefix}scheduled:{name}:for:{format_relative(r.scheduled_at - now)} ({shown})"
+    lines = []
+    for number, name in enumerate(names, start=1):
+        kind = "draft" if r.scheduled_at is None else "scheduled"
+        if len(names) > 1:
+            kind += f"[{number}]"
+        if r.scheduled_at is None:
+            lines.append(f"{prefix}{kind}:{name}")
+        else:
+            shown = format_local(r.scheduled_at, tz, now)
+            relative = format_relative(r.scheduled_at - now)
+            lines.append(f"{prefix}{kind}:{name}:for:{relative} ({shown})")
+    return lines
 
 
 def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
     status = "exists" if r.existing else ("would_import" if dry_run else "imported")
+    ids = [] if dry_run else r.post_ids
     return {
         "where": r.entry.where,
         "status": status,
         "key": r.key,
-        "post_id": r.existing or (None if dry_run else r.post_id),
+        "post_id": r.existing or (ids[0] if ids else None),
+        "post_ids": [r.existing] if r.existing else ids,
         "draft": r.existing is None and r.scheduled_at is None,
         **time_fields(
             "scheduled_at", None if r.scheduled_at is None else to_ms(r.scheduled_at), tz

@@ -161,33 +161,48 @@ def write_post(
     A post due now is leased to the caller by `claim` inside that same transaction, so
     no daemon can take it between the write and the publish.
     """
+    with transaction(conn):
+        return insert_new_post(conn, cfg, new, now, claim=claim)
+
+
+def insert_new_post(
+    conn: Database,
+    cfg: Config,
+    new: NewPost,
+    now: datetime,
+    *,
+    claim: Callable[[str], list[Claimed]] | None = None,
+    slot_at: datetime | None = None,
+) -> Created:
+    """write_post's work, inside the caller's write transaction (plur-import writes a whole
+    file in one). A `--schedule next` post takes `slot_at` when given (the caller chose it
+    under this same lock), else the first free slot."""
     post_id = str(uuid.uuid4())
     claims: list[Claimed] = []
     scheduled_at = new.scheduled_at
-    with transaction(conn):
-        if new.slot:  # chosen under the write lock: two writers never take one slot
-            scheduled_at = slots.take(conn, cfg, new.checked.targets, now)
-        record = store.NewPost(
-            id=post_id,
-            content=new.checked.text,
-            created_at_ms=to_ms(now),
-            scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
-            timezone=new.timezone.key,
-            targets=new.checked.targets,
-            metadata=json.dumps(new.metadata, ensure_ascii=False),
-        )
-        parents = None
-        if new.reply_to is not None:  # again under the lock: the post answered may have changed
-            parents = _answering(conn, cfg, new.reply_to, new.checked.targets).parents
-        inserted = thread_plan.insert(
-            conn,
-            new.checked.parts,
-            record,
-            variants=new.compose.variants,
-            first_parents=parents,
-        )
-        if claim is not None and new.now:
-            claims = claim(post_id)
+    if new.slot:  # chosen under the write lock: two writers never take one slot
+        scheduled_at = slot_at or slots.take(conn, cfg, new.checked.targets, now)
+    record = store.NewPost(
+        id=post_id,
+        content=new.checked.text,
+        created_at_ms=to_ms(now),
+        scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
+        timezone=new.timezone.key,
+        targets=new.checked.targets,
+        metadata=json.dumps(new.metadata, ensure_ascii=False),
+    )
+    parents = None
+    if new.reply_to is not None:  # again under the lock: the post answered may have changed
+        parents = _answering(conn, cfg, new.reply_to, new.checked.targets).parents
+    inserted = thread_plan.insert(
+        conn,
+        new.checked.parts,
+        record,
+        variants=new.compose.variants,
+        first_parents=parents,
+    )
+    if claim is not None and new.now:
+        claims = claim(post_id)
     answering = new.answering
     return Created(
         post_id,

@@ -235,11 +235,80 @@ def test_markdown_files_and_front_matter(
     assert bad.stderr.count("\n") == 2
 
 
+def test_threads_variants_and_replies(
+    run: Run, clock: Clock, tmp_path: Path, db_path: Path
+) -> None:
+    answered = run(post_cli, "Earlier post", "-s", "1h", "-p", "nostr").stdout.split(":")[1]
+    text = (
+        '{"thread": ["First part", "Second part"], "schedule": "2h", "platforms": "nostr"}\n'
+        f'{{"content": "Reply", "schedule": "3h", "reply_to": "{answered}",'
+        ' "platforms": "nostr"}\n'
+        '{"content": "Long text", "variant": {"bluesky": "@short"}, "schedule": "4h",'
+        ' "platforms": ["mastodon", "bluesky"]}\n'
+    )
+    result = run(import_cli, file(tmp_path, "threads.jsonl", text))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "scheduled[1]",
+        "scheduled[2]",
+        "scheduled",
+        "scheduled",
+    ]
+    with sqlite3.connect(db_path) as conn:
+        first, second = lines[0].split(":")[1], lines[1].split(":")[1]
+        assert conn.execute(
+            "SELECT thread_id, thread_part FROM posts WHERE id = ?", (second,)
+        ).fetchone() == (first, 2)
+        reply = lines[2].split(":")[1]
+        assert (
+            json.loads(
+                conn.execute("SELECT metadata FROM posts WHERE id = ?", (reply,)).fetchone()[0]
+            )["reply_to"]
+            == answered
+        )
+        variant = conn.execute(
+            "SELECT content FROM deliveries WHERE post_id = ? AND platform = 'bluesky'",
+            (lines[3].split(":")[1],),
+        ).fetchone()[0]
+        assert variant == "@short"  # the text itself, not a file to read
+    bad = run(
+        import_cli,
+        file(
+            tmp_path,
+            "bad.jsonl",
+            '{"content": "x", "schedule": "1h", "numbered": true}\n'
+            '{"content": "x", "schedule": "1h", "variant": {"bluesky": "b"},'
+            ' "platforms": "nostr"}\n'
+            '{"content": "x", "schedule": "1h", "reply_to": "deadbeef-0000"}\n',
+        ),
+    )
+    assert bad.exit_code == 3
+    errors = bad.stderr.splitlines()
+    assert errors[0].startswith("Error: line 1: --numbered goes with --thread or --auto-thread")
+    assert errors[1].startswith("Error: line 2: --variant bluesky=… is for a platform")
+    assert errors[2].startswith("Error: line 3: ")
+
+
 # --- exporting, and the round trip -----------------------------------------------------
+
+
+LONG = " ".join(f"word{i}" for i in range(120))  # ~950 characters: three Bluesky posts
 
 
 def make_queue(run: Run) -> None:
     for args in (
+        ["Part one\n---\nPart two\n---\nPart three", "-s", "2026-11-29 12:00", "--thread"],
+        [LONG, "-s", "2026-11-30 12:00", "--auto-thread", "--numbered", "-p", "nostr,bluesky"],
+        [
+            "Long for Mastodon",
+            "-s",
+            "2026-12-01 12:00",
+            "-p",
+            "mastodon,bluesky",
+            "--variant",
+            "bluesky=@@short for Bluesky",
+        ],
         ["Morning note ☀", "-s", "2026-11-23 09:00"],
         ["Mastodon only,\nwith a second line", "-s", "tomorrow 3pm", "-p", "mastodon"],
         ["New York time", "-s", "2026-11-24 08:00", "--tz", "America/New_York"],
@@ -254,19 +323,45 @@ def make_queue(run: Run) -> None:
     assert run(queue_cli, "cancel", gone, "-f").exit_code == 0
 
 
-def queue_view(run: Run) -> list[dict[str, object]]:
-    listed = json.loads(run(queue_cli, "list", "--all", "-f", "json").stdout)
+def queue_view(run: Run, db_path: Path) -> list[dict[str, object]]:
+    """The queue as plur-queue shows it, with each delivery's own text and its parent — post
+    ids replaced by their place in the listing (a copy has new ids)."""
+    listed = sorted(  # parts of a thread share a time; their order in a listing is the ids'
+        (
+            item
+            for item in json.loads(run(queue_cli, "list", "--all", "-f", "json").stdout)
+            if item["status"] != "cancelled"  # the queue: cancelled posts are not exported
+        ),
+        key=lambda i: (i["scheduled_at"] or 2**40, i["thread_part"] or 0, i["content"]),
+    )
+    place = {item["id"]: f"#{n}" for n, item in enumerate(listed)}
+    with sqlite3.connect(db_path) as conn:
+        own = {
+            (post, platform): (text, parent)
+            for post, platform, text, parent in conn.execute(
+                "SELECT d.post_id, d.platform, d.content, p.post_id FROM deliveries d "
+                "LEFT JOIN deliveries p ON p.id = d.parent_id"
+            )
+        }
     view = []
     for item in listed:
         shown = json.loads(run(queue_cli, "show", item["id"], "-f", "json").stdout)
-        view.append(
-            {k: v for k, v in shown.items() if k not in ("id", "created_at", "created_at_iso")}
-            | {
-                "deliveries": [
-                    (d["platform"], d["account"], d["state"]) for d in shown["deliveries"]
-                ]
-            }
-        )
+        fields = {
+            k: place.get(v, v) if isinstance(v, str) else v
+            for k, v in shown.items()
+            if k not in ("id", "created_at", "created_at_iso")
+        }
+        fields["deliveries"] = [
+            (
+                d["platform"],
+                d["account"],
+                d["state"],
+                own[(item["id"], d["platform"])][0],
+                place.get(own[(item["id"], d["platform"])][1]),
+            )
+            for d in shown["deliveries"]
+        ]
+        view.append(fields)
     return view
 
 
@@ -280,16 +375,17 @@ def test_export_then_import_into_an_empty_database_reproduces_the_queue(
     kind: str,
 ) -> None:
     make_queue(run)
-    before = [v for v in queue_view(run) if v["status"] != "cancelled"]
+    before = queue_view(run, db_path)
     stored = [p for p in posts(db_path) if p[0] != "Cancelled"]
     exported = run(export_cli, "-f", kind)
     assert exported.exit_code == 0, exported.stderr
-    assert exported.stderr == "exported 8 posts\n"
-    monkeypatch.setenv("PLURCAST_DB_PATH", str(tmp_path / "empty.db"))
+    assert exported.stderr == "exported 11 posts\n"  # a thread is one row
+    copy = tmp_path / "empty.db"
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
     imported = run(import_cli, "-f", kind, "-", input=exported.stdout)
     assert imported.exit_code == 0, imported.stderr
-    assert queue_view(run) == before
-    assert posts(tmp_path / "empty.db") == stored  # zones too
+    assert len(before) == 15 and queue_view(run, copy) == before
+    assert posts(copy) == stored  # zones too
     # and the export of the copy is the export of the original
     assert run(export_cli, "-f", kind).stdout == exported.stdout
 
@@ -300,8 +396,8 @@ def test_importing_an_export_back_changes_nothing(run: Run, clock: Clock, db_pat
     result = run(import_cli, "-f", "jsonl", "-", input=exported)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 8 and all(line.startswith("exists:") for line in lines)
-    assert count(db_path) == 9
+    assert len(lines) == 11 and all(line.startswith("exists:") for line in lines)
+    assert count(db_path) == 16
 
 
 def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
@@ -314,7 +410,7 @@ def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
     assert lines[0] == "key,content,schedule,tz,platforms,account,visibility"
     assert [line.split(",")[1] for line in lines[1:]] == ["New York time", "Quiet"]
     everything = run(export_cli, "--status", "all").stdout.splitlines()
-    assert len(everything) == 9
+    assert len(everything) == 12
     cancelled = run(export_cli, "--status", "cancelled").stdout
     assert json.loads(cancelled)["content"] == "Cancelled"
     assert "unknown status" in run(export_cli, "--status", "lost").stderr

@@ -35,6 +35,34 @@ def test_jsonl_rows_and_their_fields() -> None:
     ]
 
 
+def test_thread_fields() -> None:
+    parsed = parse(
+        '{"thread": ["one", " two "], "variant": {"Bluesky": "short"}, "reply_to": "note1x"}\n'
+        '{"content": "a\\n---\\nb", "thread": "yes", "auto-thread": true, "numbered": 1}\n'
+        '{"content": "x", "variant": ["bluesky=@me hi", "mastodon=long"]}\n'
+        '{"content": "x", "thread": ["a"], "variants": "bluesky=one\\nnostr=two"}\n',
+        "jsonl",
+    )
+    assert parsed.problems == [(4, "line 4: content and a list of thread parts — give one of them")]
+    one, two, three = parsed.entries
+    assert (one.content, one.thread, one.variants, one.reply_to) == (
+        "one\n---\ntwo",
+        True,
+        (("bluesky", "short"),),
+        "note1x",
+    )
+    assert (two.thread, two.auto_thread, two.numbered) == (True, True, True)
+    assert three.variants == (("bluesky", "@me hi"), ("mastodon", "long"))
+    csv_row = parse('content,variant\nx,"bluesky=one\nnostr=two"\n', "csv").entries[0]
+    assert csv_row.variants == (("bluesky", "one"), ("nostr", "two"))
+    bad = parse('{"content": "x", "variant": "bluesky"}\n{"content": "x", "variant": 3}\n', "jsonl")
+    assert [p for _, p in bad.problems] == [
+        'line 1: variant must be PLATFORM=TEXT — e.g. "bluesky=Short text"',
+        'line 2: variant must be a table of platform: text, not a number — e.g. {"bluesky": '
+        '"Short text"}',
+    ]
+
+
 def test_jsonl_every_bad_row_is_listed_with_its_line() -> None:
     parsed = parse(
         "\n".join(
@@ -238,6 +266,13 @@ entries = st.builds(
     visibility=st.sampled_from([None, "public", "unlisted"]),
     nostr_pow=st.one_of(st.none(), st.integers(0, 64)),
     pow_21e8=st.booleans(),
+    thread=st.booleans(),
+    auto_thread=st.booleans(),
+    numbered=st.booleans(),
+    variants=st.dictionaries(
+        st.sampled_from(["nostr", "mastodon", "bluesky"]), contents.filter(bool), max_size=2
+    ).map(lambda d: tuple(sorted(d.items()))),
+    reply_to=st.sampled_from([None, "note1abc", "https://bsky.app/profile/a.test/post/3k"]),
 ).filter(lambda e: e.nostr_pow is not None or not e.pow_21e8)
 
 

@@ -25,7 +25,7 @@ from plurcast.transfer.fields import Entry
 STATUSES = tuple(s.value for s in PostStatus)
 DEFAULT_STATUSES = (PostStatus.SCHEDULED.value, PostStatus.DRAFT.value)  # the queue
 # What an entry carries; anything else in a post's metadata cannot be written yet.
-_WRITTEN = {"visibility", nostr_pow.METADATA_KEY}
+_WRITTEN = {"visibility", nostr_pow.METADATA_KEY, "reply_to"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,14 @@ def export(
     """The posts of these statuses (scheduled within [since, until) when given), in time
     order, drafts last."""
     chosen = []
-    for post in post_store.select_posts(conn, waiting_only=False):
+    every = post_store.select_posts(conn, waiting_only=False)
+    parts: dict[str, list[Post]] = {}
+    for post in every:
+        if post.thread_id is not None:
+            parts.setdefault(post.thread_id, []).append(post)
+    for post in every:
+        if post.thread_id is not None and post.thread_id != post.id:
+            continue  # a later part of a thread: it goes with the first
         if post.status.value not in wanted:
             continue
         at = post.scheduled_at_ms
@@ -72,32 +79,76 @@ def export(
         chosen.append(post)
     keys = keys_store.keys_of(conn, [p.id for p in chosen])
     left_out: list[str] = []
-    entries = [_entry(p, keys.get(p.id, p.id), left_out) for p in chosen]
+    entries = []
+    for post in chosen:
+        thread = sorted(parts.get(post.id, [post]), key=lambda p: p.thread_part or 0)
+        entries.append(_entry(thread, keys.get(post.id, post.id), left_out))
     return Exported(entries, left_out)
 
 
-def _entry(post: Post, key: str, left_out: list[str]) -> Entry:
+def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
+    """One post — or a thread, its parts in order — as the row that makes it again."""
+    post = thread[0]
     zone = ZoneInfo(post.timezone)
     schedule = None
     if post.scheduled_at_ms is not None:
         schedule = datetime.fromtimestamp(post.scheduled_at_ms / 1000, zone).isoformat()
     live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED] or post.deliveries
-    platforms = tuple(dict.fromkeys(d.platform for d in live))
-    accounts = {d.account for d in live}
+    targets = list(dict.fromkeys((d.platform, d.account) for d in live))
+    accounts = {account for _, account in targets}
     account = accounts.pop() if len(accounts) == 1 else None
     wanted_pow = nostr_pow.requested(post.metadata)
     for extra in sorted(set(post.metadata) - _WRITTEN):
         left_out.append(f"post {post.id}: its {extra} cannot be exported by this version")
+    text, variants = _texts(thread, targets, left_out)
+    reply_to = post.metadata.get("reply_to")
     return Entry(
         where="",
-        content=post.content,
+        content=text,
         key=key,
         schedule=schedule,
         tz=post.timezone,
-        platforms=platforms,
+        platforms=tuple(dict.fromkeys(p for p, _ in targets)),
         account=None if account == DEFAULT_ACCOUNT else account,
         draft=post.scheduled_at_ms is None,
         visibility=post.metadata.get("visibility"),
         nostr_pow=wanted_pow.difficulty if wanted_pow else None,
         pow_21e8=bool(wanted_pow and wanted_pow.pattern_21e8),
+        thread=len(thread) > 1,
+        variants=variants,
+        reply_to=reply_to if isinstance(reply_to, str) else None,
     )
+
+
+def _texts(
+    thread: Sequence[Post], targets: Sequence[tuple[str, str]], left_out: list[str]
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The content and the variants that make these parts again: each target's parts
+    (its own text where a delivery has one) joined by `---` lines, as --thread reads
+    them; the first target's are the content, any other platform's that differ a variant."""
+    per_target: dict[tuple[str, str], list[str]] = {}
+    for part in thread:
+        for d in part.deliveries:
+            if (d.platform, d.account) in targets:
+                per_target.setdefault((d.platform, d.account), []).append(d.content or part.content)
+    if len(thread) > 1 and any(_cut(t) for texts in per_target.values() for t in texts):
+        left_out.append(
+            f"post {thread[0].id}: a part has a line of --- in it, where plur-import will cut"
+        )
+    lists = [per_target.get(t, [thread[0].content]) for t in targets]
+    variants = {
+        platform: "\n---\n".join(texts)
+        for (platform, _), texts in zip(targets, lists, strict=True)
+        if texts != lists[0]
+    }
+    return "\n---\n".join(lists[0]), tuple(sorted(variants.items()))
+
+
+def _cut(text: str) -> bool:
+    """Whether --thread would cut this part's own text into more than one."""
+    from plurcast.thread.split import explicit_parts
+
+    try:
+        return len(explicit_parts(text)) > 1
+    except InvalidInput:
+        return True

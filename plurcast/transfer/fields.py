@@ -1,7 +1,8 @@
 """What one row of an import file may say, and its checked, typed form.
 
 Fields are named after plur-post's long options (`schedule`, `tz`, `platforms`, `account`,
-`draft`, `visibility`, `nostr_pow`, `21e8`) plus `content` and `key`. Names are read
+`draft`, `visibility`, `nostr_pow`, `21e8`, `thread`, `auto_thread`, `numbered`, `variant`,
+`reply_to`) plus `content` and `key`. Names are read
 without regard to case, `-` or spaces (`Nostr-Pow` is `nostr_pow`), and a few spreadsheet
 spellings are understood (Buffer's `Text` and `Posting Time`, `platform`). Anything else is
 refused by name — never silently dropped.
@@ -25,8 +26,18 @@ FIELDS = (
     "visibility",
     "nostr_pow",
     "21e8",
+    "thread",
+    "auto_thread",
+    "numbered",
+    "variant",
+    "reply_to",
 )
-ALIASES = {"platform": "platforms", "text": "content", "posting_time": "schedule"}
+ALIASES = {
+    "platform": "platforms",
+    "text": "content",
+    "posting_time": "schedule",
+    "variants": "variant",
+}
 # plur-post options whose features a row cannot carry yet: refused with the reason.
 NOT_YET = {
     "cw": "content warnings",
@@ -35,8 +46,6 @@ NOT_YET = {
     "image": "images",
     "image_url": "images",
     "alt": "images",
-    "thread": "threads",
-    "reply_to": "replies",
 }
 RECURRING = ("cron", "every", "until", "count", "misfire", "grace")
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -86,6 +95,11 @@ class Entry:
     visibility: str | None = None
     nostr_pow: int | None = None
     pow_21e8: bool = False
+    thread: bool = False  # the content's `---` lines separate the parts (--thread)
+    auto_thread: bool = False
+    numbered: bool = False
+    variants: tuple[tuple[str, str], ...] = ()  # (platform, its own text), by platform
+    reply_to: str | None = None
 
 
 def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
@@ -97,6 +111,13 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
             raise FieldError(f'"{raw_name}" is given twice', "keep one of them")
         fields[name] = value
     content = fields.get("content")
+    thread = fields.get("thread")
+    if isinstance(thread, list):  # the parts themselves, in JSON or front matter
+        if content is not None:
+            raise FieldError("content and a list of thread parts", "give one of them")
+        if not thread or not all(isinstance(part, str) for part in thread):
+            raise FieldError("thread must be true/false or a list of texts")
+        content, fields["thread"] = "\n---\n".join(p.strip() for p in thread), True
     if not isinstance(content, str):
         raise FieldError(
             "no content" if content is None else "content must be text",
@@ -117,6 +138,11 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         visibility=_visibility(_text(fields, "visibility")),
         nostr_pow=_pow(fields.get("nostr_pow")),
         pow_21e8=_flag(fields, "21e8"),
+        thread=_flag(fields, "thread"),
+        auto_thread=_flag(fields, "auto_thread"),
+        numbered=_flag(fields, "numbered"),
+        variants=_variants(fields.get("variant")),
+        reply_to=_text(fields, "reply_to"),
     )
 
 
@@ -158,9 +184,40 @@ def _flag(fields: Mapping[str, Any], name: str) -> bool:
     value = fields.get(name)
     if value is None or isinstance(value, bool):
         return bool(value)
+    if isinstance(value, int) and value in (0, 1):  # JSON written by hand: "numbered": 1
+        return bool(value)
     if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
         return value.strip().lower() in _TRUE
     raise FieldError(f"{name} must be true or false, not {value!r}")
+
+
+def _variants(value: Any) -> tuple[tuple[str, str], ...]:
+    """--variant PLATFORM=TEXT as a table ({"bluesky": "…"}), a list of "PLATFORM=TEXT", or
+    in a CSV cell one per line, or the JSON of a table (what plur-export writes there)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise FieldError("variant is not a JSON table", 'e.g. {"bluesky": "Short"}') from None
+    if isinstance(value, str):
+        value = value.splitlines()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        pairs = [v.partition("=") for v in value if v.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise FieldError("variant must be PLATFORM=TEXT", 'e.g. "bluesky=Short text"')
+        value = {name.strip().lower(): text for name, _, text in pairs}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise FieldError(
+            f"variant must be a table of platform: text, not {_kind(value)}",
+            'e.g. {"bluesky": "Short text"}',
+        )
+    return tuple(sorted((k.strip().lower(), v) for k, v in value.items()))
 
 
 def _visibility(value: str | None) -> str | None:

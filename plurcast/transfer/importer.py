@@ -1,39 +1,39 @@
 """plur-import: entries → posts, all or nothing, each row checked as plur-post checks it.
 
-1. Every entry goes through what plur-post does: the one validation path (text, targets,
-   credentials, limits), the time grammar, proof of work — and its key is worked out: the
-   row's `key`, else a hash of its content, time as written, zone and targets. A row whose
-   key is already in the database (imported before, or an exported post's own id) is
-   skipped, so importing a file again makes no duplicates; two rows of one file with one
-   key are an error.
-2. If any row is bad, every bad row is reported (`line 7: …`) and nothing is written.
-3. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
+1. Each row's key is worked out: its `key`, else a hash of what it says — content, time as
+   written, zone, platforms, account, thread shape, variants, reply. A row whose key is
+   already in the database (imported before, or an exported post's own id) is skipped —
+   importing a file again makes no duplicates, even once its times are past — and two rows
+   of one file with one key are an error.
+2. Every other row goes through `queue.check_new_post`, what plur-post runs: the one
+   validation path (text, targets, credentials, each platform's limits, thread parts and
+   variants, the post a reply answers), the time grammar, proof of work.
+3. If any row is bad, every bad row is reported (`line 7: …`) and nothing is written.
+4. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
    run meanwhile), gives `next` rows their posting slots — under the write lock, as
-   `plur-post -s next` does — and writes every post. `--dry-run` runs the same transaction
-   and rolls it back.
+   `plur-post -s next` does — and writes every post through `queue.insert_new_post`.
+   `--dry-run` runs the same transaction and rolls it back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from plurcast import config as config_module
-from plurcast import content, slots, validation
+from plurcast import queue, slots
 from plurcast.config import Config
 from plurcast.errors import ConfigError, InvalidInput, PlurcastError
-from plurcast.models import from_ms, to_ms
+from plurcast.models import to_ms
 from plurcast.platforms import nostr
 from plurcast.store import imports as store
-from plurcast.store import posts as post_store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
+from plurcast.thread.plan import Compose
 from plurcast.transfer.fields import Entry
 
 Target = tuple[str, str]
@@ -41,18 +41,31 @@ Target = tuple[str, str]
 
 @dataclass
 class Row:
-    """An entry that passed every check, as it will be written."""
+    """One entry, and what became of it: skipped (`existing`), checked (`new`), written."""
 
     entry: Entry
     key: str
-    text: str
-    targets: list[Target]
-    zone: ZoneInfo
-    scheduled_at: datetime | None  # None: a draft, or a slot still to take
-    slot: bool
-    metadata: dict[str, Any]
     existing: str | None = None  # the post this key already names: skipped
-    post_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    new: queue.NewPost | None = None
+    created: queue.Created | None = None  # after the write (or the dry run)
+
+    @property
+    def post_ids(self) -> list[str]:
+        return [] if self.created is None else list(self.created.post_ids)
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        if self.created is not None:
+            return self.created.scheduled_at
+        return None if self.new is None else self.new.scheduled_at
+
+    @property
+    def targets(self) -> list[Target]:
+        return [] if self.new is None else list(self.new.checked.targets)
+
+    @property
+    def text(self) -> str:
+        return self.entry.content if self.new is None else self.new.checked.text
 
 
 class Refused(PlurcastError):
@@ -71,14 +84,24 @@ class Refused(PlurcastError):
         )
 
 
-def row_key(entry: Entry, text: str, zone: ZoneInfo, targets: Sequence[Target]) -> str:
-    """The row's `key`, else a hash of what makes it this post: its content, its time as
-    written (so `tomorrow 9am` stays the same row tomorrow), its zone and its targets."""
+def row_key(entry: Entry, cfg: Config) -> str:
+    """The row's `key`, else a hash of what it says (before anything is resolved, so the
+    same row is the same key tomorrow — `tomorrow 9am` stays `tomorrow 9am`)."""
     if entry.key is not None:
         return entry.key
     when = "draft" if entry.draft else " ".join((entry.schedule or "").lower().split())
-    material = json.dumps([text, when, zone.key, sorted(targets)], ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(material.encode()).hexdigest()[:32]
+    material = [
+        entry.content.strip(),
+        when,
+        entry.tz or cfg.timezone.key,
+        sorted({p.lower() for p in entry.platforms}),
+        entry.account or "",
+        [entry.thread, entry.auto_thread, entry.numbered],
+        list(entry.variants),
+        entry.reply_to or "",
+    ]
+    digest = hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
+    return "sha256:" + digest[:32]
 
 
 @dataclass
@@ -92,128 +115,69 @@ def plan(conn: Database, cfg: Config, entries: Sequence[Entry], now: datetime) -
     """Check every entry; the rows to write, or the problem of each bad one."""
     problems: list[tuple[int, str]] = []
     config_problem = False
-    found: dict[int, Row] = {}
+    rows = [Row(e, row_key(e, cfg)) for e in entries]
+    known = store.existing(conn, [r.key for r in rows])
     seen: dict[str, str] = {}
-    known = store.existing(conn, [e.key for e in entries if e.key is not None])
-    targets = _Targets(cfg)
-    for index, entry in enumerate(entries):
+    for index, row in enumerate(rows):
         try:
-            if entry.key is not None and entry.key in known:
-                found[index] = _skipped(entry, known[entry.key])
-                _once(seen, entry.key, entry, "key")
-                continue
-            row = _identify(cfg, entry, targets)
-            _once(seen, row.key, entry, "key" if entry.key else "hash")
-            found[index] = row
-        except PlurcastError as exc:
-            config_problem |= isinstance(exc, ConfigError)
-            problems.append((index, f"{entry.where}: {exc}"))
-    hashed = store.existing(conn, [r.key for r in found.values() if r.entry.key is None])
-    latest = post_store.latest_waiting_time_ms(conn)
-    pending_after = None if latest is None else from_ms(latest)
-    for index in sorted(found):
-        row = found[index]
-        if row.existing is not None:
-            continue
-        if row.key in hashed:
-            row.existing = hashed[row.key]
-            continue
-        try:
-            _check(cfg, row, now, pending_after)
+            _once(seen, row)
+            if row.key in known:
+                row.existing = known[row.key]
+            else:
+                row.new = _check(conn, cfg, row.entry, now)
         except PlurcastError as exc:
             config_problem |= isinstance(exc, ConfigError)
             problems.append((index, f"{row.entry.where}: {exc}"))
-            continue
-        if row.scheduled_at is not None and not row.slot:
-            pending_after = max(pending_after or row.scheduled_at, row.scheduled_at)
-    rows = [found[i] for i in sorted(found)]
     return Plan(rows, problems, config_problem)
 
 
-def _once(seen: dict[str, str], key: str, entry: Entry, kind: str) -> None:
-    if key in seen:
-        if kind == "key":
-            raise InvalidInput(f'key "{key}" is also on {seen[key]}', "give each row its own key")
-        raise InvalidInput(
-            f"the same content, time and platforms as {seen[key]}",
-            "give the rows a key column to import both",
-        )
-    seen[key] = entry.where
-
-
-def _skipped(entry: Entry, post_id: str) -> Row:
-    """A row whose key names a post already there: not checked, not written."""
-    return Row(entry, entry.key or "", entry.content, [], ZoneInfo("UTC"), None, False, {}, post_id)
-
-
-class _Targets:
-    """validation.check_post, with each (platforms, account)'s targets resolved once: their
-    config and credential checks (a key file read, its mode checked) are the same for every
-    row that names them — 10,000 rows need not read a key file 20,000 times."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-        self._resolved: dict[tuple[tuple[str, ...], str | None], list[Target] | Exception] = {}
-
-    def check(self, entry: Entry) -> tuple[str, list[Target]]:
-        text = content.normalise(entry.content)  # check_post's order: the text first
-        wanted = (entry.platforms, entry.account)
-        if wanted not in self._resolved:
-            try:
-                self._resolved[wanted] = validation.resolve_targets(
-                    self.cfg, entry.platforms, entry.account
-                )
-            except PlurcastError as exc:
-                self._resolved[wanted] = exc
-        targets = self._resolved[wanted]
-        if isinstance(targets, Exception):
-            raise targets
-        return validation.check_text(self.cfg, text, targets), targets
-
-
-def _identify(cfg: Config, entry: Entry, targets: _Targets) -> Row:
-    """What plur-post checks first — the zone, the text and the targets — and the key
-    they give: enough to tell whether the row is already there."""
-    zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
-    if entry.draft and entry.schedule:
-        raise InvalidInput("a draft has no schedule", "leave schedule empty, or draft false")
-    text, resolved = targets.check(entry)
-    key = row_key(entry, text, zone, resolved)
-    return Row(entry, key, text, resolved, zone, None, False, {})
-
-
-def _check(cfg: Config, row: Row, now: datetime, pending_after: datetime | None) -> None:
-    """The rest of what plur-post checks, for a row to be written: proof of work, the time
-    (a slot to take later, or the time grammar; a past time is refused)."""
-    entry = row.entry
-    if entry.visibility:
-        row.metadata["visibility"] = entry.visibility
-    row.metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
-    if entry.draft:
+def _once(seen: dict[str, str], row: Row) -> None:
+    where = seen.setdefault(row.key, row.entry.where)
+    if where == row.entry.where:
         return
-    if entry.schedule is None or slots.is_slot(entry.schedule):
-        if entry.schedule is None and not _has_slots(cfg, row.targets):
-            raise InvalidInput(
-                "no schedule",
-                'give a time such as "2027-01-05 09:00", "next" (a posting slot), or draft = true',
-            )
-        slots.check(cfg, row.targets)
-        row.slot = True
-        return
-    from plurcast import when
-
-    random = entry.schedule.strip().lower().startswith("random:")
-    row.scheduled_at = when.parse_when(
-        entry.schedule, now=now, tz=row.zone, pending_after=pending_after if random else None
+    if row.entry.key is not None:
+        raise InvalidInput(f'key "{row.key}" is also on {where}', "give each row its own key")
+    raise InvalidInput(
+        f"the same content, time and platforms as {where}",
+        "give the rows a key column to import both",
     )
 
 
-def _has_slots(cfg: Config, targets: Sequence[Target]) -> bool:
-    try:
-        slots.check(cfg, targets)
-    except ConfigError:
-        return False
-    return True
+def _check(conn: Database, cfg: Config, entry: Entry, now: datetime) -> queue.NewPost:
+    """What plur-post checks, for one row (its fields as plur-post's options)."""
+    zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
+    if entry.draft and entry.schedule:
+        raise InvalidInput("a draft has no schedule", "leave schedule empty, or draft false")
+    schedule = entry.schedule
+    timeless = schedule is None and not entry.draft and not cfg.slots
+    if schedule is None and not entry.draft and cfg.slots:
+        schedule = slots.WORD  # Buffer's way: a row without a time takes the next slot
+    metadata: dict[str, Any] = {}
+    if entry.visibility:
+        metadata["visibility"] = entry.visibility
+    metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
+    # A variant's text is the text itself: `@…` is not a file to read, as it is for plur-post.
+    variants = [f"{p}={'@' + t if t.startswith('@') else t}" for p, t in entry.variants]
+    new = queue.check_new_post(
+        conn,
+        cfg,
+        entry.content,
+        schedule=schedule,
+        draft=entry.draft or timeless,  # checked as plur-post checks, text and targets first
+        platforms=entry.platforms,
+        account=entry.account,
+        tz=zone,
+        now=now,
+        metadata=metadata,
+        compose=Compose.from_args(entry.thread, entry.auto_thread, entry.numbered, variants),
+        reply_to=entry.reply_to,
+    )
+    if timeless:
+        raise InvalidInput(
+            "no schedule",
+            'give a time such as "2027-01-05 09:00", "next" (a posting slot), or draft = true',
+        )
+    return new
 
 
 def write(
@@ -227,40 +191,24 @@ def write(
 
     try:
         with transaction(conn):
-            fresh = [r for r in rows if r.existing is None]
+            fresh = [r for r in rows if r.existing is None and r.new is not None]
             present = store.existing(conn, [r.key for r in fresh])
             picker = slots.Picker(conn, cfg, now)
             for r in fresh:
                 if r.key in present:  # another import wrote it meanwhile
                     r.existing = present[r.key]
-                elif r.scheduled_at is not None:
-                    picker.hold(r.targets, r.scheduled_at)
+                elif r.new is not None and r.new.scheduled_at is not None and not r.new.slot:
+                    picker.hold(r.new.checked.targets, r.new.scheduled_at)
             for r in fresh:
-                if r.existing is None:
-                    if r.slot:
-                        r.scheduled_at = picker.take(r.targets)
-                    _insert(conn, r, now)
+                if r.existing is None and r.new is not None:
+                    at = picker.take(r.new.checked.targets) if r.new.slot else None
+                    r.created = queue.insert_new_post(conn, cfg, r.new, now, slot_at=at)
+                    store.remember(conn, r.key, r.created.post_id, to_ms(now))
             if dry_run:
                 raise _DryRun
     except _DryRun:
         pass
     return list(rows)
-
-
-def _insert(conn: Database, r: Row, now: datetime) -> None:
-    post_store.insert_post(
-        conn,
-        post_store.NewPost(
-            id=r.post_id,
-            content=r.text,
-            created_at_ms=to_ms(now),
-            scheduled_at_ms=None if r.scheduled_at is None else to_ms(r.scheduled_at),
-            timezone=r.zone.key,
-            targets=r.targets,
-            metadata=json.dumps(r.metadata, ensure_ascii=False),
-        ),
-    )
-    store.remember(conn, r.key, r.post_id, to_ms(now))
 
 
 # --- the whole import ------------------------------------------------------------------

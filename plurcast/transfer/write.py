@@ -16,7 +16,17 @@ from plurcast.transfer.read import ESCAPABLE, SEPARATOR, Kind
 
 # Always written, in this order; the others only when some entry uses them.
 CORE = ("key", "content", "schedule", "tz", "platforms", "account")
-EXTRA = ("draft", "visibility", "nostr_pow", "21e8")
+EXTRA = (
+    "draft",
+    "visibility",
+    "nostr_pow",
+    "21e8",
+    "thread",
+    "auto_thread",
+    "numbered",
+    "variant",
+    "reply_to",
+)
 
 
 def fields_of(e: Entry) -> dict[str, Any]:
@@ -32,6 +42,11 @@ def fields_of(e: Entry) -> dict[str, Any]:
         "visibility": e.visibility,
         "nostr_pow": e.nostr_pow,
         "21e8": e.pow_21e8 or None,
+        "thread": e.thread or None,
+        "auto_thread": e.auto_thread or None,
+        "numbered": e.numbered or None,
+        "variant": dict(e.variants) or None,
+        "reply_to": e.reply_to,
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -67,6 +82,10 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return ",".join(value)
+    if isinstance(value, dict):  # a variant table: its JSON (platform=text lines would break
+        import json  # at a text's own newlines)
+
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -75,12 +94,26 @@ def _cell(value: Any) -> str:
 def _markdown(entries: Iterable[Entry]) -> str:
     import yaml
 
+    class OneLine(yaml.SafeDumper):
+        """Every value on its key's line: a text with line breaks is double-quoted with
+        `\\n`, so no line of the front matter can read as `---` or `+++`."""
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = '"' if any(c in value for c in "\n\r\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    OneLine.add_representer(str, text)
     posts = []
     for e in entries:
         front = {k: v for k, v in fields_of(e).items() if k != "content"}
         # BaseLoader reads every scalar back as text; fields parse their own types.
-        matter = yaml.safe_dump(
-            front, sort_keys=False, allow_unicode=True, default_flow_style=None, width=1000
+        matter = yaml.dump(
+            front,
+            Dumper=OneLine,
+            sort_keys=False,
+            allow_unicode=True,
+            default_flow_style=None,
+            width=2**30,
         )
         body = "\n".join(_escape(line) for line in e.content.split("\n"))
         posts.append(f"---\n{matter}---\n{body}\n")
