@@ -176,6 +176,21 @@ def test_a_row_for_a_platform_that_is_not_configured_is_exit_2(
     assert result.stderr.startswith("Error: line 2: bluesky is not configured")
 
 
+def test_a_key_file_others_can_read_is_named_on_every_row_it_stops(
+    run: Run, clock: Clock, tmp_path: Path, config_path: Path, db_path: Path
+) -> None:
+    """Credentials are checked once per account for the whole file, and the verdict is
+    each row's: every row that would use them is listed."""
+    (config_path.parent / "nostr.keys").chmod(0o644)
+    text = "content,schedule,platforms\none,1h,nostr\ntwo,2h,mastodon\nthree,3h,nostr\n"
+    result = run(import_cli, file(tmp_path, "p.csv", text))
+    assert result.exit_code == 2
+    errors = result.stderr.splitlines()
+    assert [e.split(":")[1] for e in errors[:2]] == [" line 2", " line 4"]
+    assert all("chmod 600" in e for e in errors[:2]) and len(errors) == 3
+    assert not db_path.exists()
+
+
 def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
     run: Run, clock: Clock, tmp_path: Path, config_path: Path, db_path: Path
 ) -> None:

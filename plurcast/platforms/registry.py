@@ -19,6 +19,7 @@ every command's start-up, seven NamedTuples a tenth of that.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
@@ -77,6 +78,21 @@ class Capabilities(NamedTuple):
     languages: bool = False  # the post can say its language
 
 
+# Verdicts of credential checks, while `checking_once()` runs (innermost last).
+_CHECKED: list[dict[tuple[int, str, str], Exception | None]] = []
+
+
+@contextlib.contextmanager
+def checking_once() -> Iterator[None]:
+    """Check each account's credentials once within the block: plur-import checks 10,000
+    rows as plur-post checks one, and need not read a key file 20,000 times for it."""
+    _CHECKED.append({})
+    try:
+        yield
+    finally:
+        _CHECKED.pop()
+
+
 class Platform(NamedTuple):
     name: str  # as in config sections, -p and output lines: "nostr"
     title: str  # as people write it: "Nostr"
@@ -89,8 +105,24 @@ class Platform(NamedTuple):
         return importlib.import_module(self.module)
 
     def check_credentials(self, cfg: Config, account: str) -> None:
-        """What can be known of the account's credentials without the network (ConfigError)."""
-        self.adapter().check_credentials(cfg, account)
+        """What can be known of the account's credentials without the network (ConfigError).
+
+        Inside `checking_once()`, each (config, platform, account) is checked once and the
+        verdict reused."""
+        memo = _CHECKED[-1] if _CHECKED else None
+        key = (id(cfg), self.name, account)
+        if memo is not None and key in memo:
+            if memo[key] is not None:
+                raise memo[key]  # type: ignore[misc]
+            return
+        try:
+            self.adapter().check_credentials(cfg, account)
+        except Exception as exc:
+            if memo is not None:
+                memo[key] = exc
+            raise
+        if memo is not None:
+            memo[key] = None
 
     def publisher(self, cfg: Config, account: str) -> Publisher:
         publisher: Publisher = self.adapter().publisher(cfg, account)

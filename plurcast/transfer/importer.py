@@ -29,7 +29,7 @@ from plurcast import queue, slots
 from plurcast.config import Config
 from plurcast.errors import ConfigError, InvalidInput, PlurcastError
 from plurcast.models import to_ms
-from plurcast.platforms import nostr
+from plurcast.platforms import nostr, registry
 from plurcast.store import imports as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
@@ -265,7 +265,8 @@ def run(
         names = ", ".join(s.name for s in sources)
         raise InvalidInput(f"no posts in {names}", "give each post a row (CSV: after the header)")
     conn = queue.open_db(cfg, create=False)  # none yet: an empty stand-in, no file made
-    checked = plan(conn, cfg, entries, now)
+    with registry.checking_once():
+        checked = plan(conn, cfg, entries, now)
     problems += [(source_of[i], entries[i].line, msg) for i, msg in checked.problems]
     if problems:
         raise Refused([msg for *_, msg in sorted(problems)], config=checked.config_problem)
