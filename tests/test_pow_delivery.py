@@ -277,3 +277,41 @@ def test_a_long_prepare_keeps_its_lease_and_a_cancel_stops_it(
 
     assert asyncio.run(scenario()) == "cancelled"
     assert stored_payload(cfg, post_id) is None
+
+
+def test_a_mined_thread_keeps_its_reply_tags(nostr_config: WriteNostrConfig) -> None:
+    """The second part of a thread is mined with its NIP-10 tags: the relay that demands
+    work takes both, and the reply still names the first part."""
+    from plurcast.thread.plan import Compose
+
+    relay = InProcessRelay(min_pow=8).start()
+    try:
+        cfg = nostr_config([relay.url])
+        conn = queue.open_db(cfg)
+        created = queue.create_post(
+            conn,
+            cfg,
+            "First part\n---\nSecond part",
+            schedule="now",
+            draft=False,
+            platforms=["nostr"],
+            account=None,
+            tz=cfg.timezone,
+            now=datetime.fromtimestamp(T0, UTC),
+            metadata={"nostr": {"pow_difficulty": 8}},
+            compose=Compose(thread=True),
+        )
+        clock = Clock(T0 + 1)
+        engine = Engine(cfg, conn, clock=clock)
+        assert [r.state for r in deliver(engine, engine.claim_due(5))] == ["sent"]
+        engine = Engine(cfg, queue.open_db(cfg), clock=clock)
+        assert [r.state for r in deliver(engine, engine.claim_due(5))] == ["sent"]
+        first, second = sorted(relay.fetch_events(), key=lambda e: e["content"])
+        assert second["content"] == "Second part"
+        assert ["e", first["id"]] == second["tags"][0][:2]
+        assert second["tags"][-1][0] == "nonce" and second["tags"][-1][2] == "8"
+        for event in (first, second):
+            assert nostr_pow.leading_zero_bits(bytes.fromhex(event["id"])) >= 8
+        assert len(created.post_ids) == 2
+    finally:
+        relay.stop()
