@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +14,9 @@ import pytest
 from plur_post.cli import cli as post_cli
 from plur_queue.plur_history import cli
 from tests.helpers import NOW, Clock, Run
+from tests.peers.postgres import run_sql
 
-pytestmark = pytest.mark.usefixtures("configured")
+pytestmark = pytest.mark.usefixtures("configured", "backend")
 HOUR = 3_600_000
 T = int(NOW.timestamp() * 1000)
 
@@ -37,14 +37,23 @@ def outcome(
     error: str | None = None,
 ) -> None:
     """What the engine would have recorded for that delivery."""
-    with sqlite3.connect(db_path) as conn:
-        conn.execute(
-            "UPDATE deliveries SET state = ?, attempts = 1, remote_id = ?, last_error = ?, "
-            "sent_at_ms = CASE WHEN ? = 'sent' THEN ? END, updated_at_ms = ?, "
-            "remote_url = CASE WHEN ? = 'mastodon' THEN 'https://m.example/@a/' || ? END "
-            "WHERE post_id = ? AND platform = ?",
-            (state, remote, error, state, at_ms, at_ms, platform, remote, post_id, platform),
-        )
+    run_sql(
+        db_path,
+        "UPDATE deliveries SET state = ?, attempts = 1, remote_id = ?, last_error = ?, "
+        "sent_at_ms = CASE WHEN ? = 'sent' THEN ? END, updated_at_ms = ?, "
+        "remote_url = CASE WHEN ? = 'mastodon' THEN 'https://m.example/@a/' || ? END "
+        "WHERE post_id = ? AND platform = ?",
+        state,
+        remote,
+        error,
+        state,
+        at_ms,
+        at_ms,
+        platform,
+        remote,
+        post_id,
+        platform,
+    )
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ the queue, in every format."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
+import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,27 +18,54 @@ from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
 from tests.helpers import BASE_CONFIG, Clock, Run
+from tests.peers.postgres import Backend, run_sql
 
-pytestmark = pytest.mark.usefixtures("configured")
+pytestmark = pytest.mark.usefixtures("configured", "backend")
 UUID = "[0-9a-f-]{36}"
 SLOTS = BASE_CONFIG + '\n[slots]\nall = ["mon-fri 09:00"]\n'
 
 
 def count(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    with sqlite3.connect(db_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+    if not os.environ.get("PLURCAST_DATABASE_URL") and not db_path.exists():
+        return 0  # (asking SQLite would make the file)
+    return int(run_sql(db_path, "SELECT count(*) FROM posts")[0][0])
 
 
 def posts(db_path: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT p.content, p.scheduled_at_ms, p.timezone, (SELECT group_concat(platform) "
-            "FROM (SELECT platform FROM deliveries WHERE post_id = p.id ORDER BY id)), "
-            "(SELECT min(account) FROM deliveries WHERE post_id = p.id) "
-            "FROM posts p ORDER BY p.scheduled_at_ms, p.content"
-        ).fetchall()
+    """(content, time, zone, platforms in delivery order, account) of every post."""
+    rows = run_sql(
+        db_path,
+        "SELECT p.id, p.content, p.scheduled_at_ms, p.timezone, d.platform, d.account "
+        "FROM posts p JOIN deliveries d ON d.post_id = p.id ORDER BY d.id",
+    )
+    found: dict[str, list[object]] = {}
+    for post_id, text, at, zone, platform, account in rows:
+        entry = found.setdefault(post_id, [text, at, zone, [], account])
+        entry[3].append(platform)  # type: ignore[attr-defined]
+    return sorted(
+        ((t, a, z, ",".join(p), acc) for t, a, z, p, acc in found.values()),  # type: ignore[arg-type]
+        key=lambda r: (r[1] is None, r[1] or 0, r[0]),
+    )
+
+
+@contextlib.contextmanager
+def another_database(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """An empty database of the same kind, which every tool uses from here on."""
+    if backend.is_postgresql:
+        assert backend.cluster is not None
+        with backend.cluster.database() as url:
+            monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+            yield tmp_path / "unused.db"
+        return
+    copy = tmp_path / "empty.db"
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
+    yield copy
+
+
+def nothing_written(db_path: Path) -> bool:
+    return not db_path.exists() and count(db_path) == 0
 
 
 def file(tmp_path: Path, name: str, text: str | bytes) -> str:
@@ -116,9 +145,10 @@ def test_every_bad_row_is_listed_and_nothing_is_written(
         "Error: 6 problems found; nothing was imported — fix them and run plur-import again"
     )
     assert len(errors) == 7
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
+@pytest.mark.sqlite_only  # nothing here reaches the database
 def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: Path) -> None:
     text = '{"content": "twin", "schedule": "1h"}\n{"content": "twin", "schedule": "1H "}\n'
     result = run(import_cli, file(tmp_path, "p.jsonl", text))
@@ -129,6 +159,7 @@ def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: P
     )
 
 
+@pytest.mark.sqlite_only  # nothing here reaches the database
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
@@ -147,9 +178,10 @@ def test_hostile_files(
     result = run(import_cli, file(tmp_path, name, data))
     assert result.exit_code == 3
     assert message in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
+@pytest.mark.sqlite_only  # nothing here reaches the database
 def test_big_files_directories_missing_files_and_stdin(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
@@ -176,6 +208,7 @@ def test_a_row_for_a_platform_that_is_not_configured_is_exit_2(
     assert result.stderr.startswith("Error: line 2: bluesky is not configured")
 
 
+@pytest.mark.sqlite_only  # nothing here reaches the database
 def test_a_key_file_others_can_read_is_named_on_every_row_it_stops(
     run: Run, clock: Clock, tmp_path: Path, config_path: Path, db_path: Path
 ) -> None:
@@ -188,7 +221,7 @@ def test_a_key_file_others_can_read_is_named_on_every_row_it_stops(
     errors = result.stderr.splitlines()
     assert [e.split(":")[1] for e in errors[:2]] == [" line 2", " line 4"]
     assert all("chmod 600" in e for e in errors[:2]) and len(errors) == 3
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
@@ -206,7 +239,7 @@ def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
         "would-scheduled:line-5:for:in 1d 21h (Nov 24 09:00 CET)",  # … this row
     ]
     assert dry.stderr == "would import 4 posts\n"
-    assert not db_path.exists()
+    assert nothing_written(db_path)
     real = run(import_cli, name, "--report", "json")
     data = json.loads(real.stdout)
     assert [d["scheduled_at_iso"][:10] for d in data] == [
@@ -270,23 +303,13 @@ def test_threads_variants_and_replies(
         "scheduled",
         "scheduled",
     ]
-    with sqlite3.connect(db_path) as conn:
-        first, second = lines[0].split(":")[1], lines[1].split(":")[1]
-        assert conn.execute(
-            "SELECT thread_id, thread_part FROM posts WHERE id = ?", (second,)
-        ).fetchone() == (first, 2)
-        reply = lines[2].split(":")[1]
-        assert (
-            json.loads(
-                conn.execute("SELECT metadata FROM posts WHERE id = ?", (reply,)).fetchone()[0]
-            )["reply_to"]
-            == answered
-        )
-        variant = conn.execute(
-            "SELECT content FROM deliveries WHERE post_id = ? AND platform = 'bluesky'",
-            (lines[3].split(":")[1],),
-        ).fetchone()[0]
-        assert variant == "@short"  # the text itself, not a file to read
+    first, second, reply, varied = (line.split(":")[1] for line in lines)
+    query = "SELECT thread_id, thread_part FROM posts WHERE id = ?"
+    assert run_sql(db_path, query, second) == [(first, 2)]
+    [(meta,)] = run_sql(db_path, "SELECT metadata FROM posts WHERE id = ?", reply)
+    assert json.loads(meta)["reply_to"] == answered
+    query = "SELECT content FROM deliveries WHERE post_id = ? AND platform = 'bluesky'"
+    assert run_sql(db_path, query, varied) == [("@short",)]  # the text itself, not a file
     bad = run(
         import_cli,
         file(
@@ -350,14 +373,14 @@ def queue_view(run: Run, db_path: Path) -> list[dict[str, object]]:
         key=lambda i: (i["scheduled_at"] or 2**40, i["thread_part"] or 0, i["content"]),
     )
     place = {item["id"]: f"#{n}" for n, item in enumerate(listed)}
-    with sqlite3.connect(db_path) as conn:
-        own = {
-            (post, platform): (text, parent)
-            for post, platform, text, parent in conn.execute(
-                "SELECT d.post_id, d.platform, d.content, p.post_id FROM deliveries d "
-                "LEFT JOIN deliveries p ON p.id = d.parent_id"
-            )
-        }
+    own = {
+        (post, platform): (text, parent)
+        for post, platform, text, parent in run_sql(
+            db_path,
+            "SELECT d.post_id, d.platform, d.content, p.post_id FROM deliveries d "
+            "LEFT JOIN deliveries p ON p.id = d.parent_id",
+        )
+    }
     view = []
     for item in listed:
         shown = json.loads(run(queue_cli, "show", item["id"], "-f", "json").stdout)
@@ -387,6 +410,7 @@ def test_export_then_import_into_an_empty_database_reproduces_the_queue(
     tmp_path: Path,
     db_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    backend: Backend,
     kind: str,
 ) -> None:
     make_queue(run)
@@ -395,14 +419,13 @@ def test_export_then_import_into_an_empty_database_reproduces_the_queue(
     exported = run(export_cli, "-f", kind)
     assert exported.exit_code == 0, exported.stderr
     assert exported.stderr == "exported 11 posts\n"  # a thread is one row
-    copy = tmp_path / "empty.db"
-    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
-    imported = run(import_cli, "-f", kind, "-", input=exported.stdout)
-    assert imported.exit_code == 0, imported.stderr
-    assert len(before) == 15 and queue_view(run, copy) == before
-    assert posts(copy) == stored  # zones too
-    # and the export of the copy is the export of the original
-    assert run(export_cli, "-f", kind).stdout == exported.stdout
+    with another_database(backend, tmp_path, monkeypatch) as copy:
+        imported = run(import_cli, "-f", kind, "-", input=exported.stdout)
+        assert imported.exit_code == 0, imported.stderr
+        assert len(before) == 15 and queue_view(run, copy) == before
+        assert posts(copy) == stored  # zones too
+        # and the export of the copy is the export of the original
+        assert run(export_cli, "-f", kind).stdout == exported.stdout
 
 
 def test_importing_an_export_back_changes_nothing(run: Run, clock: Clock, db_path: Path) -> None:
@@ -434,6 +457,7 @@ def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
     assert "is a directory" in run(export_cli, "-o", str(tmp_path)).stderr
 
 
+@pytest.mark.sqlite_only  # nothing here reaches the database
 def test_help_of_the_new_commands_has_examples(run: Run) -> None:
     for cli in (import_cli, export_cli):
         text = run(cli, "--help").stdout

@@ -144,6 +144,13 @@ def on_disk(conn: Database) -> bool:
     return bool(conn.execute("PRAGMA database_list").fetchone()[2])
 
 
+def rehearse_on(conn: Database) -> None:
+    """Let the empty stand-in of a missing database take writes that the caller rolls back
+    (plur-import --dry-run runs its real transaction, then undoes it; no file is made)."""
+    if not on_disk(conn):
+        conn.execute("PRAGMA query_only = OFF")
+
+
 def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
     """A database without our schema version must be empty: migrating someone else's file
     would add our tables to it."""

@@ -234,7 +234,7 @@ def run(
     A database that does not exist yet is created only to write: bad rows, or a dry run,
     leave no file behind."""
     from plurcast import queue
-    from plurcast.store.connection import on_disk
+    from plurcast.store.connection import rehearse_on
     from plurcast.transfer import read
 
     total = sum(len(s.data) for s in sources)
@@ -272,6 +272,6 @@ def run(
         raise Refused([msg for *_, msg in sorted(problems)], config=checked.config_problem)
     if not dry_run:
         conn = queue.writable(conn, cfg)
-    elif not on_disk(conn):  # the stand-in takes the dry run's writes, then rolls them back
-        conn.execute("PRAGMA query_only = OFF")
+    else:
+        rehearse_on(conn)
     return write(conn, cfg, checked.rows, now, dry_run=dry_run)
