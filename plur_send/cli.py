@@ -6,7 +6,6 @@ plurcast.service, sd_notify is plurcast.systemd; this module parses and prints.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -157,16 +156,25 @@ def run_daemon(options: Options) -> int:
         notifier=SystemdNotifier(),
     )
 
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, daemon.request_stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    def act_on_held_signals() -> None:
         for held in early.take():
             if held == signal.SIGHUP:
                 daemon.request_reload()
             else:
                 daemon.request_stop(held)
+
+    act_on_held_signals()
+    idle = daemon.finish_if_idle()  # --once with nothing due: no event loop, no asyncio
+    if idle is not None:
+        return idle
+    import asyncio
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, daemon.request_stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        act_on_held_signals()
         return await daemon.run()
 
     return asyncio.run(main())

@@ -18,7 +18,6 @@ once. SIGHUP re-reads the config.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
@@ -26,6 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from plurcast import __version__, health, process, schedules
 from plurcast.config import Config
@@ -33,6 +33,11 @@ from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher
 from plurcast.store.connection import transaction
+
+if TYPE_CHECKING:
+    # Imported where the loop runs: a --once run that finds nothing due ends without it
+    # (`finish_if_idle`), and asyncio costs more to import than the rest of such a run.
+    import asyncio
 
 log = logging.getLogger("plurcast.daemon")
 
@@ -107,6 +112,7 @@ class Daemon:
         self._next_beat = 0.0
         self.watcher: Watcher | None = None
         self._outages = 0
+        self._started = False
 
     # --- what signal handlers call (flags only) ------------------------------------------
 
@@ -144,11 +150,32 @@ class Daemon:
     def max_concurrency(self) -> int:
         return self.options.max_concurrency or self.cfg.scheduling.max_concurrency
 
-    async def run(self) -> int:
-        """Deliver until stopped (or, with --once, until nothing is due); the exit code."""
-        self._wake = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        self.watcher = self.conn.watcher(lambda: loop.call_soon_threadsafe(self._poke))
+    def finish_if_idle(self) -> int | None:
+        """A --once run that finds nothing due, from start to exit code, without an event
+        loop: plur-send --once from cron mostly finds nothing, and asyncio costs more to
+        import than the rest of the run. None when there is something to do, a startup
+        delay to wait or the database to wait for: `run` then goes on from here."""
+        if not self.options.once or self.startup_delay:
+            return None
+        self._start()
+        if not self._stopping:
+            try:
+                schedules.materialize(self.conn, self.engine.now_ms())
+                # Whatever claim_due could take is due by next_wake_ms too; a due delivery
+                # that a rate limit then defers is left to `run`, which claims and looks again.
+                if self._due_now():
+                    return None
+            except DatabaseUnavailable:
+                return None  # `run` pauses and tries again
+            self.notifier.ready()
+            self.notifier.status(self._status_line())
+        self._give_back()
+        return self._stopped()
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
         self._beat()  # and recovers the leases of dead processes
         configured = [p for p in self.engine.pool.platforms if p in self.cfg.platforms]
         log.info(
@@ -158,6 +185,34 @@ class Daemon:
             self.conn.describe(),
             ", ".join(configured) or "none configured",
         )
+
+    def _give_back(self) -> None:
+        try:
+            released = self.engine.release()
+            if released:
+                log.info("gave back %d unfinished deliveries", released)
+            with transaction(self.conn):
+                store.forget_heartbeat(self.conn, self.owner)
+        except DatabaseUnavailable as exc:
+            log.error("could not give back leases (%s); they run out on their own", exc)
+
+    def _stopped(self) -> int:
+        log.info(
+            "plur-send stopped: %d sent, %d to retry, %d given up",
+            self.stats.sent,
+            self.stats.retried,
+            self.stats.dead,
+        )
+        return 1 if self.options.once and self.stats.dead else 0
+
+    async def run(self) -> int:
+        """Deliver until stopped (or, with --once, until nothing is due); the exit code."""
+        import asyncio
+
+        self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.watcher = self.conn.watcher(lambda: loop.call_soon_threadsafe(self._poke))
+        self._start()
         if self.startup_delay:
             log.info("waiting %g s before delivering (startup delay)", self.startup_delay)
             await self._sleep(self.startup_delay)
@@ -186,24 +241,13 @@ class Daemon:
                 task.cancel()
             if self.inflight:
                 await asyncio.wait(self.inflight)
-            try:
-                released = self.engine.release()
-                if released:
-                    log.info("gave back %d unfinished deliveries", released)
-                with transaction(self.conn):
-                    store.forget_heartbeat(self.conn, self.owner)
-            except DatabaseUnavailable as exc:
-                log.error("could not give back leases (%s); they run out on their own", exc)
+            self._give_back()
             await self.engine.pool.close()
-        log.info(
-            "plur-send stopped: %d sent, %d to retry, %d given up",
-            self.stats.sent,
-            self.stats.retried,
-            self.stats.dead,
-        )
-        return 1 if self.options.once and self.stats.dead else 0
+        return self._stopped()
 
     def _claim_and_start(self) -> None:
+        import asyncio
+
         if not self._stopping:
             schedules.materialize(self.conn, self.engine.now_ms())
         self.lanes.size = self.max_concurrency
@@ -247,6 +291,8 @@ class Daemon:
 
     async def _wait(self) -> None:
         """Sleep until something may be claimable, watching for other processes' changes."""
+        import asyncio
+
         assert self._wake is not None
         assert self.watcher is not None
         # The baseline comes first: a commit after it is seen below, one before it is in
@@ -315,6 +361,8 @@ class Daemon:
         self.engine.recover_dead_leases()
 
     async def _sleep(self, seconds: float, *, beat: bool = True) -> None:
+        import asyncio
+
         assert self._wake is not None
         deadline = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < deadline:
@@ -328,6 +376,8 @@ class Daemon:
                     self._beat()
 
     async def _finish_inflight(self) -> None:
+        import asyncio
+
         if not self.inflight:
             return
         timeout = self.cfg.scheduling.shutdown_timeout
@@ -339,6 +389,8 @@ class Daemon:
             await asyncio.wait(pending)
 
     async def _reconfigure(self) -> None:
+        import asyncio
+
         self._reload = False
         try:
             cfg = self.load_config()

@@ -16,7 +16,6 @@ this module. The guarantees rest on where its transactions begin and end:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -284,6 +283,8 @@ class Engine:
                 extra=_fields(claim),
             )
             return Delivered(claim, "cancelled", None)
+        import asyncio  # here, not at the top: plur-send --once finding nothing needs none
+
         limit = min(publisher.timeout + PUBLISH_MARGIN_SECONDS, MAX_PUBLISH_SECONDS)
         try:
             outcome = await asyncio.wait_for(publisher.publish(stored), limit)
@@ -300,6 +301,8 @@ class Engine:
         """Run a write, waiting out a broken database connection (PostgreSQL: reopened at
         the next try) for as long as the lease may still be ours. After that another
         process may have taken the delivery over: the write would be refused anyway."""
+        import asyncio
+
         deadline = time.monotonic() + self.lease_ms / 2000
         pause = 0.2
         while True:
@@ -325,6 +328,8 @@ class Engine:
 
         None (and the step is stopped) as soon as the delivery is cancelled or taken over.
         """
+        import asyncio
+
         task = asyncio.ensure_future(prepare)
         try:
             while True:
@@ -464,6 +469,8 @@ class Engine:
 
     async def deliver_all(self, claims: Sequence[Claimed], concurrency: int) -> list[Delivered]:
         """Deliver claims with at most `concurrency` on the wire at once."""
+        import asyncio
+
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def one(claim: Claimed) -> Delivered:

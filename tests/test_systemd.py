@@ -261,6 +261,42 @@ def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
     assert set(messages[2:-1]) <= {"WATCHDOG=1"} | {m for m in messages if m.startswith("STATUS=")}
 
 
+def test_once_with_nothing_due_reports_ready_and_leaves_no_heartbeat(
+    write_config: Callable[[str], Path],
+    nostr_key: Path,
+    inprocess_relay: InProcessRelay,
+    notify_socket: NotifySocket,
+    tmp_path: Path,
+) -> None:
+    """The whole run happens without an event loop (issue #16), and says so as the loop would."""
+    write_config(
+        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
+        f'relays = ["{inprocess_relay.url}"]\n'
+    )
+    cfg = config_module.load()
+    conn = queue.open_db(cfg)
+    now = time.time()
+    add_post(conn, cfg, "in an hour", now + 3600, now=now)
+    conn.close()
+    done = subprocess.run(
+        [str(BIN / "plur-send"), "--once"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "plur-send stopped: 0 sent, 0 to retry, 0 given up" in done.stderr
+    notify_socket.drain()  # the process has exited: all it sent is in the socket
+    messages = notify_socket.messages
+    assert messages[0] == "READY=1", messages
+    assert re.fullmatch(r"STATUS=1 queued, 0 sending, next in 35\d\d s", messages[1]), messages
+    assert len(messages) == 2, messages
+    conn = queue.open_db(cfg)
+    assert conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0] == 0
+    assert conn.execute("SELECT state FROM deliveries").fetchall() == [("pending",)]
+
+
 def test_a_hung_loop_stops_the_watchdog_pings(
     configured: Path, notify_socket: NotifySocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
