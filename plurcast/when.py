@@ -11,10 +11,9 @@ exactly one place (``_localize``), so DST gaps and folds are decided once and co
 
 from __future__ import annotations
 
-import random
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 from plurcast.config import zone
@@ -22,6 +21,9 @@ from plurcast.errors import InvalidInput
 from plurcast.timefmt import MONTHS as _MONTHS
 from plurcast.timefmt import compact_duration as _compact
 from plurcast.timefmt import format_local
+
+if TYPE_CHECKING:  # random:MIN-MAX only
+    import random
 
 MAX_INPUT_CHARS = 200
 HINT = 'try "30m", "tomorrow 9am" or "2027-01-01 10:00 Europe/Berlin"'
@@ -112,6 +114,8 @@ def parse_when(
     if lowered in ("now", "today"):  # "today" keeps the current wall-clock time: that is now
         return _whole_seconds(now)
     if lowered.startswith("random:"):
+        import random
+
         return _random_after(lowered, raw, now, zone, pending_after, rng or random.SystemRandom())
     ctx = _Context(now, zone, now.astimezone(zone).replace(tzinfo=None), raw)
     result = (

@@ -45,6 +45,9 @@ HEAVY = (
 PUBLISHING = ("asyncio", "ssl", "plurcast.engine", "plurcast.daemon")
 # A one-off post needs neither recurring posts nor logging.
 RECURRING = ("plurcast.schedules", "plurcast.recurrence", "logging")
+# A post without images needs no media store (its hashlib), one without random:MIN-MAX no
+# random.
+PLAIN = ("plurcast.media", "random")
 
 
 def imported(args: list[str], tmp_path: Path) -> set[str]:
@@ -77,7 +80,7 @@ def migrated(configured: Path) -> Path:
 CASES = {
     "plur-post --schedule": (
         ["plur-post", "x", "--schedule", "30m"],
-        HEAVY + PUBLISHING + RECURRING,
+        HEAVY + PUBLISHING + RECURRING + PLAIN,
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
-from plurcast.media.files import media_dir
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
@@ -398,6 +397,9 @@ class MastodonPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> MastodonPublisher:
+        # Publishing only: checking a post's credentials must not import hashlib for it.
+        from plurcast.media.files import media_dir
+
         acc = _account(cfg, account)
         return cls(
             _instance(acc),
