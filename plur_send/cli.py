@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 import click
 
 from plur_send import early
-from plurcast import __version__, clikit, logchoices, logs, queue
+from plurcast import __version__, clikit, logchoices, logs
 from plurcast import config as config_module
+from plurcast import store
 
 if TYPE_CHECKING:  # the daemon's modules load only when it runs
     from plurcast.daemon import Options
@@ -146,7 +147,7 @@ def run_daemon(options: Options) -> int:
 
     daemon = Daemon(
         config_module.load,
-        queue.open_db,
+        store.open_db,
         options,
         notifier=SystemdNotifier(),
     )

@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from plurcast import __version__, health, process, schedules
+from plurcast import __version__, health, process
 from plurcast.config import Config
 from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
 from plurcast.store import deliveries as store
+from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher
 from plurcast.store.connection import transaction
 
@@ -160,7 +161,7 @@ class Daemon:
         self._start()
         if not self._stopping:
             try:
-                schedules.materialize(self.conn, self.engine.now_ms())
+                self._materialize()
                 # Whatever claim_due could take is due by next_wake_ms too; a due delivery
                 # that a rate limit then defers is left to `run`, which claims and looks again.
                 if self._due_now():
@@ -249,7 +250,7 @@ class Daemon:
         import asyncio
 
         if not self._stopping:
-            schedules.materialize(self.conn, self.engine.now_ms())
+            self._materialize()
         self.lanes.size = self.max_concurrency
         while not self._stopping:
             claims = self.engine.claim_due(
@@ -262,6 +263,15 @@ class Daemon:
                 task = asyncio.get_running_loop().create_task(self.engine.deliver(claim))
                 self.inflight.add(task)
                 task.add_done_callback(functools.partial(self._done, claim.platform))
+
+    def _materialize(self) -> None:
+        """Recurring occurrences due now become posts. Most passes find none: the schedules
+        module (time rules, validation, ids) is imported only when one is due."""
+        now = self.engine.now_ms()
+        if schedule_store.any_due(self.conn, now):
+            from plurcast import schedules
+
+            schedules.materialize(self.conn, now)
 
     def _done(self, platform: str, task: asyncio.Task[Delivered]) -> None:
         self.inflight.discard(task)
@@ -281,7 +291,9 @@ class Daemon:
     def _next_wake_ms(self) -> int | None:
         """The earliest due delivery, lease expiry or recurring occurrence."""
         times = [
-            t for t in (self.engine.next_wake_ms(self.lanes), schedules.next_run_ms(self.conn)) if t
+            t
+            for t in (self.engine.next_wake_ms(self.lanes), schedule_store.next_run_ms(self.conn))
+            if t
         ]
         return min(times) if times else None
 

@@ -17,11 +17,10 @@ this module. The guarantees rest on where its transactions begin and end:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from plurcast import process
 from plurcast.config import Config
@@ -37,6 +36,9 @@ from plurcast.store import deliveries as store
 from plurcast.store.base import Database, DatabaseUnavailable
 from plurcast.store.connection import transaction
 from plurcast.store.deliveries import Claimed
+
+if TYPE_CHECKING:
+    import random
 
 log = logging.getLogger("plurcast.engine")
 _T = TypeVar("_T")
@@ -138,9 +140,19 @@ class Engine:
         self.pool = pool or PublisherPool(cfg)
         self.owner = owner or process.owner_id()
         self.clock = clock
-        self.rng = rng or random.Random()
+        self._rng = rng
         self.no_retry = no_retry
         self.lease_ms = int(lease_seconds * 1000)
+
+    @property
+    def rng(self) -> random.Random:
+        """Jitter for the wait before a retry, made at the first one: a pass that sends
+        everything, or finds nothing due, never imports random."""
+        if self._rng is None:
+            import random
+
+            self._rng = random.Random()
+        return self._rng
 
     def now_ms(self) -> int:
         """The database's clock (on PostgreSQL the server's: hosts' clocks may disagree),

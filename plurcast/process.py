@@ -8,7 +8,6 @@ over its predecessor's leases at once instead of waiting for them to expire.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 
@@ -22,8 +21,9 @@ def _start_time(pid: int) -> str | None:
 
 
 # PLURCAST_HOST names this host in lease owners and heartbeats when its hostname is not
-# unique among the hosts that share one PostgreSQL queue (containers, cloned VMs).
-HOST = os.environ.get("PLURCAST_HOST") or socket.gethostname()
+# unique among the hosts that share one PostgreSQL queue (containers, cloned VMs). The
+# node name is what socket.gethostname() returns, without importing socket (~2.5 ms).
+HOST = os.environ.get("PLURCAST_HOST") or os.uname().nodename
 
 
 def owner_id(pid: int | None = None) -> str:

@@ -19,7 +19,7 @@ from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
 from plurcast.platforms import registry
-from plurcast.store import connect, connect_url
+from plurcast.store import open_db as open_db  # the commands' way in, with what they do
 from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
 from plurcast.store.base import Database
@@ -34,16 +34,6 @@ if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
 
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
-
-
-def open_db(cfg: Config, *, create: bool = True) -> Database:
-    """The queue's database: the SQLite file, or the PostgreSQL server of [database] url.
-    Commands that only read — or change posts that must already be there — pass
-    `create=False`: a missing SQLite database then reads as an empty queue and nothing is
-    made on disk (store.connect)."""
-    if cfg.database_url is not None:
-        return connect_url(cfg.database_url, busy_timeout=cfg.busy_timeout)
-    return connect(cfg.db_path, busy_timeout=cfg.busy_timeout, create=create)
 
 
 def writable(conn: Database, cfg: Config) -> Database:

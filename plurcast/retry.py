@@ -6,7 +6,10 @@ that is why this is arithmetic and not a retry library.
 
 from __future__ import annotations
 
-import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 
 MAX_DELAY_SECONDS = 6 * 3600
 # Rate-limit answers in a row before a delivery gives up: with the default retry_delay the

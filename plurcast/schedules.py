@@ -167,8 +167,7 @@ def write(conn: Database, schedule: Schedule) -> None:
 
 def materialize(conn: Database, now_ms: int) -> list[str]:
     """Decide every due occurrence and advance each schedule, atomically; the new post ids."""
-    nxt = store.next_run_ms(conn)
-    if nxt is None or nxt > now_ms:
+    if not store.any_due(conn, now_ms):
         return []  # the common case: a read, no write lock
     created: list[str] = []
     with transaction(conn):

@@ -19,7 +19,6 @@ import importlib
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 
@@ -32,6 +31,8 @@ Send = Callable[[str], None]
 
 def stdlib_sender(address: str) -> Send:
     """Send each message as one datagram to `address` (sd_notify's protocol, no libsystemd)."""
+    import socket  # only under systemd: a plain run has no one to tell
+
     target = "\0" + address[1:] if address.startswith("@") else address
 
     def send(message: str) -> None:

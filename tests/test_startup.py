@@ -90,10 +90,23 @@ CASES = {
     "plur-queue list -f json": (["plur-queue", "list", "-f", "json"], HEAVY + PUBLISHING),
     "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING),
     # A --once run that finds nothing due ends without an event loop, and the daemon never
-    # needs what manages it as a service (systemctl's subprocess, the unit file's shutil).
+    # needs what manages it as a service (systemctl's subprocess, the unit file's shutil),
+    # what writes posts (plurcast.queue), recurring posts while none is due, sd_notify's
+    # socket outside systemd, or retry jitter's random.
     "plur-send --once, nothing due": (
         ["plur-send", "--once"],
-        (*HEAVY, "asyncio", "ssl", "plurcast.service", "subprocess", "shutil"),
+        (
+            *HEAVY,
+            "asyncio",
+            "ssl",
+            "plurcast.service",
+            "subprocess",
+            "shutil",
+            "plurcast.queue",
+            "plurcast.schedules",
+            "socket",
+            "random",
+        ),
     ),
 }
 

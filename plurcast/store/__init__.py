@@ -1,6 +1,6 @@
 """Storage: the connection factories, the migrations and every SQL statement.
 
-`open_database` is the one way in: a SQLite file (the default) or, when the url names
+`open_db` is the one way in: a SQLite file (the default) or, when the url names
 PostgreSQL, a shared server. Everything above this package sees only the `Database`
 seam of `plurcast.store.base`.
 """
@@ -8,13 +8,28 @@ seam of `plurcast.store.base`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plurcast.store.base import Database
 from plurcast.store.connection import connect
 
-__all__ = ["Database", "connect", "connect_url", "is_postgresql_url"]
+if TYPE_CHECKING:
+    from plurcast.config import Config
+
+__all__ = ["Database", "connect", "connect_url", "is_postgresql_url", "open_db"]
 
 POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+
+
+def open_db(cfg: Config, *, create: bool = True) -> Database:
+    """The queue's database: the SQLite file, or the PostgreSQL server of [database] url.
+    Commands that only read — or change posts that must already be there — pass
+    `create=False`: a missing SQLite database then reads as an empty queue and nothing is
+    made on disk (connection.connect). Here, not in `plurcast.queue`, so that the daemon
+    opens it without importing what writing posts needs (~13 ms)."""
+    if cfg.database_url is not None:
+        return connect_url(cfg.database_url, busy_timeout=cfg.busy_timeout)
+    return connect(cfg.db_path, busy_timeout=cfg.busy_timeout, create=create)
 
 
 def is_postgresql_url(url: str) -> bool:

@@ -73,6 +73,12 @@ def next_run_ms(conn: Database) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
+def any_due(conn: Database, now_ms: int) -> bool:
+    """Whether an active schedule has an occurrence due by `now_ms` (a read, no lock)."""
+    nxt = next_run_ms(conn)
+    return nxt is not None and nxt <= now_ms
+
+
 def record_occurrence(
     conn: Database,
     schedule_id: str,
