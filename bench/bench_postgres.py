@@ -5,8 +5,8 @@
 2. wake latency: how long after another process commits a post the daemon's watcher
    notices — SQLite's `PRAGMA data_version`, looked at every WATCH_SECONDS as the daemon
    does, against PostgreSQL's NOTIFY;
-3. `plur-post x --schedule 30m` start-up on each backend (median of 20 runs, cached
-   bytecode, as bench_cli measures it).
+3. `plur-post x --schedule 30m` start-up on each backend (cached bytecode, as bench_cli
+   measures it): the two interleaved, median of 20 each, PostgreSQL as a ratio to SQLite.
 
 PostgreSQL is the throwaway cluster of tests/peers/postgres.py. Figures go to stdout.
 """
@@ -25,13 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_cli import timed
+from bench.ratios import command, interleave, machine
 from tests.peers.postgres import PostgresCluster
 
 BIN = Path(sys.executable).parent
 DELIVERIES = 2_000
 DAEMONS = 4
 WAKES = 40
+CLI_RUNS = 20
 
 
 def _config(tmp: Path) -> dict[str, str]:
@@ -52,6 +53,7 @@ def _config(tmp: Path) -> dict[str, str]:
         "PLURCAST_MASTODON_TOKEN": "bench-token",
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PLURCAST_DATABASE_URL", None)  # set by an earlier PostgreSQL run's os.environ
     return env
 
 
@@ -89,7 +91,7 @@ def _worker(env: dict[str, str], owner: str, out: multiprocessing.Queue[int]) ->
         for claim in claims:
             started = engine.now_ms()
             sent = Outcome(OutcomeKind.SENT, remote_id=f"r{claim.delivery_id}")
-            if engine._record(claim, sent, started, None).state == "sent":
+            if engine._record(claim, sent, started).state == "sent":
                 done += 1
     db.close()
     out.put(done)
@@ -202,18 +204,23 @@ def main() -> None:
                 p50 = statistics.median(lat)
                 text = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms"
                 rows.append(("wake latency", backend, text))
-            with cluster.database() as url:
-                env = _config(Path(tmp) / f"{backend}-cli")
-                if backend == "postgresql":
-                    env["PLURCAST_DATABASE_URL"] = url
-                median, worst = timed([str(BIN / "plur-post"), "x", "--schedule", "30m"], env, 20)
-                rows.append(
-                    (
-                        "plur-post --schedule 30m",
-                        backend,
-                        f"{median:.1f} ms median, max {worst:.1f}",
-                    )
-                )
+        with cluster.database() as url:
+            argv = [str(BIN / "plur-post"), "x", "--schedule", "30m"]
+            lite = _config(Path(tmp) / "sqlite-cli")
+            server = {**_config(Path(tmp) / "postgresql-cli"), "PLURCAST_DATABASE_URL": url}
+            t = interleave(
+                CLI_RUNS, {"sqlite": command(argv, lite), "postgresql": command(argv, server)}
+            )
+        ratio = t["postgresql"] / t["sqlite"]
+        rows.append(("plur-post --schedule 30m", "sqlite", f"{t['sqlite']:.1f} ms median"))
+        rows.append(
+            (
+                "plur-post --schedule 30m",
+                "postgresql",
+                f"{t['postgresql']:.1f} ms median, {ratio:.2f}× SQLite's (interleaved)",
+            )
+        )
+    print(f"bench_postgres on {machine()}")
     print(f"{'what':<28} {'backend':<11} result")
     for what, backend, result in rows:
         print(f"{what:<28} {backend:<11} {result}")
