@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from plur_send import early
-from plurcast import __version__, clikit, logchoices, logs
+from plurcast import __version__, clikit, logchoices, logs, store
 from plurcast import config as config_module
-from plurcast import store
 
 if TYPE_CHECKING:  # the daemon's modules load only when it runs
     from plurcast.daemon import Options

@@ -19,8 +19,8 @@ from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
 from plurcast.platforms import registry
-from plurcast.store import open_db as open_db  # the commands' way in, with what they do
 from plurcast.store import deliveries as delivery_store
+from plurcast.store import open_db as open_db  # noqa: PLC0414 (re-exported: the commands use it)
 from plurcast.store import posts as store
 from plurcast.store.base import Database
 from plurcast.store.connection import on_disk, transaction
