@@ -127,9 +127,9 @@ def cli(
     zone = config_module.zone(tz) if tz else cfg.timezone
     pow_metadata = nostr.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
-    now = clikit.now()
     # Read only, and nothing made on disk, until the input has passed every check.
     conn = queue.open_db(cfg, create=False)
+    now = clikit.now(conn)
     metadata: dict[str, object] | None = {"visibility": visibility} if visibility else None
     if pow_metadata:
         metadata = {**(metadata or {}), **pow_metadata}

@@ -28,7 +28,8 @@ def open_session(tz: str | None = None) -> Session:
     zone = config_module.zone(tz) if tz else cfg.timezone
     # Every plur-queue command reads, or changes posts that must be there already: a
     # database that does not exist yet is an empty queue, and stays unmade.
-    return Session(cfg, queue.open_db(cfg, create=False), zone, clikit.now())
+    conn = queue.open_db(cfg, create=False)
+    return Session(cfg, conn, zone, clikit.now(conn))
 
 
 def when_cell(post: Post, s: Session) -> str:

@@ -55,7 +55,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
         if recurring:
             what.append(f"{len(recurring)} schedule{'s' if len(recurring) != 1 else ''}")
         clikit.confirm(f"Cancel {' and '.join(what)}?")
-    now = clikit.now()
+    now = clikit.now(s.conn)
     posts = [*posts, *queue.cancel(s.conn, posts, now)]
     for schedule in recurring:
         schedules.cancel(s.conn, schedule, to_ms(now))
@@ -152,7 +152,7 @@ def edit(post_id: str, content: str | None, platform: str | None) -> None:
         text = edited
     else:
         text = clikit.read_content(content)
-    queue.edit(s.conn, s.cfg, post, text, clikit.now(), platform)
+    queue.edit(s.conn, s.cfg, post, text, clikit.now(s.conn), platform)
     click.echo(f"edited:{post.id}")
 
 
@@ -178,7 +178,7 @@ def update(post_id: str, nostr_pow: int | None, fmt: Format) -> None:
         )
     s = open_session()
     post = queue.get(s.conn, post_id)
-    queue.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now())
+    queue.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now(s.conn))
     if fmt == "text":
         click.echo(f"Updated Nostr PoW difficulty to: {nostr_pow}")
         click.echo(f"✓ Post {post.id} updated successfully")

@@ -69,9 +69,9 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
     """Queue every post of FILE (or stdin): JSON Lines, CSV with a header, or Markdown."""
     cfg = config_module.load()
     sources = [_source(name, len(files)) for name in files]
-    tz, now = cfg.timezone, clikit.now()
+    tz = cfg.timezone
     try:
-        rows = importer.run(cfg, sources, now, kind=kind, dry_run=dry_run)
+        rows, now = importer.run(cfg, sources, clikit.now, kind=kind, dry_run=dry_run)
     except importer.Refused as exc:
         for problem in exc.problems:
             sys.stderr.write(f"Error: {problem}\n")

@@ -126,8 +126,9 @@ def health(fmt: Format) -> None:
     For monitoring: any daemon using this database counts, under systemd or not.
     """
     cfg = config_module.load()
-    now = clikit.now()
-    daemon = daemon_health(queue.open_db(cfg, create=False), to_ms(now))
+    conn = queue.open_db(cfg, create=False)
+    now = clikit.now(conn)
+    daemon = daemon_health(conn, to_ms(now))
     if fmt != "text":
         emit_json(daemon_json(daemon, cfg.timezone), fmt)
     elif daemon.running:
@@ -144,14 +145,15 @@ def status(fmt: Format) -> None:
     Warns when posts are overdue and no daemon is running.
     """
     cfg = config_module.load()
-    now = clikit.now()
+    conn = queue.open_db(cfg, create=False)
+    now = clikit.now(conn)
     unit: dict[str, str] | None
     try:
         unit = service.show()
         manager_problem = None
     except service.NoUserManager as exc:
         unit, manager_problem = None, exc.reason
-    result = stats.compute(queue.open_db(cfg, create=False), now, cfg.timezone)
+    result = stats.compute(conn, now, cfg.timezone)
     if fmt != "text":
         emit_json(
             {

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
@@ -30,13 +30,24 @@ from plurcast.errors import (
 from plurcast.output import FORMATS, emit_lines
 from plurcast.secrets import redact
 
+if TYPE_CHECKING:
+    from plurcast.store.base import Database
+
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def now() -> datetime:
-    """The current time; tests replace this to step through time."""
-    return datetime.now(UTC).replace(microsecond=0)
+def now(db: Database | None = None) -> datetime:
+    """The current time, to the second; tests replace this to step through time.
+
+    With the queue's database, that database's clock: on PostgreSQL the server's, which is
+    the one every daemon on every host judges due times, leases and heartbeats by (so a host
+    whose clock is off neither misjudges a daemon's health nor queues a post early or late);
+    on SQLite the host's, the only one there is.
+    """
+    if db is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    return datetime.fromtimestamp(db.now_ms() // 1000, UTC)
 
 
 def fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:

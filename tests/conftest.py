@@ -136,7 +136,7 @@ def db_path(isolated_home: Path) -> Path:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     """The CLIs' clock (`clikit.now`), at NOW until the test moves it."""
     c = Clock(NOW)
-    monkeypatch.setattr(clikit, "now", lambda: c.now)
+    monkeypatch.setattr(clikit, "now", lambda db=None: c.now)
     yield c
 
 

@@ -13,6 +13,7 @@
 - `PATIENCE`, `ANSWER_TIMEOUT`: how long before a wait is a hang; a timeout for servers that
   are up.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
+- `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
 
 No bound on elapsed time lives here or in any test: on-time behaviour is tested by stepping a
 `Clock`, and speed is measured by `make bench`.
@@ -55,6 +56,7 @@ __all__ = [
     "Run",
     "add_post",
     "assert_verified_and_hardened",
+    "clock_ahead",
     "deliver",
     "free_port",
     "iso",
@@ -274,3 +276,31 @@ def assert_verified_and_hardened(unit: Path, tmp_path: Path) -> None:
     found = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
     assert found, security.stdout + security.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, security.stdout
+
+
+# A sitecustomize that moves a process's clock ahead (time.time and datetime.now both): the
+# host's clock is wrong. Monotonic time is left alone, as a real clock step leaves it.
+_CLOCK_AHEAD = """\
+import datetime as _datetime, os, time
+_ahead = float(os.environ.get("PLURCAST_TEST_CLOCK_AHEAD", "0"))
+if _ahead:
+    _real = time.time
+    time.time = lambda: _real() + _ahead
+
+    class _Ahead(_datetime.datetime):
+        __slots__ = ()  # the C type's size: extension modules check it
+
+        @classmethod
+        def now(cls, tz=None):
+            return _datetime.datetime.fromtimestamp(time.time(), tz)
+
+    _datetime.datetime = _Ahead
+"""
+
+
+def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str]:
+    """`env` for a subprocess whose host clock is `seconds` ahead (behind, when negative)."""
+    site = tmp / "clock-ahead"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_CLOCK_AHEAD)
+    return {**env, "PLURCAST_TEST_CLOCK_AHEAD": str(seconds), "PYTHONPATH": str(site)}

@@ -198,7 +198,7 @@ def seeded(
     template = tmp_path / "template.db"
     monkeypatch.setenv("PLURCAST_CONFIG", str(config))
     monkeypatch.setenv("PLURCAST_DB_PATH", str(template))
-    monkeypatch.setattr(clikit, "now", lambda: NOW)
+    monkeypatch.setattr(clikit, "now", lambda db=None: NOW)
     seeded = Seeded(template, tmp_path / "posts.db", config, base)
     _seed(seeded)
     monkeypatch.setenv("PLURCAST_DB_PATH", str(seeded.db))

@@ -18,21 +18,13 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
-from tests.helpers import add_post
+from tests.helpers import add_post, clock_ahead
 from tests.peers.nostr import NostrRelay
 from tests.peers.postgres import PostgresCluster, run_sql
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-# A sitecustomize that moves this process's time.time() ahead: the host's clock is wrong.
-CLOCK_AHEAD = """\
-import os, time
-_ahead = float(os.environ.get("PLURCAST_TEST_CLOCK_AHEAD", "0"))
-if _ahead:
-    _real = time.time
-    time.time = lambda: _real() + _ahead
-"""
 
 
 @pytest.fixture
@@ -61,14 +53,11 @@ class Hosts:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
-        (tmp / "clock-ahead").mkdir()
-        (tmp / "clock-ahead" / "sitecustomize.py").write_text(CLOCK_AHEAD)
 
     def start(self, host: str, *args: str, ahead: float = 0) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PLURCAST_HOST": host}
         if ahead:
-            env["PLURCAST_TEST_CLOCK_AHEAD"] = str(ahead)
-            env["PYTHONPATH"] = str(self.tmp / "clock-ahead")
+            env = clock_ahead(env, self.tmp, ahead)
         log = (self.tmp / f"plur-send-{host}.log").open("wb")
         proc = subprocess.Popen(
             [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT, env=env

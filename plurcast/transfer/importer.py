@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -224,12 +224,14 @@ class Source:
 def run(
     cfg: Config,
     sources: Sequence[Source],
-    now: datetime,
+    clock: Callable[[Database], datetime],
     *,
     kind: str | None = None,
     dry_run: bool = False,
-) -> list[Row]:
-    """Read every source, check every row, then write them all or nothing (see above).
+) -> tuple[list[Row], datetime]:
+    """Read every source, check every row, then write them all or nothing (see above):
+    the rows, and the time they were checked at — `clock(db)`, the database's "now" (on
+    PostgreSQL the server's, which relative times count from and due times are judged by).
 
     A database that does not exist yet is created only to write: bad rows, or a dry run,
     leave no file behind."""
@@ -265,6 +267,7 @@ def run(
         names = ", ".join(s.name for s in sources)
         raise InvalidInput(f"no posts in {names}", "give each post a row (CSV: after the header)")
     conn = queue.open_db(cfg, create=False)  # none yet: an empty stand-in, no file made
+    now = clock(conn)
     with registry.checking_once():
         checked = plan(conn, cfg, entries, now)
     problems += [(source_of[i], entries[i].line, msg) for i, msg in checked.problems]
@@ -274,4 +277,4 @@ def run(
         conn = queue.writable(conn, cfg)
     else:
         rehearse_on(conn)
-    return write(conn, cfg, checked.rows, now, dry_run=dry_run)
+    return write(conn, cfg, checked.rows, now, dry_run=dry_run), now
