@@ -6,6 +6,7 @@ systemctl's subprocess, the unit file's shutil or the status line's statistics.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -42,16 +43,22 @@ def install(start: bool) -> None:
     """Install plur-send as a systemd user service and enable it.
 
     Writes plur-send.service to $XDG_CONFIG_HOME/systemd/user/ with ExecStart set to this
-    installation's plur-send (and PLURCAST_CONFIG/PLURCAST_DB_PATH when this shell sets
-    them), then reloads systemd and enables the unit. Running it again rewrites the unit;
-    'plur-send restart' then applies it to a running service.
+    installation's plur-send (and PLURCAST_CONFIG, PLURCAST_DB_PATH or PLURCAST_DATABASE_URL
+    when this shell sets them), then reloads systemd and enables the unit. Running it again
+    rewrites the unit; 'plur-send restart' then applies it to a running service.
 
     \b
     Example:
       plur-send install --now && plur-send status
     """
-    path, settings = service.write_unit(config_module.load())
+    cfg = config_module.load()
+    path, settings = service.write_unit(cfg)
     click.echo(f"wrote {path} (ExecStart={settings.exec_start})")
+    if cfg.database_url and os.environ.get("PGPASSWORD"):
+        sys.stderr.write(
+            "Hint: the service does not see this shell's PGPASSWORD; put the password in "
+            "~/.pgpass, which it reads\n"
+        )
     try:
         service.enable(start)
     except service.NoUserManager as exc:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from plurcast.config import Config, config_path, default_db_path
 from plurcast.errors import RuntimeFailure
+from plurcast.store.base import has_password
 
 UNIT_NAME = "plur-send.service"
 # Where `pip install --user` and pipx put the script; `install` writes the real one.
@@ -106,6 +107,7 @@ class UnitSettings:
     exec_start: str = DEFAULT_EXEC_START
     data_dir: str = DEFAULT_DATA_DIR
     environment: Sequence[str] = ()  # `KEY=value` words for Environment=
+    secret: bool = False  # an Environment= value holds a password: the file is 0600
     stop_timeout: int = MIN_STOP_TIMEOUT
     start_timeout: int | None = None
 
@@ -165,10 +167,11 @@ def settings_for(cfg: Config) -> UnitSettings:
     """The unit for this installation and config.
 
     The service runs in systemd's environment, not this shell's: a config or database path
-    that this shell finds through PLURCAST_* or XDG_* variables is pinned with Environment=.
+    that this shell finds through PLURCAST_* or XDG_* variables, or the database url it
+    takes from PLURCAST_DATABASE_URL, is pinned with Environment=.
     """
     home = Path.home()
-    pinned = []
+    pinned: list[tuple[str, str | Path]] = []
     config_file = config_path()
     if os.environ.get("PLURCAST_CONFIG") or config_file != home / ".config/plurcast/config.toml":
         pinned.append(("PLURCAST_CONFIG", config_file.absolute()))
@@ -177,11 +180,15 @@ def settings_for(cfg: Config) -> UnitSettings:
         from_xdg and cfg.db_path != home / ".local/share/plurcast/posts.db"
     ):
         pinned.append(("PLURCAST_DB_PATH", cfg.db_path.absolute()))
+    url = os.environ.get("PLURCAST_DATABASE_URL")
+    if url:
+        pinned.append(("PLURCAST_DATABASE_URL", url))
     scheduling = cfg.scheduling
     return UnitSettings(
         exec_start=" ".join(unit_word(word, command=True) for word in plur_send_command()),
         data_dir=_home_form(cfg.db_path.absolute().parent),
         environment=tuple(unit_word(f"{name}={path}") for name, path in pinned),
+        secret=has_password(url) if url else False,
         stop_timeout=max(
             MIN_STOP_TIMEOUT, math.ceil(scheduling.shutdown_timeout) + STOP_TIMEOUT_MARGIN
         ),
@@ -310,8 +317,9 @@ def write_unit(cfg: Config) -> tuple[Path, UnitSettings]:
     path = unit_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
+    partial.touch(0o600)
+    partial.chmod(0o600 if settings.secret else 0o644)
     partial.write_text(render_unit(settings))
-    partial.chmod(0o644)
     partial.replace(path)
     return path, settings
 

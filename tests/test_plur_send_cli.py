@@ -2,6 +2,8 @@
 
 The fakes are shell scripts first on PATH: each appends its argv to a file and answers what
 the real tool would (including "Failed to connect to bus" when told the bus is down).
+The tests that read the queue (heartbeats, status) run on both backends; the rest touch no
+database and run once.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from plurcast.models import to_ms
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests.helpers import NOW, Clock, Run, add_post, assert_verified_and_hardened
-
-pytestmark = pytest.mark.usefixtures("backend")
+from tests.peers.postgres import Backend
 
 BIN = Path(sys.executable).parent
 UNIT = "plur-send.service"
@@ -176,6 +177,56 @@ def test_install_pins_the_paths_this_shell_uses(
     assert f"\nReadWritePaths={db.parent}\n" in text
 
 
+def test_install_pins_the_database_url_and_keeps_its_password_private(
+    tmp_path: Path,
+    configured: Path,
+    fake_systemd: FakeSystemd,
+    run: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queue on PostgreSQL that this shell names by PLURCAST_DATABASE_URL is the service's
+    too; with a password in it the unit is readable by its owner only (and the shell's
+    PGPASSWORD, which the service will not see, gets a hint). The sandbox still lets the
+    daemon reach the server: Internet and local sockets, the host's network (systemd's own
+    verdict), and the unit verifies."""
+    url = "postgresql://plur:s3cret@db.example:5432/plurcast?options=-csearch_path%3Dplurcast"
+    monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+    monkeypatch.setenv("PGPASSWORD", "elsewhere")
+    result = run(cli, "install")
+    assert result.exit_code == 0, result.stderr
+    text = unit_file().read_text()
+    assert "\nEnvironment=PLURCAST_DATABASE_URL=" + url.replace("%", "%%") + "\n" in text
+    assert unit_file().stat().st_mode & 0o777 == 0o600
+    assert "PGPASSWORD" in result.stderr and "~/.pgpass" in result.stderr
+    assert_verified_and_hardened(unit_file(), tmp_path)
+    verdict = reach(unit_file(), tmp_path)
+    assert "✗ RestrictAddressFamilies=~AF_(INET|INET6)" in verdict  # ✗: allowed
+    assert "✗ RestrictAddressFamilies=~AF_UNIX" in verdict  # /run/postgresql
+    assert "✗ PrivateNetwork=" in verdict
+    monkeypatch.setenv("PLURCAST_DATABASE_URL", "postgresql://plur@db.example/plurcast")
+    assert run(cli, "install").exit_code == 0
+    assert "\nEnvironment=PLURCAST_DATABASE_URL=postgresql://plur@db.example/plurcast\n" in (
+        unit_file().read_text()
+    )
+    assert unit_file().stat().st_mode & 0o777 == 0o644
+
+
+def reach(unit: Path, tmp_path: Path) -> str:
+    """systemd-analyze security's lines about the network, for `unit`."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    security = subprocess.run(
+        ["systemd-analyze", "--user", "security", "--offline=yes", "--no-pager", str(unit)],
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "\n".join(
+        line for line in security.stdout.splitlines() if "Network" in line or "AF_" in line
+    )
+
+
 def test_installed_unit_verifies_and_is_hardened(
     tmp_path: Path,
     configured: Path,
@@ -321,8 +372,8 @@ Beat = Callable[..., None]
 
 
 @pytest.fixture
-def beat(configured: Path) -> Beat:
-    """Write a daemon heartbeat row, `ago` before the test clock's now."""
+def beat(configured: Path, backend: Backend) -> Beat:
+    """Write a daemon heartbeat row, `ago` before the test clock's now (on each backend)."""
 
     def write(ago: timedelta) -> None:
         conn = queue.open_db(config_module.load())

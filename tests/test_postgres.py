@@ -27,6 +27,7 @@ from plurcast.errors import EXIT_CONFIG, EXIT_RUNTIME, ConfigError, RuntimeFailu
 from plurcast.platforms.base import Outcome, Work
 from plurcast.store import connect, connect_url, migrations, migrations_postgres
 from plurcast.store import deliveries as store
+from plurcast.store.base import has_password, redact
 from plurcast.store.connection import transaction
 from plurcast.store.postgres import PostgresDatabase, to_psycopg
 from tests.conftest import NOW
@@ -193,6 +194,19 @@ def test_a_url_that_is_neither_is_a_config_error(
     monkeypatch.setenv("PLURCAST_DATABASE_URL", "sqlite:///tmp/elsewhere.db")
     cfg = config_module.load()
     assert (cfg.database_url, cfg.db_path) == (None, Path("/tmp/elsewhere.db"))
+
+
+def test_a_url_is_redacted_wherever_it_carries_its_password() -> None:
+    """In the authority or as libpq's `password=` parameter; a url without one is unchanged."""
+    assert redact("postgresql://plur:s3cret@db:5433/q?sslmode=require") == (
+        "postgresql://plur@db:5433/q?sslmode=require"
+    )
+    assert redact("postgresql://db/q?user=plur&Password=s3cret&sslmode=require") == (
+        "postgresql://db/q?user=plur&sslmode=require"
+    )
+    plain = "postgresql://plur@db/q?options=-csearch_path%3Dplurcast"
+    assert redact(plain) == plain
+    assert (has_password(plain), has_password("postgresql://db/q?password=x")) == (False, True)
 
 
 # --- claims across connections ----------------------------------------------------------------

@@ -105,16 +105,27 @@ def by_dialect(db: Database, *, sqlite: str, postgresql: str) -> str:
 
 
 def redact(url: str) -> str:
-    """A database url without its password, fit for a log line or an error."""
+    """A database url without its password (in the authority, or libpq's `password=` query
+    parameter), fit for a log line, an error or a file others may read."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return url.partition("://")[0] + "://…"
-    if password is None:
+    if password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        user = f"{parts.username}@" if parts.username else ""
+        parts = parts._replace(netloc=f"{user}{host}")
+    query = "&".join(
+        item for item in parts.query.split("&") if item.partition("=")[0].lower() != "password"
+    )
+    if password is None and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{host}"))
+    return urlunsplit(parts._replace(query=query))
+
+
+def has_password(url: str) -> bool:
+    """Whether a database url carries a password."""
+    return redact(url) != url
