@@ -1,15 +1,15 @@
 """G6 in the engine: a thread's part is never claimed before the previous part there is sent.
 
-Against a real relay (nostr-sdk's in-process one) with an injected clock; each test names
-what it would catch breaking. The wire formats on each platform's server are checked in
-test_thread_wire.py.
+Against a real relay (nostr-sdk's in-process one) with an injected clock, on both backends;
+each test names what it would catch breaking. The wire formats on each platform's server are
+checked in test_thread_wire.py; daemons in separate processes on PostgreSQL in
+test_postgres_threads.py.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,9 +19,12 @@ from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
+from plurcast.store.base import Database
 from plurcast.store.deliveries import Claimed
 from tests.helpers import ANSWER_TIMEOUT, T0, Clock, add_thread, deliver, free_port
 from tests.peers.nostr import InProcessRelay
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 NostrConfig = Callable[..., config_module.Config]
 
@@ -41,7 +44,7 @@ def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> NostrC
     return write
 
 
-def parent_sent_at_claim(conn: sqlite3.Connection, claims: Sequence[Claimed]) -> None:
+def parent_sent_at_claim(conn: Database, claims: Sequence[Claimed]) -> None:
     """The check G6 makes: every claimed delivery with a parent has that parent sent, with
     its remote id, at the moment of the claim."""
     for claim in claims:
