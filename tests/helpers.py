@@ -303,4 +303,5 @@ def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str
     site = tmp / "clock-ahead"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(_CLOCK_AHEAD)
-    return {**env, "PLURCAST_TEST_CLOCK_AHEAD": str(seconds), "PYTHONPATH": str(site)}
+    path = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PLURCAST_TEST_CLOCK_AHEAD": str(seconds), "PYTHONPATH": path}

@@ -4,10 +4,11 @@ the lines printed, and nothing written on any error."""
 from __future__ import annotations
 
 import json
+import os
 import re
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,28 +16,33 @@ from plur_post.cli import cli
 from tests.helpers import ANSWER_TIMEOUT, Clock, Run, secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 THREAD = "First part.\n---\nSecond part.\n---\nThird part."
 
 
-def rows(db_path: Path) -> list[tuple[str, int | None, str, str]]:
+def made(db_path: Path) -> bool:
+    """Whether the test's database exists (PostgreSQL: always, made by the fixture)."""
+    return db_path.exists() or bool(os.environ.get("PLURCAST_DATABASE_URL"))
+
+
+def rows(db_path: Path) -> list[tuple[Any, ...]]:
     """(post id, thread part, platform, text) of every delivery, in order."""
-    if not db_path.exists():
+    if not made(db_path):
         return []
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT p.id, p.thread_part, d.platform, coalesce(d.content, p.content) "
-            "FROM posts p JOIN deliveries d ON d.post_id = p.id "
-            "ORDER BY p.created_at_ms, coalesce(p.thread_part, 0), d.id"
-        ).fetchall()
+    return run_sql(
+        db_path,
+        "SELECT p.id, p.thread_part, d.platform, coalesce(d.content, p.content) "
+        "FROM posts p JOIN deliveries d ON d.post_id = p.id "
+        "ORDER BY p.created_at_ms, coalesce(p.thread_part, 0), d.id",
+    )
 
 
 def nothing_written(db_path: Path) -> bool:
-    if not db_path.exists():
-        return True
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+    return not made(db_path) or run_sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
 
 
 @pytest.mark.usefixtures("configured")
@@ -54,12 +60,12 @@ def test_thread_scheduled_prints_a_line_per_part(run: Run, clock: Clock, db_path
         (ids[1], 2, "Second part."),
         (ids[2], 3, "Third part."),
     ]
-    with sqlite3.connect(db_path) as conn:
-        links = conn.execute(
-            "SELECT c.platform, pc.thread_part, pp.thread_part, c.blocked FROM deliveries c "
-            "JOIN deliveries p ON p.id = c.parent_id JOIN posts pc ON pc.id = c.post_id "
-            "JOIN posts pp ON pp.id = p.post_id WHERE p.platform = c.platform ORDER BY c.id"
-        ).fetchall()
+    links = run_sql(
+        db_path,
+        "SELECT c.platform, pc.thread_part, pp.thread_part, c.blocked FROM deliveries c "
+        "JOIN deliveries p ON p.id = c.parent_id JOIN posts pc ON pc.id = c.post_id "
+        "JOIN posts pp ON pp.id = p.post_id WHERE p.platform = c.platform ORDER BY c.id",
+    )
     assert links == [
         ("nostr", 2, 1, 1),
         ("mastodon", 2, 1, 1),
@@ -161,10 +167,9 @@ def test_variant_replaces_the_text_for_one_platform(
         ("nostr", "The long version for everyone else"),
         ("bluesky", "Short for Bluesky"),
     ]
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT content FROM posts").fetchall() == [
-            ("The long version for everyone else",)
-        ]
+    assert run_sql(db_path, "SELECT content FROM posts") == [
+        ("The long version for everyone else",)
+    ]
 
 
 @pytest.mark.usefixtures("configured")
@@ -240,11 +245,11 @@ def test_reply_to_our_post_links_each_platform(run: Run, clock: Clock, db_path: 
     result = run(cli, "Answer", "-s", "2h", "--reply-to", first[:8], "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["reply_to"] == first
-    with sqlite3.connect(db_path) as conn:
-        links = conn.execute(
-            "SELECT c.platform, p.post_id, c.blocked FROM deliveries c "
-            "JOIN deliveries p ON p.id = c.parent_id ORDER BY c.id"
-        ).fetchall()
+    links = run_sql(
+        db_path,
+        "SELECT c.platform, p.post_id, c.blocked FROM deliveries c "
+        "JOIN deliveries p ON p.id = c.parent_id ORDER BY c.id",
+    )
     assert links == [("nostr", first, 1), ("mastodon", first, 1)]
 
 

@@ -6,6 +6,7 @@ running daemon. Every post is counted on the real nostr-relay.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
-from tests.helpers import add_post, clock_ahead
+from tests.helpers import add_post, add_thread, clock_ahead
 from tests.peers.nostr import NostrRelay
 from tests.peers.postgres import PostgresCluster, run_sql
 
@@ -177,3 +178,49 @@ def test_a_listener_cut_off_misses_nothing(
     assert 0 <= lateness <= 1000, hosts.output()
     assert [e["content"] for e in nostr_relay.stored_events()] == ["after the cut"]
     assert "LISTEN connection" in hosts.output()
+
+
+def test_threads_across_three_hosts_go_out_in_order_each_part_once(
+    shared: config_module.Config, hosts: Hosts, nostr_relay: NostrRelay
+) -> None:
+    """G6 across hosts: 6 threads of 4 parts, every part due at once, three daemons of two
+    lanes each racing for them. Each part is published once, replying to the part before it
+    as the relay stored it, and was first tried only after that part was sent (the server's
+    clock); the parts went out from more than one host."""
+    cfg = shared
+    for host in ("host-a", "host-b", "host-c"):
+        hosts.start(host, "--max-concurrency", "2")
+    wait_for(
+        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", hosts
+    )
+    threads = [[f"thread {t} part {i} ✨" for i in range(1, 5)] for t in range(6)]
+    db = queue.open_db(cfg)
+    at = db.now_ms() / 1000 + 2
+    for parts in threads:
+        add_thread(db, cfg, parts, at)
+    db.close()
+    wait_for(
+        lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 24,
+        120,
+        "every part sent",
+        hosts,
+    )
+    assert_each_exactly_once(nostr_relay, [part for parts in threads for part in parts])
+    events = {e["content"]: e for e in nostr_relay.stored_events()}
+    for parts in threads:
+        for before, part in itertools.pairwise(parts):
+            replies = [t for t in events[part]["tags"] if t[0] == "e" and t[3] == "reply"]
+            root = [t for t in events[part]["tags"] if t[0] == "e" and t[3] == "root"]
+            assert root[0][1] == events[parts[0]]["id"]
+            assert [t[1] for t in replies] == ([events[before]["id"]] if before != parts[0] else [])
+    early = run_sql(
+        cfg.db_path,
+        "SELECT count(*) FROM attempts a JOIN deliveries c ON c.id = a.delivery_id "
+        "JOIN deliveries p ON p.id = c.parent_id WHERE a.started_at_ms < p.sent_at_ms",
+    )
+    assert early == [(0,)]
+    senders = {
+        r[0].split(":")[0]
+        for r in run_sql(cfg.db_path, "SELECT worker FROM attempts WHERE outcome = 'sent'")
+    }
+    assert len(senders) >= 2, senders

@@ -4,7 +4,6 @@ stopped on one platform shows as such in list, show, stats and failed list."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,9 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli
 from tests.helpers import ANSWER_TIMEOUT, Clock, Run, secret_file
 from tests.peers.mastodon import TOKENS, MastodonMock
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 THREAD = "One.\n---\nTwo.\n---\nThree."
 
@@ -24,24 +26,19 @@ def thread(run: Run, *args: str, text: str = THREAD) -> list[str]:
     return [item["post_id"] for item in json.loads(result.stdout)]
 
 
-def sql(db_path: Path, statement: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(statement, params).fetchall()
-
-
 def states(db_path: Path, post_id: str) -> list[str]:
-    rows = sql(db_path, "SELECT state FROM deliveries WHERE post_id = ? ORDER BY id", post_id)
+    rows = run_sql(db_path, "SELECT state FROM deliveries WHERE post_id = ? ORDER BY id", post_id)
     return [str(r[0]) for r in rows]
 
 
 def times(db_path: Path, ids: list[str]) -> list[int | None]:
-    found = dict(sql(db_path, "SELECT id, scheduled_at_ms FROM posts"))
+    found = dict(run_sql(db_path, "SELECT id, scheduled_at_ms FROM posts"))
     return [found[i] for i in ids]  # type: ignore[misc]
 
 
 def give_up(db_path: Path, post_id: str, platform: str, error: str) -> None:
     """As if the platform refused the part for good."""
-    sql(
+    run_sql(
         db_path,
         "UPDATE deliveries SET state = 'dead', last_error = ?, error_kind = 'permanent', "
         "attempts = 1 WHERE post_id = ? AND platform = ?",
@@ -82,7 +79,7 @@ def test_reschedule_moves_the_later_parts_by_as_much(run: Run, clock: Clock, db_
     assert result.exit_code == 0, result.stderr
     hour = 3_600_000
     assert times(db_path, ids) == [before[0], before[1] + 2 * hour, before[2] + 2 * hour]
-    due = sql(db_path, "SELECT DISTINCT due_at_ms FROM deliveries WHERE post_id = ?", ids[2])
+    due = run_sql(db_path, "SELECT DISTINCT due_at_ms FROM deliveries WHERE post_id = ?", ids[2])
     assert due == [(before[2] + 2 * hour,)]
     result = run(cli, "reschedule", ids[2], "30m")  # before part 2, now at +3h
     assert result.exit_code == 3
@@ -114,20 +111,20 @@ def test_a_thread_stopped_on_one_platform_shows_as_such_everywhere(
     """Complete on Nostr, stopped at part 2 on Mastodon."""
     ids = thread(run, "-s", "1h")
     for i, post_id in enumerate(ids):
-        sql(
+        run_sql(
             db_path,
             "UPDATE deliveries SET state = 'sent', remote_id = ?, blocked = 0 "
             "WHERE post_id = ? AND platform = 'nostr'",
             f"note1fake{i}",
             post_id,
         )
-    sql(
+    run_sql(
         db_path,
         "UPDATE deliveries SET state = 'sent', remote_id = '101' "
         "WHERE post_id = ? AND platform = 'mastodon'",
         ids[0],
     )
-    sql(db_path, "UPDATE deliveries SET blocked = 0 WHERE post_id = ?", ids[1])
+    run_sql(db_path, "UPDATE deliveries SET blocked = 0 WHERE post_id = ?", ids[1])
     give_up(db_path, ids[1], "mastodon", "HTTP 422 Unprocessable Entity: Validation failed")
 
     listed = run(cli, "list", "--all").stdout.splitlines()
@@ -192,7 +189,7 @@ def test_now_on_a_part_waiting_for_its_parent_says_which_to_send(
 def test_edit_one_platforms_text(run: Run, clock: Clock, db_path: Path) -> None:
     ids = thread(run, "-s", "1h", "--variant", "mastodon=A\n---\nB\n---\nC")
     assert run(cli, "edit", ids[1], "B, better", "--platform", "mastodon").exit_code == 0
-    texts = sql(
+    texts = run_sql(
         db_path,
         "SELECT d.platform, coalesce(d.content, p.content) FROM deliveries d "
         "JOIN posts p ON p.id = d.post_id WHERE p.id = ? ORDER BY d.id",
@@ -200,7 +197,7 @@ def test_edit_one_platforms_text(run: Run, clock: Clock, db_path: Path) -> None:
     )
     assert texts == [("nostr", "Two."), ("mastodon", "B, better")]
     assert run(cli, "edit", ids[1], "Two, better").exit_code == 0  # the post's, not Mastodon's
-    texts = sql(
+    texts = run_sql(
         db_path,
         "SELECT coalesce(d.content, p.content) FROM deliveries d "
         "JOIN posts p ON p.id = d.post_id WHERE p.id = ? ORDER BY d.id",
@@ -222,7 +219,7 @@ def test_failed_delete_of_a_part_deletes_the_later_parts(
     result = run(cli, "failed", "delete", ids[0])
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [f"deleted:{i}" for i in ids]
-    assert sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
+    assert run_sql(db_path, "SELECT count(*) FROM posts") == [(0,)]
 
 
 # --- against mastodon_mock -----------------------------------------------------------------
