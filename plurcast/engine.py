@@ -168,12 +168,11 @@ class Engine:
         `lanes`, none beyond a platform's free slots (the caller takes those)."""
         if limit <= 0:
             return []
-        now = self.now_ms()
+        lease = self._lease_now()
         platforms = self.pool.platforms
         room = lanes.free(platforms) if lanes is not None else None
         with transaction(self.conn):
-            candidates = store.due_candidates(self.conn, now, platforms, limit, room)
-            return self._lease(candidates, now, room)
+            return self._settle(store.lease_due(self.conn, lease, platforms, limit, room), lease)
 
     def claim_post(self, post_id: str) -> list[Claimed]:
         """Lease a post's waiting deliveries whatever their time (plur-queue now)."""
@@ -182,54 +181,54 @@ class Engine:
 
     def claim_post_locked(self, post_id: str) -> list[Claimed]:
         """As claim_post, inside the caller's transaction (plur-post inserts and claims at once)."""
-        now = self.now_ms()
-        return self._lease(store.post_candidates(self.conn, post_id, self.pool.platforms), now)
+        lease = self._lease_now()
+        leased = store.lease_post(self.conn, lease, post_id, self.pool.platforms)
+        return self._settle(leased, lease)
 
     def claim_children(
         self, parent_id: int, post_ids: Sequence[str], *, any_time: bool = False
     ) -> list[Claimed]:
         """Lease the deliveries of `post_ids` that answer `parent_id` (just sent): the next
         part of a thread published in the foreground. Only those due, unless `any_time`."""
-        now = self.now_ms()
+        lease = self._lease_now()
+        due_by = None if any_time else lease.now_ms
         with transaction(self.conn):
-            candidates = store.child_candidates(
-                self.conn, parent_id, post_ids, None if any_time else now
-            )
-            return self._lease(candidates, now)
+            leased = store.lease_children(self.conn, lease, parent_id, post_ids, due_by)
+            return self._settle(leased, lease)
 
-    def _lease(
-        self,
-        candidates: Iterable[tuple[Claimed, str]],
-        now: int,
-        room: dict[str, int] | None = None,
-    ) -> list[Claimed]:
-        candidates = list(candidates)
+    def _lease_now(self) -> store.Lease:
+        now = self.now_ms()
+        return store.Lease(self.owner, now, now + self.lease_ms)
+
+    def _settle(self, leased: Iterable[tuple[Claimed, str]], lease: store.Lease) -> list[Claimed]:
+        """Of the deliveries just leased (each with the state it was leased from), keep those
+        with a rate-limit slot, reserved in this transaction; hand back the rest, due when a
+        slot frees, and give up one-shot posts past the grace."""
+        leased = list(leased)
+        now = lease.now_ms
         window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
-        window.lock({(c.platform, c.account) for c, _ in candidates})
+        window.lock({(c.platform, c.account) for c, _ in leased})
         grace = self.cfg.scheduling.grace
         claimed: list[Claimed] = []
-        taken: Counter[str] = Counter()
-        for claim, state in candidates:
-            if room is not None and room.get(claim.platform, 0) - taken[claim.platform] <= 0:
-                continue  # left as it is, for when a slot of its platform frees
+        for claim, was in leased:
             late = now - claim.due_at_ms
             # A thread that has begun is finished, however late: half a thread is worse.
             if (
                 grace is not None
                 and not claim.continues_thread
-                and state == "pending"
+                and was == "pending"
                 and not claim.payload
                 and late > grace * 1000
             ):
                 reason = f"expired: {late / 1000:.0f} s late, over the grace of {grace:g} s"
-                store.expire(self.conn, claim.delivery_id, reason, now)
+                store.expire(self.conn, lease, claim.delivery_id, reason)
                 log.warning(
                     "post %s to %s: %s", claim.post_id, claim.platform, reason, extra=_fields(claim)
                 )
                 continue
             frees_at = window.reserve(claim.platform, claim.account, claim.delivery_id)
             if frees_at is not None:
-                store.defer(self.conn, claim.delivery_id, frees_at, now)
+                store.give_back(self.conn, lease, claim.delivery_id, was, frees_at)
                 log.info(
                     "rate limit: post %s to %s/%s deferred by %.0f s",
                     claim.post_id,
@@ -239,13 +238,7 @@ class Engine:
                     extra=_fields(claim),
                 )
                 continue
-            if not store.take_lease(
-                self.conn, claim.delivery_id, self.owner, now, now + self.lease_ms
-            ):
-                log.error("delivery %d was taken by another process meanwhile", claim.delivery_id)
-                continue
             claimed.append(claim)
-            taken[claim.platform] += 1
         return claimed
 
     # --- prepare, publish, record -----------------------------------------------------

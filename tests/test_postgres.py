@@ -252,11 +252,11 @@ def test_interleaved_claims_never_take_the_same_delivery(cfg: config_module.Conf
     clock = lambda: T0 + 120  # noqa: E731
     engine_a = Engine(cfg, a, owner="host-a:1:1", clock=clock)
     engine_b = Engine(cfg, b, owner="host-b:1:1", clock=clock)
-    now = engine_a.now_ms()
+    lease = engine_a._lease_now()
     with transaction(a):
-        held = store.due_candidates(a, now, ("nostr",), 4)
+        held = store.lease_due(a, lease, ("nostr",), 4)
         got_b = engine_b.claim_due(10)  # runs and commits while A holds its rows
-        got_a = engine_a._lease(held, now)
+        got_a = engine_a._settle(held, lease)
     ids_a = {c.delivery_id for c in got_a}
     ids_b = {c.delivery_id for c in got_b}
     assert len(ids_a) == 4 and len(ids_b) == 2
@@ -267,22 +267,58 @@ def test_interleaved_claims_never_take_the_same_delivery(cfg: config_module.Conf
     b.close()
 
 
+def test_a_claim_is_one_statement(cfg: config_module.Config) -> None:
+    """Issue #14: the candidates are selected, locked and leased by one statement (a CTE
+    whose UPDATE leases what its SELECT … FOR UPDATE SKIP LOCKED locked), for due
+    deliveries, a post's and a thread part's children alike; oldest first, each once."""
+    [first, second] = _enqueue(cfg, 2, T0 + 60)
+    db = queue.open_db(cfg)
+    statements: list[str] = []
+    execute = db.execute
+
+    def counted(sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return execute(sql, params)
+
+    db.execute = counted  # type: ignore[method-assign]
+    lease = store.Lease("host-a:1:1", int((T0 + 120) * 1000), int((T0 + 180) * 1000))
+    with transaction(db):
+        statements.clear()
+        due = store.lease_due(db, lease, ("nostr", "mastodon"), 1)
+        assert len(statements) == 1 and statements[0].startswith("WITH c AS (")
+        statements.clear()
+        post = store.lease_post(db, lease, second, ("nostr",))
+        assert len(statements) == 1 and "FOR UPDATE OF d SKIP LOCKED" in statements[0]
+        statements.clear()
+        assert store.lease_children(db, lease, due[0][0].delivery_id, [second], None) == []
+        assert len(statements) == 1
+    assert [(c.post_id, was) for c, was in due + post] == [(first, "pending"), (second, "pending")]
+    rows = execute("SELECT state, lease_owner, lease_expires_at_ms FROM deliveries").fetchall()
+    assert rows == [("sending", "host-a:1:1", lease.until_ms)] * 2
+    db.close()
+
+
 def test_a_lease_taken_meanwhile_is_not_taken_again(
     cfg: config_module.Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second line of defence: a candidate read without its lock (as a literal port of
-    the SQLite claim did) is leased only if it is still free when the update runs."""
+    """The second line of defence: a claim that read its candidates without locking them (as
+    a literal port of the SQLite claim did) waits on B's uncommitted leases, and once B
+    commits leases only what is still free — none of them."""
     _enqueue(cfg, 3, T0 + 60)
     a, b = queue.open_db(cfg), queue.open_db(cfg)
     clock = lambda: T0 + 120  # noqa: E731
     engine_a = Engine(cfg, a, owner="host-a:1:1", clock=clock)
     engine_b = Engine(cfg, b, owner="host-b:1:1", clock=clock)
     monkeypatch.setattr(store, "_row_lock", lambda conn: "")
-    now = engine_a.now_ms()
-    with transaction(a):
-        stale = store.due_candidates(a, now, ("nostr",), 10)
-        assert len(engine_b.claim_due(10)) == 3
-        assert engine_a._lease(stale, now) == []
+    got_a: list[object] = []
+    with transaction(b):
+        assert len(store.lease_due(b, engine_b._lease_now(), ("nostr",), 10)) == 3
+        other = threading.Thread(target=lambda: got_a.extend(engine_a.claim_due(10)))
+        other.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+        _wait_for(lambda: int(b.execute(waiting).fetchone()[0]) == 1, "A to wait on B's rows")
+    other.join(30)
+    assert got_a == []
     assert {r[0] for r in b.execute("SELECT lease_owner FROM deliveries")} == {"host-b:1:1"}
     a.close()
     b.close()
@@ -327,8 +363,8 @@ def test_rate_window_is_shared_by_interleaved_claims(
     engine_b = Engine(cfg, b, owner="host-b:1:1", clock=clock)
     results: dict[str, int] = {}
     with transaction(a):
-        now = engine_a.now_ms()
-        got_a = engine_a._lease(store.due_candidates(a, now, ("nostr",), 2), now)
+        lease = engine_a._lease_now()
+        got_a = engine_a._settle(store.lease_due(a, lease, ("nostr",), 2), lease)
         other = threading.Thread(target=lambda: results.update(b=len(engine_b.claim_due(10))))
         other.start()  # waits on A's advisory lock for nostr/default
         other.join(0.5)
