@@ -166,9 +166,6 @@ NAMED_ELSEWHERE = {
     # Migration 1 is history: a new platform widens the CHECK on deliveries.platform in a
     # migration of its own.
     "plurcast/store/migrations.py",
-    # The shapes of each platform's post references for --reply-to (issue 12); they would
-    # move into each adapter for a new platform to bring its own.
-    "plurcast/thread/references.py",
 }
 
 

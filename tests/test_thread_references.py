@@ -1,4 +1,5 @@
-"""plurcast.thread.references and platforms.nip19: what a --reply-to reference names."""
+"""plurcast.thread.references, each platform's *_references module and platforms.nip19:
+what a --reply-to reference names."""
 
 from __future__ import annotations
 
@@ -6,14 +7,11 @@ import nostr_sdk
 import pytest
 
 from plurcast.errors import EXIT_INVALID, InvalidInput
+from plurcast.platforms.bluesky_references import BlueskyPost
+from plurcast.platforms.mastodon_references import MastodonStatus
 from plurcast.platforms.nip19 import bech32_payload, decode_event
-from plurcast.thread.references import (
-    BlueskyPost,
-    MastodonStatus,
-    NostrEvent,
-    OurPost,
-    parse,
-)
+from plurcast.platforms.nostr_references import NostrEvent
+from plurcast.thread.references import OurPost, parse
 
 KEYS = nostr_sdk.Keys.parse("11" * 32)
 EVENT = nostr_sdk.EventBuilder(nostr_sdk.Kind(1), "hello").finalize(KEYS)
@@ -135,8 +133,8 @@ def test_bluesky_uri_of_a_web_link() -> None:
 
 
 def test_eight_digits_fall_back_to_mastodon() -> None:
-    assert OurPost("12345678").as_mastodon() == MastodonStatus("12345678", None)
-    assert OurPost("3f2a9c1e").as_mastodon() is None
+    assert OurPost("12345678").as_theirs() == MastodonStatus("12345678", None)
+    assert OurPost("3f2a9c1e").as_theirs() is None
 
 
 @pytest.mark.parametrize(

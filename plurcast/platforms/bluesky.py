@@ -27,7 +27,6 @@ A named account without `pds` or `timeout` takes the default account's.
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +38,7 @@ from plurcast.platforms import accounts, replies
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
+from plurcast.platforms.bluesky_references import HANDLE, POST_COLLECTION, BlueskyPost
 from plurcast.platforms.bluesky_session import (
     NoSession,
     Session,
@@ -56,15 +56,10 @@ if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher
 PLATFORM = "bluesky"
 PASSWORD_ENV = "PLURCAST_BLUESKY_APP_PASSWORD"
 DEFAULT_PDS = "https://bsky.social"
-POST_COLLECTION = "app.bsky.feed.post"
 PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
 GET_RECORD = "com.atproto.repo.getRecord"
 GET_POSTS = "app.bsky.feed.getPosts"
-# Handle syntax (atproto.com/specs/handle): domain labels, the last not starting with a digit.
-_HANDLE = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
-)
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 
 
@@ -89,7 +84,7 @@ def normalise_handle(value: object, where: str) -> str:
             'write handle = "alice.bsky.social"',
         )
     handle = value.strip().removeprefix("@").lower()
-    if len(handle) > 253 or not _HANDLE.fullmatch(handle):
+    if len(handle) > 253 or not HANDLE.fullmatch(handle):
         raise ConfigError(
             f"{where}: {value!r} is not a Bluesky handle",
             "a handle looks like alice.bsky.social or a domain of your own (no did:, no URL)",
@@ -354,13 +349,13 @@ class BlueskyPublisher:
             uri = reply.remote_id
         else:
             ref = references.parse(reply.reference or "")
-            if not isinstance(ref, references.BlueskyPost):
+            if not isinstance(ref, BlueskyPost):
                 raise InvalidInput(f"{reply.reference} is not a Bluesky post to reply to")
             uri = await self._post_uri(client, ref)
         cid, record = await self._record(client, uri)
         return replies.bluesky_reply(uri, cid, record)
 
-    async def _post_uri(self, client: Any, ref: references.BlueskyPost) -> str:
+    async def _post_uri(self, client: Any, ref: BlueskyPost) -> str:
         """The at:// URI of a post, with its author's handle resolved to a DID."""
         if ref.actor.startswith("did:"):
             return ref.uri
@@ -369,7 +364,7 @@ class BlueskyPublisher:
             answer = await client.invoke_query(RESOLVE_HANDLE, params=params(handle=ref.actor))
         except Exception as exc:
             raise _lookup_failure(exc, f"@{ref.actor}") from None
-        return references.BlueskyPost(str(answer.content["did"]), ref.rkey).uri
+        return BlueskyPost(str(answer.content["did"]), ref.rkey).uri
 
     async def _record(self, client: Any, uri: str) -> tuple[str, dict[str, Any]]:
         """(CID, record) of the post at `uri`: from its repo (our PDS has ours, and any

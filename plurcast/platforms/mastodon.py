@@ -41,6 +41,7 @@ from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
+from plurcast.platforms.mastodon_references import MastodonStatus
 from plurcast.thread import references
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
@@ -166,7 +167,7 @@ def instance_host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-def check_reply_reference(cfg: Config, account: str, ref: references.MastodonStatus) -> None:
+def check_reply_reference(cfg: Config, account: str, ref: MastodonStatus) -> None:
     """A status to reply to must be on the account's own instance: Mastodon knows a status
     by the id its own server gave it (InvalidInput, exit 3, otherwise)."""
     instance = _instance(_account(cfg, account))
@@ -443,8 +444,8 @@ class MastodonPublisher:
         if reply.remote_id is not None:
             return reply.remote_id
         parsed = references.parse(reply.reference or "")
-        ref = parsed.as_mastodon() if isinstance(parsed, references.OurPost) else parsed
-        if not isinstance(ref, references.MastodonStatus):
+        ref = parsed.as_theirs() if isinstance(parsed, references.OurPost) else parsed
+        if not isinstance(ref, MastodonStatus):
             raise InvalidInput(f"{reply.reference} is not a Mastodon status to reply to")
         if ref.host is not None and ref.host != instance_host(self.instance):
             raise InvalidInput(f"{reply.reference} is a status on {ref.host}, not on ours")

@@ -37,6 +37,7 @@ from plurcast.platforms import accounts, nostr_pow, replies
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work, one_line
 from plurcast.platforms.nip19 import bech32_payload
+from plurcast.platforms.nostr_references import NostrEvent
 from plurcast.thread import references
 
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
@@ -437,7 +438,7 @@ class NostrPublisher:
         if reply.payload is not None:  # ours: the event as we sent it, on our relays
             return replies.NostrParent.from_event(json.loads(reply.payload)), self.relays[0]
         ref = references.parse(reply.reference or "")
-        if not isinstance(ref, references.NostrEvent):
+        if not isinstance(ref, NostrEvent):
             raise InvalidInput(f"{reply.reference} is not a Nostr event to reply to")
         hint = ref.relays[0] if ref.relays else self.relays[0]
         found = await self._fetch_event(ref.event_id, [*self.relays, *ref.relays])

@@ -10,6 +10,8 @@ Adding a platform is one new module and one entry here: write
 `plurcast/platforms/<name>.py` with `check_credentials(cfg, account)` (pure Python —
 plur-post calls it for every post, so no SDK may load there) and
 `publisher(cfg, account)` returning a `base.Publisher`, then add its `Platform` below.
+The schema names no platform. One that can answer someone else's post also names, as
+`references`, the module that reads its posts' links (see plurcast.thread.references).
 
 This module imports no adapter and no SDK: config reads it on every command. An
 adapter is imported when a post for it is checked or sent. Its records are NamedTuples,
@@ -100,9 +102,15 @@ class Platform(NamedTuple):
     posts_per_hour: int  # the default of [scheduling.rate_limits.<name>] posts_per_hour
     text_limits: tuple[TextLimit, ...]
     capabilities: Capabilities = Capabilities()
+    # The module that reads references to its posts (`--reply-to`; plurcast.thread.references
+    # says what it holds), imported on first use; None: none can be named.
+    references: str | None = None
 
     def adapter(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+    def reference_module(self) -> ModuleType | None:
+        return None if self.references is None else importlib.import_module(self.references)
 
     def check_credentials(self, cfg: Config, account: str) -> None:
         """What can be known of the account's credentials without the network (ConfigError).
@@ -236,6 +244,7 @@ PLATFORMS = (
         name="nostr",
         title="Nostr",
         module="plurcast.platforms.nostr",
+        references="plurcast.platforms.nostr_references",
         posts_per_hour=100,
         # Relays set their own limits; 64 KiB is a common ceiling.
         text_limits=(
@@ -258,6 +267,7 @@ PLATFORMS = (
         name="mastodon",
         title="Mastodon",
         module="plurcast.platforms.mastodon",
+        references="plurcast.platforms.mastodon_references",
         posts_per_hour=300,
         text_limits=(TextLimit("characters", mastodon_length, Maximum(500, "max_chars")),),
         capabilities=Capabilities(
@@ -271,6 +281,7 @@ PLATFORMS = (
         name="bluesky",
         title="Bluesky",
         module="plurcast.platforms.bluesky",
+        references="plurcast.platforms.bluesky_references",
         # Below Bluesky's own cap of 1,666 record creations an hour.
         posts_per_hour=1000,
         # The lexicon's maxGraphemes and maxLength of app.bsky.feed.post's text.

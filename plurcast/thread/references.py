@@ -1,48 +1,44 @@
 """What `--reply-to REF` points at, read from its shape alone (no database, no network).
 
 - one of our posts: its id or a unique prefix of 8 or more characters;
-- a Nostr event: `note1…`, `nevent1…` (with its relay and author hints), 64 hex characters,
-  any of them after `nostr:`, or a web link whose path holds a `note1…`/`nevent1…`;
-- a Bluesky post: `at://<did or handle>/app.bsky.feed.post/<rkey>` or
-  `https://bsky.app/profile/<handle or did>/post/<rkey>`;
-- a Mastodon status: its numeric id, or its link (`https://host/@user/<id>`,
-  `https://host/users/<user>/statuses/<id>`, `https://host/web/statuses/<id>`).
+- a post on a platform: each platform that takes replies reads its own shapes, in the module
+  its registry entry names as `references` (`plurcast/platforms/<name>_references.py`):
+  `reference(text)` for text that is not a web link (`note1…`, `at://…`, a status id),
+  `link_reference(link)` for a web link, `SHAPES` and `WHAT` for messages. Each returns its
+  platform's reference (a `PlatformRef`), None for a shape not its own, or raises
+  `Unreadable` for one of its own shapes that is malformed.
 
 Eight digits could be our id's first characters or a (very old) Mastodon status id: `parse`
-reads them as ours, and `OurPost.as_mastodon` is what they mean if no post of ours has them.
-Whether a Mastodon link is on the account's own instance, and what a Bluesky handle's DID
-and a record's CID are, is for later: the first needs the config, the others the network.
+reads them as ours, and `OurPost.as_theirs` is what they mean if no post of ours has them.
+What a reference needs from the config or the network is for later (`check_account`, and
+the adapter when the reply is prepared).
 """
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple
+from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from plurcast.errors import InvalidInput
-from plurcast.platforms.nip19 import decode_event
+from plurcast.platforms import registry
 
-BLUESKY_POST = "app.bsky.feed.post"
-BLUESKY_WEB_HOSTS = frozenset({"bsky.app", "www.bsky.app"})
+if TYPE_CHECKING:
+    from plurcast.config import Config
+
 _UUID_SHAPE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_DIGITS = re.compile(r"[0-9]{1,32}")
-_NIP19 = re.compile(r"(?:note|nevent)1[02-9ac-hj-np-z]+", re.IGNORECASE)
-# atproto.com/specs: a record key; a DID; a handle (checked loosely: the server decides).
-_RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
-_DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+")
-_HANDLE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*")
-_MASTODON_PATHS = (
-    re.compile(r"/@[^/]+/([0-9]+)"),
-    re.compile(r"/users/[^/]+/statuses/([0-9]+)"),
-    re.compile(r"/web/statuses/([0-9]+)"),
-    re.compile(r"/web/@[^/]+/([0-9]+)"),
-)
-EXAMPLES = (
-    "give a plurcast post id, note1…/nevent1…, an at:// or bsky.app link, "
-    "or a Mastodon status link or id"
-)
+
+
+class PlatformRef(Protocol):
+    """Someone's post on one platform, as a platform's `*_references` module reads it."""
+
+    @property
+    def platform(self) -> str: ...
+
+    def check_account(self, cfg: Config, account: str) -> None:
+        """InvalidInput (exit 3) when `account` cannot answer it (e.g. another instance)."""
+        ...
 
 
 class OurPost(NamedTuple):
@@ -50,66 +46,75 @@ class OurPost(NamedTuple):
 
     prefix: str
 
-    def as_mastodon(self) -> MastodonStatus | None:
-        """What the text means if it is no id of ours: a Mastodon status id, if all digits."""
-        return MastodonStatus(self.prefix, None) if self.prefix.isdigit() else None
+    def as_theirs(self) -> PlatformRef | None:
+        """What the text means if it is no id of ours (all digits: a Mastodon status id)."""
+        try:
+            return _theirs(self.prefix)
+        except Unreadable:
+            return None
 
 
-class NostrEvent(NamedTuple):
-    event_id: str  # 64 lower-case hex
-    relays: tuple[str, ...] = ()
-    author: str | None = None  # 64 lower-case hex
-
-    @property
-    def platform(self) -> str:
-        return "nostr"
-
-
-class BlueskyPost(NamedTuple):
-    actor: str  # a DID, or a handle to resolve
-    rkey: str
-
-    @property
-    def platform(self) -> str:
-        return "bluesky"
-
-    @property
-    def uri(self) -> str:
-        return f"at://{self.actor}/{BLUESKY_POST}/{self.rkey}"
-
-
-class MastodonStatus(NamedTuple):
-    status_id: str
-    host: str | None  # the server of the link (None for a bare id), lower case with its port
-
-    @property
-    def platform(self) -> str:
-        return "mastodon"
-
-
-PlatformRef = NostrEvent | BlueskyPost | MastodonStatus
 Reference = OurPost | PlatformRef
+
+
+class Link(NamedTuple):
+    """A web link, taken apart once for every platform's `link_reference`."""
+
+    host: str  # lower case
+    port: int | None
+    path: str
+    segments: tuple[str, ...]  # the path's non-empty parts
+
+    @property
+    def netloc(self) -> str:
+        """`host[:port]`, lower case."""
+        return self.host + (f":{self.port}" if self.port else "")
+
+
+class Unreadable(Exception):
+    """A reference in a platform's shape that is not well formed; the text says why."""
 
 
 def parse(text: str) -> Reference:
     """The reference `text` names, or InvalidInput (exit 3) saying what would be understood."""
     ref = text.strip()
-    if ref.lower().startswith("nostr:"):
-        ref = ref[len("nostr:") :]
-    if _HEX64.fullmatch(ref):
-        return NostrEvent(ref.lower())
-    pointer = decode_event(ref)
-    if pointer is not None:
-        return NostrEvent(pointer.event_id, pointer.relays, pointer.author)
-    if ref.startswith("at://"):
-        return _at_uri(text, ref)
-    if "://" in ref:
-        return _link(text, ref)
     if _is_our_id(ref.lower()):
         return OurPost(ref.lower())
-    if _DIGITS.fullmatch(ref):
-        return MastodonStatus(ref, None)
-    raise InvalidInput(f'cannot tell what "{text}" is to reply to', EXAMPLES)
+    try:
+        found = _theirs(ref)
+    except Unreadable as exc:
+        raise InvalidInput(f'"{text}" is not a post to reply to ({exc})', examples()) from None
+    if found is None:
+        raise InvalidInput(f'cannot tell what "{text}" is to reply to', examples())
+    return found
+
+
+def examples() -> str:
+    shapes = [module.SHAPES for module in _modules()]
+    return f"give a plurcast post id, {', '.join(shapes[:-1])}, or {shapes[-1]}"
+
+
+def _modules() -> Iterator[ModuleType]:
+    for platform in registry.PLATFORMS:
+        module = platform.reference_module()
+        if module is not None:
+            yield module
+
+
+def _theirs(ref: str) -> PlatformRef | None:
+    for module in _modules():
+        found: PlatformRef | None = module.reference(ref)
+        if found is not None:
+            return found
+    if "://" not in ref:
+        return None
+    link = _link(ref)
+    for module in _modules():
+        found = module.link_reference(link)
+        if found is not None:
+            return found
+    what = [module.WHAT for module in _modules()]
+    raise Unreadable(f"not a link to {', '.join(what[:-1])} or {what[-1]}")
 
 
 def _is_our_id(text: str) -> bool:
@@ -122,50 +127,13 @@ def _is_our_id(text: str) -> bool:
     )
 
 
-def _bad(text: str, why: str) -> InvalidInput:
-    return InvalidInput(f'"{text}" is not a post to reply to ({why})', EXAMPLES)
-
-
-def _at_uri(text: str, ref: str) -> BlueskyPost:
-    authority, _, path = ref[len("at://") :].partition("/")
-    collection, _, rkey = path.partition("/")
-    if collection != BLUESKY_POST or not _RKEY.fullmatch(rkey):
-        raise _bad(text, f"an at:// link to a post is at://<did or handle>/{BLUESKY_POST}/<key>")
-    return BlueskyPost(_actor(text, authority), rkey)
-
-
-def _actor(text: str, actor: str) -> str:
-    if _DID.fullmatch(actor):
-        return actor
-    if _HANDLE.fullmatch(actor):
-        return actor.lower()
-    raise _bad(text, f'"{actor}" is neither a DID nor a Bluesky handle')
-
-
-def _link(text: str, ref: str) -> Reference:
+def _link(ref: str) -> Link:
     try:
         parts = urlsplit(ref)
         port = parts.port
     except ValueError:
-        raise _bad(text, "not a link") from None
+        raise Unreadable("not a link") from None
     host = (parts.hostname or "").lower()
     if parts.scheme.lower() not in ("http", "https") or not host:
-        raise _bad(text, "not a web link")
-    segments = [s for s in parts.path.split("/") if s]
-    for segment in segments:  # njump.me/note1…, primal.net/e/nevent1…, …
-        if _NIP19.fullmatch(segment):
-            pointer = decode_event(segment)
-            if pointer is not None:
-                return NostrEvent(pointer.event_id, pointer.relays, pointer.author)
-    if host in BLUESKY_WEB_HOSTS:
-        if len(segments) == 4 and segments[0] == "profile" and segments[2] == "post":
-            if not _RKEY.fullmatch(segments[3]):
-                raise _bad(text, "the post's key is not valid")
-            return BlueskyPost(_actor(text, segments[1]), segments[3])
-        raise _bad(text, "a Bluesky post's link is https://bsky.app/profile/<handle>/post/<key>")
-    path = parts.path.rstrip("/")
-    for pattern in _MASTODON_PATHS:
-        match = pattern.fullmatch(path)
-        if match:
-            return MastodonStatus(match.group(1), host + (f":{port}" if port else ""))
-    raise _bad(text, "not a link to a Nostr event, a Bluesky post or a Mastodon status")
+        raise Unreadable("not a web link")
+    return Link(host, port, parts.path, tuple(s for s in parts.path.split("/") if s))

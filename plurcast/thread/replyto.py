@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import DeliveryState, Post
+from plurcast.platforms import registry
 from plurcast.thread import references
 
 Target = tuple[str, str]
@@ -50,7 +51,7 @@ def resolve(
         try:
             return _ours(find_post(ref.prefix), targets)
         except NotFound:
-            fallback = ref.as_mastodon()
+            fallback = ref.as_theirs()
             if fallback is None:
                 raise
             ref = fallback
@@ -79,23 +80,20 @@ def _theirs(
     cfg: Config, text: str, ref: references.PlatformRef, targets: Sequence[Target]
 ) -> Resolved:
     kept = [t for t in targets if t[0] == ref.platform]
+    title = registry.get(ref.platform).title
     if not kept:
         meant = ", ".join(p for p, _ in targets)
         raise InvalidInput(
-            f"{text.strip()} is a {ref.platform.capitalize()} post, but this one goes to "
-            f"{meant} only",
+            f"{text.strip()} is a {title} post, but this one goes to {meant} only",
             f"add -p {ref.platform}",
         )
-    if isinstance(ref, references.MastodonStatus):
-        from plurcast.platforms import mastodon
-
-        for _, account in kept:
-            mastodon.check_reply_reference(cfg, account, ref)
+    for _, account in kept:
+        ref.check_account(cfg, account)
     dropped = [p for p, _ in targets if p != ref.platform]
     note = None
     if dropped:
         note = (
-            f"Note: replying to a {ref.platform.capitalize()} post: posting to "
+            f"Note: replying to a {title} post: posting to "
             f"{ref.platform} only, not to {', '.join(dict.fromkeys(dropped))}."
         )
     return Resolved(kept, text.strip(), note=note)
