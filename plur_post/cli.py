@@ -16,7 +16,7 @@ from plurcast.models import Schedule, from_ms, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import nostr, registry
 from plurcast.timefmt import format_local, format_relative
-from plurcast.views import schedule_json, time_fields
+from plurcast.views import queued_line, schedule_json, time_fields
 
 
 @click.command(
@@ -199,15 +199,14 @@ def cli(
     names = [platform for platform, _ in created.targets]
     if created.scheduled_at is None:
         if fmt == "text":
-            click.echo(f"draft:{created.post_id}")
+            click.echo(queued_line("draft", created.post_id, None, zone, now))
         else:
             emit_json({"draft": True, "post_id": created.post_id, "platforms": names, **reply}, fmt)
         return
-    shown = format_local(created.scheduled_at, zone, now)
     if fmt == "text":
-        relative = format_relative(created.scheduled_at - now)
-        click.echo(f"scheduled:{created.post_id}:for:{relative} ({shown})")
+        click.echo(queued_line("scheduled", created.post_id, created.scheduled_at, zone, now))
         return
+    shown = format_local(created.scheduled_at, zone, now)
     emit_json(
         {
             "scheduled": True,

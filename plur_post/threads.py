@@ -15,8 +15,8 @@ from plurcast import queue
 from plurcast.models import Post
 from plurcast.output import Format, emit_json
 from plurcast.thread.plan import Compose
-from plurcast.timefmt import format_local, format_relative
-from plurcast.views import time_fields
+from plurcast.timefmt import format_local
+from plurcast.views import queued_line, time_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,12 +110,11 @@ def emit_queued(
         label = f"[{post.thread_part}]"
         item: dict[str, Any]
         if created.scheduled_at is None:
-            lines.append(f"draft{label}:{post.id}")
+            lines.append(queued_line(f"draft{label}", post.id, None, zone, now))
             item = {"draft": True, "post_id": post.id, "platforms": post.platforms}
         else:
             shown = format_local(created.scheduled_at, zone, now)
-            relative = format_relative(created.scheduled_at - now)
-            lines.append(f"scheduled{label}:{post.id}:for:{relative} ({shown})")
+            lines.append(queued_line(f"scheduled{label}", post.id, created.scheduled_at, zone, now))
             item = {
                 "scheduled": True,
                 "post_id": post.id,

@@ -11,8 +11,8 @@ from plurcast import clikit, queue, schedules, when
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import nostr
-from plurcast.timefmt import format_local, format_relative
-from plurcast.views import time_fields
+from plurcast.timefmt import format_local
+from plurcast.views import queued_line, time_fields
 
 
 @click.command()
@@ -107,11 +107,10 @@ def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: F
     s = open_session(tz)
     post = queue.get(s.conn, post_id)
     new_time = queue.reschedule(s.conn, s.cfg, post, " ".join(expression), tz=s.tz, now=s.now)
-    shown = format_local(new_time, s.tz, s.now)
     if fmt == "text":
-        relative = format_relative(new_time - s.now)
-        click.echo(f"rescheduled:{post.id}:for:{relative} ({shown})")
+        click.echo(queued_line("rescheduled", post.id, new_time, s.tz, s.now))
         return
+    shown = format_local(new_time, s.tz, s.now)
     emit_json(
         {
             "post_id": post.id,

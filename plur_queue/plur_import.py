@@ -15,9 +15,8 @@ from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.output import Format, emit_json
-from plurcast.timefmt import format_local, format_relative
 from plurcast.transfer import importer, read
-from plurcast.views import time_fields
+from plurcast.views import queued_line, time_fields
 
 
 @click.command(
@@ -123,12 +122,7 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
         kind = "draft" if r.scheduled_at is None else "scheduled"
         if len(names) > 1:
             kind += f"[{number}]"
-        if r.scheduled_at is None:
-            lines.append(f"{prefix}{kind}:{name}")
-        else:
-            shown = format_local(r.scheduled_at, tz, now)
-            relative = format_relative(r.scheduled_at - now)
-            lines.append(f"{prefix}{kind}:{name}:for:{relative} ({shown})")
+        lines.append(queued_line(prefix + kind, name, r.scheduled_at, tz, now))
     return lines
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast.models import Delivery, DeliveryState, Post, Schedule, WaitingOn, from_ms
-from plurcast.timefmt import format_local
+from plurcast.timefmt import format_local, format_relative
 
 
 def time_fields(name: str, ms: int | None, tz: ZoneInfo) -> dict[str, Any]:
@@ -27,6 +27,15 @@ def iso(ms: int, tz: ZoneInfo) -> str:
 
 def local(ms: int | None, tz: ZoneInfo, now: datetime) -> str:
     return "-" if ms is None else format_local(from_ms(ms), tz, now)
+
+
+def queued_line(kind: str, name: str, at: datetime | None, tz: ZoneInfo, now: datetime) -> str:
+    """The original's line for a post put in the queue: `draft:<id>` without a time, else
+    `scheduled:<id>:for:in 2 hours (Tue 10:00 CET)`; `kind` says how (`scheduled[2]`,
+    `rescheduled`, `would-draft`, …)."""
+    if at is None:
+        return f"{kind}:{name}"
+    return f"{kind}:{name}:for:{format_relative(at - now)} ({format_local(at, tz, now)})"
 
 
 def post_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:

@@ -130,6 +130,7 @@ def test_bluesky_uri_of_a_web_link() -> None:
     ref = parse("https://bsky.app/profile/alice.test/post/3kabc")
     assert isinstance(ref, BlueskyPost)
     assert ref.uri == "at://alice.test/app.bsky.feed.post/3kabc"
+    assert parse(ref.web_url) == ref  # the link a sent post records reads back as the post
 
 
 def test_eight_digits_fall_back_to_mastodon() -> None:

@@ -305,7 +305,7 @@ class BlueskyPublisher:
         return Outcome(
             OutcomeKind.SENT,
             remote_id=content["uri"],
-            remote_url=f"https://bsky.app/profile/{handle}/post/{rkey}",
+            remote_url=BlueskyPost(handle, rkey).web_url,
             remote_cid=cid if isinstance(cid, str) and cid else None,
             hold_for=_quota_hold(answer.headers),
             detail={"cid": str(cid or "")},

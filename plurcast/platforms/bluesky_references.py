@@ -36,6 +36,11 @@ class BlueskyPost(NamedTuple):
     def uri(self) -> str:
         return f"at://{self.actor}/{POST_COLLECTION}/{self.rkey}"
 
+    @property
+    def web_url(self) -> str:
+        """The post in the Bluesky app, as `link_reference` reads it back."""
+        return f"https://bsky.app/profile/{self.actor}/post/{self.rkey}"
+
     def check_account(self, cfg: Config, account: str) -> None:
         """Any account can answer any post (the record is looked up when the reply is prepared)."""
 

@@ -15,13 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# In the order plur-export writes them: these always, the others when an entry uses them.
+ALWAYS_WRITTEN = ("key", "content", "schedule", "tz", "platforms", "account")
 FIELDS = (
-    "key",
-    "content",
-    "schedule",
-    "tz",
-    "platforms",
-    "account",
+    *ALWAYS_WRITTEN,
     "draft",
     "visibility",
     "nostr_pow",

@@ -11,22 +11,8 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from plurcast.transfer.fields import Entry
+from plurcast.transfer.fields import ALWAYS_WRITTEN, FIELDS, Entry
 from plurcast.transfer.read import ESCAPABLE, SEPARATOR, Kind
-
-# Always written, in this order; the others only when some entry uses them.
-CORE = ("key", "content", "schedule", "tz", "platforms", "account")
-EXTRA = (
-    "draft",
-    "visibility",
-    "nostr_pow",
-    "21e8",
-    "thread",
-    "auto_thread",
-    "numbered",
-    "variant",
-    "reply_to",
-)
 
 
 def fields_of(e: Entry) -> dict[str, Any]:
@@ -63,7 +49,7 @@ def _jsonl(entries: Iterable[Entry]) -> str:
 
 def _columns(entries: Sequence[Entry]) -> list[str]:
     used = {name for e in entries for name in fields_of(e)}
-    return [*CORE, *(name for name in EXTRA if name in used)]
+    return [name for name in FIELDS if name in ALWAYS_WRITTEN or name in used]
 
 
 def _csv(entries: Sequence[Entry]) -> str:
