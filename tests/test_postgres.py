@@ -50,6 +50,44 @@ def empty_pg(postgres_cluster: PostgresCluster) -> Iterator[str]:
         yield url
 
 
+def test_a_test_database_is_emptied_for_the_next_test_or_dropped(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    """What tests/peers/postgres.py hands each test: the schema and no rows. A database a test
+    wrote to comes back empty, identities restarted, under a new name (a process left behind
+    that connects again finds none); one whose schema a test changed is never handed on."""
+    post = (
+        "INSERT INTO posts (id, content, created_at_ms, timezone, updated_at_ms) "
+        "VALUES ('p', 'x', 1, 'UTC', 1)"
+    )
+    delivery = "INSERT INTO deliveries (post_id, platform, updated_at_ms) VALUES ('p', ?, 1)"
+    with postgres_cluster.database() as first:
+        db = PostgresDatabase(first)
+        db.execute(post)
+        db.execute(delivery, ("nostr",))
+        db.execute("ALTER TABLE posts ADD COLUMN changed INTEGER")
+        db.close()
+    with postgres_cluster.database() as second:
+        db = PostgresDatabase(second)
+        assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+        assert "changed" not in _pg_schema(second)["columns"]["posts"]
+        db.execute(post)
+        db.execute(delivery, ("nostr",))
+        db.close()
+    assert second != first
+    with postgres_cluster.database() as third:
+        db = PostgresDatabase(third)
+        assert db.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+        db.execute(post)
+        assert [r[0] for r in db.execute(delivery + " RETURNING id", ("mastodon",))] == [1]
+        db.close()
+    assert third.rsplit("/", 1)[1] not in {
+        r[0] for r in postgres_cluster.admin("SELECT datname FROM pg_database")
+    }
+    with pytest.raises(ConfigError, match="does not exist"):
+        connect_url(second)
+
+
 def test_parameters_are_rewritten_outside_quotes_only() -> None:
     assert to_psycopg("SELECT ? , :name, x::text, '? :no 100%', \"a?\" WHERE y LIKE ? || '%'") == (
         "SELECT %s , %(name)s, x::text, '? :no 100%%', \"a?\" WHERE y LIKE %s || '%%'"
