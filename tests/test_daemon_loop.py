@@ -2,8 +2,9 @@
 
 The real Daemon, engine and Nostr adapter run in-process, publishing to nostr-sdk's
 in-process relay, while time is moved by the test instead of the machine: G4's lateness is
-measured on that clock and is zero, however busy the machine is. (The lateness on the
-machine's own clock, and how it holds under load, is measured by `make bench`.)
+measured on that clock and is zero, however busy the machine is — on SQLite, whose commits
+the daemon sees through PRAGMA data_version, and on PostgreSQL, through NOTIFY. (The lateness
+on the machine's own clock, and how it holds under load, is measured by `make bench`.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
@@ -55,6 +58,7 @@ async def until(check: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.usefixtures("backend")
 def test_a_post_written_while_the_daemon_sleeps_is_sent_on_its_second(
     write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
 ) -> None:
