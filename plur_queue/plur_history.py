@@ -13,7 +13,7 @@ import click
 
 from plur_queue.common import open_session
 from plurcast import __version__, clikit, history, validation
-from plurcast.output import Format, emit_json
+from plurcast.output import Format, emit_json, printable
 from plurcast.views import time_fields
 
 CSV_HEADER = "post_id,timestamp,platform,success,platform_post_id,error,content"
@@ -145,6 +145,8 @@ def csv_text(entries: list[history.Entry]) -> str:
 
 
 def text(entries: list[history.Entry], tz: ZoneInfo, *, details: bool) -> str:
+    """The original's lines, each made printable: a post's text and a server's error are
+    shown, never acted on by the terminal."""
     lines: list[str] = []
     for e in entries:
         when = datetime.fromtimestamp(e.posted_at_ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
@@ -157,7 +159,7 @@ def text(entries: list[history.Entry], tz: ZoneInfo, *, details: bool) -> str:
             if details and p.url:
                 lines.append(f"    {p.url}")
         lines.append("")
-    return "".join(line + "\n" for line in lines)
+    return "".join(printable(line) + "\n" for line in lines)
 
 
 def _preview(content: str, width: int = 60) -> str:

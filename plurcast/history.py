@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
@@ -58,6 +58,8 @@ def parse_date(text: str, tz: ZoneInfo, now: datetime, *, end: bool = False) -> 
             day = datetime.fromisoformat(raw).replace(tzinfo=tz)
         except ValueError as exc:
             raise InvalidInput(f'invalid date "{text}": {exc}', _HINT) from None
+        if end and day.date() == date.max:  # the day after it cannot be a datetime
+            return to_ms(datetime.max.replace(tzinfo=tz)) + 1
         return to_ms(day + timedelta(days=1) if end else day)
     try:
         parsed = datetime.fromisoformat(raw)

@@ -177,11 +177,25 @@ def test_json_fields(run: Run, posted: dict[str, str]) -> None:
         (["--since", str((T - 25 * HOUR) // 1000)], ["new", "mixed"]),
         (["--since", "30h"], ["new", "mixed"]),
         (["--since", "2h ago"], ["new"]),
+        (["--since", "0001-01-01", "--until", "9999-12-31"], ["new", "mixed", "old"]),  # all
     ],
 )
 def test_filters(run: Run, posted: dict[str, str], args: list[str], expected: list[str]) -> None:
     lines = run(cli, "-f", "jsonl", *args).stdout.splitlines()
     assert [json.loads(line)["post_id"] for line in lines] == [posted[k] for k in expected]
+
+
+def test_text_lines_show_a_posts_text_and_a_servers_error_never_act_on_the_terminal(
+    run: Run, db_path: Path
+) -> None:
+    hostile = draft(run, "red \x1b[31mALERT\x07 \u202eevil")
+    outcome(db_path, hostile, "nostr", "dead", T - HOUR, error="relay: \x1b]0;title\x07 no")
+    out = run(cli).stdout
+    assert out.splitlines()[0].endswith("| red \\x1b[31mALERT\\x07 \\u202eevil")
+    assert "  ✗ nostr: relay: \\x1b]0;title\\x07 no" in out.splitlines()
+    assert "\x1b" not in out and "\u202e" not in out
+    exact = run(cli, "-f", "jsonl").stdout  # JSON (and CSV) stay exact
+    assert json.loads(exact)["content"] == "red \x1b[31mALERT\x07 \u202eevil"
 
 
 def test_nothing_yet_is_no_output_and_exit_0(run: Run, clock: Clock) -> None:
