@@ -86,7 +86,7 @@ def cli(
     s = open_session()
     entries = history.query(
         s.conn,
-        platform=validation.split_platforms([platform])[0] if platform else None,
+        platform=None if platform is None else validation.one_platform(platform),
         since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
         until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
         search=search,

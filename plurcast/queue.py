@@ -18,7 +18,6 @@ from plurcast import slots, validation
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
-from plurcast.platforms import registry
 from plurcast.store import deliveries as delivery_store
 from plurcast.store import open_db as open_db  # noqa: PLC0414 (re-exported: the commands use it)
 from plurcast.store import posts as store
@@ -288,13 +287,7 @@ def list_posts(
 ) -> list[Post]:
     """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
     if platform is not None:
-        names = validation.split_platforms([platform])
-        if len(names) != 1:
-            raise InvalidInput(
-                f'-p "{platform}" names {len(names)} platforms',
-                f"give one of {', '.join(registry.NAMES)}",
-            )
-        platform = names[0]
+        platform = validation.one_platform(platform)
     posts = store.select_posts(conn, waiting_only=not include_all, platform=platform)
     if include_all:
         return posts
@@ -422,7 +415,7 @@ def edit(
     `platform`, its text there alone (as --variant gave it). A platform with a text of its own
     keeps it when the post's text is edited."""
     if platform is not None:
-        platform = validation.split_platforms([platform])[0]
+        platform = validation.one_platform(platform)
     _check_editable(post, platform)
     live = [
         (d.platform, d.account)

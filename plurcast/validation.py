@@ -100,6 +100,17 @@ def split_platforms(values: Sequence[str]) -> list[str]:
     return names
 
 
+def one_platform(value: str) -> str:
+    """`-p NAME` where one platform is meant (plur-queue list and edit, plur-history)."""
+    names = split_platforms([value])
+    if len(names) != 1:
+        raise InvalidInput(
+            f'-p "{value}" names {len(names)} platforms',
+            f"give one of {', '.join(registry.NAMES)}",
+        )
+    return names[0]
+
+
 def resolve_targets(cfg: Config, requested: Sequence[str], account: str | None) -> list[Target]:
     """(platform, account) pairs to deliver to, each checked against the config."""
     names = split_platforms(requested) or list(cfg.default_platforms or cfg.enabled_platforms())

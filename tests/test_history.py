@@ -213,6 +213,7 @@ def test_nothing_yet_is_no_output_and_exit_0(run: Run, clock: Clock) -> None:
         (["--since", "last tuesday-ish"], 'Error: invalid date "last tuesday-ish" — use a Unix'),
         (["--until", "2025-02-30"], 'Error: invalid date "2025-02-30": day is out of range'),
         (["-p", "myspace"], 'Error: unknown platform "myspace"'),
+        (["-p", ","], 'Error: -p "," names 0 platforms — give one of nostr, mastodon, bluesky'),
         (["-l", "0"], "Error: Invalid value for '-l' / '--limit'"),
         (["-f", "xml"], "Error: Invalid value for '-f' / '--format'"),
     ],

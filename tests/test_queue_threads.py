@@ -208,6 +208,9 @@ def test_edit_one_platforms_text(run: Run, clock: Clock, db_path: Path) -> None:
     assert result.exit_code == 3
     assert "over mastodon's limit of 500" in result.stderr
     assert run(cli, "edit", ids[1], "x", "-p", "bluesky").exit_code == 3
+    result = run(cli, "edit", ids[1], "x", "-p", ",")  # no platform at all: not a crash
+    assert (result.exit_code, result.stderr.count("\n")) == (3, 1)
+    assert result.stderr.startswith('Error: -p "," names 0 platforms — give one of')
 
 
 @pytest.mark.usefixtures("configured")
