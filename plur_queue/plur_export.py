@@ -75,8 +75,7 @@ def cli(
         since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
         until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
     )
-    for note in result.left_out:
-        sys.stderr.write(f"Warning: {note}\n")
+    clikit.stderr_lines(f"Warning: {note}" for note in result.left_out)
     text = write.write(result.entries, cast(read.Kind, fmt))
     if output is None:
         sys.stdout.write(text)

@@ -14,7 +14,7 @@ from plurcast import __version__, clikit
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
-from plurcast.output import Format, emit_json
+from plurcast.output import Format, emit_json, emit_lines
 from plurcast.transfer import importer, read
 from plurcast.views import queued_line, time_fields
 
@@ -72,13 +72,12 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
     try:
         rows, now = importer.run(cfg, sources, clikit.now, kind=kind, dry_run=dry_run)
     except importer.Refused as exc:
-        for problem in exc.problems:
-            sys.stderr.write(f"Error: {problem}\n")
+        clikit.stderr_lines(f"Error: {problem}" for problem in exc.problems)
         raise
     if report != "text":
         emit_json([_row_json(r, tz, dry_run) for r in rows], cast(Format, report))
     else:
-        click.echo("\n".join(line for r in rows for line in _lines(r, tz, now, dry_run)))
+        emit_lines(line for r in rows for line in _lines(r, tz, now, dry_run))
     new = sum(1 for r in rows if r.existing is None)
     there = len(rows) - new
     verb = "would import" if dry_run else "imported"

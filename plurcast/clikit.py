@@ -12,7 +12,7 @@ import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 
@@ -51,9 +51,14 @@ def now(db: Database | None = None) -> datetime:
 
 
 def fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
-    lines = [f"Error: {message}", *(f"  {line}" for line in details)]
-    emit_lines((redact(line) for line in lines), err=True)
+    stderr_lines([f"Error: {message}", *(f"  {line}" for line in details)])
     sys.exit(code)
+
+
+def stderr_lines(lines: Iterable[str]) -> None:
+    """Lines for a person on stderr (`Error: …`, `Warning: …`), as every error is written:
+    secrets redacted, made printable."""
+    emit_lines((redact(line) for line in lines), err=True)
 
 
 def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:

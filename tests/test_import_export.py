@@ -149,6 +149,19 @@ def test_every_bad_row_is_listed_and_nothing_is_written(
 
 
 @pytest.mark.sqlite_only  # nothing here reaches the database
+def test_what_a_bad_row_says_is_shown_never_acted_on_by_the_terminal(
+    run: Run, clock: Clock, tmp_path: Path
+) -> None:
+    text = '{"content": "x", "reply_to": "\\u001b[2J"}\n{"content": "y", "tz": "\\u202e"}\n'
+    result = run(import_cli, file(tmp_path, "p.jsonl", text))
+    assert result.exit_code == 3
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith('Error: line 1: cannot tell what "\\x1b[2J" is to reply to')
+    assert lines[1].startswith('Error: line 2: unknown timezone "\\u202e"')
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+
+
+@pytest.mark.sqlite_only  # nothing here reaches the database
 def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: Path) -> None:
     text = '{"content": "twin", "schedule": "1h"}\n{"content": "twin", "schedule": "1H "}\n'
     result = run(import_cli, file(tmp_path, "p.jsonl", text))
