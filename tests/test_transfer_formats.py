@@ -196,6 +196,8 @@ def test_markdown_posts_separated_by_plus_lines() -> None:
         ("---\ncontent: a\n---\nbody\n", "line 1: content is in the front matter and in the body"),
         ("---\nschedule: 30m\n---\n", "line 1: no content"),
         ("ok\n+++\n---\ncolour: red\n---\nx\n", 'line 3: "colour" is not a field'),
+        ('---\nschedule: "\\ud800\\udc00"\n---\nx\n', "line 2: front matter has a lone surrogate"),
+        ('---\nthread: ["a", "\\udfff"]\n---\n', "line 2: front matter has a lone surrogate"),
     ],
 )
 def test_markdown_problems(text: str, problem: str) -> None:

@@ -272,7 +272,20 @@ def _front_matter(text: str, line: int, problems: list[Problem]) -> dict[str, An
     if not isinstance(value, dict):
         problems.append((line, "front matter must be key: value lines"))
         return None
+    if _surrogate(value):  # YAML's "\ud800" escapes are not text (JSON refuses them too)
+        problems.append(
+            (line, 'front matter has a lone surrogate such as "\\ud800" — write the character')
+        )
+        return None
     return {str(k): v for k, v in value.items()}
+
+
+def _surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_surrogate(k) or _surrogate(v) for k, v in value.items())
+    return isinstance(value, list) and any(_surrogate(v) for v in value)
 
 
 def _quiet_name(raw: str) -> str:
