@@ -30,9 +30,11 @@ Examples:
 
 \b
 Each post is one row: key, content, schedule (ISO 8601 in the post's zone), tz,
-platforms, account (and draft, visibility, nostr_pow, 21e8 when used). The key is
-the post's import key, else its id, so importing an export — into an empty
-database, or back into this one — never makes a post twice.
+platforms, account (and draft, visibility, nostr_pow, 21e8, reply_to when used).
+A thread is one row too: thread true, its parts as content between --- lines, and
+a variant for a platform whose parts differ. The key is the post's import key,
+else its id, so importing an export — into an empty database, or back into this
+one — never makes a post twice. What a row cannot carry yet is named on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
 )
 @click.option(
