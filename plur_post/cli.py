@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from plur_post.media import ImageOrderCommand, media_options
 from plur_post.threads import ThreadArgs, emit_queued, thread_options
-from plurcast import __version__, clikit, queue
+from plurcast import __version__, clikit, queue, validation
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, from_ms, to_ms
@@ -20,7 +21,7 @@ from plurcast.views import queued_line, schedule_json, time_fields
 
 
 @click.command(
-    cls=clikit.Command,
+    cls=ImageOrderCommand,
     context_settings=clikit.CONTEXT,
     epilog="""\b
 Examples:
@@ -34,6 +35,8 @@ Examples:
   plur-post --thread -s 9am < thread.md    parts separated by lines of ---
   plur-post --auto-thread --numbered "$(cat essay.txt)"
   plur-post "Agreed!" --reply-to https://bsky.app/profile/alice.bsky.social/post/3kx…
+  plur-post "Kites" --image kite.jpg --alt "A red kite over a field" --lang en
+  plur-post "Ending inside" --cw "film spoilers" -p mastodon,bluesky
 
 \b
 Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
@@ -95,6 +98,7 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
 )
 @click.option("--21e8", "pow_21e8", is_flag=True, hidden=True)
 @thread_options
+@media_options
 @clikit.format_option
 @click.version_option(__version__, "-V", "--version", prog_name="plur-post")
 def cli(
@@ -114,6 +118,7 @@ def cli(
     nostr_pow: int | None,
     pow_21e8: bool,
     threading: ThreadArgs,
+    extras: validation.Extras,
     fmt: Format,
 ) -> None:
     """Write a post and publish it to Nostr, Mastodon and Bluesky — or queue it for later.
@@ -155,9 +160,11 @@ def cli(
             now=now,
             metadata=metadata,
             compose=threading.compose,
+            extras=extras,
+            warn=clikit.warn,
         )
         schedules.write(queue.writable(conn, cfg), created_schedule)
-        _show_schedule(created_schedule, zone, now, fmt)
+        _show_schedule(created_schedule.schedule, zone, now, fmt)
         return
     if until is not None or count is not None or grace is not None:
         raise InvalidInput("--until, --count and --grace go with --cron or --every")
@@ -174,6 +181,8 @@ def cli(
         metadata=metadata,
         compose=threading.compose,
         reply_to=threading.reply_to,
+        extras=extras,
+        warn=clikit.warn,
     )
     conn = queue.writable(conn, cfg)
     engine = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
@@ -107,8 +109,10 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
         )
     if post.reply_to:
         lines.append(f"reply to:   {post.reply_to}")
+    lines += _option_lines(post.metadata)
     lines.append("content:")
     lines += [f"  {line}" for line in post.content.splitlines()]
+    lines += _image_lines(post.metadata)
     lines.append("deliveries:")
     for d in post.deliveries:
         summary = f"  {d.platform} ({d.account}): {d.state.value}, attempts {d.attempts}"
@@ -132,6 +136,41 @@ def _detail_lines(post: Post, s: Session) -> list[str]:
             error = f": {first_line(a.error, 200)}" if a.error else ""
             lines.append(
                 f"    #{a.number} {local(a.started_at_ms, s.tz, s.now)} {a.outcome}{error}"
+            )
+            lines += [f"       {key}: {first_line(note, 200)}" for key, note in a.notes.items()]
+    return lines
+
+
+def _option_lines(metadata: dict[str, Any]) -> list[str]:
+    lines = []
+    if metadata.get("cw"):
+        lines.append(f"warning:    {first_line(metadata['cw'], 200)}")
+    if metadata.get("label"):
+        lines.append(f"label:      {metadata['label']}")
+    if metadata.get("langs"):
+        lines.append(f"languages:  {', '.join(metadata['langs'])}")
+    if metadata.get("card") is False:
+        lines.append("link card:  off")
+    return lines
+
+
+def _image_lines(metadata: dict[str, Any]) -> list[str]:
+    """Each image: its number (for `edit --alt N`), name, type, size, dimensions, alt text."""
+    images = metadata.get("images") or []
+    if not images:
+        return []
+    lines = ["images:"]
+    for number, image in enumerate(images, start=1):
+        lines.append(
+            f"  {number}. {image.get('name') or image['sha256'][:12]}: {image['mime']}, "
+            f"{image['size']:,} bytes, {image['width']}×{image['height']}"
+        )
+        alt = image.get("alt")
+        lines.append(f"     alt: {first_line(alt, 200)}" if alt else "     alt: (none)")
+        for platform, fitted in sorted(image.get("fitted", {}).items()):
+            lines.append(
+                f"     {platform}: re-encoded to {fitted['size']:,} bytes, "
+                f"{fitted['width']}×{fitted['height']}"
             )
     return lines
 

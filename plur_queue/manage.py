@@ -8,6 +8,7 @@ import click
 
 from plur_queue.common import open_session
 from plurcast import clikit, queue, schedules, when
+from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import nostr
@@ -130,20 +131,40 @@ def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: F
     metavar="PLATFORM",
     help="Edit the text for this platform only (as plur-post --variant set it).",
 )
-def edit(post_id: str, content: str | None, platform: str | None) -> None:
-    """Replace the text of a post that has not been sent.
+@click.option(
+    "--alt",
+    "alts",
+    nargs=2,
+    multiple=True,
+    metavar="N TEXT",
+    help="The new alt text of image N (as plur-queue show numbers them); repeatable.",
+)
+def edit(
+    post_id: str, content: str | None, platform: str | None, alts: tuple[tuple[str, str], ...]
+) -> None:
+    """Replace the text, or the alt texts of the images, of a post that has not been sent.
 
     CONTENT is the new text; `-` (or a pipe) reads it from stdin; with neither,
     $EDITOR opens the current text. With --platform, only the text there changes; a
-    platform with a text of its own keeps it when the post's text is edited.
+    platform with a text of its own keeps it when the post's text is edited. With --alt
+    alone the text stays as it is.
+
+    \b
+    Examples:
+      plur-queue edit 3f2a9c1e "Fixed a typo"
+      plur-queue edit 3f2a9c1e --alt 1 "A red kite over a field"
     """
     s = open_session()
     post = queue.get(s.conn, post_id)
+    numbered = _alt_texts(alts)
     current = post.content
     if platform is not None:
         own = [d.content for d in post.deliveries if d.platform == platform.strip().lower()]
         current = next((c for c in own if c is not None), post.content)
-    if content is None and sys.stdin.isatty():
+    text: str | None
+    if content is None and numbered:
+        text = None
+    elif content is None and sys.stdin.isatty():
         edited = click.edit(current)
         if edited is None or edited.strip() == current:
             sys.stderr.write("No change.\n")
@@ -151,8 +172,22 @@ def edit(post_id: str, content: str | None, platform: str | None) -> None:
         text = edited
     else:
         text = clikit.read_content(content)
-    queue.edit(s.conn, s.cfg, post, text, clikit.now(s.conn), platform)
+    done = queue.edit(s.conn, s.cfg, post, text, clikit.now(s.conn), platform, alts=numbered)
+    for warning in done.warnings:
+        clikit.warn(warning)
     click.echo(f"edited:{post.id}")
+
+
+def _alt_texts(alts: tuple[tuple[str, str], ...]) -> dict[int, str]:
+    """`--alt 2 "…"` pairs as {2: "…"}; N must be a whole number from 1."""
+    numbered: dict[int, str] = {}
+    for number, text in alts:
+        if not number.isdigit() or int(number) < 1:
+            raise InvalidInput(
+                f'--alt "{number}": not an image number', 'write --alt 1 "what image 1 shows"'
+            )
+        numbered[int(number)] = text
+    return numbered
 
 
 @click.command()

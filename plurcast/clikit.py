@@ -316,6 +316,11 @@ def read_content(argument: str | None) -> str:
     return content.decode(raw)
 
 
+def warn(warning: str) -> None:
+    """`Warning: …` on stderr: something allowed, but probably not what was meant."""
+    emit_lines([f"Warning: {warning}"], err=True)
+
+
 def confirm(question: str) -> None:
     """Ask `question (y/N)` on stderr and read the answer from stdin; anything but yes declines."""
     sys.stderr.write(f"{question} (y/N) ")

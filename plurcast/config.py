@@ -95,6 +95,12 @@ class Config(NamedTuple):
     slots: Mapping[str, frozenset[tuple[int, int]]] = MappingProxyType({})
     # A PostgreSQL url when the queue is on a shared server; None: the SQLite file db_path.
     database_url: str | None = None
+    # [defaults] require_alt: an image without alt text is refused, not only warned about
+    require_alt: bool = False
+    # [defaults] language: the posts' languages unless --lang says otherwise (canonical tags)
+    languages: tuple[str, ...] = ()
+    # [media] fit: re-encode an image over a platform's byte limit, as --fit does
+    media_fit: bool = False
 
     def enabled_platforms(self) -> tuple[str, ...]:
         """Platforms whose own section is present and enabled (named accounts alone are not)."""
@@ -318,6 +324,7 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
     for name in default_platforms:
         if name not in registry.NAMES:
             defaults.fail("platforms", f'names an unknown platform "{name}"')
+    media = top.table_of("media") if "media" in data else _Reader(path, "media", {})
 
     return Config(
         path=path,
@@ -329,6 +336,9 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
         platforms=platforms,
         scheduling=_scheduling(top),
         slots=_slots(top),
+        require_alt=defaults.get("require_alt", bool, False),
+        languages=_languages(defaults),
+        media_fit=media.get("fit", bool, False),
         database_url=database_url,
     )
 
@@ -351,6 +361,22 @@ def _database_url(
         f'{where} "{redact(url)}" names neither PostgreSQL nor SQLite',
         'use "postgresql://user@host/dbname" or "sqlite:///path/to/posts.db"',
     )
+
+
+def _languages(defaults: _Reader) -> tuple[str, ...]:
+    """`[defaults] language = "de"` (or a list of up to three), each a checked language tag."""
+    value = defaults.get("language", (str, list))
+    if value is None:
+        return ()
+    from plurcast import languages
+
+    tags = [value] if isinstance(value, str) else value
+    if not tags or not all(isinstance(t, str) for t in tags):
+        defaults.fail("language", 'must be a language tag such as "en" or a list of them')
+    try:
+        return languages.checked(tags)
+    except InvalidInput as exc:
+        raise ConfigError(f"{defaults.path}: defaults.language: {exc.message}", exc.hint) from None
 
 
 def _platform(top: _Reader, name: str) -> Platform:

@@ -26,7 +26,7 @@ from plurcast import process
 from plurcast.config import Config
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.health import HEARTBEAT_STALE_MS
-from plurcast.models import ErrorKind, Fate, Recorded
+from plurcast.models import NOTE_PREFIX, ErrorKind, Fate, Recorded
 from plurcast.platforms import registry
 from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Reply, Work
 from plurcast.ratelimit import Window
@@ -39,6 +39,8 @@ from plurcast.store.deliveries import Claimed
 
 if TYPE_CHECKING:
     import random
+
+    from plurcast.media.store import MediaStore
 
 log = logging.getLogger("plurcast.engine")
 _T = TypeVar("_T")
@@ -143,6 +145,7 @@ class Engine:
         self._rng = rng
         self.no_retry = no_retry
         self.lease_ms = int(lease_seconds * 1000)
+        self._media: MediaStore | None = None
 
     @property
     def rng(self) -> random.Random:
@@ -250,24 +253,34 @@ class Engine:
         except Exception as exc:
             return self._record(claim, _failure(exc, claim), started)
         payload = claim.payload
+        notes: dict[str, str] = {}
+        media = self.media if claim.metadata.get("images") else None
         if payload is None:
+            work = Work(
+                claim.delivery_id,
+                claim.post_id,
+                claim.platform,
+                claim.account,
+                claim.content,
+                claim.metadata,
+                _reply(claim),
+                media=media,
+                notes=notes,
+            )
             try:
-                payload = await self._holding_lease(
-                    claim,
-                    publisher.prepare(
-                        Work(
-                            claim.delivery_id,
-                            claim.post_id,
-                            claim.platform,
-                            claim.account,
-                            claim.content,
-                            claim.metadata,
-                            _reply(claim),
-                        )
-                    ),
-                )
+                payload = await self._holding_lease(claim, publisher.prepare(work))
             except Exception as exc:
-                return self._record(claim, _failure(exc, claim), started)
+                return self._record(claim, _failure(exc, claim), started, notes)
+            for key, note in notes.items():
+                log.warning(
+                    "post %s to %s/%s: %s: %s",
+                    claim.post_id,
+                    claim.platform,
+                    claim.account,
+                    key,
+                    note,
+                    extra=_fields(claim),
+                )
         stored = None
         if payload is not None:
             prepared = payload
@@ -292,7 +305,7 @@ class Engine:
 
         limit = min(publisher.timeout + PUBLISH_MARGIN_SECONDS, MAX_PUBLISH_SECONDS)
         try:
-            outcome = await asyncio.wait_for(publisher.publish(stored), limit)
+            outcome = await asyncio.wait_for(publisher.publish(stored, media), limit)
         except TimeoutError:
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"no answer within {limit:g} s")
         except Exception as exc:  # an adapter must not take the daemon down with it
@@ -300,7 +313,10 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-        return await self._written(lambda: self._record(claim, outcome, started), claim)
+        delivered = await self._written(lambda: self._record(claim, outcome, started, notes), claim)
+        if delivered.state == "sent" and claim.metadata.get("images"):
+            self._collect(claim)
+        return delivered
 
     async def _written(self, write: Callable[[], _T], claim: Claimed) -> _T:
         """Run a write, waiting out a broken database connection (PostgreSQL: reopened at
@@ -327,9 +343,26 @@ class Engine:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
+    @property
+    def media(self) -> MediaStore:
+        """The media store of this engine's queue, where posts' images wait."""
+        if self._media is None:
+            from plurcast.media import store as media_store
+
+            self._media = media_store.for_database(self.conn)
+        return self._media
+
+    def _collect(self, claim: Claimed) -> None:
+        """A post's images leave the media store once no delivery may need them."""
+        try:
+            self.media.collect()
+        except Exception as exc:  # tidying up must never turn a sent post into an error
+            log.warning("collecting images after post %s failed: %s", claim.post_id, exc)
+
     async def _holding_lease(self, claim: Claimed, prepare: Awaitable[str]) -> str | None:
-        """Run a prepare step, renewing the lease while it runs — mining proof of work can
-        outlast a lease, and another process must not take the delivery meanwhile.
+        """Run a prepare step, renewing the lease while it runs — mining proof of work or
+        uploading images to a slow server can outlast a lease, and another process must not
+        take the delivery meanwhile.
 
         None (and the step is stopped) as soon as the delivery is cancelled or taken over.
         """
@@ -352,7 +385,9 @@ class Engine:
             task.cancel()
             raise
 
-    def _record(self, claim: Claimed, outcome: Outcome, started: int) -> Delivered:
+    def _record(
+        self, claim: Claimed, outcome: Outcome, started: int, notes: dict[str, str] | None = None
+    ) -> Delivered:
         now = self.now_ms()
         sched = self.cfg.scheduling
         attempt = claim.attempts + 1
@@ -361,7 +396,10 @@ class Engine:
         state: Recorded
         kind: ErrorKind | None = None
         error = None if outcome.error is None else error_text(outcome.error)
-        detail = {key: error_text(value) for key, value in outcome.detail.items()}
+        detail = {
+            **{NOTE_PREFIX + key: error_text(note) for key, note in (notes or {}).items()},
+            **{key: error_text(value) for key, value in outcome.detail.items()},
+        }
         if outcome.kind == OutcomeKind.SENT:
             state, error = "sent", None
         elif outcome.kind == OutcomeKind.PERMANENT:

@@ -10,6 +10,7 @@ language under the ISO-639-1 namespace.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from plurcast.errors import InvalidInput
 
@@ -77,3 +78,26 @@ def primary(tag: str) -> str:
 def namespace(tag: str) -> str:
     """The NIP-32 label namespace for the language of `tag`."""
     return "ISO-639-1" if len(primary(tag)) == 2 else "ISO-639-3"
+
+
+def checked(values: Sequence[str]) -> tuple[str, ...]:
+    """`--lang en --lang pt-br,de` → ("en", "pt-BR", "de"): each checked, each once, at most
+    MAX_LANGUAGES (Bluesky's limit; Mastodon takes the first)."""
+    from plurcast.platforms.registry import MAX_LANGUAGES
+
+    tags: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            tag = canonical(part)
+            if tag not in tags:
+                tags.append(tag)
+    if not tags:
+        raise InvalidInput("no language given", "give a language code such as en or pt-BR")
+    if len(tags) > MAX_LANGUAGES:
+        raise InvalidInput(
+            f"{len(tags)} languages, over the limit of {MAX_LANGUAGES} per post",
+            "give the post's main languages only",
+        )
+    return tuple(tags)

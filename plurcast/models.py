@@ -38,6 +38,8 @@ class PostStatus(StrEnum):
 # Waiting to be claimed: due at their time. Unsent: waiting, or on the wire (maybe out).
 WAITING = (DeliveryState.PENDING, DeliveryState.RETRY)
 UNSENT = (*WAITING, DeliveryState.SENDING)
+# A delivery that may still go out: unsent, or given up (`failed retry` sends it again).
+MAY_STILL_GO = (*UNSENT, DeliveryState.DEAD)
 # What the engine makes of an attempt (stored as the delivery's state), and what became of
 # a claimed delivery in this process: that, or cancelled (or taken over) before a byte went
 # out, or lost (another process took its lease before the outcome was written).
@@ -56,7 +58,27 @@ class Attempt:
     outcome: str
     error: str | None
     error_kind: str | None
-    detail: str | None
+    detail: str | None  # JSON: per-relay answers …, and what preparing noted (NOTE_PREFIX)
+
+    @property
+    def notes(self) -> dict[str, str]:
+        """What preparing the delivery noted for people, e.g. {"card": "no card: …"}."""
+        if not self.detail or NOTE_PREFIX not in self.detail:
+            return {}
+        import json
+
+        found = json.loads(self.detail)
+        if not isinstance(found, dict):
+            return {}
+        return {
+            k.removeprefix(NOTE_PREFIX): str(v)
+            for k, v in found.items()
+            if k.startswith(NOTE_PREFIX)
+        }
+
+
+# An attempt's detail keys that hold a note from preparing it (plurcast.platforms.base.Work).
+NOTE_PREFIX = "note:"
 
 
 @dataclass(slots=True)

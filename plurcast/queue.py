@@ -80,13 +80,16 @@ def check_new_post(
     metadata: dict[str, Any] | None = None,
     compose: Compose | None = None,
     reply_to: str | None = None,
+    extras: validation.Extras | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> NewPost:
     """Everything a new post must pass, before anything is written (`conn` is only read:
     `random:` goes after the latest pending post, `--reply-to` one of ours is looked up).
 
     With `compose` (--thread, --auto-thread, --numbered, --variant) the text may become a
     thread of several posts; `reply_to` makes the first one answer a post of ours or
-    someone else's (and may leave targets out: a reply to a Nostr event goes to Nostr)."""
+    someone else's (and may leave targets out: a reply to a Nostr event goes to Nostr).
+    `warn` hears what is allowed but unwise (an image without alt text)."""
     if draft and schedule is not None:
         raise InvalidInput("--schedule and --draft cannot be used together", "choose one")
     compose = compose or Compose()
@@ -101,8 +104,17 @@ def check_new_post(
         return found.targets
 
     checked = validation.check_post(
-        cfg, text, platforms=platforms, account=account, compose=compose, narrow=narrow
+        cfg,
+        text,
+        platforms=platforms,
+        account=account,
+        compose=compose,
+        narrow=narrow,
+        extras=extras,
     )
+    for warning in checked.extras.warnings:
+        if warn is not None:
+            warn(warning)
     scheduled_at: datetime | None = None
     slot = slots.is_slot(schedule)
     if slot:
@@ -148,7 +160,8 @@ def write_post(
     """Write a checked post and its deliveries in one transaction.
 
     A post due now is leased to the caller by `claim` inside that same transaction, so
-    no daemon can take it between the write and the publish.
+    no daemon can take it between the write and the publish. The post's images are copied
+    into the media store inside that transaction too (plurcast.media.store).
     """
     with transaction(conn):
         return insert_new_post(conn, cfg, new, now, claim=claim)
@@ -171,6 +184,7 @@ def insert_new_post(
     scheduled_at = new.scheduled_at
     if new.slot:  # chosen under the write lock: two writers never take one slot
         scheduled_at = slot_at or slots.take(conn, cfg, new.checked.targets, now)
+    data = {**new.metadata, **extras_metadata(conn, new.checked.extras)}
     record = store.NewPost(
         id=post_id,
         content=new.checked.text,
@@ -178,7 +192,8 @@ def insert_new_post(
         scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
         timezone=new.timezone.key,
         targets=new.checked.targets,
-        metadata=json.dumps(new.metadata, ensure_ascii=False),
+        metadata=json.dumps(data, ensure_ascii=False),
+        media=media_files(data),
     )
     parents = None
     if new.reply_to is not None:  # again under the lock: the post answered may have changed
@@ -205,6 +220,25 @@ def insert_new_post(
     )
 
 
+def extras_metadata(conn: Database, extras: validation.CheckedExtras) -> dict[str, Any]:
+    """The extras' metadata keys; their images stored, inside the caller's transaction."""
+    if not extras.images:
+        return dict(extras.options)
+    from plurcast.media import store as media_store
+
+    return extras.metadata(media_store.for_database(conn))
+
+
+def media_files(metadata: dict[str, Any]) -> list[str]:
+    """The sha256 of every image file a post's (or schedule's) metadata refers to."""
+    entries = metadata.get("images")
+    if not entries:
+        return []
+    from plurcast.media import attach
+
+    return attach.digests(entries)
+
+
 def create_post(
     conn: Database,
     cfg: Config,
@@ -220,6 +254,8 @@ def create_post(
     metadata: dict[str, Any] | None = None,
     compose: Compose | None = None,
     reply_to: str | None = None,
+    extras: validation.Extras | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Created:
     """check_new_post, then write_post."""
     new = check_new_post(
@@ -235,6 +271,8 @@ def create_post(
         metadata=metadata,
         compose=compose,
         reply_to=reply_to,
+        extras=extras,
+        warn=warn,
     )
     return write_post(conn, cfg, new, now, claim)
 
@@ -334,12 +372,20 @@ def cancel(conn: Database, posts: Sequence[Post], now: datetime) -> list[Post]:
         for post in fresh:
             check_cancellable(post)
         store.cancel_unsent(conn, ids, to_ms(now))
+    _collect(conn, posts)
     return later
 
 
 def cancelled_with(conn: Database, posts: Sequence[Post]) -> list[Post]:
     """What `cancel` would cancel besides these posts (for its question)."""
     return thread_parts.unsent_later_parts(conn, posts, check_cancellable)
+
+
+def _collect(conn: Database, posts: Sequence[Post]) -> None:
+    """The images these posts had that nothing needs any more leave the media store."""
+    from plurcast.media import store as media_store
+
+    media_store.collect_after(conn, (p.metadata for p in posts))
 
 
 def _check_movable(post: Post) -> None:
@@ -403,17 +449,25 @@ def _check_editable(post: Post, platform: str | None = None) -> None:
         )
 
 
+class Edited(NamedTuple):
+    text: str
+    warnings: list[str]  # for stderr: an image left without alt
+
+
 def edit(
     conn: Database,
     cfg: Config,
     post: Post,
-    text: str,
+    text: str | None,
     now: datetime,
     platform: str | None = None,
-) -> str:
-    """Replace the text of a post nothing of which has been sent or prepared yet — or, with
-    `platform`, its text there alone (as --variant gave it). A platform with a text of its own
-    keeps it when the post's text is edited."""
+    *,
+    alts: dict[int, str] | None = None,
+) -> Edited:
+    """Replace the text and/or the alt texts (image number → text) of a post nothing of
+    which has been sent or prepared yet — or, with `platform`, its text there alone (as
+    --variant gave it). A platform with a text of its own keeps it when the post's text is
+    edited."""
     if platform is not None:
         platform = validation.one_platform(platform)
     _check_editable(post, platform)
@@ -423,15 +477,26 @@ def edit(
         if d.state != DeliveryState.CANCELLED
         and (platform == d.platform if platform else d.content is None)
     ]
-    text = validation.check_text(cfg, text, live)
+    if text is not None:
+        text = validation.check_text(cfg, text, live, post.metadata)
+    warnings: list[str] = []
+    if alts:
+        every = [
+            (d.platform, d.account) for d in post.deliveries if d.state != DeliveryState.CANCELLED
+        ]
+        warnings = validation.check_alt_texts(cfg, _with_alts(post, alts), every)
     with transaction(conn):
-        _check_editable(store.get_posts(conn, [post.id])[0], platform)
-        if platform is None:
+        current = store.get_posts(conn, [post.id])[0]
+        _check_editable(current, platform)
+        if text is not None and platform is None:
             store.set_content(conn, post.id, text, to_ms(now))
-        else:
+        elif text is not None and platform is not None:
             own = None if text == post.content else text
             store.set_delivery_content(conn, post.id, platform, own, to_ms(now))
-    return text
+        if alts:  # onto the metadata as it is now: another change may have come meanwhile
+            metadata = {**current.metadata, "images": _with_alts(current, alts)}
+            store.set_metadata(conn, post.id, json.dumps(metadata, ensure_ascii=False), to_ms(now))
+    return Edited(post.content if text is None else text, warnings)
 
 
 def update_metadata(
@@ -449,6 +514,20 @@ def update_metadata(
         _check_editable(current)
         metadata = change(current, dict(current.metadata))
         store.set_metadata(conn, post.id, json.dumps(metadata, ensure_ascii=False), to_ms(now))
+
+
+def _with_alts(post: Post, alts: dict[int, str]) -> list[dict[str, Any]]:
+    """The post's images with the alt texts of `alts` (image number → text) replaced."""
+    images = [dict(entry) for entry in post.metadata.get("images", [])]
+    for number, alt in alts.items():
+        if not 1 <= number <= len(images):
+            have = f"has {len(images)} image{'s' if len(images) != 1 else ''}"
+            raise InvalidInput(
+                f"post {post.id} {have}; there is no image {number}",
+                "number the images from 1, as plur-queue show lists them",
+            )
+        images[number - 1]["alt"] = alt.strip()
+    return images
 
 
 def failed(conn: Database) -> list[Post]:
@@ -481,6 +560,7 @@ def delete_failed(conn: Database, posts: Sequence[Post]) -> list[Post]:
     if posts:
         with transaction(conn):
             store.delete_posts(conn, [p.id for p in [*posts, *later]])
+        _collect(conn, posts)
     return later
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -66,9 +66,11 @@ def create(
     now: datetime,
     metadata: dict[str, object] | None = None,
     compose: thread_plan.Compose | None = None,
+    extras: validation.Extras | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Schedule:
     """check_new, then write."""
-    schedule = check_new(
+    new = check_new(
         cfg,
         text,
         spec,
@@ -78,9 +80,18 @@ def create(
         now=now,
         metadata=metadata,
         compose=compose,
+        extras=extras,
+        warn=warn,
     )
-    write(conn, schedule)
-    return schedule
+    write(conn, new)
+    return new.schedule
+
+
+class NewSchedule(NamedTuple):
+    """A schedule that passed every check, and its post's extras ready to store."""
+
+    schedule: Schedule
+    extras: validation.CheckedExtras
 
 
 def check_new(
@@ -94,8 +105,11 @@ def check_new(
     now: datetime,
     metadata: dict[str, object] | None = None,
     compose: thread_plan.Compose | None = None,
-) -> Schedule:
-    """A new schedule that passed every check (content, targets, rule, zone, end), unwritten.
+    extras: validation.Extras | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> NewSchedule:
+    """A new schedule that passed every check (content, targets, extras, rule, zone, end),
+    unwritten; `warn` hears what is allowed but unwise (an image without alt text).
 
     A thread (`compose`) is cut into its parts now, as for a post written now; each
     occurrence then posts those parts, in order (G6).
@@ -113,8 +127,11 @@ def check_new(
             f"--count must be from 1 to {MAX_COUNT:,}", "or end the schedule with --until WHEN"
         )
     checked = validation.check_post(
-        cfg, text, platforms=platforms, account=account, compose=compose
+        cfg, text, platforms=platforms, account=account, compose=compose, extras=extras
     )
+    for warning in checked.extras.warnings:
+        if warn is not None:
+            warn(warning)
     metadata = dict(metadata or {})
     if compose is not None and compose.shaped:
         metadata[THREAD_KEY] = thread_plan.to_json(checked.parts, compose.variants)
@@ -138,7 +155,7 @@ def check_new(
         if spec.grace
         else recurrence.DEFAULT_GRACE_SECONDS
     )
-    return Schedule(
+    schedule = Schedule(
         id=str(uuid.uuid4()),
         content=checked.text,
         targets=checked.targets,
@@ -157,12 +174,16 @@ def check_new(
         created_at_ms=now_ms,
         last_run_at_ms=None,
     )
+    return NewSchedule(schedule, checked.extras)
 
 
-def write(conn: Database, schedule: Schedule) -> None:
-    """Write a schedule that check_new returned."""
+def write(conn: Database, new: NewSchedule) -> None:
+    """Write a schedule that check_new returned; its images are stored once, and every post
+    it makes refers to them."""
+    schedule = new.schedule
     with transaction(conn):
-        store.insert(conn, schedule, schedule.created_at_ms)
+        schedule.metadata.update(queue.extras_metadata(conn, new.extras))
+        store.insert(conn, schedule, schedule.created_at_ms, queue.media_files(schedule.metadata))
 
 
 def materialize(conn: Database, now_ms: int) -> list[str]:
@@ -223,6 +244,7 @@ def _materialize_one(conn: Database, s: Schedule, now_ms: int) -> list[str]:
             schedule_id=s.id,
             occurrence_at_ms=decision.occurrence_ms,
             due_at_ms=max(decision.occurrence_ms, now_ms),
+            media=queue.media_files(metadata),
         )
         if THREAD_KEY in s.metadata:
             parts, variants = thread_plan.from_json(s.metadata[THREAD_KEY])
@@ -305,6 +327,9 @@ def cancel(conn: Database, s: Schedule, now_ms: int) -> None:
         waiting = store.waiting_post_ids(conn, s.id)
         if waiting:
             post_store.cancel_unsent(conn, waiting, now_ms)
+    from plurcast.media import store as media_store
+
+    media_store.collect_after(conn, [s.metadata])
 
 
 class Occurrence(NamedTuple):

@@ -87,6 +87,7 @@ def post_detail_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
                 "outcome": a.outcome,
                 "error": a.error,
                 "error_kind": a.error_kind,
+                "notes": a.notes,
             }
             for a in d.history
         ]

@@ -14,6 +14,8 @@
   are up.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
+- `FileMedia(directory)`: the file media store without a database (put, read), for tests of
+  what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
 
 No bound on elapsed time lives here or in any test: on-time behaviour is tested by stepping a
 `Clock`, and speed is measured by `make bench`.
@@ -33,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from click.testing import Result
@@ -41,6 +43,7 @@ from click.testing import Result
 from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import Delivered, Engine
+from plurcast.media import files
 from plurcast.store.deliveries import Claimed
 from plurcast.thread.plan import Compose
 from tests.peers.process import free_port
@@ -52,6 +55,7 @@ __all__ = [
     "PATIENCE",
     "T0",
     "Clock",
+    "FileMedia",
     "Row",
     "Run",
     "add_post",
@@ -63,6 +67,7 @@ __all__ = [
     "row",
     "secret_file",
     "silent_port",
+    "stored_images",
     "wait_until",
 ]
 
@@ -305,3 +310,40 @@ def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str
     (site / "sitecustomize.py").write_text(_CLOCK_AHEAD)
     path = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
     return {**env, "PLURCAST_TEST_CLOCK_AHEAD": str(seconds), "PYTHONPATH": path}
+
+
+class FileMedia:
+    """The media store's files (plurcast.media.files) in `directory`, without a database."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def put(self, data: bytes) -> str:
+        return files.put(self.directory, data)
+
+    def read(self, digest: str) -> bytes:
+        return files.read(self.directory, digest)
+
+    def collect(self) -> list[str]:
+        return []
+
+
+def stored_images(
+    media: FileMedia, *alts: str, fmt: str = "JPEG", size: tuple[int, int] = (80, 60)
+) -> list[dict[str, Any]]:
+    """Test photos (with GPS and a maker note) checked, cleaned and stored in `media`, as
+    plur-post stores them; their metadata entries, one per alt text."""
+    from plurcast.media import attach
+    from plurcast.platforms.registry import Limits
+    from tests.images import photo
+
+    specs = []
+    for number, alt in enumerate(alts):
+        path = media.directory.parent / f"photo{number}.{fmt.lower()}"
+        path.write_bytes(photo(fmt, (size[0] + number, size[1])))
+        specs.append(attach.ImageSpec(str(path), alt))
+    limits = [Limits("any", "default", (), 4, None, 5000)]
+    ready = attach.prepare(
+        specs, limits, fit=False, keep_metadata=False, require_alt=False, warn=lambda _: None
+    )
+    return attach.store(media, ready)

@@ -11,33 +11,28 @@ from typing import Any
 import pytest
 
 from plurcast.errors import ConfigError, RuntimeFailure
-from plurcast.media import attach, files
 from plurcast.platforms import mastodon_media
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.mastodon import MastodonPublisher
-from tests.images import has_location, photo
+from tests.helpers import FileMedia, stored_images
+from tests.images import has_location
 from tests.peers.mastodon import TOKENS, MastodonMock
 
 POST_ID = "5d7c6a1e-0000-4000-8000-000000000013"
 
 
+def _media(tmp_path: Path) -> FileMedia:
+    return FileMedia(tmp_path / "media")
+
+
 def _entries(tmp_path: Path, *alts: str) -> list[dict[str, Any]]:
-    specs = []
-    for number, alt in enumerate(alts):
-        path = tmp_path / f"photo{number}.jpg"
-        path.write_bytes(photo("JPEG", (80 + number, 60)))
-        specs.append(attach.ImageSpec(str(path), alt))
-    limits = {"mastodon": attach.Limits(4, 16 * 1024 * 1024, 1500)}
-    ready = attach.prepare(
-        specs, limits, fit=False, keep_metadata=False, require_alt=False, warn=print
-    )
-    return attach.store(tmp_path / "media", ready)
+    return stored_images(_media(tmp_path), *alts)
 
 
 def _publisher(
     server: MastodonMock, tmp_path: Path, token: str = TOKENS["alice"]
 ) -> MastodonPublisher:
-    return MastodonPublisher(server.url, token, media_dir=tmp_path / "media")
+    return MastodonPublisher(server.url, token)
 
 
 def _status(server: MastodonMock, status_id: str) -> dict[str, Any]:
@@ -52,8 +47,8 @@ def test_images_go_up_with_their_alt_text_and_the_status_carries_the_options(
 ) -> None:
     entries = _entries(tmp_path, "A red kite over a field", "The same kite, landing")
     publisher = _publisher(mastodon_server, tmp_path)
-    metadata = {"images": entries, "cw": "birds", "lang": "pt-BR"}
-    work = Work(13, POST_ID, "mastodon", "default", "Look at this", metadata)
+    metadata = {"images": entries, "cw": "birds", "langs": ["pt-BR", "en"]}
+    work = Work(13, POST_ID, "mastodon", "default", "Look at this", metadata, _media(tmp_path))
     payload = asyncio.run(publisher.prepare(work))
     stored = json.loads(payload)
     assert len(stored["media_ids"]) == 2 and stored["spoiler_text"] == "birds"
@@ -73,7 +68,7 @@ def test_images_go_up_with_their_alt_text_and_the_status_carries_the_options(
     for media, entry in zip(status["media_attachments"], entries, strict=True):
         with urllib.request.urlopen(media["url"], timeout=5) as answer:
             on_server = answer.read()
-        assert on_server == files.read(tmp_path / "media", entry["sha256"])
+        assert on_server == _media(tmp_path).read(entry["sha256"])
         assert not has_location(on_server)
 
 
@@ -83,7 +78,7 @@ def test_a_202_is_polled_until_the_attachment_has_a_url(
     [entry] = _entries(tmp_path, "processing")
     publisher = _publisher(mastodon_server, tmp_path)
     upload = publisher._client.media_post(
-        files.read(tmp_path / "media", entry["sha256"]), mime_type="image/jpeg"
+        _media(tmp_path).read(entry["sha256"]), mime_type="image/jpeg"
     )
     media_id = str(upload["id"])
     # The next upload answers 202 with that attachment not yet processed; asking for it
@@ -100,7 +95,7 @@ def test_a_202_is_polled_until_the_attachment_has_a_url(
     )
     ids = asyncio.run(
         mastodon_media.upload_images(
-            publisher.request, publisher._client, [entry], tmp_path / "media", poll_delays=[0] * 4
+            publisher.request, publisher._client, [entry], _media(tmp_path), poll_delays=[0] * 4
         )
     )
     assert ids == [media_id]
@@ -124,7 +119,7 @@ def test_processing_that_never_ends_is_a_transient_failure(
     with pytest.raises(RuntimeFailure, match="still processing image 1"):
         asyncio.run(
             mastodon_media.upload_images(
-                publisher.request, publisher._client, [entry], tmp_path / "media",
+                publisher.request, publisher._client, [entry], _media(tmp_path),
                 poll_delays=[0] * 3,
             )
         )  # fmt: skip
@@ -143,7 +138,7 @@ def test_a_403_on_upload_names_the_write_media_scope(
         },
         path="/api/v2/media",
     )
-    work = Work(14, POST_ID, "mastodon", "default", "text", {"images": entries})
+    work = Work(14, POST_ID, "mastodon", "default", "text", {"images": entries}, _media(tmp_path))
     with pytest.raises(ConfigError, match="needs the write:media scope") as caught:
         asyncio.run(publisher.prepare(work))
     assert caught.value.exit_code == 2 and "README" in str(caught.value)
@@ -156,7 +151,7 @@ def test_a_server_error_on_upload_is_retried_later(
     entries = _entries(tmp_path, "x")
     publisher = _publisher(mastodon_server, tmp_path)
     mastodon_server.add_fault({"type": "status", "status": 503}, path="/api/v2/media")
-    work = Work(15, POST_ID, "mastodon", "default", "text", {"images": entries})
+    work = Work(15, POST_ID, "mastodon", "default", "text", {"images": entries}, _media(tmp_path))
     with pytest.raises(RuntimeFailure, match="HTTP 503"):
         asyncio.run(publisher.prepare(work))
 

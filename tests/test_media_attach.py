@@ -9,20 +9,27 @@ import pytest
 
 from plurcast.errors import InvalidInput
 from plurcast.media import attach, files
-from plurcast.media.attach import ImageSpec, Limits
+from plurcast.media.attach import ImageSpec
+from plurcast.platforms.registry import Limits
+from tests.helpers import FileMedia
 from tests.images import decoded, has_location, photo
 
-BLUESKY = Limits(max_images=4, max_bytes=2_000_000, max_alt_chars=2000)
-MASTODON = Limits(max_images=4, max_bytes=16 * 1024 * 1024, max_alt_chars=1500)
-NOSTR = Limits(max_images=4, max_bytes=None, max_alt_chars=5000)
-ALL = {"nostr": NOSTR, "mastodon": MASTODON, "bluesky": BLUESKY}
+
+def _limits(platform: str, images: int, image_bytes: int | None, alt: int) -> Limits:
+    return Limits(platform, "default", (), images, image_bytes, alt)
+
+
+BLUESKY = _limits("bluesky", 4, 2_000_000, 2000)
+MASTODON = _limits("mastodon", 4, 16 * 1024 * 1024, 1500)
+NOSTR = _limits("nostr", 4, None, 5000)
+ALL = [NOSTR, MASTODON, BLUESKY]
 
 
 WARNINGS: list[str] = []
 
 
 def _prepare(
-    specs: list[ImageSpec], limits: dict[str, Limits] = ALL, **options: bool
+    specs: list[ImageSpec], limits: list[Limits] = ALL, **options: bool
 ) -> list[attach.Ready]:
     WARNINGS.clear()
     settings = {"fit": False, "keep_metadata": False, "require_alt": False} | options
@@ -42,7 +49,7 @@ def test_an_image_is_checked_cleaned_and_stored(tmp_path: Path) -> None:
     assert (ready.mime, ready.width, ready.height) == ("image/jpeg", 60, 80)
     assert WARNINGS == []
     store = tmp_path / "media"
-    [entry] = attach.store(store, [ready])
+    [entry] = attach.store(FileMedia(store), [ready])
     assert entry["alt"] == "A beach at dusk" and entry["name"] == "holiday.jpg"
     assert files.read(store, entry["sha256"]) == ready.data
     assert entry["size"] == len(ready.data) and "fitted" not in entry
@@ -101,9 +108,10 @@ def test_too_many_images_for_a_platform(tmp_path: Path) -> None:
     path = _file(tmp_path, "a.png", photo("PNG"))
     with pytest.raises(InvalidInput, match="5 images, over the limit of 4"):
         _prepare([ImageSpec(path, "x")] * 5)
-    two = {"tiny": Limits(max_images=1, max_bytes=None, max_alt_chars=100)}
     with pytest.raises(InvalidInput, match="2 images, over tiny's limit of 1"):
-        _prepare([ImageSpec(path, "x")] * 2, two)
+        _prepare([ImageSpec(path, "x")] * 2, [_limits("tiny", 1, None, 100)])
+    with pytest.raises(InvalidInput, match="1 image, but text takes no images"):
+        _prepare([ImageSpec(path, "x")], [_limits("text", 0, None, 0)])
 
 
 def test_over_a_byte_limit_needs_fit_and_fit_makes_a_variant_for_that_platform(
@@ -111,7 +119,7 @@ def test_over_a_byte_limit_needs_fit_and_fit_makes_a_variant_for_that_platform(
 ) -> None:
     data = photo("JPEG", (900, 600), smooth=True, quality=98)
     limit = len(data) // 2
-    small = {"bluesky": Limits(4, limit, 2000), "mastodon": MASTODON}
+    small = [_limits("bluesky", 4, limit, 2000), MASTODON]
     path = _file(tmp_path, "big.jpg", data)
     with pytest.raises(InvalidInput, match=r"over bluesky's limit .* add --fit"):
         _prepare([ImageSpec(path, "x")], small)
@@ -119,10 +127,11 @@ def test_over_a_byte_limit_needs_fit_and_fit_makes_a_variant_for_that_platform(
     assert set(ready.variants) == {"bluesky"}  # Mastodon gets the full picture
     fitted, width, height = ready.variants["bluesky"]
     assert len(fitted) <= limit and decoded(fitted).size == (width, height)
-    [entry] = attach.store(tmp_path / "media", [ready])
+    [entry] = attach.store(FileMedia(tmp_path / "media"), [ready])
     assert attach.for_platform(entry, "mastodon")["sha256"] == entry["sha256"]
+    assert attach.digests([entry]) == [entry["sha256"], bluesky_sha := files.sha256(fitted)]
     bluesky = attach.for_platform(entry, "bluesky")
-    assert bluesky["sha256"] == files.sha256(fitted) and bluesky["alt"] == "x"
+    assert bluesky["sha256"] == bluesky_sha and bluesky["alt"] == "x"
     assert not has_location(files.read(tmp_path / "media", bluesky["sha256"]))
 
 

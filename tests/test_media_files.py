@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -37,22 +35,14 @@ def test_a_missing_or_altered_file_is_an_error(tmp_path: Path) -> None:
         files.read(tmp_path, "../posts.db")
 
 
-def test_collect_removes_only_old_files_nothing_needs(tmp_path: Path) -> None:
+def test_collect_removes_only_the_images_nothing_needs(tmp_path: Path) -> None:
     tmp_path = tmp_path / "media"
     needed = files.put(tmp_path, b"needed")
     unneeded = files.put(tmp_path, b"unneeded")
-    young = files.put(tmp_path, b"young")
     (tmp_path / "notes.txt").write_text("not ours")
-    old = time.time() - 2 * files.COLLECT_GRACE_SECONDS
-    for digest in (needed, unneeded):
-        os.utime(tmp_path / digest, (old, old))
     assert files.collect(tmp_path, [needed]) == [unneeded]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([needed, young, "notes.txt"])
-    # Stored again, a file is young again: a collect running meanwhile keeps it.
-    os.utime(tmp_path / needed, (old, old))
-    files.put(tmp_path, b"needed")
-    assert files.collect(tmp_path, []) == []
-    assert files.collect(tmp_path / "missing", []) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([needed, "notes.txt"])
+    assert files.collect(tmp_path / "never-made", []) == []
 
 
 def test_an_unwritable_store_is_a_runtime_failure(tmp_path: Path) -> None:

@@ -505,7 +505,7 @@ class QuickPublisher:
     async def prepare(self, work: Work) -> str:
         return work.content
 
-    async def publish(self, payload: str) -> Outcome:
+    async def publish(self, payload: str, media: object = None) -> Outcome:
         self.clock.advance(self.step)
         await asyncio.sleep(0)
         return Outcome(OutcomeKind.SENT, remote_id=payload)

@@ -266,7 +266,7 @@ def test_an_edit_is_checked_against_the_account_of_each_delivery(
     post = queue.get(conn, made.post_id)
     with pytest.raises(InvalidInput, match="over nostr's limit of 5"):
         queue.edit(conn, cfg, post, "a" * 6, NOW)
-    assert queue.edit(conn, cfg, post, "a" * 5, NOW) == "a" * 5
+    assert queue.edit(conn, cfg, post, "a" * 5, NOW).text == "a" * 5
 
 
 @pytest.mark.usefixtures("configured")

@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plurcast.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from plurcast.media.store import MediaStore
+    from plurcast.platforms.registry import Limits
 
 MAX_IMAGES = 4
 # A file bigger than this is refused without being read: no photo is this big.
 MAX_INPUT_BYTES = 50_000_000
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one platform takes per post."""
-
-    max_images: int
-    max_bytes: int | None  # per image; None: the server decides (Blossom)
-    max_alt_chars: int
 
 
 @dataclass(frozen=True)
@@ -56,24 +51,28 @@ class Ready:
 
 def prepare(
     specs: Sequence[ImageSpec],
-    limits: dict[str, Limits],
+    limits: Sequence[Limits],
     *,
     fit: bool,
     keep_metadata: bool,
     require_alt: bool,
     warn: Callable[[str], None],
 ) -> list[Ready]:
-    """Check and clean every image for every platform in `limits`; nothing is written."""
+    """Check and clean every image for every target's `limits`; nothing is written."""
     from plurcast.media import clean, images
 
     if not specs:
         return []
     if len(specs) > MAX_IMAGES:
         raise InvalidInput(f"{len(specs)} images, over the limit of {MAX_IMAGES} per post")
-    for platform, limit in limits.items():
+    for limit in limits:
         if len(specs) > limit.max_images:
+            platform = limit.platform
+            what = f"over {platform}'s limit of {limit.max_images}"
+            if not limit.max_images:
+                what = f"but {platform} takes no images"
             raise InvalidInput(
-                f"{len(specs)} images, over {platform}'s limit of {limit.max_images}",
+                f"{len(specs)} image{'s' if len(specs) != 1 else ''}, {what}",
                 f"attach fewer, or leave {platform} out with -p",
             )
     ready: list[Ready] = []
@@ -88,18 +87,19 @@ def prepare(
                 f"--image {spec.path}: {exc}", "give a whole JPEG, PNG, GIF or WebP image"
             ) from None
         item = Ready(spec, data, picture.mime, picture.width, picture.height)
-        for platform, limit in limits.items():
-            if limit.max_bytes is None or len(data) <= limit.max_bytes:
+        for limit in limits:
+            platform = limit.platform
+            if limit.max_image_bytes is None or len(data) <= limit.max_image_bytes:
                 continue
             if not fit:
                 raise InvalidInput(
                     f"--image {spec.path} is {len(data):,} bytes, over {platform}'s limit of "
-                    f"{limit.max_bytes:,} per image",
+                    f"{limit.max_image_bytes:,} per image",
                     f"add --fit to re-encode it to fit (or [media] fit = true), or leave "
                     f"{platform} out with -p",
                 )
             try:
-                smaller = images.fit(data, limit.max_bytes, keep_metadata=keep_metadata)
+                smaller = images.fit(data, limit.max_image_bytes, keep_metadata=keep_metadata)
             except images.Unreadable as exc:
                 raise InvalidInput(f"--image {spec.path}: {exc}") from None
             shown = images.inspect(smaller)
@@ -111,7 +111,7 @@ def prepare(
 def _check_alt(
     number: int,
     spec: ImageSpec,
-    limits: dict[str, Limits],
+    limits: Sequence[Limits],
     require_alt: bool,
     warn: Callable[[str], None],
 ) -> None:
@@ -133,10 +133,11 @@ def _check_alt(
             f"the alt text of image {number} contains control characters", "remove them"
         )
     length = content.graphemes(alt)
-    for platform, limit in limits.items():
+    for limit in limits:
         if length > limit.max_alt_chars:
             raise InvalidInput(
-                f"the alt text of image {number} is {length:,} characters, over {platform}'s "
+                f"the alt text of image {number} is {length:,} characters, over "
+                f"{limit.platform}'s "
                 f"limit of {limit.max_alt_chars:,}",
                 "shorten it",
             )
@@ -178,14 +179,12 @@ def read_image(path: str) -> bytes:
     return b"".join(chunks)
 
 
-def store(directory: Path, ready: Sequence[Ready]) -> list[dict[str, Any]]:
+def store(media: MediaStore, ready: Sequence[Ready]) -> list[dict[str, Any]]:
     """Copy the images into the media store; the entries for the post's metadata."""
-    from plurcast.media import files
-
     entries: list[dict[str, Any]] = []
     for item in ready:
         entry: dict[str, Any] = {
-            "sha256": files.put(directory, item.data),
+            "sha256": media.put(item.data),
             "mime": item.mime,
             "size": len(item.data),
             "width": item.width,
@@ -196,7 +195,7 @@ def store(directory: Path, ready: Sequence[Ready]) -> list[dict[str, Any]]:
         if item.variants:
             entry["fitted"] = {
                 platform: {
-                    "sha256": files.put(directory, data),
+                    "sha256": media.put(data),
                     "size": len(data),
                     "width": width,
                     "height": height,
@@ -211,3 +210,25 @@ def for_platform(entry: dict[str, Any], platform: str) -> dict[str, Any]:
     """The stored image a platform gets: its re-encoding when it needed one."""
     fitted = entry.get("fitted", {}).get(platform)
     return {**entry, **fitted} if fitted else entry
+
+
+def digests(entries: Iterable[dict[str, Any]]) -> list[str]:
+    """The sha256 of every file the entries refer to: each image and its re-encodings."""
+    found: list[str] = []
+    for entry in entries:
+        found.append(entry["sha256"])
+        found += [fitted["sha256"] for fitted in entry.get("fitted", {}).values()]
+    return list(dict.fromkeys(found))
+
+
+def check_alt_texts(
+    entries: Sequence[dict[str, Any]],
+    limits: Sequence[Limits],
+    *,
+    require_alt: bool,
+    warn: Callable[[str], None],
+) -> None:
+    """New alt texts of stored images (`plur-queue edit --alt`) against every target."""
+    for number, entry in enumerate(entries, start=1):
+        spec = ImageSpec(entry.get("name") or f"image {number}", entry.get("alt") or None)
+        _check_alt(number, spec, limits, require_alt, warn)

@@ -8,7 +8,9 @@ posts is kept once, and a file is checked against its name whenever it is read.
 The directory is 0700 and every file 0600 — like the database, a queued post is private
 until it is published. A file is removed when no post that may still be sent (waiting,
 sending, or failed and retryable) and no live recurring schedule needs it: `collect`
-runs after a cancel, a delete and a finished delivery.
+runs after a cancel, a delete and a finished delivery, under the database's write lock,
+and files are stored inside the write transaction of the post that needs them
+(`plurcast.media.store`), so a file is never taken from a post being written.
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from plurcast.errors import RuntimeFailure
 
 _NAME = re.compile(r"[0-9a-f]{64}")
-# A file this young is never collected: the post that needs it may be being written now.
-COLLECT_GRACE_SECONDS = 600.0
 
 
 def media_dir(db_path: Path) -> Path:
@@ -43,7 +42,6 @@ def put(directory: Path, data: bytes) -> str:
     try:
         _make_private_dir(directory)
         if path.exists():
-            os.utime(path)  # young again: a collect running now leaves it alone
             return digest
         tmp = directory / f".{digest}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -84,10 +82,10 @@ def read(directory: Path, digest: str) -> bytes:
     return data
 
 
-def collect(directory: Path, needed: Iterable[str], *, now: float | None = None) -> list[str]:
-    """Remove stored images that nothing needs (older than the grace); the names removed."""
+def collect(directory: Path, needed: Iterable[str]) -> list[str]:
+    """Remove the stored images that are not `needed`; the names removed. (Other files,
+    such as a half-written `.tmp`, are left alone.)"""
     keep = set(needed)
-    now = time.time() if now is None else now
     removed: list[str] = []
     try:
         entries = list(os.scandir(directory))
@@ -97,8 +95,6 @@ def collect(directory: Path, needed: Iterable[str], *, now: float | None = None)
         if not _NAME.fullmatch(entry.name) or entry.name in keep:
             continue
         try:
-            if now - entry.stat().st_mtime < COLLECT_GRACE_SECONDS:
-                continue
             Path(entry.path).unlink()
         except FileNotFoundError:
             continue

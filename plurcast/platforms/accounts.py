@@ -23,8 +23,8 @@ DEFAULT_TIMEOUT = 10.0  # seconds an adapter waits for its server
 # A publish is abandoned after min(timeout + 5 s, 60 s) (engine.MAX_PUBLISH_SECONDS): a longer
 # timeout would only be cut short, and inf or 1e300 made every send fail.
 MAX_TIMEOUT = 55.0
-# Plain http:// is refused for other hosts: a token or password would cross the network
-# in clear text.
+# Plain http:// is refused for other hosts: a token, a password or a private image would cross
+# the network in clear text.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from plurcast.media.store import MediaReader
 
 
 class OutcomeKind(StrEnum):
@@ -46,6 +49,11 @@ class Work(NamedTuple):
     content: str
     metadata: Mapping[str, Any] = MappingProxyType({})
     reply: Reply | None = None
+    # Where the post's images are kept (metadata "images" names them by sha256).
+    media: MediaReader | None = None
+    # What preparing it came to besides the payload, for the delivery's history (e.g. why a
+    # link card is missing): the adapter adds to it, the engine records it with the attempt.
+    notes: dict[str, str] | None = None
 
 
 class Outcome(NamedTuple):
@@ -73,8 +81,9 @@ class Publisher(Protocol):
         """The payload to store and (re-)send; called once per delivery."""
         ...
 
-    async def publish(self, payload: str) -> Outcome:
-        """Send the stored payload; platform failures are outcomes, never exceptions."""
+    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
+        """Send the stored payload; platform failures are outcomes, never exceptions.
+        `media` is given when the post has images (a platform may need them again)."""
         ...
 
     async def close(self) -> None: ...

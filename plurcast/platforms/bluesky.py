@@ -21,7 +21,11 @@ Config (the `default` account is `[bluesky]`, named ones `[accounts.bluesky.NAME
     pds                the account's server, https://bsky.social by default; plain http only to
                        this machine (127.0.0.1, localhost, ::1)
     timeout            seconds per request to the server (default 10)
-A named account without `pds` or `timeout` takes the default account's.
+    cards_allow_private  fetch link cards from private and loopback addresses too (default
+                       false: a post must not make this machine fetch from its own network)
+A named account without `pds`, `timeout` or `cards_allow_private` takes the default account's.
+
+Images, link cards, labels and languages: `plurcast.platforms.bluesky_media`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.platforms import accounts, replies
+from plurcast.platforms import accounts, registry, replies
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
@@ -51,7 +55,9 @@ from plurcast.thread import references
 
 if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher needs them
     import logging
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
+
+    from plurcast.media.store import MediaReader
 
 PLATFORM = "bluesky"
 PASSWORD_ENV = "PLURCAST_BLUESKY_APP_PASSWORD"
@@ -140,6 +146,15 @@ def _pds(acc: Account) -> str:
     return normalise_pds(value, f"{acc.cfg_path}: {table}")
 
 
+def _cards_allow_private(acc: Account) -> bool:
+    value, table = acc.inherited("cards_allow_private")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(f"{acc.cfg_path}: {table}.cards_allow_private must be true or false")
+    return value
+
+
 def _app_password(acc: Account) -> str:
     """The account's app password, from the environment (default account) or its file."""
     return accounts.secret(acc, "app_password_file", PASSWORD_ENV, "Bluesky app password").text
@@ -157,6 +172,7 @@ def check_credentials(cfg: Config, account: str) -> None:
     _app_password(acc)
     _pds(acc)
     accounts.timeout(acc)
+    _cards_allow_private(acc)
 
 
 def publisher(cfg: Config, account: str) -> BlueskyPublisher:
@@ -220,6 +236,7 @@ class BlueskyPublisher:
         timeout: float = accounts.DEFAULT_TIMEOUT,
         session_file: Path | None = None,
         account: str = DEFAULT_ACCOUNT,
+        cards_allow_private: bool = False,
     ) -> None:
         if not timeout > 0:
             raise ConfigError("the Bluesky timeout must be a positive number of seconds")
@@ -227,6 +244,7 @@ class BlueskyPublisher:
         self.pds = normalise_pds(pds, "Bluesky account")
         self.timeout = float(timeout)
         self.account = account
+        self.cards_allow_private = cards_allow_private
         self.session = Session(
             self.handle,
             self.pds,
@@ -247,17 +265,22 @@ class BlueskyPublisher:
             timeout=accounts.timeout(acc),
             session_file=session_path(cfg, account),
             account=account,
+            cards_allow_private=_cards_allow_private(acc),
         )
 
     async def prepare(self, work: Work) -> str:
-        """The putRecord body: a post record with a fresh TID key, createdAt and facets.
+        """The putRecord body: a post record with a fresh TID key, createdAt and facets, and
+        the post's images, link card, labels and languages (bluesky_media).
 
         Logs in if needed, to learn the account's DID (a refused app password ends the
         delivery here, as an auth error), and resolves the handles mentioned in the text.
-        A mention whose handle does not resolve stays plain text.
+        A mention whose handle does not resolve stays plain text. A content warning goes
+        first in the text (Bluesky has no field for one).
         """
+        from plurcast.platforms import bluesky_media
+
         now = time.time()
-        text = work.content
+        text = registry.get(PLATFORM).as_sent(work.content, work.metadata.get("cw"))
         record: dict[str, Any] = {
             "$type": POST_COLLECTION,
             "text": text,
@@ -276,12 +299,52 @@ class BlueskyPublisher:
             record["facets"] = facets
         if work.reply is not None:
             record["reply"] = await self._reply(client, work.reply)
+        record |= bluesky_media.record_options(work.metadata)
         body: dict[str, Any] = {} if self.session.did is None else {"repo": self.session.did}
+        images = work.metadata.get("images") or []
+        if images:
+            if work.media is None:
+                raise RuntimeFailure("no media store was given for the post's images")
+            embed, sources = await bluesky_media.images_embed(self._upload, images, work.media)
+            record["embed"] = embed
+            body[bluesky_media.SOURCES] = sources
+        elif work.metadata.get("card") is not False:
+            link = bluesky_media.first_link(facets)
+            if link is not None:
+                card = await bluesky_media.card_embed(
+                    self._upload, link, allow_private=self.cards_allow_private, notes=work.notes
+                )
+                if card is not None:
+                    record["embed"] = card
         body |= {"collection": POST_COLLECTION, "rkey": next_tid(now), "record": record}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
-    async def publish(self, payload: str) -> Outcome:
-        """putRecord the stored body; never raises for platform trouble."""
+    async def _upload(self, data: bytes, mime: str) -> dict[str, Any]:
+        """uploadBlob: the blob ref. Raises what the answer means (ConfigError for a refused
+        login, InvalidInput for a blob the PDS will never take, else RuntimeFailure)."""
+        from plurcast.platforms import bluesky_media
+
+        async def send(client: Any) -> Any:
+            return await client.invoke_procedure(
+                bluesky_media.UPLOAD_BLOB, content=data, headers={"Content-Type": mime}
+            )
+
+        try:
+            answer = await self._with_session(send)
+        except NoSession as exc:
+            raise _raised(exc.outcome, "uploading an image") from None
+        except Exception as exc:
+            raise _raised(outcome_for_error(exc), "uploading an image") from None
+        return bluesky_media.blob_of(answer)
+
+    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
+        """putRecord the stored body; never raises for platform trouble.
+
+        When the PDS no longer has the record's images (BlobNotFound: their blobs were
+        deleted while the delivery waited), they are uploaded again from `media` — the same
+        bytes, so the same blobs — and the record is sent once more, unchanged."""
+        from plurcast.platforms import bluesky_media
+
         try:
             request = json.loads(payload)
             rkey = request["rkey"]
@@ -289,8 +352,18 @@ class BlueskyPublisher:
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Bluesky record")
+        sources = request.pop(bluesky_media.SOURCES, None)
+        if sources is not None:
+            payload = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
         try:
-            answer = await self._put(payload, request)
+            try:
+                answer = await self._put(payload, request)
+            except Exception as exc:
+                if not (sources and media and xrpc_reason(exc)[1] == bluesky_media.BLOB_NOT_FOUND):
+                    raise
+                _log().info("bluesky/%s: the images' blobs are gone; uploading again", self.account)
+                await bluesky_media.reupload(self._upload, sources, media)
+                answer = await self._put(payload, request)
         except NoSession as exc:
             return exc.outcome
         except Exception as exc:  # whatever the SDK or httpx raise: an outcome, not a crash
@@ -322,15 +395,20 @@ class BlueskyPublisher:
 
         Re-sending is safe: the same key and record again changes nothing.
         """
+        return await self._with_session(lambda client: self._send(client, payload, request))
+
+    async def _with_session(self, call: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`await call(client)` with a logged-in client; when the server refuses the session,
+        once more with a working one (Session.renewed)."""
         client = await self.session.client()
         used = self.session.current()
         try:
-            return await self._send(client, payload, request)
+            return await call(client)
         except Exception as exc:
             if not is_session_error(exc):
                 raise
             _log().info("bluesky/%s: the server refused the session (%s)", self.account, exc)
-        return await self._send(await self.session.renewed(used), payload, request)
+        return await call(await self.session.renewed(used))
 
     async def _send(self, client: Any, payload: str, request: dict[str, Any]) -> Any:
         """The stored bytes as they are; a payload without repo gets the session's DID."""
@@ -433,6 +511,16 @@ def _lookup_failure(exc: BaseException, what: str) -> Exception:
     if status is None or status >= 500 or status == 429:
         return RuntimeFailure(f"bluesky: could not look up {what} to reply to: {reason}")
     return InvalidInput(f"bluesky: {what} to reply to was not found (HTTP {status} {reason})")
+
+
+def _raised(outcome: Outcome, doing: str) -> Exception:
+    """An outcome while preparing, as the error the engine turns back into that outcome."""
+    message = f"{doing}: {outcome.error}"
+    if outcome.kind in (OutcomeKind.TRANSIENT, OutcomeKind.RATE_LIMITED):
+        return RuntimeFailure(message)
+    if outcome.auth:
+        return ConfigError(message)
+    return InvalidInput(message)
 
 
 def _iso_utc(when: float) -> str:

@@ -33,11 +33,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
-from plurcast.errors import ConfigError, InvalidInput
+from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
 from plurcast.platforms import accounts
 from plurcast.platforms.accounts import Account
 from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
@@ -46,6 +45,8 @@ from plurcast.thread import references
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
     from mastodon import Mastodon
+
+    from plurcast.media.store import MediaReader
 
 PLATFORM = "mastodon"
 TOKEN_ENV = "PLURCAST_MASTODON_TOKEN"
@@ -364,7 +365,6 @@ class MastodonPublisher:
         visibility: str = DEFAULT_VISIBILITY,
         timeout: float = accounts.DEFAULT_TIMEOUT,
         account: str = DEFAULT_ACCOUNT,
-        media_dir: Path | None = None,
     ) -> None:
         import threading
 
@@ -380,7 +380,6 @@ class MastodonPublisher:
         self.instance = instance_url(instance)
         self.visibility = visibility
         self.timeout = float(timeout)
-        self.media_dir = media_dir  # where a post's images wait (plurcast.media.files)
         # The answer to the request this thread made last (see the module docstring).
         self._last = threading.local()
         client = Mastodon(
@@ -398,9 +397,6 @@ class MastodonPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> MastodonPublisher:
-        # Publishing only: checking a post's credentials must not import hashlib for it.
-        from plurcast.media.files import media_dir
-
         acc = _account(cfg, account)
         return cls(
             _instance(acc),
@@ -408,7 +404,6 @@ class MastodonPublisher:
             visibility=_visibility(acc),
             timeout=accounts.timeout(acc),
             account=account,
-            media_dir=media_dir(cfg.db_path),
         )
 
     async def prepare(self, work: Work) -> str:
@@ -431,10 +426,10 @@ class MastodonPublisher:
             payload["in_reply_to_id"] = self.reply_to_id(work.reply)
         images = work.metadata.get("images") or []
         if images:
-            if self.media_dir is None:
-                raise ConfigError("this Mastodon publisher has no media store for the images")
+            if work.media is None:
+                raise RuntimeFailure("no media store was given for the post's images")
             payload["media_ids"] = await mastodon_media.upload_images(
-                self.request, self._client, images, self.media_dir
+                self.request, self._client, images, work.media
             )
         return json.dumps(payload, ensure_ascii=False)
 
@@ -451,7 +446,7 @@ class MastodonPublisher:
             raise InvalidInput(f"{reply.reference} is a status on {ref.host}, not on ours")
         return ref.status_id
 
-    async def publish(self, payload: str) -> Outcome:
+    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
         """Post the stored status with its Idempotency-Key; never raises for platform trouble."""
         import time
 

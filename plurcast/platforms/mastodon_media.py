@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast import languages
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.media import attach, files
+from plurcast.media import attach
 
 if TYPE_CHECKING:
+    from plurcast.media.store import MediaReader
     from plurcast.platforms.mastodon import Answer
 
 PLATFORM = "mastodon"
@@ -38,7 +38,7 @@ async def upload_images(
     request: Callable[[Callable[[], Any]], Any],
     client: Any,
     entries: Sequence[dict[str, Any]],
-    media_dir: Path,
+    media: MediaReader,
     *,
     poll_delays: Sequence[float] = POLL_DELAYS,
 ) -> list[str]:
@@ -51,7 +51,7 @@ async def upload_images(
     ids: list[str] = []
     for number, stored in enumerate(entries, start=1):
         entry = attach.for_platform(stored, PLATFORM)
-        data = files.read(media_dir, entry["sha256"])
+        data = media.read(entry["sha256"])
         alt = entry.get("alt") or None
         name = entry.get("name") or f"image.{entry['mime'].split('/')[-1]}"
         answer = await request(_uploader(client, data, entry["mime"], alt, name))
@@ -129,6 +129,6 @@ def status_options(metadata: Mapping[str, Any]) -> dict[str, Any]:
         options["spoiler_text"] = metadata["cw"]
     if metadata.get("cw") or metadata.get("label"):
         options["sensitive"] = True
-    if metadata.get("lang"):
-        options["language"] = languages.primary(metadata["lang"])
+    if metadata.get("langs"):  # Mastodon has one language per status: the first
+        options["language"] = languages.primary(metadata["langs"][0])
     return options

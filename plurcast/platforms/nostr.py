@@ -17,6 +17,8 @@ Config (the `default` account is `[nostr]`, named ones `[accounts.nostr.NAME]`):
     timeout     seconds to wait for the relays' answers (default 10)
     default_pow_difficulty  NIP-13 proof of work for every post (0-64; --nostr-pow wins)
     pow_timeout seconds mining may take before the delivery gives up (default 300)
+    blossom_servers  ["https://…", …]: the Blossom servers a post's images are uploaded to
+                (plurcast.platforms.nostr_media); needed only for posts with images
 A named account without one of these takes the default account's.
 
 A publish sends to every relay at once and lasts at most `timeout` (+1.5 s of margin);
@@ -43,6 +45,8 @@ from plurcast.thread import references
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
     import asyncio
     import logging
+
+    from plurcast.media.store import MediaReader
 
 PLATFORM = "nostr"
 KEY_ENV = "PLURCAST_NOSTR_KEY"
@@ -199,6 +203,13 @@ def with_pow(difficulty: int) -> Callable[[Post, dict[str, Any]], dict[str, Any]
     return change
 
 
+def check_images(cfg: Config, account: str) -> None:
+    """A post with images needs somewhere to put them: at least one Blossom server."""
+    from plurcast.platforms import blossom
+
+    blossom.require_servers(_account(cfg, account))
+
+
 def relays(cfg: Config, account: str) -> list[str]:
     """The account's relay URLs (named accounts without their own use the default's)."""
     return _relays(_account(cfg, account))
@@ -255,7 +266,7 @@ def check_credentials(cfg: Config, account: str) -> None:
     """What plur-post checks at schedule time, without importing nostr_sdk.
 
     The key is read (file mode, environment) and its shape checked, the relay list,
-    min_relays and timeout validated. Raises ConfigError (exit 2).
+    min_relays, timeout and blossom_servers validated. Raises ConfigError (exit 2).
     """
     acc = _account(cfg, account)
     _secret_key_text(acc)
@@ -263,6 +274,10 @@ def check_credentials(cfg: Config, account: str) -> None:
     accounts.timeout(acc)
     _default_pow(acc)
     _pow_timeout(acc)
+    if acc.inherited("blossom_servers")[0] is not None:  # its module only when it is set
+        from plurcast.platforms import blossom
+
+        blossom.servers(acc)
 
 
 def publisher(cfg: Config, account: str) -> NostrPublisher:
@@ -348,6 +363,7 @@ class NostrPublisher:
         linger: float = DEFAULT_LINGER,
         account: str = DEFAULT_ACCOUNT,
         pow_timeout: float = nostr_pow.DEFAULT_TIMEOUT,
+        blossom_servers: list[str] | None = None,
     ) -> None:
         sdk = _sdk()
         # nostr-sdk normalises URLs (lower-case host …) and reports answers by its form;
@@ -372,6 +388,7 @@ class NostrPublisher:
         self.timeout = float(timeout)
         self.linger = max(0.0, min(float(linger), self.timeout))
         self.pow_timeout = pow_timeout
+        self.blossom_servers = list(blossom_servers or [])
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -379,6 +396,8 @@ class NostrPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> NostrPublisher:
+        from plurcast.platforms import blossom
+
         acc = _account(cfg, account)
         urls = _relays(acc)
         min_relays = _min_relays(acc, len(urls))
@@ -391,6 +410,7 @@ class NostrPublisher:
             timeout=timeout,
             account=account,
             pow_timeout=_pow_timeout(acc),
+            blossom_servers=blossom.servers(acc),
         )
 
     @property
@@ -399,33 +419,52 @@ class NostrPublisher:
         return str(self.keys.public_key().to_bech32())
 
     async def prepare(self, work: Work) -> str:
-        """A kind-1 note with the content, created now and signed: its JSON is the payload.
+        """A kind-1 note with the content and the post's options as tags (nostr_media),
+        created now and signed: its JSON is the payload.
 
         With proof of work asked for (NIP-13), the event is mined here, once: the stored
-        payload is then re-sent as it is, never mined again. A reply carries NIP-10 marked
-        `e` tags and `p` tags (platforms.replies), made from its parent as we stored it, or
-        as the relays have someone else's event.
+        payload is then re-sent as it is, never mined again (nor its images uploaded again).
+        A reply carries NIP-10 marked `e` tags and `p` tags (platforms.replies), made from its
+        parent as we stored it, or as the relays have someone else's event.
         """
+        from plurcast.platforms import nostr_media
+
         sdk = _sdk()
-        tags: list[list[str]] = []
+        extra: list[list[str]] = []
         if work.reply is not None:
             parent, relay = await self._parent(work.reply)
-            tags = replies.nostr_reply_tags(parent, relay)
+            extra = replies.nostr_reply_tags(parent, relay)
+        content, extra = work.content, extra + nostr_media.tags(work.metadata)
+        images = work.metadata.get("images") or []
+        if images:
+            if work.media is None:
+                raise RuntimeFailure("no media store was given for the post's images")
+            if not self.blossom_servers:
+                raise ConfigError(f"Nostr account {self.account} has no blossom_servers")
+            content, imeta = await nostr_media.attach_images(
+                content,
+                images,
+                work.media,
+                servers=self.blossom_servers,
+                keys=self.keys,
+                timeout=self.timeout,
+            )
+            extra += imeta
         wanted = nostr_pow.requested(work.metadata)
         if wanted is not None:
             mined = await nostr_pow.mined_event(
                 sdk,
                 self.keys,
-                work.content,
-                tags,
+                content,
+                extra,
                 wanted,
                 timeout=self.pow_timeout,
                 label=f"post {work.post_id} to nostr/{self.account}",
             )
             return str(mined.as_json())
         event = (
-            sdk.EventBuilder(sdk.Kind(1), work.content)
-            .tags([sdk.Tag.parse(tag) for tag in tags])
+            sdk.EventBuilder(sdk.Kind(1), content)
+            .tags([sdk.Tag.parse(tag) for tag in extra])
             .custom_created_at(sdk.Timestamp.now())
             .finalize(self.keys)
         )
@@ -473,7 +512,7 @@ class NostrPublisher:
                 return parsed
         return None
 
-    async def publish(self, payload: str) -> Outcome:
+    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
         """Send the stored signed event to every relay; never raises for platform trouble."""
         sdk = _sdk()
         try:

@@ -76,7 +76,8 @@ class Capabilities(NamedTuple):
 
     threads: bool = False  # replies to a post, ours (a thread) or someone else's
     media: Media | None = None  # None: text only
-    content_warning: bool = False  # a field of its own (else the warning goes into the text)
+    content_warning: bool = False  # a field of its own (else it goes first in the text: CW_PREFIX)
+    warning_counted: bool = False  # that field counts in the text's limits (Mastodon's spoiler)
     languages: bool = False  # the post can say its language
 
 
@@ -154,6 +155,7 @@ class Platform(NamedTuple):
 
         media = self.capabilities.media
         image_bytes = None if media is None else media.max_image_bytes
+        caps = self.capabilities
         return Limits(
             platform=self.name,
             account=account,
@@ -163,7 +165,21 @@ class Platform(NamedTuple):
             max_images=0 if media is None else of(media.max_images),
             max_image_bytes=None if image_bytes is None else of(image_bytes),
             max_alt_chars=0 if media is None else of(media.max_alt_chars),
+            warning_field=caps.content_warning,
+            warning_counted=caps.warning_counted,
         )
+
+    def as_sent(self, text: str, warning: str | None) -> str:
+        """The text as the platform gets it: a content warning without a field of its own
+        goes first, as `CW: <warning>` and a blank line (Bluesky)."""
+        return _as_sent(text, warning, self.capabilities.content_warning)
+
+    def check_images(self, cfg: Config, account: str) -> None:
+        """What the account needs to carry images (Nostr: a Blossom server), ConfigError if
+        missing; an adapter without such needs has no `check_images`."""
+        check = getattr(self.adapter(), "check_images", None)
+        if check is not None:
+            check(cfg, account)
 
 
 class Limit(NamedTuple):
@@ -187,7 +203,13 @@ class Limit(NamedTuple):
 
 class Limits(NamedTuple):
     """What one (platform, account) takes: its text limits, in the order the platform's
-    are checked, and its images."""
+    are checked, and its images.
+
+    A content warning (`--cw`) counts where the platform counts it: in the text itself on
+    a platform without a field for it (Bluesky: `CW: <warning>` first in the post), in
+    the limit beside the text where the field counts (Mastodon's spoiler_text), not at
+    all where it is a tag (Nostr).
+    """
 
     platform: str
     account: str
@@ -195,25 +217,77 @@ class Limits(NamedTuple):
     max_images: int  # 0: the platform takes no images
     max_image_bytes: int | None  # None: no size of the platform's own
     max_alt_chars: int
+    warning_field: bool = True  # a content warning has a field of its own
+    warning_counted: bool = False  # … whose length counts in the text's limits
 
-    def first_excess(self, text: str) -> tuple[Limit, int] | None:
-        """The first limit the text is over, with its measured size; None when it fits."""
-        for limit in self.text:
+    def as_sent(self, text: str, warning: str | None = None) -> str:
+        return _as_sent(text, warning, self.warning_field)
+
+    def counted(self, warning: str | None = None) -> tuple[Limit, ...]:
+        """The text limits, each measuring a text as the platform counts it when the post has
+        `warning` (the thread splitter cuts by these too)."""
+        if not warning or (self.warning_field and not self.warning_counted):
+            return self.text
+        if not self.warning_field:
+            return tuple(
+                limit._replace(measure=functools.partial(_measure_sent, limit.measure, warning))
+                for limit in self.text
+            )
+        return tuple(
+            limit._replace(measure=functools.partial(_measure_beside, limit.measure, warning))
+            for limit in self.text
+        )
+
+    def first_excess(self, text: str, warning: str | None = None) -> tuple[Limit, int] | None:
+        """The first limit the text (with its warning, as counted) is over, with its
+        measured size; None when it fits."""
+        for limit in self.counted(warning):
             size = limit.excess(text)
             if size is not None:
                 return limit, size
         return None
 
-    def fits(self, text: str) -> bool:
-        return self.first_excess(text) is None
+    def fits(self, text: str, warning: str | None = None) -> bool:
+        return self.first_excess(text, warning) is None
 
-    def check_text(self, text: str) -> None:
+    def check_text(self, text: str, warning: str | None = None) -> None:
         """InvalidInput naming the platform, its limit and the text's length when over."""
-        found = self.first_excess(text)
-        if found is not None:
-            limit, size = found
-            hint = limit.hint or f"shorten it, or leave {limit.platform} out with -p"
-            raise InvalidInput(f"content is {limit.over(size)}", hint)
+        found = self.first_excess(text, warning)
+        if found is None:
+            return
+        limit, size = found
+        hint = limit.hint or f"shorten it, or leave {limit.platform} out with -p"
+        if warning and self.first_excess(text) is None:
+            where = "beside the text" if self.warning_field else "first in the text, as CW: …"
+            raise InvalidInput(
+                f"content with its content warning is {limit.over(size)} ({limit.platform} "
+                f"counts the warning {where})",
+                f"shorten the text or the --cw, or leave {limit.platform} out with -p",
+            )
+        raise InvalidInput(f"content is {limit.over(size)}", hint)
+
+
+# A content warning on a platform without a field for one: first in the text (issue 13).
+CW_PREFIX = "CW: "
+
+
+def _as_sent(text: str, warning: str | None, has_field: bool) -> str:
+    return text if not warning or has_field else f"{CW_PREFIX}{warning}\n\n{text}"
+
+
+def _measure_sent(measure: Callable[[str], int], warning: str, text: str) -> int:
+    return measure(_as_sent(text, warning, False))
+
+
+def _measure_beside(measure: Callable[[str], int], warning: str, text: str) -> int:
+    return measure(text) + measure(warning)
+
+
+# What a post may say about itself with --label: Bluesky's self-label values; Mastodon marks
+# the post sensitive, Nostr gives it a content-warning tag (NIP-36) with the label as reason.
+LABELS = ("sexual", "nudity", "porn", "graphic-media")
+# At most this many languages per post (Bluesky's `langs`); Mastodon takes the first.
+MAX_LANGUAGES = 3
 
 
 # --- how Mastodon counts ---------------------------------------------------------------
@@ -272,8 +346,10 @@ PLATFORMS = (
         text_limits=(TextLimit("characters", mastodon_length, Maximum(500, "max_chars")),),
         capabilities=Capabilities(
             threads=True,  # in_reply_to_id
-            media=Media(FOUR_IMAGES, Maximum(16 * 1024 * 1024), Maximum(1500)),
+            # The default of Mastodon's own 16 MB; an instance may set another.
+            media=Media(FOUR_IMAGES, Maximum(16 * 1024 * 1024, "max_image_bytes"), Maximum(1500)),
             content_warning=True,  # spoiler_text
+            warning_counted=True,  # Mastodon counts the spoiler text in max_chars
             languages=True,
         ),
     ),

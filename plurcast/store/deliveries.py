@@ -24,6 +24,7 @@ def _sql_set(states: Sequence[models.DeliveryState]) -> str:
 # models.WAITING and models.UNSENT, as every statement of the store writes them.
 WAITING = _sql_set(models.WAITING)
 UNSENT = _sql_set(models.UNSENT)
+MAY_STILL_GO = _sql_set(models.MAY_STILL_GO)
 
 
 class Parent(NamedTuple):

@@ -240,6 +240,41 @@ def _m006_import_keys(db: Any) -> None:
     db["import_keys"].create_index(["post_id"], index_name="import_keys_by_post")
 
 
+def _m007_media(db: Any) -> None:
+    """The images each post and each recurring schedule needs from the media store, so that
+    collecting the ones nothing needs is one indexed query, not a read of every post; and the
+    images' bytes when the queue is a shared PostgreSQL database (on SQLite they are files
+    beside the database, and `media` stays empty)."""
+    db.execute(
+        """
+        CREATE TABLE post_media (
+            post_id TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            sha256  TEXT NOT NULL,
+            PRIMARY KEY (post_id, sha256)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE schedule_media (
+            schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+            sha256      TEXT NOT NULL,
+            PRIMARY KEY (schedule_id, sha256)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE media (
+            sha256        TEXT PRIMARY KEY,
+            size          INTEGER NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            data          BLOB
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
@@ -247,6 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m004_due_by_platform,
     _m005_threads,
     _m006_import_keys,
+    _m007_media,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -181,6 +181,25 @@ CREATE TABLE import_keys (
 CREATE INDEX import_keys_by_post ON import_keys (post_id);
 """
 
+_M007_MEDIA = """
+CREATE TABLE post_media (
+    post_id TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+    sha256  TEXT NOT NULL,
+    PRIMARY KEY (post_id, sha256)
+);
+CREATE TABLE schedule_media (
+    schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    sha256      TEXT NOT NULL,
+    PRIMARY KEY (schedule_id, sha256)
+);
+CREATE TABLE media (
+    sha256        TEXT PRIMARY KEY,
+    size          BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    data          BYTEA
+);
+"""
+
 #: Step N here is step N of `migrations.MIGRATIONS`; a test holds the two schemas equal.
 MIGRATIONS: tuple[str, ...] = (
     _M001_QUEUE,
@@ -189,6 +208,7 @@ MIGRATIONS: tuple[str, ...] = (
     _M004_DUE_BY_PLATFORM,
     _M005_THREADS,
     _M006_IMPORT_KEYS,
+    _M007_MEDIA,
 )
 
 

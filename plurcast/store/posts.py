@@ -73,10 +73,12 @@ class NewPost(NamedTuple):
     thread_part: int | None = None
     texts: Mapping[tuple[str, str], str] = MappingProxyType({})  # a target's own text
     parents: Mapping[tuple[str, str], int] = MappingProxyType({})  # the delivery answered
+    media: Sequence[str] = ()  # the sha256 of every image file the post refers to
 
 
 def insert_post(conn: Database, post: NewPost) -> dict[tuple[str, str], int]:
-    """One post and its deliveries; the caller owns the transaction. The delivery ids.
+    """One post, its deliveries and the images it needs; the caller owns the transaction.
+    The delivery ids.
 
     A delivery with a parent starts blocked unless that parent is already sent with its
     remote id; the parent's own record step unblocks it later (G6). (On PostgreSQL the
@@ -122,6 +124,10 @@ def insert_post(conn: Database, post: NewPost) -> dict[tuple[str, str], int]:
         ).fetchone()
         ids[target] = int(row[0])
     conn.notify_work()
+    if post.media:
+        from plurcast.store import media
+
+        media.add_post_media(conn, post.id, post.media)
     return ids
 
 

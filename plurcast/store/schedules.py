@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from plurcast.models import Schedule
@@ -26,7 +27,8 @@ def _schedule(row: Any) -> Schedule:
     )
 
 
-def insert(conn: Database, s: Schedule, now_ms: int) -> None:
+def insert(conn: Database, s: Schedule, now_ms: int, media: Sequence[str] = ()) -> None:
+    """A new schedule and the images its posts will need; the caller owns the transaction."""
     conn.execute(
         f"INSERT INTO schedules ({_COLUMNS}, updated_at_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -52,6 +54,10 @@ def insert(conn: Database, s: Schedule, now_ms: int) -> None:
         ),
     )
     conn.notify_work()
+    if media:
+        from plurcast.store import media as media_sql
+
+        media_sql.add_schedule_media(conn, s.id, media)
 
 
 def due(conn: Database, now_ms: int) -> list[Schedule]:

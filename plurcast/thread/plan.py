@@ -186,6 +186,7 @@ def insert(
             content=text,
             targets=own,
             metadata=base.metadata if i == 0 else _later_part_metadata(base.metadata),
+            media=base.media if i == 0 else (),
             occurrence_at_ms=base.occurrence_at_ms if i == 0 else None,
             thread_id=thread_id,
             thread_part=i + 1 if thread_id else None,
