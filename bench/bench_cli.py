@@ -3,6 +3,9 @@
 - `plur-post x --schedule 30m` (Nostr and Mastodon configured): <= 5x `python -c pass` from
   the same venv (the interpreter's floor), and <= 0.5x `sqlite-utils insert` of one row (a
   Python CLI writing a row to SQLite)
+- `plur-post x --image IMG.jpg --alt … --schedule 30m` with a 12-megapixel phone photo: <= 4x
+  the same post without it (Pillow's import, decoding every pixel to find a damaged file,
+  removing the metadata, hashing and storing the copy)
 - `plur-send --once` with nothing due (10,000 posts queued for later): <= 5x the floor
 - `plur-queue list -f json` over 10,000 queued posts (two platforms each): <= 3x `sqlite3 -json`
   reading the same rows and columns
@@ -77,6 +80,13 @@ def fill_queue(env: dict[str, str]) -> None:
     conn.close()
 
 
+def phone_photo() -> bytes:
+    """A 4032×3024 JPEG as a phone takes it (a smooth picture, ~5 MB), GPS and maker note in."""
+    from tests.images import photo
+
+    return photo("JPEG", (4032, 3024), smooth=True, quality=92)
+
+
 def migrated(db: Path) -> None:
     from plurcast.store import connect
 
@@ -107,6 +117,8 @@ def start_up(work: Path) -> list[Ratio]:
     fill_queue(env)
     post_env = {**env, "PLURCAST_DB_PATH": str(work / "post.db")}
     migrated(Path(post_env["PLURCAST_DB_PATH"]))
+    photo = work / "IMG_0001.jpg"
+    photo.write_bytes(phone_photo())
     sqlite3 = shutil.which("sqlite3")
     if sqlite3 is None:
         raise SystemExit("bench_cli needs the sqlite3 shell: apt-get install sqlite3")
@@ -121,6 +133,19 @@ def start_up(work: Path) -> list[Ratio]:
                 stdin=row,
             ),
             "post": command([str(BIN / "plur-post"), "x", "--schedule", "30m"], post_env),
+            "image": command(
+                [
+                    str(BIN / "plur-post"),
+                    "x",
+                    "--image",
+                    str(photo),
+                    "--alt",
+                    "A kite",
+                    "-s",
+                    "30m",
+                ],
+                post_env,
+            ),
             "once": command([str(BIN / "plur-send"), "--once"], env),
         },
     )
@@ -136,6 +161,13 @@ def start_up(work: Path) -> list[Ratio]:
         Ratio("plur-post x --schedule 30m", t["post"], floor, t["floor"], 5),
         Ratio(
             "plur-post x --schedule 30m", t["post"], "sqlite-utils insert (1 row)", t["insert"], 0.5
+        ),
+        Ratio(
+            "plur-post x --image (12 MP JPEG) --schedule 30m",
+            t["image"],
+            "the same post without the image",
+            t["post"],
+            4,
         ),
         Ratio("plur-send --once, nothing due", t["once"], floor, t["floor"], 5),
         Ratio(

@@ -247,6 +247,29 @@ def test_a_bluesky_reply_must_name_the_stored_records_cid_and_root() -> None:
     assert "its parent's CID old is not the stored record's" in problems[1]
 
 
+def test_the_checker_reports_an_image_missing_doubled_or_without_its_alt_text() -> None:
+    expected, published, rows = clean()
+    expected[0] = Expected("p1", "nostr", "default", TEXT[1], ("a kite", "a field"))
+    expected[1] = Expected("p1", "mastodon", "default", TEXT[1], ("a kite", "a field"))
+    expected[2] = Expected("p2", "nostr", "alt", TEXT[2], ("a dog",))
+    published[0] = Published("nostr", "default", TEXT[1], "note1a", alts=("a kite", "a field"))
+    published[1] = Published("mastodon", "default", TEXT[1], "101", alts=("a kite",))
+    published[2] = Published("nostr", "alt", TEXT[2], "note1b", alts=("a dog", "a dog"))
+    published.append(Published("nostr", "default", "nobody wrote this", "note1x", alts=("?",)))
+    verdict = check(expected, {}, published, rows)
+    assert verdict.attachments == [
+        f"mastodon/default {TEXT[1]!r} (101): images with alt texts ['a kite'], expected "
+        "['a kite', 'a field']",
+        f"nostr/alt {TEXT[2]!r} (note1b): images with alt texts ['a dog', 'a dog'], expected "
+        "['a dog']",
+        "nostr/default 'nobody wrote this' (note1x): images with alt texts ['?'], expected []",
+    ]
+    assert not verdict.lost and not verdict.duplicated
+    fine, on_servers, in_database = clean()
+    left = check(fine, {}, on_servers, in_database, media_left=["ab12"])
+    assert left.media_left == ["ab12: still in the media store"] and not left.ok
+
+
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(101)], 99) == 99.0
@@ -276,6 +299,7 @@ def test_small_chaos_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert report.threads >= 2, log
     assert report.later_parts_failed >= 1, log
     assert report.thread_kills >= 1, log
+    assert report.image_posts >= 20 and report.images >= 40, log  # and each one checked
 
 
 # --- what the full chaos run found -----------------------------------------------------------
@@ -323,7 +347,7 @@ def test_cancel_while_the_post_is_on_the_wire_is_refused(
     publish = publisher.publish
     answers = []
 
-    async def cancel_then_publish(payload: str) -> Outcome:
+    async def cancel_then_publish(payload: str, media: object = None) -> Outcome:
         answers.append(run(queue_cli, "cancel", post_id, "--force"))
         return await publish(payload)
 
@@ -401,7 +425,7 @@ def test_cancel_of_a_retry_whose_first_send_may_have_landed_is_refused(
     publisher = engine.pool.get("nostr", "default")
     publish = publisher.publish
 
-    async def stored_but_answered_too_late(payload: str) -> Outcome:
+    async def stored_but_answered_too_late(payload: str, media: object = None) -> Outcome:
         assert (await publish(payload)).remote_id
         return Outcome(OutcomeKind.TRANSIENT, error="timeout: no answer within 3 s")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Expected:
-    """One delivery the harness asked for: (post, platform, account) and the text it carries.
+    """One delivery the harness asked for: (post, platform, account) and the text it carries,
+    with the alt texts of its images, in order.
 
     A recurring schedule's occurrences share one text, so the checker counts copies per
     (platform, account, text) against how many entries ask for that text.
@@ -24,6 +25,7 @@ class Expected:
     platform: str
     account: str
     text: str
+    alts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,9 @@ class Cancel:
 class Published:
     """One post as a server holds it (remote_id in the form the database records), and what
     it replies to as the server has it: its parent and its thread's root (in the same form),
-    the parent's CID where the platform names one (Bluesky), and where it stands in the
-    server's own order (a Mastodon id, a Nostr created_at, a Bluesky record key)."""
+    the parent's CID where the platform names one (Bluesky), where it stands in the
+    server's own order (a Mastodon id, a Nostr created_at, a Bluesky record key), and the
+    alt text of each image attached to it, in order."""
 
     platform: str
     account: str
@@ -51,6 +54,7 @@ class Published:
     cid: str | None = None
     parent_cid: str | None = None
     order: int | str | None = None
+    alts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class Verdict:
     gave_up: list[str] = field(default_factory=list)
     occurrences: list[str] = field(default_factory=list)
     threads: list[str] = field(default_factory=list)
+    attachments: list[str] = field(default_factory=list)
+    media_left: list[str] = field(default_factory=list)
 
     PROBLEMS = (
         "lost",
@@ -109,6 +115,8 @@ class Verdict:
         "gave_up",
         "occurrences",
         "threads",
+        "attachments",
+        "media_left",
     )
 
     @property
@@ -131,6 +139,7 @@ def check(
     rows: Sequence[Row],
     occurrences: Sequence[Occurrences] = (),
     threads: Sequence[Thread] = (),
+    media_left: Sequence[str] = (),
 ) -> Verdict:
     """Compare what was asked for with what the servers hold and what the database says.
 
@@ -147,6 +156,9 @@ def check(
       before it is; on the server part 1 starts the thread, and every later part replies to
       the part before it as stored (Bluesky: its CID too), names part 1 as its root, and
       comes after its parent in the server's own order — no part standalone.
+    - Every copy on a server carries exactly the images its post asked for, each once and with
+      its alt text, in order (`attachments`); and once every post is sent, no copy of an image
+      is left in the media store (`media_left`, the files still there).
     """
     verdict = Verdict(expected=len(expected))
     row_of = {(r.post_id, r.platform, r.account): r for r in rows}
@@ -213,6 +225,14 @@ def check(
             verdict.disagree.append(
                 f"{key[0]}/{key[1]} {short(key[2])!r}: on the server, no sent row in the database"
             )
+    alts_of = {(e.platform, e.account, e.text): e.alts for e in expected}
+    for p in published:
+        want = alts_of.get((p.platform, p.account, p.text), ())
+        if p.alts != want:
+            verdict.attachments.append(
+                f"{p.platform}/{p.account} {short(p.text)!r} ({p.remote_id}): images with alt "
+                f"texts {list(p.alts)}, expected {list(want)}"
+            )
     for occ in occurrences:
         posted = Counter(occ.posted_ms)
         for at in sorted(set(occ.expected_ms) - set(posted)):
@@ -224,6 +244,7 @@ def check(
             elif n > 1:
                 verdict.occurrences.append(f"schedule {occ.schedule_id} occurrence {at}: ×{n}")
     verdict.threads = check_threads(threads, published, rows)
+    verdict.media_left += [f"{name}: still in the media store" for name in media_left]
     return verdict
 
 

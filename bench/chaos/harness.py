@@ -300,7 +300,9 @@ class Harness:
                 op = next(o for o in users.ops if o.text == info.text)
                 if not info.post_id and op.code != 0:
                     continue  # refused before anything was written
-            expected += [Expected(info.post_id, p, a, info.text) for p, a in info.targets]
+            expected += [
+                Expected(info.post_id, p, a, info.text, info.alts) for p, a in info.targets
+            ]
         occurrences = []
         for s in workload.schedules:
             fates = conn.execute(
@@ -317,7 +319,9 @@ class Harness:
             if op.kind == "cancel" and op.code == 0 and op.post_id not in cancels:
                 cancels[op.post_id] = Cancel(op.post_id, op.started_ms, op.ended_ms)
         threads = [Thread(tuple(t.post_ids), t.targets) for t in workload.threads]
-        verdict = check(expected, cancels, published, rows, occurrences, threads)
+        media = ctx.work / "media"  # beside the database: every post is sent, nothing needs it
+        left = sorted(p.name for p in media.iterdir()) if media.exists() else []
+        verdict = check(expected, cancels, published, rows, occurrences, threads, left)
         self.dump(verdict, users)
         kills = self.daemons.kills
         (late, late_outage, late_after), late_all, excluded = lateness(
@@ -364,6 +368,8 @@ class Harness:
             thread_parts=sum(len(t.post_ids) for t in workload.threads),
             thread_kills=self.thread_kills,
             later_parts_failed=self.later_parts_failed(),
+            images=sum(len(info.alts) * len(info.targets) for info in workload.posts),
+            image_posts=sum(1 for info in workload.posts if info.alts),
         )
 
     def later_parts_failed(self) -> int:

@@ -52,6 +52,8 @@ class Report:
     thread_parts: int = 0
     thread_kills: int = 0  # kill -9 of a daemon holding a thread's part 2 or later
     later_parts_failed: int = 0  # deliveries of part 2+ with a failed attempt
+    images: int = 0  # images attached to the posts (each one, on each delivery, checked)
+    image_posts: int = 0
 
     def table(self) -> str:
         """The one table: markdown, so it can go into the README as printed."""
@@ -141,6 +143,12 @@ class Report:
                 "thread parts out of order, standalone or not pointing at their parent",
                 n(v.threads),
             ),
+            (
+                f"images ({self.images} on {self.image_posts} posts): not there exactly once "
+                "with their alt text",
+                n(v.attachments),
+            ),
+            ("image copies left in the media store after the drain", n(v.media_left)),
             ("lateness, on-time deliveries due before the relay outage", late(self.lateness)),
             ("… due while the relay was down (other platforms)", late(self.lateness_outage)),
             ("… due after the relay came back", late(self.lateness_after)),

@@ -1,9 +1,9 @@
 """The real local servers of a run, its config, and counting what the servers hold.
 
-nostr-relay (strict: refuses re-sent events), mastodon_mock (with its fault API, its data in a
-file so that a restart keeps it) and a real Bluesky PDS when tests/peers/bluesky.py exists and
-the engine has a Bluesky adapter (checked at run time; the report says when Bluesky was left
-out, and why). Two accounts on each.
+nostr-relay (strict: refuses re-sent events) with the strict Blossom test server for the
+posts' images, mastodon_mock (with its fault API, its data in a file so that a restart keeps it)
+and a real Bluesky PDS when tests/peers/bluesky.py exists and the engine has a Bluesky adapter
+(checked at run time; the report says when Bluesky was left out, and why). Two accounts on each.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import os
 import re
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.chaos.checker import Published, short
 from bench.chaos.context import ACCOUNTS, MASTODON_USERS, Context, HarnessError, environ
+from tests.peers.blossom import BlossomServer
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import NostrRelay
 
@@ -63,6 +65,7 @@ class Servers:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.relay: NostrRelay | None = None
+        self.blossom: BlossomServer | None = None
         self.mastodon: MastodonMock | None = None
         self.pds: Any = None
         self.bsky_accounts: dict[str, Any] = {}
@@ -90,6 +93,7 @@ class Servers:
             self.ctx.say(f"database: PostgreSQL on 127.0.0.1:{self.postgres.port}")
         self.relay = NostrRelay(work / "nostr-relay")
         self.relay.start()
+        self.blossom = BlossomServer().start()
         self.mastodon = _MastodonServer(work / "mastodon-mock")
         self.mastodon.start()
         use_bluesky, why = bluesky_available() if self.ctx.p.bluesky else (False, self.bluesky_note)
@@ -123,7 +127,7 @@ class Servers:
         """The config every process of the run reads; opens the run's database on `ctx`."""
         import nostr_sdk
 
-        assert self.relay is not None and self.mastodon is not None
+        assert self.relay is not None and self.mastodon is not None and self.blossom is not None
         ctx = self.ctx
         keys = {a: nostr_sdk.Keys.generate() for a in ACCOUNTS}
         self.nostr_pubkeys = {keys[a].public_key().to_hex(): a for a in ACCOUNTS}
@@ -137,7 +141,7 @@ class Servers:
             'timezone = "UTC"',
             "[database]\nbusy_timeout = 15",
             f'[nostr]\nkeys_file = "{nostr_files["default"]}"\nrelays = ["{self.relay.url}"]'
-            "\ntimeout = 2",
+            f'\ntimeout = 2\nblossom_servers = ["{self.blossom.url}"]',
             f'[accounts.nostr.alt]\nkeys_file = "{nostr_files["alt"]}"',
             f'[mastodon]\ninstance = "{self.mastodon.url}"\ntoken_file = "{tokens["default"]}"'
             "\ntimeout = 3",
@@ -272,45 +276,96 @@ class Servers:
             account = self.nostr_pubkeys.get(event["pubkey"], f"unknown key {event['pubkey']}")
             marked = {t[3]: t[1] for t in event["tags"] if len(t) >= 4 and t[0] == "e"}
             parent = marked.get("reply", marked.get("root"))
+            text, alts = self._nostr_images(event)
             found.append(
                 Published(
                     "nostr",
                     account,
-                    event["content"],
+                    text,
                     str(note(event["id"])),
                     parent=note(parent),
                     root=note(marked.get("root")),
                     order=int(event["created_at"]),
+                    alts=alts,
                 )
             )
         for account in ACCOUNTS:
             token = TOKENS[MASTODON_USERS[account]]
-            for status_id, text, parent in self.mastodon_statuses(token):
+            for status_id, text, parent, alts in self.mastodon_statuses(token):
                 found.append(
-                    Published("mastodon", account, text, status_id, parent, order=int(status_id))
+                    Published(
+                        "mastodon",
+                        account,
+                        text,
+                        status_id,
+                        parent,
+                        order=int(status_id),
+                        alts=alts,
+                    )
                 )
         if self.pds is not None:
             for account, acc in self.bsky_accounts.items():
                 for record in self.pds.list_records(acc.did):
-                    reply = record["value"].get("reply") or {}
+                    value = record["value"]
+                    reply = value.get("reply") or {}
+                    images = value.get("embed", {}).get("images", [])
                     found.append(
                         Published(
                             "bluesky",
                             account,
-                            record["value"]["text"],
+                            value["text"],
                             record["uri"],
                             parent=reply.get("parent", {}).get("uri"),
                             root=reply.get("root", {}).get("uri"),
                             cid=record["cid"],
                             parent_cid=reply.get("parent", {}).get("cid"),
                             order=record["uri"].rsplit("/", 1)[1],
+                            alts=tuple(self._bluesky_alt(acc.did, image) for image in images),
                         )
                     )
         return found
 
-    def mastodon_statuses(self, token: str) -> Iterator[tuple[str, str, str | None]]:
+    def _nostr_images(self, event: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+        """A note's text without its image URLs, and each image's alt text: an image counts
+        when its URL is in the content, its imeta names it, and the Blossom server has the
+        blob, without the photo's GPS position."""
+        from tests.images import has_location
+
+        assert self.blossom is not None
+        lines = event["content"].split("\n")
+        alts: list[str] = []
+        for tag in event["tags"]:
+            if tag[0] != "imeta":
+                continue
+            fields = dict(item.split(" ", 1) for item in tag[1:] if " " in item)
+            url, digest = fields.get("url", ""), fields.get("x", "")
+            blob = self.blossom.blobs.get(digest)
+            if url not in lines or blob is None or has_location(blob):
+                alts.append(f"(broken: {url or 'no url'})")
+                continue
+            lines.remove(url)
+            alts.append(fields.get("alt", ""))
+        return "\n".join(lines), tuple(alts)
+
+    def _bluesky_alt(self, did: str, image: dict[str, Any]) -> str:
+        """An image's alt text, when the PDS has its blob (without the GPS position)."""
+        from tests.images import has_location
+
+        assert self.pds is not None
+        cid = image["image"]["ref"]["$link"]
+        url = f"{self.pds.url}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                blob = answer.read()
+        except (OSError, urllib.error.URLError):
+            return f"(broken: blob {cid} not on the PDS)"
+        return "(broken: GPS on the PDS)" if has_location(blob) else str(image["alt"])
+
+    def mastodon_statuses(
+        self, token: str
+    ) -> Iterator[tuple[str, str, str | None, tuple[str, ...]]]:
         """Every status of the account, 40 a page: its id, its text (from the HTML, else from
-        /source) and the status it replies to."""
+        /source), the status it replies to, and the description (alt text) of each attachment."""
         me = self.mock("GET", "/api/v1/accounts/verify_credentials", token=token)
         max_id = ""
         for _ in range(100_000 // 40):  # bounded: far more than any run posts
@@ -320,16 +375,17 @@ class Servers:
             if not page:
                 return
             for status in page:
+                alts = tuple(str(m.get("description") or "") for m in status["media_attachments"])
                 inner = re.fullmatch(r"<p>(.*)</p>", status["content"], re.DOTALL)
                 parent = status.get("in_reply_to_id")
                 parent = None if parent is None else str(parent)
                 if inner and "<" not in inner.group(1):
-                    yield str(status["id"]), html.unescape(inner.group(1)), parent
+                    yield str(status["id"]), html.unescape(inner.group(1)), parent, alts
                 else:
                     source = self.mock(
                         "GET", f"/api/v1/statuses/{status['id']}/source", token=token
                     )
-                    yield str(status["id"]), str(source["text"]), parent
+                    yield str(status["id"]), str(source["text"]), parent, alts
             max_id = f"&max_id={page[-1]['id']}"
 
     def book_cpu(self) -> None:
@@ -343,7 +399,7 @@ class Servers:
                 self.ctx.procs.peer(who, peer.process.pid)
 
     def stop(self) -> None:
-        for peer in (self.pds, self.mastodon, self.relay):
+        for peer in (self.pds, self.mastodon, self.blossom, self.relay):
             if peer is not None:
                 try:
                     peer.stop()

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.chaos.context import Context, iso
 from bench.chaos.servers import Servers
@@ -23,6 +24,7 @@ class PostInfo:
     # | plur-post | plur-post-now | thread (a part of one)
     via: str
     post_id: str = ""  # plur-post's: found by its (unique) text afterwards
+    alts: tuple[str, ...] = ()  # the alt text of each of its images, in order
 
 
 @dataclass
@@ -73,6 +75,33 @@ class Workload:
         self.platforms: tuple[str, ...] = ("nostr", "mastodon") + (
             ("bluesky",) if servers.pds is not None else ()
         )
+        self._pictures: list[Path] = []
+
+    def images(self, index: int) -> list[tuple[Path, str]]:
+        """Every 5th post has an image, every 15th two: (file, alt text unique to the post).
+
+        The pictures are phone photos with a GPS position and a maker note (tests/images.py),
+        made once per run; plur-post copies each into the media store when the post is written.
+        """
+        if index < 0 or index % 5:
+            return []
+        if not self._pictures:
+            from tests.images import photo
+
+            folder = self.ctx.work / "pictures"
+            folder.mkdir(exist_ok=True)
+            for n, (fmt, size) in enumerate((("JPEG", (96, 64)), ("PNG", (48, 40)))):
+                path = folder / f"picture{n}.{fmt.lower()}"
+                path.write_bytes(photo(fmt, size))
+                self._pictures.append(path)
+        count = 2 if index % 15 == 0 else 1
+        return [
+            (
+                self._pictures[(index + k) % len(self._pictures)],
+                f"{self.ctx.run_id} alt {index}.{k}",
+            )
+            for k in range(count)
+        ]
 
     def pick_targets(self) -> tuple[tuple[str, ...], str]:
         weights = [w for w, _, _ in self.targets]
@@ -95,11 +124,14 @@ class Workload:
         """Post number `index`, due at `due` (epoch s) or now; one written less than a second
         before its time is written due now ("late")."""
         from plurcast import queue
+        from plurcast.media.attach import ImageSpec
+        from plurcast.validation import Extras
 
         ctx = self.ctx
         platforms, account = targets or self.pick_targets()
         text = self.text(index, platforms, account)
         late = not now_mode and due - time.time() < 1.0
+        images = self.images(index)
         created = queue.create_post(
             ctx.db,
             ctx.cfg,
@@ -110,10 +142,12 @@ class Workload:
             account=None if account == "default" else account,
             tz=ctx.cfg.timezone,
             now=datetime.now(UTC),
+            extras=Extras(images=[ImageSpec(str(path), alt) for path, alt in images]),
         )
         assert created.scheduled_at is not None
         via = via or ("queue-now" if now_mode else "queue-late" if late else "queue")
-        info = PostInfo(text, tuple((p, account) for p in platforms), via, created.post_id)
+        alts = tuple(alt for _, alt in images)
+        info = PostInfo(text, tuple((p, account) for p in platforms), via, created.post_id, alts)
         self.posts.append(info)
         return info
 
@@ -165,11 +199,15 @@ class Workload:
         args = [text, "-p", ",".join(platforms), "-f", "json"]
         if account != "default":
             args += ["-a", account]
+        images = self.images(index)
+        for path, alt in images:
+            args += ["--image", str(path), "--alt", alt]
         immediate = index % 2 == 1
         if not immediate:
             args += ["-s", f"{self.ctx.rng.randint(3, 6)}s"]
         via = "plur-post-now" if immediate else "plur-post"
-        self.posts.append(PostInfo(text, tuple((p, account) for p in platforms), via))
+        alts = tuple(alt for _, alt in images)
+        self.posts.append(PostInfo(text, tuple((p, account) for p in platforms), via, "", alts))
         return args, text, immediate
 
     def warm_up(self) -> int:
