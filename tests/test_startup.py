@@ -17,6 +17,7 @@ import pytest
 
 from plurcast import config
 from plurcast.store import connect
+from tests.images import photo
 
 BIN = Path(sys.executable).parent
 
@@ -45,9 +46,15 @@ HEAVY = (
 PUBLISHING = ("asyncio", "ssl", "plurcast.engine", "plurcast.daemon")
 # A one-off post needs neither recurring posts nor logging.
 RECURRING = ("plurcast.schedules", "plurcast.recurrence", "logging")
-# A post without images needs no media store (its hashlib), one without random:MIN-MAX no
-# random.
-PLAIN = ("plurcast.media", "random")
+# A post without images needs none of the media code (checks, store and its hashlib,
+# uploads, link cards); one without random:MIN-MAX no random.
+MEDIA = (
+    "plurcast.media",
+    "plurcast.platforms.blossom",
+    "plurcast.linkcards",
+    "plurcast.store.media",
+)
+PLAIN = (*MEDIA, "random")
 
 
 def imported(args: list[str], tmp_path: Path) -> set[str]:
@@ -127,3 +134,9 @@ def test_the_record_sees_what_a_path_imports(migrated: Path, tmp_path: Path) -> 
     assert "dateparser" in loaded(modules, HEAVY)
     modules = imported(["plur-post", "x", "--every", "1d"], tmp_path)
     assert loaded(modules, RECURRING) == sorted(RECURRING)
+    picture = tmp_path / "kite.png"
+    picture.write_bytes(photo("PNG", (40, 30)))
+    modules = imported(["plur-post", "x", "-p", "mastodon", "--image", str(picture), "--alt",
+                        "A kite", "-s", "1h"], tmp_path)  # fmt: skip
+    assert "PIL" in loaded(modules, HEAVY)
+    assert loaded(modules, MEDIA) == ["plurcast.media", "plurcast.store.media"]
