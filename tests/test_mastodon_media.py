@@ -48,7 +48,9 @@ def test_images_go_up_with_their_alt_text_and_the_status_carries_the_options(
     entries = _entries(tmp_path, "A red kite over a field", "The same kite, landing")
     publisher = _publisher(mastodon_server, tmp_path)
     metadata = {"images": entries, "cw": "birds", "langs": ["pt-BR", "en"]}
-    work = Work(13, POST_ID, "mastodon", "default", "Look at this", metadata, _media(tmp_path))
+    work = Work(
+        13, POST_ID, "mastodon", "default", "Look at this", metadata, media=_media(tmp_path)
+    )
     payload = asyncio.run(publisher.prepare(work))
     stored = json.loads(payload)
     assert len(stored["media_ids"]) == 2 and stored["spoiler_text"] == "birds"
@@ -138,7 +140,9 @@ def test_a_403_on_upload_names_the_write_media_scope(
         },
         path="/api/v2/media",
     )
-    work = Work(14, POST_ID, "mastodon", "default", "text", {"images": entries}, _media(tmp_path))
+    work = Work(
+        14, POST_ID, "mastodon", "default", "text", {"images": entries}, media=_media(tmp_path)
+    )
     with pytest.raises(ConfigError, match="needs the write:media scope") as caught:
         asyncio.run(publisher.prepare(work))
     assert caught.value.exit_code == 2 and "README" in str(caught.value)
@@ -151,7 +155,9 @@ def test_a_server_error_on_upload_is_retried_later(
     entries = _entries(tmp_path, "x")
     publisher = _publisher(mastodon_server, tmp_path)
     mastodon_server.add_fault({"type": "status", "status": 503}, path="/api/v2/media")
-    work = Work(15, POST_ID, "mastodon", "default", "text", {"images": entries}, _media(tmp_path))
+    work = Work(
+        15, POST_ID, "mastodon", "default", "text", {"images": entries}, media=_media(tmp_path)
+    )
     with pytest.raises(RuntimeFailure, match="HTTP 503"):
         asyncio.run(publisher.prepare(work))
 

@@ -47,7 +47,7 @@ def _prepare(publisher: NostrPublisher, work: Work) -> dict[str, Any]:
 
 
 def _work(metadata: dict[str, Any], media: FileMedia | None = None) -> Work:
-    return Work(3, "post-3", "nostr", "default", "Kites", metadata, media)
+    return Work(3, "post-3", "nostr", "default", "Kites", metadata, media=media)
 
 
 def test_the_authorization_is_for_this_blob_only_and_expires(

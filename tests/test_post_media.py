@@ -368,3 +368,38 @@ def test_a_recurring_post_keeps_its_images_until_the_schedule_ends(
     assert _stored(db_path) == [stored]  # the schedule makes more posts with it
     assert run(queue_cli, "cancel", schedule["schedule_id"], "-f").exit_code == 0
     assert _stored(db_path) == []
+
+
+@pytest.mark.usefixtures("media_config")
+def test_a_thread_s_images_go_with_its_first_part_and_its_warning_with_every_part(
+    run: Run, clock: Clock, db_path: Path, jpeg: Path
+) -> None:
+    made = run(post_cli, "First part\n---\nSecond part", "--thread", "-p", "mastodon,bluesky",
+               "--image", str(jpeg), "--alt", "A kite", "--cw", "birds", "--lang", "en",
+               "-s", "1h", "-f", "json")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    first, second = (item["post_id"] for item in json.loads(made.stdout))
+    one, two = _metadata(run, first), _metadata(run, second)
+    assert [i["alt"] for i in one["images"]] == ["A kite"] and "images" not in two
+    assert one["cw"] == two["cw"] == "birds" and one["langs"] == two["langs"] == ["en"]
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT DISTINCT post_id FROM post_media").fetchall() == [(first,)]
+
+
+@pytest.mark.usefixtures("media_config")
+def test_auto_thread_cuts_bluesky_parts_with_the_warning_counted(run: Run, clock: Clock) -> None:
+    from plurcast.platforms import registry
+
+    words = " ".join(f"word{n}" for n in range(120))  # ~ 900 characters
+    made = run(post_cli, words, "--auto-thread", "-p", "bluesky", "--cw", "a long warning here",
+               "-s", "1h", "-f", "json")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    parts = [item["post_id"] for item in json.loads(made.stdout)]
+    assert len(parts) >= 4
+    bluesky = registry.get("bluesky")
+    for post_id in parts:
+        shown = json.loads(run(queue_cli, "show", post_id, "-f", "json").stdout)
+        [delivery] = shown["deliveries"]
+        text = delivery["content"] or shown["content"]
+        sent = bluesky.as_sent(text, "a long warning here")
+        assert sent.startswith("CW: a long warning here\n\n") and len(sent) <= 300, sent
