@@ -64,7 +64,7 @@ async def _send(publisher: BlueskyPublisher, work: Work) -> tuple[str, Any]:
 
 
 def _work(text: str, metadata: dict[str, Any], media: FileMedia | None = None) -> Work:
-    return Work(7, "post-7", "bluesky", "default", text, metadata, media=media)
+    return Work(7, "post-7", "bluesky", "default", text, metadata, media=media, notes={})
 
 
 def _record(bluesky_pds: Pds, account: Account) -> dict[str, Any]:
