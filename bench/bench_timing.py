@@ -280,7 +280,7 @@ def watchdog_gap(work: Path) -> tuple[float, float]:
         async def prepare(self, work_item: Any) -> str:
             return str(work_item.content)
 
-        async def publish(self, payload: str) -> Outcome:
+        async def publish(self, payload: str, media: object = None) -> Outcome:
             await asyncio.sleep(0.02)
             return Outcome(OutcomeKind.SENT, remote_id=payload)
 

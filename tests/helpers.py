@@ -16,6 +16,8 @@
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
+- `media_stored(db_path)`: what the test's media store holds (sha256 → bytes), on either
+  backend: the `media` rows on PostgreSQL, the files beside the SQLite database otherwise.
 
 No bound on elapsed time lives here or in any test: on-time behaviour is tested by stepping a
 `Clock`, and speed is measured by `make bench`.
@@ -46,6 +48,7 @@ from plurcast.engine import Delivered, Engine
 from plurcast.media import files
 from plurcast.store.deliveries import Claimed
 from plurcast.thread.plan import Compose
+from tests.peers.postgres import run_sql
 from tests.peers.process import free_port
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "deliver",
     "free_port",
     "iso",
+    "media_stored",
     "row",
     "secret_file",
     "silent_port",
@@ -347,3 +351,15 @@ def stored_images(
         specs, limits, fit=False, keep_metadata=False, require_alt=False, warn=lambda _: None
     )
     return attach.store(media, ready)
+
+
+def media_stored(db_path: Path) -> dict[str, bytes]:
+    """What the test's media store holds, sha256 → bytes: the `media` rows of the PostgreSQL
+    database PLURCAST_DATABASE_URL names, else the files beside the SQLite file at `db_path`."""
+    if os.environ.get("PLURCAST_DATABASE_URL"):
+        rows = run_sql(db_path, "SELECT sha256, data FROM media ORDER BY sha256")
+        return {str(digest): bytes(data) for digest, data in rows}
+    directory = files.media_dir(db_path)
+    if not directory.exists():
+        return {}
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}

@@ -2,7 +2,9 @@
 position goes out with its alt text, and no server ever holds the position.
 
 Nostr: nostr-sdk's relay and two strict Blossom servers; Mastodon: mastodon_mock; Bluesky: the
-real PDS. Each test names what it would catch breaking.
+real PDS. Each test names what it would catch breaking. Every test runs on SQLite (images as
+files beside the database) and on PostgreSQL (images as rows of the shared database, which is
+where a daemon on any host reads them from).
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.media.attach import ImageSpec
 from plurcast.validation import Extras
-from tests.helpers import NOW, T0, Clock, Run, deliver, secret_file
+from tests.helpers import (
+    ANSWER_TIMEOUT,
+    NOW,
+    T0,
+    Clock,
+    Run,
+    deliver,
+    media_stored,
+    secret_file,
+)
 from tests.images import has_location, photo
 from tests.peers.blossom import BlossomServer
 from tests.peers.bluesky import Account, Pds
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
+from tests.peers.postgres import Backend
 
 ALT = "A red kite hanging in the wind over a stubble field"
 
@@ -48,18 +60,21 @@ def three(
     second_blossom: BlossomServer,
     mastodon_server: MastodonMock,
     bluesky_pds: Pds,
+    backend: Backend,
 ) -> tuple[config_module.Config, Account]:
-    """All three platforms configured on their local servers."""
+    """All three platforms configured on their local servers, the queue on `backend`."""
     account = bluesky_pds.create_account()
     token = secret_file(isolated_home / "mastodon.token", TOKENS["alice"])
     password = secret_file(isolated_home / "bluesky.password", account.app_password)
     write_config(
         'timezone = "UTC"\n'
-        f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\ntimeout = 5\n'
+        f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\n'
+        f"timeout = {ANSWER_TIMEOUT}\n"
         f'blossom_servers = ["{blossom_server.url}", "{second_blossom.url}"]\n'
-        f'[mastodon]\ninstance = "{mastodon_server.url}"\ntoken_file = "{token}"\ntimeout = 5\n'
+        f'[mastodon]\ninstance = "{mastodon_server.url}"\ntoken_file = "{token}"\n'
+        f"timeout = {ANSWER_TIMEOUT}\n"
         f'[bluesky]\nhandle = "{account.handle}"\napp_password_file = "{password}"\n'
-        f'pds = "{bluesky_pds.url}"\ntimeout = 5\n'
+        f'pds = "{bluesky_pds.url}"\ntimeout = {ANSWER_TIMEOUT}\n'
         "[scheduling]\nretry_delay = 60\nmax_retries = 2\n"
     )
     return config_module.load(), account
@@ -75,8 +90,11 @@ def _blob(pds: Pds, did: str, cid: str) -> bytes:
     return _get(f"{pds.url}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}")
 
 
-def _media_dir(cfg: config_module.Config) -> Path:
-    return cfg.db_path.parent / "media"
+def _nothing_stored(cfg: config_module.Config) -> bool:
+    """The media store is empty, and on PostgreSQL no file was ever made."""
+    return media_stored(cfg.db_path) == {} and not (
+        cfg.database_url and (cfg.db_path.parent / "media").exists()
+    )
 
 
 def test_a_gps_tagged_photo_reaches_every_platform_with_its_alt_text_and_without_its_position(
@@ -130,7 +148,7 @@ def test_a_gps_tagged_photo_reaches_every_platform_with_its_alt_text_and_without
     assert not has_location(_blob(bluesky_pds, account.did, image["image"]["ref"]["$link"]))
 
     # Delivered everywhere: nothing needs the copy any more.
-    assert list(_media_dir(cfg).iterdir()) == []
+    assert _nothing_stored(cfg)
 
 
 def test_a_retry_reuses_every_upload_and_makes_one_post(
@@ -189,7 +207,7 @@ def test_a_retry_reuses_every_upload_and_makes_one_post(
     assert len(bluesky_pds.list_records(account.did)) == 1
     [event] = inprocess_relay.fetch_events()
     assert event == json.loads(payloads["nostr"])
-    assert created.post_id and list(_media_dir(cfg).iterdir()) == []
+    assert created.post_id and _nothing_stored(cfg)
 
 
 def test_plur_queue_now_and_show_with_images(
@@ -202,6 +220,8 @@ def test_plur_queue_now_and_show_with_images(
                "--cw", "flashing colours", "-s", "1h")  # fmt: skip
     assert made.exit_code == 0, made.output
     post_id = made.stdout.split(":")[1]
+    [stored] = media_stored(cfg.db_path).values()  # on PostgreSQL a row, not a file
+    assert not has_location(stored)
     shown = run(queue_cli, "show", post_id)
     assert "warning:    flashing colours" in shown.stdout
     assert "  1. photo.webp: image/webp," in shown.stdout and "64×48" in shown.stdout
@@ -209,4 +229,4 @@ def test_plur_queue_now_and_show_with_images(
     sent = run(queue_cli, "now", post_id)
     assert sent.exit_code == 0, sent.output
     assert [line.split(":")[0] for line in sent.stdout.splitlines()] == ["mastodon", "bluesky"]
-    assert list(_media_dir(cfg).iterdir()) == []
+    assert _nothing_stored(cfg)

@@ -2,13 +2,14 @@
 with nothing written; stored copies live exactly as long as a post or schedule needs them.
 
 No network here: the posts are queued (or drafts), and deliveries are marked by the store.
+Every test runs on SQLite (the images are files beside the database) and on PostgreSQL (rows
+of `media`, and no file anywhere).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,11 @@ from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
 from plurcast import queue, schedules
 from plurcast.media import store as media_store
-from tests.helpers import BASE_CONFIG, NOW, Clock, Run
+from tests.helpers import BASE_CONFIG, NOW, Clock, Run, media_stored
 from tests.images import has_location, photo
+from tests.peers.postgres import Backend, run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 MEDIA_CONFIG = BASE_CONFIG.replace(
     'relays = ["ws://127.0.0.1:1"]\n',
@@ -53,15 +57,18 @@ def _media_dir(db_path: Path) -> Path:
 
 
 def _stored(db_path: Path) -> list[str]:
-    directory = _media_dir(db_path)
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    return sorted(media_stored(db_path))
 
 
 def _posts(db_path: Path) -> int:
-    if not db_path.exists():
+    if not os.environ.get("PLURCAST_DATABASE_URL") and not db_path.exists():
         return 0
-    with sqlite3.connect(db_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM posts").fetchone()[0])
+    return int(run_sql(db_path, "SELECT count(*) FROM posts")[0][0])
+
+
+def _nothing_written(db_path: Path) -> bool:
+    """No post, no stored image, no media directory (on PostgreSQL there is never one)."""
+    return _posts(db_path) == 0 and _stored(db_path) == [] and not _media_dir(db_path).exists()
 
 
 def _post_id(result: Any) -> str:
@@ -134,8 +141,7 @@ def test_bad_input_is_one_line_with_nothing_written(
     assert result.stdout == ""
     assert result.stderr.startswith(message.format(**places)), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert _posts(db_path) == 0
-    assert not _media_dir(db_path).exists()
+    assert _nothing_written(db_path)
 
 
 def test_a_nostr_post_with_images_needs_a_blossom_server(
@@ -145,13 +151,13 @@ def test_a_nostr_post_with_images_needs_a_blossom_server(
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: Nostr account default has no Blossom server for ")
     assert "blossom_servers" in result.stderr and result.stderr.count("\n") == 1
-    assert _posts(db_path) == 0 and not _media_dir(db_path).exists()
+    assert _nothing_written(db_path)
     assert run(post_cli, "text only is fine", "-s", "1h", "-p", "nostr").exit_code == 0
 
 
 @pytest.mark.usefixtures("media_config")
 def test_each_alt_belongs_to_the_image_before_it(
-    run: Run, clock: Clock, db_path: Path, tmp_path: Path, jpeg: Path
+    run: Run, clock: Clock, db_path: Path, tmp_path: Path, jpeg: Path, backend: Backend
 ) -> None:
     png = tmp_path / "chart.png"
     png.write_bytes(photo("PNG", (50, 40), orientation=1))
@@ -169,11 +175,13 @@ def test_each_alt_belongs_to_the_image_before_it(
     ]
     assert [(i["width"], i["height"]) for i in images] == [(60, 80), (50, 40)]
     # The stored copies: cleaned, private, and the post no longer needs the originals.
-    assert _stored(db_path) == sorted(i["sha256"] for i in images)
+    stored = media_stored(db_path)
+    assert sorted(stored) == sorted(i["sha256"] for i in images)
     for image in images:
-        path = _media_dir(db_path) / image["sha256"]
-        assert path.stat().st_mode & 0o777 == 0o600
-        assert not has_location(path.read_bytes())
+        assert not has_location(stored[image["sha256"]])
+        if not backend.is_postgresql:
+            assert (_media_dir(db_path) / image["sha256"]).stat().st_mode & 0o777 == 0o600
+    assert _media_dir(db_path).exists() != backend.is_postgresql
     jpeg.unlink()
     shown = run(queue_cli, "show", post_id).stdout
     assert "images:\n  1. IMG_0001.jpg: image/jpeg, " in shown
@@ -188,7 +196,7 @@ def test_keep_metadata_keeps_the_position(
     post_id = _post_id(run(post_cli, "x", "-s", "1h", "--image", str(jpeg), "--alt", "a",
                            "--keep-metadata"))  # fmt: skip
     [image] = _metadata(run, post_id)["images"]
-    assert has_location((_media_dir(db_path) / image["sha256"]).read_bytes())
+    assert has_location(media_stored(db_path)[image["sha256"]])
 
 
 def test_require_alt_makes_a_missing_alt_an_error(
@@ -202,7 +210,7 @@ def test_require_alt_makes_a_missing_alt_an_error(
     assert result.stderr == (
         f"Error: image 1 ({jpeg}) has no alt text — add --alt TEXT after --image {jpeg}\n"
     )
-    assert _posts(db_path) == 0 and not _media_dir(db_path).exists()
+    assert _nothing_written(db_path)
 
 
 @pytest.mark.parametrize(
@@ -325,8 +333,7 @@ def test_edit_changes_the_alt_texts_of_an_unsent_post(
         refused = run(queue_cli, "edit", post_id, *args)
         assert refused.exit_code == 3 and message in refused.stderr, refused.stderr
     assert [i["alt"] for i in _metadata(run, post_id)["images"]] == ["First", "The same, again"]
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE deliveries SET state = 'sent'")
+    run_sql(db_path, "UPDATE deliveries SET state = 'sent'")
     refused = run(queue_cli, "edit", post_id, "--alt", "1", "Too late")
     assert refused.exit_code == 3 and "only posts not yet sent can be edited" in refused.stderr
 
@@ -340,9 +347,9 @@ def test_a_copy_is_removed_once_no_post_needs_it(
     [stored] = _stored(db_path)  # the same picture, kept once
     assert run(queue_cli, "cancel", first, "-f").exit_code == 0
     assert _stored(db_path) == [stored]  # the second post still needs it
-    with sqlite3.connect(db_path) as conn:  # the second gave up: it may still be retried
-        conn.execute("UPDATE deliveries SET state = 'dead', last_error = 'x' WHERE post_id = ?",
-                     (second,))  # fmt: skip
+    # The second gave up: it may still be retried.
+    run_sql(db_path, "UPDATE deliveries SET state = 'dead', last_error = 'x' WHERE post_id = ?",
+            second)  # fmt: skip
     assert run(queue_cli, "cancel", first, "-f").exit_code == 3
     assert _stored(db_path) == [stored]
     assert run(queue_cli, "failed", "delete", second).exit_code == 0
@@ -382,8 +389,7 @@ def test_a_thread_s_images_go_with_its_first_part_and_its_warning_with_every_par
     one, two = _metadata(run, first), _metadata(run, second)
     assert [i["alt"] for i in one["images"]] == ["A kite"] and "images" not in two
     assert one["cw"] == two["cw"] == "birds" and one["langs"] == two["langs"] == ["en"]
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT DISTINCT post_id FROM post_media").fetchall() == [(first,)]
+    assert run_sql(db_path, "SELECT DISTINCT post_id FROM post_media") == [(first,)]
 
 
 @pytest.mark.usefixtures("media_config")

@@ -464,10 +464,10 @@ class Interrupted:
     async def prepare(self, work: Work) -> str:
         return str(await self.inner.prepare(work))
 
-    async def publish(self, payload: str) -> Outcome:
+    async def publish(self, payload: str, media: object = None) -> Outcome:
         self.sent.append(payload)
         self.during()
-        return await self.inner.publish(payload)  # type: ignore[no-any-return]
+        return await self.inner.publish(payload, media)  # type: ignore[no-any-return]
 
     def display(self, outcome: Outcome) -> str:
         return str(self.inner.display(outcome))
