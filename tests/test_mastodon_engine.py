@@ -39,6 +39,7 @@ from tests.helpers import (
 )
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
+from tests.peers.postgres import Backend
 
 WriteConfig = Callable[..., config_module.Config]
 
@@ -199,26 +200,32 @@ def test_named_accounts_post_as_themselves_through_their_own_client(
 
 @pytest.mark.slow
 def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
-    mastodon_config: WriteConfig, mastodon_server: MastodonMock, tmp_path: Path
+    mastodon_config: WriteConfig, mastodon_server: MastodonMock, tmp_path: Path, backend: Backend
 ) -> None:
-    """G2 with a real kill -9: the server made the status, plur-send died before recording
-    it; the next plur-send re-sends the stored payload and is given that same status."""
+    """G2 with a real kill -9, on each backend: the server made the status, plur-send died
+    before recording it; the next plur-send re-sends the stored payload and is given that
+    same status."""
     cfg = mastodon_config()
     conn = queue.open_db(cfg)
     add_post(conn, cfg, "killed before recording 🔪")
     # The server holds the request 2 s before it makes the status and answers.
     mastodon_server.add_fault({"type": "latency", "delay_ms": 2000})
     plur_send = str(Path(sys.executable).parent / "plur-send")
-    locker = sqlite3.connect(cfg.db_path, isolation_level=None)
+    locker = backend.inspect(cfg)
+    # SQLite: the write lock; PostgreSQL: the delivery's row, which the record must update.
+    lock = ["BEGIN", "SELECT id FROM deliveries FOR UPDATE"]
+    if not backend.is_postgresql:
+        lock = ["BEGIN IMMEDIATE"]
     stored = "SELECT count(*) FROM deliveries WHERE payload IS NOT NULL"
     with (tmp_path / "plur-send.log").open("wb") as log:
         first = subprocess.Popen([plur_send, "--once"], stdout=log, stderr=subprocess.STDOUT)
         try:
             # Once the payload is committed plur-send writes nothing until the answer: lock
-            # the database then, and it can no longer record the outcome (the 2 s leave the
+            # the delivery then, and it can no longer record the outcome (the 2 s leave the
             # lock time to be taken on a busy machine; nothing else depends on timing).
             wait_until(lambda: locker.execute(stored).fetchone()[0] > 0, "the stored payload")
-            locker.execute("BEGIN IMMEDIATE")
+            for statement in lock:
+                locker.execute(statement)
             wait_until(lambda: bool(mastodon_server.statuses()), "the held request served")
         finally:
             first.kill()
