@@ -30,6 +30,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_cli.py
+	$(PY) bench/bench_statements.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_timing.py

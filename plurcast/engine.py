@@ -146,6 +146,7 @@ class Engine:
         self.no_retry = no_retry
         self.lease_ms = int(lease_seconds * 1000)
         self._media: MediaStore | None = None
+        self._pruned: dict[tuple[str, str], int] = {}  # ratelimit.Window's, across claims
 
     @property
     def rng(self) -> random.Random:
@@ -174,6 +175,8 @@ class Engine:
         lease = self._lease_now()
         platforms = self.pool.platforms
         room = lanes.free(platforms) if lanes is not None else None
+        if room is not None and not any(n > 0 for n in room.values()):
+            return []  # every lane full: nothing to take, no write transaction for it
         with transaction(self.conn):
             return self._settle(store.lease_due(self.conn, lease, platforms, limit, room), lease)
 
@@ -209,7 +212,7 @@ class Engine:
         slot frees, and give up one-shot posts past the grace."""
         leased = list(leased)
         now = lease.now_ms
-        window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now)
+        window = Window(self.conn, self.cfg.scheduling.posts_per_hour, now, self._pruned)
         window.lock({(c.platform, c.account) for c, _ in leased})
         grace = self.cfg.scheduling.grace
         claimed: list[Claimed] = []

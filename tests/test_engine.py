@@ -220,6 +220,38 @@ def test_rate_limit_defers_the_rest_to_when_slots_free(
     )
 
 
+def test_the_rate_window_forgets_old_slots_when_it_looks_full_and_once_a_minute(
+    nostr_config: WriteNostrConfig,
+) -> None:
+    """A claim prunes a key's slots that left the hour at most once a minute, so its count
+    may still hold old slots (an upper bound: room it sees is there). A window that looks
+    full is pruned and counted again before anything is deferred, and old slots never pile
+    up: a minute after the last prune they go, full or not."""
+    cfg = nostr_config(["ws://127.0.0.1:1"], "[scheduling.rate_limits.nostr]\nposts_per_hour = 5\n")
+    conn = queue.open_db(cfg)
+    now = T0 + 7200
+    engine = Engine(cfg, conn, clock=Clock(now))
+    hour_ago_ms = int(now * 1000) - 3_600_000
+
+    def old_slots(count: int) -> None:
+        with transaction(conn):  # slots that left the window: still in the count
+            for i in range(count):
+                store.reserve_slot(conn, "nostr", "default", hour_ago_ms - 1 - i, 0)
+
+    def claim_one(at: float) -> int:
+        engine.clock = Clock(at)
+        add_post(conn, cfg, f"at {at}", T0 + 7000)
+        assert len(engine.claim_due(10)) == 1
+        return store.slots_used(conn, "nostr", "default")
+
+    assert claim_one(now) == 1
+    old_slots(4)  # the count says 5 of 5
+    assert claim_one(now) == 2, "pruned when it looked full: claimed, not deferred"
+    old_slots(1)
+    assert claim_one(now + 30) == 4  # 30 s after a prune, room left: the old one waits
+    assert claim_one(now + 61) == 4  # a minute on: pruned, though not full
+
+
 def test_release_gives_back_leases_and_keeps_payloads(nostr_config: WriteNostrConfig) -> None:
     cfg = nostr_config(["ws://127.0.0.1:1"])
     conn = queue.open_db(cfg)

@@ -423,15 +423,12 @@ def log_attempt(
     detail: dict[str, str],
     worker: str,
 ) -> None:
-    number = conn.execute(
-        "SELECT count(*) + 1 FROM attempts WHERE delivery_id = ?", (delivery_id,)
-    ).fetchone()[0]
     conn.execute(
         "INSERT INTO attempts (delivery_id, number, started_at_ms, finished_at_ms, outcome, "
-        "error, error_kind, detail, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error, error_kind, detail, worker) SELECT ?, count(*) + 1, ?, ?, ?, ?, ?, ?, ? "
+        "FROM attempts WHERE delivery_id = ?",
         (
             delivery_id,
-            number,
             started_ms,
             finished_ms,
             outcome,
@@ -439,6 +436,7 @@ def log_attempt(
             error_kind,
             json.dumps(detail, ensure_ascii=False) if detail else None,
             worker,
+            delivery_id,
         ),
     )
 
@@ -566,6 +564,17 @@ def slots_used(conn: Database, platform: str, account: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+def rate_state(conn: Database, platform: str, account: str) -> tuple[int | None, int]:
+    """(the hold's end or None, the slots held) of (platform, account), in one read; the
+    count is exact once its old slots are pruned, an upper bound before."""
+    row = conn.execute(
+        "SELECT (SELECT until_ms FROM rate_holds WHERE platform = :p AND account = :a), "
+        "(SELECT used FROM rate_counts WHERE platform = :p AND account = :a)",
+        {"p": platform, "a": account},
+    ).fetchone()
+    return (None if row[0] is None else int(row[0])), (0 if row[1] is None else int(row[1]))
+
+
 def nth_slot_time(
     conn: Database, platform: str, account: str, since_ms: int, offset: int
 ) -> int | None:
@@ -590,13 +599,6 @@ def prune_slots(conn: Database, platform: str, account: str, before_ms: int) -> 
         "DELETE FROM rate_slots WHERE platform = ? AND account = ? AND at_ms <= ?",
         (platform, account, before_ms),
     )
-
-
-def hold_until(conn: Database, platform: str, account: str) -> int | None:
-    row = conn.execute(
-        "SELECT until_ms FROM rate_holds WHERE platform = ? AND account = ?", (platform, account)
-    ).fetchone()
-    return None if row is None else int(row[0])
 
 
 def set_hold(conn: Database, platform: str, account: str, until_ms: int, reason: str) -> None:
