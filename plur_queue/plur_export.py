@@ -27,10 +27,14 @@ Examples:
   plur-export -f markdown --status all -o everything.md
   plur-export --since 2027-01-01 --until 2027-02-01 -f csv
   plur-export | PLURCAST_DB_PATH=other.db plur-import -f jsonl -
+  plur-export -o plan.jsonl                  with images: they go into plan-images/
 
 \b
 Each post is one row: key, content, schedule (ISO 8601 in the post's zone), tz,
-platforms, account (and draft, visibility, nostr_pow, 21e8, reply_to when used).
+platforms, account (and draft, visibility, nostr_pow, 21e8, reply_to, cw, label,
+lang, no_card, images and their alt texts when used). Images are written as files
+into a folder beside -o FILE (FILE's name + -images), named in the rows relative
+to FILE's folder, where plur-import finds them; posts with images need -o.
 A thread is one row too: thread true, its parts as content between --- lines, and
 a variant for a platform whose parts differ. The key is the post's import key,
 else its id, so importing an export — into an empty database, or back into this
@@ -76,12 +80,14 @@ def cli(
         wanted=wanted,
         since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
         until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
+        images_folder=None if output is None else f"{Path(output).stem}-images",
     )
     clikit.stderr_lines(f"Warning: {note}" for note in result.left_out)
     text = write.write(result.entries, cast(read.Kind, fmt))
     if output is None:
         sys.stdout.write(text)
-    else:
+    else:  # the images first: the file never names one that is not there
+        exporter.save_images(s.conn, result.images, Path(output).parent)
         _write_private(Path(output), text)
     count = len(result.entries)
     sys.stderr.write(f"exported {count:,} post{'s' if count != 1 else ''}\n")

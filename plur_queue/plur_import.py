@@ -38,8 +38,10 @@ Fields (CSV columns, JSON keys, front matter), named after plur-post's options:
   platforms ("nostr,mastodon"), account, draft (true/false), visibility,
   nostr_pow (0-64), 21e8, thread (true: --- lines separate the parts; or a list),
   auto_thread, numbered, variant ({"bluesky": "Short"}, or bluesky=Short lines),
-  reply_to, key (what makes a row the same row when imported again; without one, a
-  hash of what the row says).
+  reply_to, images (paths, relative to the file's folder; a list, or one a line),
+  alt (each image's alt text, in order), fit, keep_metadata, cw, label, lang
+  ("en,de"), no_card, key (what makes a row the same row when imported again;
+  without one, a hash of what the row says).
 
 \b
 All or nothing: if any row is bad, every bad row is listed (`line 7: …`) and
@@ -70,7 +72,9 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
     sources = [_source(name, len(files)) for name in files]
     tz = cfg.timezone
     try:
-        rows, now = importer.run(cfg, sources, clikit.now, kind=kind, dry_run=dry_run)
+        rows, now = importer.run(
+            cfg, sources, clikit.now, kind=kind, dry_run=dry_run, warn=clikit.warn
+        )
     except importer.Refused as exc:
         clikit.stderr_lines(f"Error: {problem}" for problem in exc.problems)
         raise

@@ -29,6 +29,7 @@ from plurcast.thread import plan as thread_plan
 from plurcast.thread.plan import Compose
 
 if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
+    from plurcast.media.store import MediaStore
     from plurcast.thread import replyto
 
 MIN_ID_PREFIX = 8
@@ -175,16 +176,18 @@ def insert_new_post(
     *,
     claim: Callable[[str], list[Claimed]] | None = None,
     slot_at: datetime | None = None,
+    media: MediaStore | None = None,
 ) -> Created:
     """write_post's work, inside the caller's write transaction (plur-import writes a whole
     file in one). A `--schedule next` post takes `slot_at` when given (the caller chose it
-    under this same lock), else the first free slot."""
+    under this same lock), else the first free slot. Its images go into `media` (default:
+    the queue's own store; a dry run gives one that keeps nothing)."""
     post_id = str(uuid.uuid4())
     claims: list[Claimed] = []
     scheduled_at = new.scheduled_at
     if new.slot:  # chosen under the write lock: two writers never take one slot
         scheduled_at = slot_at or slots.take(conn, cfg, new.checked.targets, now)
-    data = {**new.metadata, **extras_metadata(conn, new.checked.extras)}
+    data = {**new.metadata, **extras_metadata(conn, new.checked.extras, media)}
     record = store.NewPost(
         id=post_id,
         content=new.checked.text,
@@ -220,13 +223,18 @@ def insert_new_post(
     )
 
 
-def extras_metadata(conn: Database, extras: validation.CheckedExtras) -> dict[str, Any]:
-    """The extras' metadata keys; their images stored, inside the caller's transaction."""
+def extras_metadata(
+    conn: Database, extras: validation.CheckedExtras, media: MediaStore | None = None
+) -> dict[str, Any]:
+    """The extras' metadata keys; their images stored (in `media`, default the queue's
+    store), inside the caller's transaction."""
     if not extras.images:
         return dict(extras.options)
-    from plurcast.media import store as media_store
+    if media is None:
+        from plurcast.media import store as media_store
 
-    return extras.metadata(media_store.for_database(conn))
+        media = media_store.for_database(conn)
+    return extras.metadata(media)
 
 
 def media_files(metadata: dict[str, Any]) -> list[str]:

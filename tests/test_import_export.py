@@ -181,7 +181,7 @@ def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: P
         ("a.csv", "", "no posts in"),
         ("a.csv", "content,schedule\n", "no posts in"),
         ("a.txt", "content\nx\n", "cannot tell the format of"),
-        ("a.jsonl", '{"content": "x", "images": ["cat.png"]}\n', "images cannot be imported"),
+        ("a.jsonl", '{"content": "x", "image_url": "https://a.example/cat.png"}\n', "by URL"),
         ("a.md", "---\nschedule: 1h\n---\n", "line 1: no content"),
     ],
 )

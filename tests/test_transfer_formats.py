@@ -3,6 +3,9 @@ writers write reads back as the same entries (hostile text included)."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -73,7 +76,7 @@ def test_jsonl_every_bad_row_is_listed_with_its_line() -> None:
                 '{"content": 5}',
                 '{"content": "x", "platforms": {"a": 1}}',
                 '{"content": "x", "colour": "red"}',
-                '{"content": "x", "images": ["a.png"]}',
+                '{"content": "x", "image_url": "https://a.example/a.png"}',
                 '{"content": "x", "cron": "0 9 * * *"}',
                 '{"content": "x", "nostr_pow": 65}',
                 '{"content": "x", "21e8": true}',
@@ -95,7 +98,7 @@ def test_jsonl_every_bad_row_is_listed_with_its_line() -> None:
         "line 4: content must be text",
         "line 5: platforms must be a list of names, not a table",
         'line 6: "colour" is not a field — use key, content, schedule',
-        'line 7: "images": images cannot be imported by this version of plurcast',
+        'line 7: "image_url": images by URL cannot be imported by this version of plurcast',
         'line 8: "cron": recurring posts cannot be imported — create them with plur-post',
         "line 9: nostr_pow must be a whole number from 0 to 64, not 65",
         "line 10: 21e8 requires nostr_pow",
@@ -276,6 +279,32 @@ entries = st.builds(
     ).map(lambda d: tuple(sorted(d.items()))),
     reply_to=st.sampled_from([None, "note1abc", "https://bsky.app/profile/a.test/post/3k"]),
 ).filter(lambda e: e.nostr_pow is not None or not e.pow_21e8)
+paths = st.one_of(
+    st.sampled_from(["a.jpg", "a,b.png", 'say "hi".gif', "[x].webp", "~/ö/ü.jpg", "- z.png"]),
+    words.filter(bool),
+)
+
+
+def _with_media(entry: Entry, images: list[tuple[str, str]], **extras: Any) -> Entry:
+    return dataclasses.replace(
+        entry,
+        images=tuple(path for path, _ in images),
+        alts=tuple(alt for _, alt in images),
+        **extras,
+    )
+
+
+entries = st.builds(
+    _with_media,
+    entries,
+    st.lists(st.tuples(paths, st.one_of(st.just(""), contents)), max_size=4),
+    cw=st.one_of(st.none(), words.filter(bool), st.sampled_from(["+++", "a, b", "x: y"])),
+    label=st.sampled_from([None, "nudity", "graphic-media"]),
+    langs=st.lists(st.sampled_from(["en", "de", "pt-BR"]), unique=True, max_size=3).map(tuple),
+    fit=st.sampled_from([None, True, False]),
+    keep_metadata=st.booleans(),
+    no_card=st.booleans(),
+)
 
 
 @settings(max_examples=150, deadline=None)

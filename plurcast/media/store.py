@@ -108,6 +108,20 @@ class TableStore:
             return media_sql.delete_unneeded(self.conn)
 
 
+class Rehearsal:
+    """A store that keeps nothing, for a dry run (plur-import --dry-run): each image gets
+    its sha256, and no file or row is made."""
+
+    def put(self, data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def read(self, digest: str) -> bytes:
+        raise RuntimeFailure(f"a dry run keeps no image ({digest[:12]}…)")
+
+    def collect(self) -> list[str]:
+        return []
+
+
 def for_database(conn: Database) -> MediaStore:
     """The media store of the queue `conn` is open on: rows of the shared PostgreSQL
     database, else files beside the SQLite file."""

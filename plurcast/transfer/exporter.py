@@ -2,19 +2,28 @@
 
 Each post becomes one entry: its text, its time (ISO 8601 in the post's own zone, with the
 offset), that zone, its platforms and account, draft or not, its visibility and proof of
-work — and a key: the one it was imported under, else its own id, so that importing an
-export (into an empty database, or back into this one) never makes a post twice.
+work, its content warning, label and languages, its images with their alt texts — and a
+key: the one it was imported under, else its own id, so that importing an export (into an
+empty database, or back into this one) never makes a post twice.
+
+Images are files beside the export (`save_images`): `<folder>/<sha256 prefix>/<name>`, the
+paths in the entries relative to the export's own folder, which is where plur-import looks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast.config import DEFAULT_ACCOUNT
-from plurcast.errors import InvalidInput
+from plurcast.errors import InvalidInput, RuntimeFailure
 from plurcast.models import DeliveryState, Post, PostStatus
 from plurcast.platforms import nostr_pow
 from plurcast.store import imports as keys_store
@@ -25,13 +34,26 @@ from plurcast.transfer.fields import Entry
 STATUSES = tuple(s.value for s in PostStatus)
 DEFAULT_STATUSES = (PostStatus.SCHEDULED.value, PostStatus.DRAFT.value)  # the queue
 # What an entry carries; anything else in a post's metadata cannot be written yet.
-_WRITTEN = {"visibility", nostr_pow.METADATA_KEY, "reply_to"}
+_WRITTEN = {
+    "visibility",
+    nostr_pow.METADATA_KEY,
+    "reply_to",
+    "images",
+    "cw",
+    "label",
+    "langs",
+    "card",
+}
+# A stored image's name that cannot be a file name is written under this one (+ its type).
+_PLAIN_NAME = "image"
 
 
 @dataclass(frozen=True)
 class Exported:
     entries: list[Entry]
-    left_out: list[str]  # "post <id>: its images cannot be exported yet" …
+    left_out: list[str]  # "post <id>: its … cannot be exported by this version" …
+    # Each image file to write beside the export: its path there → its sha256 in the store.
+    images: dict[str, str] = field(default_factory=dict)
 
 
 def statuses(values: Sequence[str]) -> set[str]:
@@ -55,9 +77,11 @@ def export(
     wanted: set[str],
     since_ms: int | None = None,
     until_ms: int | None = None,
+    images_folder: str | None = None,
 ) -> Exported:
     """The posts of these statuses (scheduled within [since, until) when given), in time
-    order, drafts last."""
+    order, drafts last. Their images go into `images_folder` (relative to the export's own
+    folder); without one, posts with images are refused (InvalidInput), nothing written."""
     chosen = []
     every = post_store.select_posts(conn, waiting_only=False)
     parts: dict[str, list[Post]] = {}
@@ -77,13 +101,86 @@ def export(
         ):
             continue
         chosen.append(post)
+    with_images = [p for p in chosen if p.metadata.get("images")]
+    if with_images and images_folder is None:
+        count = len(with_images)
+        raise InvalidInput(
+            f"{count} post{'s have' if count != 1 else ' has'} images, which plur-export "
+            "writes as files beside its output",
+            "give -o FILE (the images go into a folder beside FILE)",
+        )
     keys = keys_store.keys_of(conn, [p.id for p in chosen])
     left_out: list[str] = []
+    images: dict[str, str] = {}
     entries = []
     for post in chosen:
         thread = sorted(parts.get(post.id, [post]), key=lambda p: p.thread_part or 0)
-        entries.append(_entry(thread, keys.get(post.id, post.id), left_out))
-    return Exported(entries, left_out)
+        entry = _entry(thread, keys.get(post.id, post.id), left_out)
+        entries.append(_with_images(entry, post.metadata, images_folder or "", images))
+    return Exported(entries, left_out, images)
+
+
+def _with_images(
+    entry: Entry, metadata: Mapping[str, Any], folder: str, files: dict[str, str]
+) -> Entry:
+    """The entry with its images' paths (each file added to `files`) and alt texts; `fit`
+    when some image was re-encoded for a platform (the import re-encodes it again)."""
+    stored = metadata.get("images") or []
+    if not stored:
+        return entry
+    paths = []
+    for image in stored:
+        path = f"{folder}/{image['sha256'][:16]}/{_file_name(image)}"
+        files[path] = image["sha256"]
+        paths.append(path)
+    return dataclasses.replace(
+        entry,
+        images=tuple(paths),
+        alts=tuple(str(image.get("alt") or "") for image in stored),
+        fit=True if any(image.get("fitted") for image in stored) else None,
+    )
+
+
+def _file_name(image: Mapping[str, Any]) -> str:
+    """The image's own name when it can be a file name, else `image.<type>`."""
+    from plurcast.media.formats import EXTENSIONS
+
+    name = str(image.get("name") or "")
+    extension = EXTENSIONS.get(str(image.get("mime")), "")
+    plain = (
+        name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and name.isprintable()
+        and len(name.encode()) <= 200
+    )
+    return name if plain else f"{_PLAIN_NAME}.{extension or 'bin'}"
+
+
+def save_images(conn: Database, files: Mapping[str, str], base: Path) -> None:
+    """Write each exported image (path relative to `base` → sha256) from the media store:
+    private (folders 0700, files 0600), each file whole or not at all."""
+    from plurcast.media import store as media_store
+
+    store = media_store.for_database(conn)
+    for relative, digest in files.items():
+        path = base / relative
+        data = store.read(digest)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                Path(temp).replace(path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise RuntimeFailure(
+                f"cannot write the image {path}: {exc.strerror}",
+                "check that the folder is writable and the disk not full",
+            ) from None
 
 
 def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
@@ -102,6 +199,7 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
         left_out.append(f"post {post.id}: its {extra} cannot be exported by this version")
     text, variants = _texts(thread, targets, left_out)
     reply_to = post.metadata.get("reply_to")
+    langs = post.metadata.get("langs") or ()
     return Entry(
         where="",
         content=text,
@@ -117,6 +215,10 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
         thread=len(thread) > 1,
         variants=variants,
         reply_to=reply_to if isinstance(reply_to, str) else None,
+        cw=post.metadata.get("cw"),
+        label=post.metadata.get("label"),
+        langs=tuple(str(lang) for lang in langs),
+        no_card=post.metadata.get("card") is False,
     )
 
 

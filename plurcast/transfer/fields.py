@@ -2,7 +2,8 @@
 
 Fields are named after plur-post's long options (`schedule`, `tz`, `platforms`, `account`,
 `draft`, `visibility`, `nostr_pow`, `21e8`, `thread`, `auto_thread`, `numbered`, `variant`,
-`reply_to`) plus `content` and `key`. Names are read
+`reply_to`, `images`, `alt`, `fit`, `keep_metadata`, `cw`, `label`, `lang`, `no_card`) plus
+`content` and `key`. Names are read
 without regard to case, `-` or spaces (`Nostr-Pow` is `nostr_pow`), and a few spreadsheet
 spellings are understood (Buffer's `Text` and `Posting Time`, `platform`). Anything else is
 refused by name — never silently dropped.
@@ -28,21 +29,30 @@ FIELDS = (
     "numbered",
     "variant",
     "reply_to",
+    "images",
+    "alt",
+    "fit",
+    "keep_metadata",
+    "cw",
+    "label",
+    "lang",
+    "no_card",
 )
 ALIASES = {
     "platform": "platforms",
     "text": "content",
     "posting_time": "schedule",
     "variants": "variant",
-}
-# plur-post options whose features a row cannot carry yet: refused with the reason.
-NOT_YET = {
-    "cw": "content warnings",
-    "lang": "languages",
-    "images": "images",
     "image": "images",
-    "image_url": "images",
-    "alt": "images",
+    "alts": "alt",
+    "alt_text": "alt",
+    "langs": "lang",
+    "language": "lang",
+    "content_warning": "cw",
+}
+# What a row cannot carry: refused with the reason.
+NOT_YET = {
+    "image_url": "images by URL",
 }
 RECURRING = ("cron", "every", "until", "count", "misfire", "grace")
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -97,6 +107,14 @@ class Entry:
     numbered: bool = False
     variants: tuple[tuple[str, str], ...] = ()  # (platform, its own text), by platform
     reply_to: str | None = None
+    images: tuple[str, ...] = ()  # paths as written (relative: to the import file's folder)
+    alts: tuple[str, ...] = ()  # the alt text of each image, in order ("" for none)
+    fit: bool | None = None  # None: [media] fit
+    keep_metadata: bool = False
+    cw: str | None = None
+    label: str | None = None
+    langs: tuple[str, ...] = ()  # () : [defaults] language
+    no_card: bool = False
 
 
 def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
@@ -122,6 +140,7 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         )
     if "nostr_pow" not in fields and _flag(fields, "21e8"):
         raise FieldError("21e8 requires nostr_pow", "give nostr_pow too")
+    images, alts = _images(fields.get("images"), fields.get("alt"))
     return Entry(
         where=where,
         content=content,
@@ -140,6 +159,14 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         numbered=_flag(fields, "numbered"),
         variants=_variants(fields.get("variant")),
         reply_to=_text(fields, "reply_to"),
+        images=images,
+        alts=alts,
+        fit=_flag(fields, "fit") if fields.get("fit") not in (None, "") else None,
+        keep_metadata=_flag(fields, "keep_metadata"),
+        cw=_text(fields, "cw"),
+        label=_label(_text(fields, "label")),
+        langs=_texts(fields.get("lang"), "lang", split=","),
+        no_card=_flag(fields, "no_card"),
     )
 
 
@@ -215,6 +242,69 @@ def _variants(value: Any) -> tuple[tuple[str, str], ...]:
             'e.g. {"bluesky": "Short text"}',
         )
     return tuple(sorted((k.strip().lower(), v) for k, v in value.items()))
+
+
+def _texts(value: Any, name: str, *, split: str | None = None) -> tuple[str, ...]:
+    """A list of texts: a list, or a cell — the JSON of a list (what plur-export writes in a
+    CSV cell), else the cell cut at `split` (None: the whole cell is one text)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        import json
+
+        try:
+            listed = json.loads(value)
+        except ValueError:
+            listed = None
+        if isinstance(listed, list):
+            value = listed
+    if isinstance(value, str):
+        items = value.split(split) if split else [value]
+        return tuple(item.strip() for item in items if item.strip()) if split else (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FieldError(f"{name} must be a list of texts, not {_kind(value)}")
+    return tuple(value)
+
+
+def _images(images: Any, alts: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`images` (paths: a list, one per line in a cell, or a list of {path, alt} tables) and
+    `alt` (each image's alt text, in order) → (paths, alt texts), as plur-post's --image and
+    --alt. An alt text needs its image."""
+    paths: list[str] = []
+    texts: list[str] = []
+    if isinstance(images, list) and any(isinstance(i, dict) for i in images):
+        if alts not in (None, "", []):
+            raise FieldError("alt beside images that name their own alt", "give one of them")
+        for item in images:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                raise FieldError("each image must be a path, or a table with a path and an alt")
+            alt = item.get("alt", "")
+            if not isinstance(alt, str) or set(item) - {"path", "alt"}:
+                raise FieldError("an image table has a path and an alt (text), nothing else")
+            paths.append(item["path"])
+            texts.append(alt)
+    else:
+        paths = [p.strip() for p in _texts(images, "images", split="\n")]
+        texts = list(_texts(alts, "alt"))
+    if any(not p for p in paths):
+        raise FieldError("an image with an empty path", "give each image's file")
+    if len(texts) > len(paths):
+        raise FieldError(
+            f"{len(texts)} alt text{'s' if len(texts) != 1 else ''} for {len(paths)} "
+            f"image{'s' if len(paths) != 1 else ''}",
+            "give each image at most one alt text, in the order of images",
+        )
+    if not paths:
+        return (), ()
+    return tuple(paths), tuple(texts + [""] * (len(paths) - len(texts)))
+
+
+def _label(value: str | None) -> str | None:
+    from plurcast.platforms.registry import LABELS
+
+    if value is not None and value.lower() not in LABELS:
+        raise FieldError(f'unknown label "{value}"', f"use {', '.join(LABELS)}")
+    return None if value is None else value.lower()
 
 
 def _visibility(value: str | None) -> str | None:

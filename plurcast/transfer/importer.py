@@ -1,18 +1,22 @@
 """plur-import: entries → posts, all or nothing, each row checked as plur-post checks it.
 
 1. Each row's key is worked out: its `key`, else a hash of what it says — content, time as
-   written, zone, platforms, account, thread shape, variants, reply. A row whose key is
+   written, zone, platforms, account, thread shape, variants, reply (and its images, alt
+   texts, warning, label, languages and image options, when it has any). A row whose key is
    already in the database (imported before, or an exported post's own id) is skipped —
    importing a file again makes no duplicates, even once its times are past — and two rows
    of one file with one key are an error.
 2. Every other row goes through `queue.check_new_post`, what plur-post runs: the one
    validation path (text, targets, credentials, each platform's limits, thread parts and
-   variants, the post a reply answers), the time grammar, proof of work.
+   variants, the post a reply answers, images — read from their paths, relative to the
+   import file's folder — alt texts, content warning, label, languages), the time
+   grammar, proof of work.
 3. If any row is bad, every bad row is reported (`line 7: …`) and nothing is written.
 4. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
    run meanwhile), gives `next` rows their posting slots — under the write lock, as
-   `plur-post -s next` does — and writes every post through `queue.insert_new_post`.
-   `--dry-run` runs the same transaction and rolls it back.
+   `plur-post -s next` does — and writes every post through `queue.insert_new_post`,
+   its images into the media store inside that transaction. `--dry-run` runs the same
+   transaction and rolls it back (its images are stored nowhere).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from plurcast import config as config_module
@@ -35,6 +40,7 @@ from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread.plan import Compose
 from plurcast.transfer.fields import Entry
+from plurcast.validation import Extras
 
 Target = tuple[str, str]
 
@@ -90,7 +96,7 @@ def row_key(entry: Entry, cfg: Config) -> str:
     if entry.key is not None:
         return entry.key
     when = "draft" if entry.draft else " ".join((entry.schedule or "").lower().split())
-    material = [
+    material: list[Any] = [
         entry.content.strip(),
         when,
         entry.tz or cfg.timezone.key,
@@ -100,8 +106,26 @@ def row_key(entry: Entry, cfg: Config) -> str:
         list(entry.variants),
         entry.reply_to or "",
     ]
+    extras = _extras_material(entry)
+    if extras:  # only then: the keys of rows without them stay what they were
+        material.append(extras)
     digest = hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
     return "sha256:" + digest[:32]
+
+
+def _extras_material(entry: Entry) -> dict[str, Any]:
+    """What a row says besides its text and time, for its key: what it sets, nothing else."""
+    values: dict[str, Any] = {
+        "images": list(entry.images),
+        "alt": list(entry.alts),
+        "cw": entry.cw,
+        "label": entry.label,
+        "lang": list(entry.langs),
+        "no_card": entry.no_card,
+        "fit": entry.fit,
+        "keep_metadata": entry.keep_metadata,
+    }
+    return {name: value for name, value in values.items() if value not in (None, False, [])}
 
 
 @dataclass
@@ -109,11 +133,20 @@ class Plan:
     rows: list[Row]
     problems: list[tuple[int, str]]  # (entry index, message naming the row)
     config_problem: bool = False  # some row needs configuration that is missing or wrong
+    warnings: list[str] = field(default_factory=list)  # "line 3: image 1 (…) has no alt text"
 
 
-def plan(conn: Database, cfg: Config, entries: Sequence[Entry], now: datetime) -> Plan:
-    """Check every entry; the rows to write, or the problem of each bad one."""
+def plan(
+    conn: Database,
+    cfg: Config,
+    entries: Sequence[Entry],
+    now: datetime,
+    folders: Sequence[Path] = (),
+) -> Plan:
+    """Check every entry; the rows to write, or the problem of each bad one. An entry's
+    relative image paths are in its folder (`folders[i]`; default: the current one)."""
     problems: list[tuple[int, str]] = []
+    warnings: list[str] = []
     config_problem = False
     rows = [Row(e, row_key(e, cfg)) for e in entries]
     known = store.existing(conn, [r.key for r in rows])
@@ -124,11 +157,14 @@ def plan(conn: Database, cfg: Config, entries: Sequence[Entry], now: datetime) -
             if row.key in known:
                 row.existing = known[row.key]
             else:
-                row.new = _check(conn, cfg, row.entry, now)
+                folder = folders[index] if index < len(folders) else Path()
+                said: list[str] = []
+                row.new = _check(conn, cfg, row.entry, now, folder, said.append)
+                warnings += [f"{row.entry.where}: {warning}" for warning in said]
         except PlurcastError as exc:
             config_problem |= isinstance(exc, ConfigError)
             problems.append((index, f"{row.entry.where}: {exc}"))
-    return Plan(rows, problems, config_problem)
+    return Plan(rows, problems, config_problem, warnings)
 
 
 def _once(seen: dict[str, str], row: Row) -> None:
@@ -143,7 +179,14 @@ def _once(seen: dict[str, str], row: Row) -> None:
     )
 
 
-def _check(conn: Database, cfg: Config, entry: Entry, now: datetime) -> queue.NewPost:
+def _check(
+    conn: Database,
+    cfg: Config,
+    entry: Entry,
+    now: datetime,
+    folder: Path = Path(),
+    warn: Callable[[str], None] | None = None,
+) -> queue.NewPost:
     """What plur-post checks, for one row (its fields as plur-post's options)."""
     zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
     if entry.draft and entry.schedule:
@@ -171,6 +214,8 @@ def _check(conn: Database, cfg: Config, entry: Entry, now: datetime) -> queue.Ne
         metadata=metadata,
         compose=Compose.from_args(entry.thread, entry.auto_thread, entry.numbered, variants),
         reply_to=entry.reply_to,
+        extras=_extras(entry, folder),
+        warn=warn,
     )
     if timeless:
         raise InvalidInput(
@@ -178,6 +223,26 @@ def _check(conn: Database, cfg: Config, entry: Entry, now: datetime) -> queue.Ne
             'give a time such as "2027-01-05 09:00", "next" (a posting slot), or draft = true',
         )
     return new
+
+
+def _extras(entry: Entry, folder: Path) -> Extras:
+    """A row's images, alt texts, warning, label and languages as plur-post's options; a
+    relative image path is in the import file's folder (`~` is the home directory)."""
+    from plurcast.media.attach import ImageSpec
+
+    images = [
+        ImageSpec(str(folder / Path(path).expanduser()), alt or None)
+        for path, alt in zip(entry.images, entry.alts, strict=True)
+    ]
+    return Extras(
+        images=images,
+        fit=entry.fit,
+        keep_metadata=entry.keep_metadata,
+        warning=entry.cw,
+        label=entry.label,
+        languages=entry.langs or None,
+        card=not entry.no_card,
+    )
 
 
 def write(
@@ -189,6 +254,11 @@ def write(
     class _DryRun(Exception):
         pass
 
+    media = None
+    if dry_run:  # images checked, stored nowhere
+        from plurcast.media.store import Rehearsal
+
+        media = Rehearsal()
     try:
         with transaction(conn):
             fresh = [r for r in rows if r.existing is None and r.new is not None]
@@ -202,7 +272,9 @@ def write(
             for r in fresh:
                 if r.existing is None and r.new is not None:
                     at = picker.take(r.new.checked.targets) if r.new.slot else None
-                    r.created = queue.insert_new_post(conn, cfg, r.new, now, slot_at=at)
+                    r.created = queue.insert_new_post(
+                        conn, cfg, r.new, now, slot_at=at, media=media
+                    )
                     store.remember(conn, r.key, r.created.post_id, to_ms(now))
             if dry_run:
                 raise _DryRun
@@ -228,6 +300,7 @@ def run(
     *,
     kind: str | None = None,
     dry_run: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[list[Row], datetime]:
     """Read every source, check every row, then write them all or nothing (see above):
     the rows, and the time they were checked at — `clock(db)`, the database's "now" (on
@@ -250,6 +323,7 @@ def run(
     problems: list[tuple[int, int, str]] = []  # (source, line, message)
     entries: list[Entry] = []
     source_of: list[int] = []
+    folders: list[Path] = []
     for index, source in enumerate(sources):
         label = source.name if several else ""
         text, undecodable = read.decode(source.data, source.name, source.size)
@@ -263,16 +337,21 @@ def run(
         problems += [(index, line, msg) for line, msg in parsed.problems]
         entries += parsed.entries
         source_of += [index] * len(parsed.entries)
+        stdin = source.name == "stdin" and source.size is None
+        folders += [Path() if stdin else Path(source.name).parent] * len(parsed.entries)
     if not entries and not problems:
         names = ", ".join(s.name for s in sources)
         raise InvalidInput(f"no posts in {names}", "give each post a row (CSV: after the header)")
     conn = queue.open_db(cfg, create=False)  # none yet: an empty stand-in, no file made
     now = clock(conn)
     with registry.checking_once():
-        checked = plan(conn, cfg, entries, now)
+        checked = plan(conn, cfg, entries, now, folders)
     problems += [(source_of[i], entries[i].line, msg) for i, msg in checked.problems]
     if problems:
         raise Refused([msg for *_, msg in sorted(problems)], config=checked.config_problem)
+    if warn is not None:
+        for warning in checked.warnings:
+            warn(warning)
     if not dry_run:
         conn = queue.writable(conn, cfg)
     else:

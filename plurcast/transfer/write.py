@@ -14,6 +14,9 @@ from typing import Any
 from plurcast.transfer.fields import ALWAYS_WRITTEN, FIELDS, Entry
 from plurcast.transfer.read import ESCAPABLE, SEPARATOR, Kind
 
+# Lists whose items may hold commas or line breaks: a CSV cell holds their JSON.
+_JSON_CELLS = ("images", "alt")
+
 
 def fields_of(e: Entry) -> dict[str, Any]:
     """An entry as field → value, without the fields it leaves unset."""
@@ -33,6 +36,14 @@ def fields_of(e: Entry) -> dict[str, Any]:
         "numbered": e.numbered or None,
         "variant": dict(e.variants) or None,
         "reply_to": e.reply_to,
+        "images": list(e.images) or None,
+        "alt": list(e.alts) if any(e.alts) else None,
+        "fit": e.fit,
+        "keep_metadata": e.keep_metadata or None,
+        "cw": e.cw,
+        "label": e.label,
+        "lang": list(e.langs) or None,
+        "no_card": e.no_card or None,
     }
     return {name: value for name, value in values.items() if value is not None}
 
@@ -59,19 +70,19 @@ def _csv(entries: Sequence[Entry]) -> str:
     writer.writerow(columns)
     for e in entries:
         values = fields_of(e)
-        writer.writerow([_cell(values.get(name)) for name in columns])
+        writer.writerow([_cell(values.get(name), name) for name in columns])
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, name: str) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict) or (isinstance(value, list) and name in _JSON_CELLS):
+        import json  # a variant table, image paths, alt texts: their JSON (lines would break
+
+        return json.dumps(value, ensure_ascii=False)  # at a text's own newlines)
     if isinstance(value, list):
         return ",".join(value)
-    if isinstance(value, dict):  # a variant table: its JSON (platform=text lines would break
-        import json  # at a text's own newlines)
-
-        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
