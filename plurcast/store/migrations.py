@@ -275,6 +275,63 @@ def _m007_media(db: Any) -> None:
     )
 
 
+# The deliveries table as migration 5 left it, less the CHECK on `platform`.
+_DELIVERIES_ANY_PLATFORM = """
+CREATE TABLE deliveries_new (
+    id                  INTEGER PRIMARY KEY,
+    post_id             TEXT NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+    platform            TEXT NOT NULL,
+    account             TEXT NOT NULL DEFAULT 'default',
+    state               TEXT NOT NULL DEFAULT 'pending'
+                        CHECK (state IN ('pending', 'sending', 'sent', 'retry',
+                                         'dead', 'cancelled')),
+    due_at_ms           INTEGER,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    lease_owner         TEXT,
+    lease_expires_at_ms INTEGER,
+    payload             TEXT,
+    remote_id           TEXT,
+    remote_url          TEXT,
+    sent_at_ms          INTEGER,
+    last_error          TEXT,
+    error_kind          TEXT,
+    updated_at_ms       INTEGER NOT NULL,
+    parent_id           INTEGER REFERENCES deliveries(id) ON DELETE SET NULL,
+    blocked             INTEGER NOT NULL DEFAULT 0,
+    content             TEXT,
+    remote_cid          TEXT,
+    UNIQUE (post_id, platform, account)
+)
+"""
+
+
+def _m008_any_platform(db: Any) -> None:
+    """Deliveries to any platform in the registry: the schema names none (the registry
+    checks every name before a row is written), so a new platform needs no migration.
+
+    SQLite cannot drop a CHECK in place; this is its documented way to change a table
+    (sqlite.org/lang_altertable.html, "Making Other Kinds Of Table Schema Changes"): a new
+    table, every row copied with its id (attempts and replies point at ids), the old one
+    dropped, the new one renamed, its indexes made again from their saved SQL. `migrate`
+    runs it with foreign keys off (else the DROP would delete every attempt with it) and
+    checks them all before committing.
+    """
+    indexes = [
+        row[0]
+        for row in db.execute(
+            "SELECT sql FROM sqlite_master "
+            "WHERE tbl_name = 'deliveries' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+        ).fetchall()
+    ]
+    columns = ", ".join(row[1] for row in db.execute("PRAGMA table_info(deliveries)").fetchall())
+    db.execute(_DELIVERIES_ANY_PLATFORM)
+    db.execute(f"INSERT INTO deliveries_new ({columns}) SELECT {columns} FROM deliveries")
+    db.execute("DROP TABLE deliveries")
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    for sql in indexes:
+        db.execute(sql)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
@@ -283,6 +340,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m005_threads,
     _m006_import_keys,
     _m007_media,
+    _m008_any_platform,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -291,17 +349,28 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply pending migrations atomically; returns the number applied."""
     import sqlite_utils
 
-    conn.execute("BEGIN IMMEDIATE")
+    # A step may rebuild a table that others reference (SQLite's ALTER procedure): foreign
+    # keys are off until the end (the pragma is a no-op inside a transaction), and every
+    # reference is checked before the commit instead.
+    enforced = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
     try:
-        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-        db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            with db.atomic():
-                step(db)
-            conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                with db.atomic():
+                    step(db)
+                conn.execute(f"PRAGMA user_version = {number}")
+            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+            if broken is not None:
+                raise sqlite3.IntegrityError(f"migration broke a reference: {tuple(broken)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {'ON' if enforced else 'OFF'}")
     return SCHEMA_VERSION - version

@@ -200,6 +200,11 @@ CREATE TABLE media (
 );
 """
 
+# A deliveries row may name any platform in the registry (which checks every name first).
+_M008_ANY_PLATFORM = """
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_platform_check;
+"""
+
 #: Step N here is step N of `migrations.MIGRATIONS`; a test holds the two schemas equal.
 MIGRATIONS: tuple[str, ...] = (
     _M001_QUEUE,
@@ -209,6 +214,7 @@ MIGRATIONS: tuple[str, ...] = (
     _M005_THREADS,
     _M006_IMPORT_KEYS,
     _M007_MEDIA,
+    _M008_ANY_PLATFORM,
 )
 
 
