@@ -88,9 +88,9 @@ class Setup:
         self.conn = queue.open_db(self.cfg)
 
     def post(self, text: str, platform: str = "nostr", at: str = "now") -> None:
-        from plurcast import queue
+        from plurcast import writing
 
-        queue.create_post(
+        writing.create_post(
             self.conn,
             self.cfg,
             text,

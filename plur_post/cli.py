@@ -10,7 +10,7 @@ import click
 
 from plur_post.media import ImageOrderCommand, media_options
 from plur_post.threads import ThreadArgs, emit_queued, thread_options
-from plurcast import __version__, clikit, queue, validation
+from plurcast import __version__, clikit, queue, validation, writing
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, from_ms, to_ms
@@ -168,7 +168,7 @@ def cli(
         return
     if until is not None or count is not None or grace is not None:
         raise InvalidInput("--until, --count and --grace go with --cron or --every")
-    new = queue.check_new_post(
+    new = writing.check_new_post(
         conn,
         cfg,
         text,
@@ -191,7 +191,7 @@ def cli(
         from plurcast.engine import Engine
 
         engine = Engine(cfg, conn)
-    created = queue.write_post(
+    created = writing.write_post(
         conn, cfg, new, now, claim=engine.claim_post_locked if engine else None
     )
     if created.note:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import queue
+from plurcast import writing
 from plurcast.models import Post
 from plurcast.output import Format, emit_json
 from plurcast.thread.plan import Compose
@@ -94,7 +94,7 @@ def thread_fields(post: Post, reply_to: str | None) -> dict[str, Any]:
 
 
 def emit_queued(
-    created: queue.Created,
+    created: writing.Created,
     posts: Sequence[Post],
     fmt: Format,
     *,

@@ -8,7 +8,7 @@ import click
 
 from plur_queue import send
 from plur_queue.common import open_session, when_cell
-from plurcast import clikit, queue
+from plurcast import changes, clikit, queue
 from plurcast.models import DeliveryState, Post
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
 from plurcast.store.base import Database
@@ -59,7 +59,7 @@ def failed_list(fmt: Format) -> None:
 
 
 def _delete(conn: Database, posts: list[Post], fmt: Format) -> None:
-    posts = [*posts, *queue.delete_failed(conn, posts)]
+    posts = [*posts, *changes.delete_failed(conn, posts)]
     if fmt == "text":
         click.echo("\n".join(f"deleted:{p.id}" for p in posts))
     else:

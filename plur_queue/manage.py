@@ -7,7 +7,7 @@ import sys
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, queue, schedules, when
+from plurcast import changes, clikit, queue, schedules, when
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
@@ -42,11 +42,11 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     else:
         posts, recurring = schedules.posts_or_schedules(s.conn, post_ids)
     for post in posts:
-        queue.check_cancellable(post)
+        changes.check_cancellable(post)
     if not posts and not recurring:
         sys.stderr.write("Nothing to cancel.\n")
         return
-    later = queue.cancelled_with(s.conn, posts)
+    later = changes.cancelled_with(s.conn, posts)
     if not force:
         what = [f"{len(posts)} post{'s' if len(posts) != 1 else ''}"] if posts else []
         if later:
@@ -57,7 +57,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
             what.append(f"{len(recurring)} schedule{'s' if len(recurring) != 1 else ''}")
         clikit.confirm(f"Cancel {' and '.join(what)}?")
     now = clikit.now(s.conn)
-    posts = [*posts, *queue.cancel(s.conn, posts, now)]
+    posts = [*posts, *changes.cancel(s.conn, posts, now)]
     for schedule in recurring:
         schedules.cancel(s.conn, schedule, to_ms(now))
     if fmt == "text":
@@ -107,7 +107,7 @@ def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: F
     """
     s = open_session(tz)
     post = queue.get(s.conn, post_id)
-    new_time = queue.reschedule(s.conn, s.cfg, post, " ".join(expression), tz=s.tz, now=s.now)
+    new_time = changes.reschedule(s.conn, s.cfg, post, " ".join(expression), tz=s.tz, now=s.now)
     if fmt == "text":
         click.echo(queued_line("rescheduled", post.id, new_time, s.tz, s.now))
         return
@@ -172,7 +172,7 @@ def edit(
         text = edited
     else:
         text = clikit.read_content(content)
-    done = queue.edit(s.conn, s.cfg, post, text, clikit.now(s.conn), platform, alts=numbered)
+    done = changes.edit(s.conn, s.cfg, post, text, clikit.now(s.conn), platform, alts=numbered)
     for warning in done.warnings:
         clikit.warn(warning)
     click.echo(f"edited:{post.id}")
@@ -212,7 +212,7 @@ def update(post_id: str, nostr_pow: int | None, fmt: Format) -> None:
         )
     s = open_session()
     post = queue.get(s.conn, post_id)
-    queue.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now(s.conn))
+    changes.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now(s.conn))
     if fmt == "text":
         click.echo(f"Updated Nostr PoW difficulty to: {nostr_pow}")
         click.echo(f"✓ Post {post.id} updated successfully")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from plur_queue.common import Session, open_session
-from plurcast import clikit, queue
+from plurcast import changes, clikit, queue
 from plurcast.models import Post
 from plurcast.output import Format
 from plurcast.thread.parts import later_parts
@@ -39,7 +39,7 @@ def now(post_id: str, fmt: Format) -> None:
     """
     s = open_session()
     post = queue.get(s.conn, post_id)
-    queue.check_sendable(post)
+    changes.check_sendable(post)
     sys.exit(publish_posts(s, [post], fmt))
 
 
@@ -59,7 +59,7 @@ def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
     if not posts:
         sys.stderr.write("No failed posts.\n")
         return
-    sys.exit(publish_posts(s, queue.retry_failed(s.conn, posts, s.now, every=retry_all), fmt))
+    sys.exit(publish_posts(s, changes.retry_failed(s.conn, posts, s.now, every=retry_all), fmt))
 
 
 COMMANDS = (now,)

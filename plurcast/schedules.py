@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from plurcast import queue, recurrence, validation, when
+from plurcast import queue, recurrence, validation, when, writing
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import Post, Schedule, to_ms
@@ -182,8 +182,8 @@ def write(conn: Database, new: NewSchedule) -> None:
     it makes refers to them."""
     schedule = new.schedule
     with transaction(conn):
-        schedule.metadata.update(queue.extras_metadata(conn, new.extras))
-        store.insert(conn, schedule, schedule.created_at_ms, queue.media_files(schedule.metadata))
+        schedule.metadata.update(writing.extras_metadata(conn, new.extras))
+        store.insert(conn, schedule, schedule.created_at_ms, writing.media_files(schedule.metadata))
 
 
 def materialize(conn: Database, now_ms: int) -> list[str]:
@@ -244,7 +244,7 @@ def _materialize_one(conn: Database, s: Schedule, now_ms: int) -> list[str]:
             schedule_id=s.id,
             occurrence_at_ms=decision.occurrence_ms,
             due_at_ms=max(decision.occurrence_ms, now_ms),
-            media=queue.media_files(metadata),
+            media=writing.media_files(metadata),
         )
         if THREAD_KEY in s.metadata:
             parts, variants = thread_plan.from_json(s.metadata[THREAD_KEY])

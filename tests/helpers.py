@@ -43,7 +43,7 @@ import pytest
 from click.testing import Result
 
 from plurcast import config as config_module
-from plurcast import queue
+from plurcast import writing
 from plurcast.engine import Delivered, Engine
 from plurcast.media import files
 from plurcast.store.deliveries import Claimed
@@ -174,7 +174,7 @@ def add_post(
     """
     if now is None:
         now = T0 if at is not None else time.time()
-    created = queue.create_post(
+    created = writing.create_post(
         conn,
         cfg,
         text,
@@ -198,7 +198,7 @@ def add_thread(
     reply_to: str | None = None,
 ) -> list[str]:
     """A thread of these parts (`--thread`), all due at `at`, written at T0; its post ids."""
-    created = queue.create_post(
+    created = writing.create_post(
         conn,
         cfg,
         "\n---\n".join(parts),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from plur_post.cli import cli as post_cli
+from plurcast import changes, queue
 from plurcast import config as config_module
-from plurcast import queue
 from plurcast.daemon import Daemon, Options
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
@@ -176,7 +176,7 @@ def test_nostr_sent_and_bluesky_refused_is_partial_and_retry_resends_only_bluesk
     assert f"app password of {account.handle} was refused" in dead["last_error"]
 
     password_file.write_text(account.app_password + "\n")
-    queue.retry_failed(conn, [post], NOW)
+    changes.retry_failed(conn, [post], NOW)
     engine = Engine(cfg, conn, clock=Clock(T0 + 3))
     claims = engine.claim_due(5)
     assert [c.platform for c in claims] == ["bluesky"]

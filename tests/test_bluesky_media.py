@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plurcast import config as config_module
-from plurcast import queue
+from plurcast import queue, writing
 from plurcast.engine import Engine
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.bluesky import BlueskyPublisher
@@ -240,7 +240,7 @@ def configure(
 
 def _deliver_now(cfg: config_module.Config, text: str, extras: Extras | None = None) -> str:
     conn = queue.open_db(cfg)
-    created = queue.create_post(
+    created = writing.create_post(
         conn, cfg, text, schedule="2026-11-22 10:05", draft=False, platforms=["bluesky"],
         account=None, tz=cfg.timezone, now=NOW, extras=extras,
     )  # fmt: skip

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from plurcast import changes, queue
 from plurcast import config as config_module
-from plurcast import queue
 from plurcast.engine import LEASE_SECONDS, Engine, Lanes
 from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
@@ -150,7 +150,7 @@ def test_cancelled_between_claim_and_publish_is_never_sent(
     engine = Engine(cfg, conn, clock=Clock(T0 + 2))
     claims = engine.claim_due(5)
     post = queue.get(queue.open_db(cfg), post_id)
-    queue.cancel(queue.open_db(cfg), [post], NOW)
+    changes.cancel(queue.open_db(cfg), [post], NOW)
     [result] = deliver(engine, claims)
     assert result.state == "cancelled"
     assert row(conn, post_id)[0] == "cancelled"
@@ -313,7 +313,7 @@ def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
     assert [p.id for p in queue.failed(conn)] == [post_id]
     nostr_key.write_text(key)
     nostr_key.chmod(0o600)
-    queue.retry_failed(conn, queue.get_many(conn, [post_id]), NOW)
+    changes.retry_failed(conn, queue.get_many(conn, [post_id]), NOW)
     engine = Engine(cfg, conn, clock=Clock(T0 + 3))
     [result] = deliver(engine, engine.claim_post(post_id))
     assert result.state == "sent"

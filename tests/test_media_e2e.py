@@ -20,7 +20,7 @@ import pytest
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
-from plurcast import queue
+from plurcast import queue, writing
 from plurcast.engine import Engine
 from plurcast.media.attach import ImageSpec
 from plurcast.validation import Extras
@@ -165,7 +165,7 @@ def test_a_retry_reuses_every_upload_and_makes_one_post(
     path = tmp_path / "photo.png"
     path.write_bytes(photo("PNG", (90, 60)))
     conn = queue.open_db(cfg)
-    created = queue.create_post(
+    created = writing.create_post(
         conn, cfg, "Second time lucky", schedule=None, draft=True,
         platforms=["nostr", "mastodon", "bluesky"], account=None,
         tz=cfg.timezone, now=NOW, extras=Extras(images=[ImageSpec(str(path), "Dots")]),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from plurcast import config as config_module
-from plurcast import queue
+from plurcast import queue, writing
 from plurcast.errors import RuntimeFailure
 from plurcast.media import files
 from plurcast.media import store as media_store
@@ -64,7 +64,7 @@ def test_collect_keeps_what_a_waiting_post_needs(
     store = media_store.for_database(conn)
     with conn.transaction():
         unneeded = store.put(b"left over by nobody")
-    created = queue.create_post(
+    created = writing.create_post(
         conn, cfg, "A kite", schedule="1h", draft=False, platforms=["mastodon"], account=None,
         tz=cfg.timezone, now=NOW, extras=Extras(images=[ImageSpec(str(picture), "A kite")]),
     )  # fmt: skip

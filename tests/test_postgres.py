@@ -21,7 +21,7 @@ import pytest
 import sqlite_utils
 
 from plurcast import config as config_module
-from plurcast import queue
+from plurcast import queue, writing
 from plurcast.engine import Engine
 from plurcast.errors import EXIT_CONFIG, EXIT_RUNTIME, ConfigError, RuntimeFailure
 from plurcast.platforms.base import Outcome, Work
@@ -265,7 +265,7 @@ def _enqueue(cfg: config_module.Config, n: int, at: float) -> list[str]:
     db = queue.open_db(cfg)
     try:
         return [
-            queue.create_post(
+            writing.create_post(
                 db,
                 cfg,
                 f"post {i}",

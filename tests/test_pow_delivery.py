@@ -16,8 +16,8 @@ import pytest
 
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
+from plurcast import changes, queue, writing
 from plurcast import config as config_module
-from plurcast import queue
 from plurcast.engine import Engine, PublisherPool
 from plurcast.platforms import nostr_pow
 from plurcast.platforms.base import Work
@@ -142,7 +142,7 @@ def test_queue_update_changes_the_difficulty_of_a_post_not_yet_sent(
 
 def add_pow_post(cfg: config_module.Config, text: str, difficulty: int) -> str:
     conn = queue.open_db(cfg)
-    created = queue.create_post(
+    created = writing.create_post(
         conn,
         cfg,
         text,
@@ -267,7 +267,7 @@ def test_a_long_prepare_keeps_its_lease_and_a_cancel_stops_it(
                 break
         assert renewals == 2
         assert started == [post_id]
-        queue.cancel(queue.open_db(cfg), [queue.get(queue.open_db(cfg), post_id)], clock_now())
+        changes.cancel(queue.open_db(cfg), [queue.get(queue.open_db(cfg), post_id)], clock_now())
         result = await asyncio.wait_for(task, 10)
         await engine.pool.close()
         return result.state
@@ -288,7 +288,7 @@ def test_a_mined_thread_keeps_its_reply_tags(nostr_config: WriteNostrConfig) -> 
     try:
         cfg = nostr_config([relay.url])
         conn = queue.open_db(cfg)
-        created = queue.create_post(
+        created = writing.create_post(
             conn,
             cfg,
             "First part\n---\nSecond part",

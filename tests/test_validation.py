@@ -15,8 +15,8 @@ import pytest
 
 from plur_post.cli import cli as plur_post
 from plur_queue.cli import cli as plur_queue
+from plurcast import changes, queue, schedules, validation, writing
 from plurcast import config as config_module
-from plurcast import queue, schedules, validation
 from plurcast.config import Config
 from plurcast.errors import EXIT_INVALID, InvalidInput
 from plurcast.schedules import Recurring
@@ -259,14 +259,14 @@ def test_an_edit_is_checked_against_the_account_of_each_delivery(
         write_config, {"nostr": "max_bytes = 100", "accounts.nostr.test": "max_bytes = 5"}
     )
     conn = queue.open_db(cfg)
-    made = queue.create_post(
+    made = writing.create_post(
         conn, cfg, "tiny", schedule="1h", draft=False, platforms=["nostr"], account="test",
         tz=cfg.timezone, now=NOW,
     )  # fmt: skip
     post = queue.get(conn, made.post_id)
     with pytest.raises(InvalidInput, match="over nostr's limit of 5"):
-        queue.edit(conn, cfg, post, "a" * 6, NOW)
-    assert queue.edit(conn, cfg, post, "a" * 5, NOW).text == "a" * 5
+        changes.edit(conn, cfg, post, "a" * 6, NOW)
+    assert changes.edit(conn, cfg, post, "a" * 5, NOW).text == "a" * 5
 
 
 @pytest.mark.usefixtures("configured")
@@ -276,7 +276,7 @@ def test_core_paths_share_the_check(write_config: WriteConfig, db_path: Path) ->
     conn = queue.open_db(cfg)
     tz = cfg.timezone
     with pytest.raises(InvalidInput, match="over nostr's limit of 10"):
-        queue.create_post(
+        writing.create_post(
             conn, cfg, "a" * 11, schedule="30m", draft=False, platforms=["nostr"], account=None,
             tz=tz, now=NOW,
         )  # fmt: skip

@@ -236,11 +236,11 @@ class Harness:
     def _move(self, post_id: str, when: float) -> None:
         from datetime import UTC, datetime
 
-        from plurcast import queue
+        from plurcast import changes, queue
 
         ctx = self.ctx
         post = queue.get(ctx.db, post_id)
-        queue.reschedule(
+        changes.reschedule(
             ctx.db, ctx.cfg, post, iso(when), tz=ctx.cfg.timezone, now=datetime.now(UTC)
         )
 

@@ -123,7 +123,7 @@ class Workload:
     ) -> PostInfo:
         """Post number `index`, due at `due` (epoch s) or now; one written less than a second
         before its time is written due now ("late")."""
-        from plurcast import queue
+        from plurcast import writing
         from plurcast.media.attach import ImageSpec
         from plurcast.validation import Extras
 
@@ -132,7 +132,7 @@ class Workload:
         text = self.text(index, platforms, account)
         late = not now_mode and due - time.time() < 1.0
         images = self.images(index)
-        created = queue.create_post(
+        created = writing.create_post(
             ctx.db,
             ctx.cfg,
             text,
@@ -161,7 +161,7 @@ class Workload:
     ) -> ThreadInfo:
         """Thread number `index` of `parts` parts (`--thread`), every part due at `due`
         (epoch s, or now when that is less than a second away); each part's text unique."""
-        from plurcast import queue
+        from plurcast import writing
         from plurcast.thread.plan import Compose
 
         ctx = self.ctx
@@ -172,7 +172,7 @@ class Workload:
             for i in range(1, parts + 1)
         ]
         late = due - time.time() < 1.0
-        created = queue.create_post(
+        created = writing.create_post(
             ctx.db,
             ctx.cfg,
             "\n---\n".join(texts),

@@ -6,7 +6,7 @@
    already in the database (imported before, or an exported post's own id) is skipped —
    importing a file again makes no duplicates, even once its times are past — and two rows
    of one file with one key are an error.
-2. Every other row goes through `queue.check_new_post`, what plur-post runs: the one
+2. Every other row goes through `writing.check_new_post`, what plur-post runs: the one
    validation path (text, targets, credentials, each platform's limits, thread parts and
    variants, the post a reply answers, images — read from their paths, relative to the
    import file's folder — alt texts, content warning, label, languages), the time
@@ -14,7 +14,7 @@
 3. If any row is bad, every bad row is reported (`line 7: …`) and nothing is written.
 4. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
    run meanwhile), gives `next` rows their posting slots — under the write lock, as
-   `plur-post -s next` does — and writes every post through `queue.insert_new_post`,
+   `plur-post -s next` does — and writes every post through `writing.insert_new_post`,
    its images into the media store inside that transaction. `--dry-run` runs the same
    transaction and rolls it back (its images are stored nowhere).
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from plurcast import config as config_module
-from plurcast import queue, slots
+from plurcast import queue, slots, writing
 from plurcast.config import Config
 from plurcast.errors import ConfigError, InvalidInput, PlurcastError
 from plurcast.models import to_ms
@@ -52,8 +52,8 @@ class Row:
     entry: Entry
     key: str
     existing: str | None = None  # the post this key already names: skipped
-    new: queue.NewPost | None = None
-    created: queue.Created | None = None  # after the write (or the dry run)
+    new: writing.NewPost | None = None
+    created: writing.Created | None = None  # after the write (or the dry run)
 
     @property
     def post_ids(self) -> list[str]:
@@ -186,7 +186,7 @@ def _check(
     now: datetime,
     folder: Path = Path(),
     warn: Callable[[str], None] | None = None,
-) -> queue.NewPost:
+) -> writing.NewPost:
     """What plur-post checks, for one row (its fields as plur-post's options)."""
     zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
     if entry.draft and entry.schedule:
@@ -201,7 +201,7 @@ def _check(
     metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
     # A variant's text is the text itself: `@…` is not a file to read, as it is for plur-post.
     variants = [f"{p}={'@' + t if t.startswith('@') else t}" for p, t in entry.variants]
-    new = queue.check_new_post(
+    new = writing.check_new_post(
         conn,
         cfg,
         entry.content,
@@ -272,7 +272,7 @@ def write(
             for r in fresh:
                 if r.existing is None and r.new is not None:
                     at = picker.take(r.new.checked.targets) if r.new.slot else None
-                    r.created = queue.insert_new_post(
+                    r.created = writing.insert_new_post(
                         conn, cfg, r.new, now, slot_at=at, media=media
                     )
                     store.remember(conn, r.key, r.created.post_id, to_ms(now))
@@ -308,7 +308,6 @@ def run(
 
     A database that does not exist yet is created only to write: bad rows, or a dry run,
     leave no file behind."""
-    from plurcast import queue
     from plurcast.store.connection import rehearse_on
     from plurcast.transfer import read
 
