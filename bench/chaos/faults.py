@@ -42,6 +42,8 @@ class MastodonFaults:
         self.ctx = ctx
         self.servers = servers
         self.faults: list[Fault] = []
+        self.hold_id: str | None = None  # the rule of `hold()` while it is in
+        self.hold_ended_ms = 0  # when the last hold was taken out
         servers.before_mastodon_restart = self.lose_unfired
 
     def plan(self) -> list[tuple[float, str, int]]:
@@ -69,6 +71,38 @@ class MastodonFaults:
         self.ctx.say(f"mastodon fault: {kind} ×{count}")
         return True
 
+    def hold(self) -> bool:
+        """Hold every status posted from now on, until `unhold()`: a send that starts now
+        cannot end (but by the client's own timeout) — what a kill aimed at a delivery in
+        flight needs. Whether the rule is in (after a restart of the mock it must go in again)."""
+        if self.hold_id is not None:
+            return True
+        rule = {
+            "match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+            "effect": _EFFECTS["timeout"],
+        }
+        try:
+            made = self.servers.mock("POST", "/api/v1/_mock/faults", body=rule, patient=False)
+        except HarnessError as exc:
+            self.ctx.say(f"mastodon hold not in yet: {exc}")
+            return False
+        self.hold_id = str(made["id"])
+        return True
+
+    @property
+    def holding(self) -> bool:
+        return self.hold_id is not None
+
+    def unhold(self) -> None:
+        """Take the hold out (what it holds is served when its 30 s are over)."""
+        if self.hold_id is not None:
+            try:
+                self.servers.mock("DELETE", f"/api/v1/_mock/faults/{self.hold_id}")
+            except HarnessError as exc:  # gone with a restarted mock, or `clear()` takes it
+                self.ctx.say(f"mastodon hold not taken out: {exc}")
+            self.hold_id = None
+        self.hold_ended_ms = now_ms()
+
     def poll(self) -> None:
         """How many requests each rule has hit so far (a used-up rule disappears)."""
         mastodon = self.servers.mastodon
@@ -91,15 +125,19 @@ class MastodonFaults:
         self.poll()
         for fault in self.faults:
             fault.count = fault.fired
+        self.hold_id = None
 
     def clear(self) -> None:
         self.poll()
         if self.servers.mastodon is not None:
             self.servers.mock("DELETE", "/api/v1/_mock/faults")
+        if self.hold_id is not None:
+            self.hold_id, self.hold_ended_ms = None, now_ms()
 
     def held_until(self) -> float | None:
         """When the last held request that reached the server is served (epoch seconds)."""
         held = [f.last_fired_ms for f in self.faults if f.kind == "timeout" and f.fired]
+        held += [self.hold_ended_ms] if self.hold_ended_ms else []
         return max(held) / 1000 + HELD_REQUEST_SECONDS + 1.5 if held else None
 
     def hits(self) -> Counter[str]:

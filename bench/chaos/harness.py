@@ -28,7 +28,10 @@ from bench.chaos.workload import Workload
 from plurcast.store.connection import transaction
 
 THREAD_KILLS = 2  # kill -9s aimed between a thread's parts
-KILL_GRACE = 30.0
+# What the harness makes happen (a thread part sent into the outage, a daemon killed holding
+# a later part) it waits for, however long a loaded machine takes — up to this hang guard,
+# which fails the run (HarnessError) rather than letting it go on without the chaos.
+HANG_GUARD = 120.0
 
 
 def _cpu_self() -> float:
@@ -55,6 +58,8 @@ class Harness:
         self.thread_kills = 0
         self.outage_thread_ids: list[str] = []  # the thread whose middle meets the outage
         self.outage_due_ms = 0
+        self.kill_thread_ids: list[str] = []  # the thread whose part 2 is held and killed
+        self.kill_due_ms = 0
         self.cpu_before = _cpu_self()  # in make test, the process has run other tests
 
     def run(self) -> Report:
@@ -93,6 +98,8 @@ class Harness:
         t0 = math.ceil(time.time()) + 1
         end = t0 + p.seconds
         workload.create_schedules(t0)
+        if p.threads and p.kill_every[1] > 0:
+            self.kill_thread(workload, end)  # its first part goes out while the daemons idle
         ctx.say(f"chaos for {p.seconds:g} s: {p.posts:,} posts, {p.daemons} daemons")
         actions: list[tuple[float, int, Callable[[], object]]] = []
         seq = iter(range(10**9))
@@ -131,43 +138,61 @@ class Harness:
         for fraction, kind, count in self.faults.plan() if p.faults else []:
             at(t0 + p.seconds * fraction, partial(inject, kind, count))
 
-        def relay_down() -> None:
+        def guarded(what: str, since: float) -> None:
+            if time.time() - since > HANG_GUARD:
+                raise HarnessError(f"gave up after {HANG_GUARD:g} s waiting for {what}")
+
+        def relay_down(since: float) -> None:
             # The outage thread's first part must be out on Nostr first, so that its middle
             # parts meet the outage — on a loaded machine the daemons may be seconds behind.
-            if self.outage_thread_ids:
-                sent = (
-                    "SELECT count(*) FROM deliveries WHERE post_id = ? AND platform = 'nostr' "
-                    "AND state = 'sent'"
-                )
-                first = self.outage_thread_ids[0]
-                self.wait_until(lambda: ctx.scalar(sent, first) > 0, 20, "the outage thread")
+            if self.outage_thread_ids and not self.part_sent(self.outage_thread_ids[0], "nostr"):
+                guarded("the outage thread's first part on Nostr", since)
+                at(time.time() + 0.05, partial(relay_down, since))
+                return
             self.outage.down()  # the outage lasts from the relay's stop, however long it took
-            self.release_outage_thread()
-            at(time.time() + p.relay_outage, relay_up)
+            self._release(self.outage_thread_ids[1:], self.outage_due_ms)
+            at(time.time() + p.relay_outage, partial(relay_up, time.time()))
 
-        def relay_up() -> None:
-            # Not before the outage thread's second part went to the relay that is down.
-            if len(self.outage_thread_ids) > 1:
-                tried = (
-                    "SELECT count(*) FROM deliveries d WHERE d.post_id = ? AND d.platform = "
-                    "'nostr' AND (d.state = 'sending' OR EXISTS (SELECT 1 FROM attempts a "
-                    "WHERE a.delivery_id = d.id))"
-                )
-                second = self.outage_thread_ids[1]
-                self.wait_until(lambda: ctx.scalar(tried, second) > 0, 20, "its middle part")
+        def relay_up(since: float) -> None:
+            # Not before the outage thread's second part was tried on the relay that is down
+            # (it was held back until the relay went down: any attempt of it met the outage).
+            if len(self.outage_thread_ids) > 1 and not self.part_tried(
+                self.outage_thread_ids[1], "nostr"
+            ):
+                guarded("the outage thread's middle part to meet the outage", since)
+                at(time.time() + 0.05, partial(relay_up, since))
+                return
             self.outage.up()
 
         if p.relay_outage > 0:
-            at(outage_at, relay_down)
+            at(outage_at, partial(relay_down, outage_at))
+
+        def kill_held_part(since: float) -> None:
+            """The kill thread's first part is out: hold every Mastodon status on the server,
+            let its later parts go, and kill -9 the daemon that takes one — while it provably
+            holds it (the send cannot end while the hold is in, but by the client's timeout,
+            and then the part is sent again into the same hold)."""
+            ids = self.kill_thread_ids
+            guarded("a daemon to hold the kill thread's part 2", since)
+            if not self.faults.holding:
+                if self.part_sent(ids[0], "mastodon") and self.faults.hold():
+                    self._release(ids[1:], self.kill_due_ms)  # due first: taken at once
+                    ctx.say("mastodon holds every status; the kill thread's part 2 is due")
+            elif self.kill_holding(ids[1:]):
+                self.faults.unhold()
+                ctx.say("kill -9 of the daemon holding the kill thread's part 2; hold out")
+                return
+            at(time.time() + 0.05, partial(kill_held_part, since))
+
+        if p.threads and p.kill_every[1] > 0:
+            at(t0, partial(kill_held_part, t0))
 
         def kill_between_parts() -> None:
-            """kill -9 the daemon sending a thread's later part: the parts before it are out.
-            Until one such kill happened it goes on past the end of the chaos, if it must (a
-            loaded machine sends the threads late), for at most KILL_GRACE seconds."""
+            """Besides the held one: kill -9 a daemon found sending another thread's later
+            part, when the polling catches one before the end."""
             if self.kill_mid_thread():
                 self.thread_kills += 1
-            until = end if self.thread_kills else end + KILL_GRACE
-            if self.thread_kills < THREAD_KILLS and time.time() + 0.05 < until:
+            if self.thread_kills < THREAD_KILLS and time.time() + 0.05 < end:
                 at(time.time() + 0.05, kill_between_parts)
 
         if p.threads and p.kill_every[1] > 0:
@@ -211,7 +236,7 @@ class Harness:
 
     def outage_thread(self, workload: Workload, t0: float, end: float) -> None:
         """A thread due near the start whose parts after the first are held back until the
-        relay is down (`release_outage_thread`): its middle parts meet the outage on Nostr,
+        relay is down (`_release`): its middle parts meet the outage on Nostr,
         every time, however far behind a loaded machine keeps the daemons."""
         thread = workload.write_thread(
             len(workload.threads) + 900, 4, t0 + 2, (workload.platforms, "default"), "outage"
@@ -220,18 +245,59 @@ class Harness:
         self.outage_due_ms = int((t0 + 2) * 1000)
         self._move(thread.post_ids[1], end + 600)  # the later parts move with it
 
-    def release_outage_thread(self) -> None:
-        """With the relay down: the outage thread's later parts are due again at their first
-        time — early, so that even daemons far behind take them before what came due later.
-        (No command moves a post into the past, so the harness puts back its own move.)"""
-        if self.outage_thread_ids:
-            marks = ",".join("?" * len(self.outage_thread_ids[1:]))
+    def kill_thread(self, workload: Workload, end: float) -> None:
+        """A Mastodon thread whose parts after the first are held back until the harness
+        holds Mastodon's statuses (`kill_held_part`): a daemon is killed while it holds one."""
+        due = time.time()
+        thread = workload.write_thread(950, 3, due, (("mastodon",), "default"), "kill")
+        self.kill_thread_ids, self.kill_due_ms = thread.post_ids, int(due * 1000)
+        self._move(thread.post_ids[1], end + 600)  # the later parts move with it
+
+    def _release(self, post_ids: list[str], due_ms: int) -> None:
+        """The held-back later parts of a thread are due again at `due_ms` — for the outage
+        thread its first time, early, so that even daemons far behind take them before what
+        came due later. (No command moves a post into the past, so the harness puts back its
+        own move.)"""
+        if post_ids:
+            marks = ",".join("?" * len(post_ids))
             with transaction(self.ctx.db):
                 self.ctx.db.execute(
                     f"UPDATE deliveries SET due_at_ms = ? WHERE state = 'pending' "
                     f"AND post_id IN ({marks})",
-                    [self.outage_due_ms, *self.outage_thread_ids[1:]],
+                    [due_ms, *post_ids],
                 )
+
+    def part_sent(self, post_id: str, platform: str) -> bool:
+        sql = "SELECT count(*) FROM deliveries WHERE post_id = ? AND platform = ? AND state = ?"
+        return self.ctx.scalar(sql, post_id, platform, "sent") > 0
+
+    def part_tried(self, post_id: str, platform: str) -> bool:
+        """Whether an attempt of the part on `platform` has ended (it is in `attempts`)."""
+        return (
+            self.ctx.scalar(
+                "SELECT count(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id "
+                "WHERE d.post_id = ? AND d.platform = ?",
+                post_id,
+                platform,
+            )
+            > 0
+        )
+
+    def kill_holding(self, post_ids: list[str]) -> bool:
+        """kill -9 the daemon holding one of these posts' deliveries; whether it was done."""
+        marks = ",".join("?" * len(post_ids))
+        found = self.ctx.db.execute(
+            f"SELECT id, lease_owner FROM deliveries WHERE state = 'sending' "
+            f"AND lease_owner IS NOT NULL AND post_id IN ({marks}) LIMIT 1",
+            post_ids,
+        ).fetchone()
+        if found is None:
+            return False
+        kill = self.daemons.kill_holder(found[1])
+        if kill is None or str(found[0]) not in kill.held:
+            return False
+        self.thread_kills += 1
+        return True
 
     def _move(self, post_id: str, when: float) -> None:
         from datetime import UTC, datetime
@@ -246,12 +312,16 @@ class Harness:
 
     def kill_mid_thread(self) -> bool:
         """kill -9 a daemon that holds a thread's part 2 or later; whether one was found."""
-        # Not the outage thread: its middle parts are to fail on the relay, not with a daemon.
+        # Not the outage thread: its middle parts are to fail on the relay, not with a daemon;
+        # not the kill thread: `kill_held_part` kills its holder while the hold is in.
         found = self.ctx.db.execute(
             "SELECT d.lease_owner FROM deliveries d JOIN posts p ON p.id = d.post_id "
             "WHERE d.state = 'sending' AND p.thread_part >= 2 AND d.lease_owner IS NOT NULL "
-            "AND coalesce(p.thread_id, '') <> ? LIMIT 1",
-            (self.outage_thread_ids[0] if self.outage_thread_ids else "",),
+            "AND coalesce(p.thread_id, '') NOT IN (?, ?) LIMIT 1",
+            (
+                self.outage_thread_ids[0] if self.outage_thread_ids else "",
+                self.kill_thread_ids[0] if self.kill_thread_ids else "",
+            ),
         ).fetchone()
         return found is not None and self.daemons.kill_holder(found[0]) is not None
 

@@ -34,7 +34,7 @@ class ThreadInfo:
     post_ids: list[str]
     texts: list[str]
     targets: tuple[tuple[str, str], ...]
-    label: str = ""  # "outage": its later parts fall due while the relay is down
+    label: str = ""  # "outage": later parts due while the relay is down; "kill": held, killed
 
 
 @dataclass
