@@ -113,7 +113,12 @@ def write_config(work: Path, name: str, relays: str, extra: str = "") -> dict[st
 
 
 def start_up(work: Path) -> list[Ratio]:
-    env = write_config(work, "queue", '"ws://127.0.0.1:7777"', '[mastodon]\ninstance = "x"\n')
+    env = write_config(
+        work,
+        "queue",
+        '"ws://127.0.0.1:7777"',
+        'blossom_servers = ["http://127.0.0.1:7778"]\n[mastodon]\ninstance = "x"\n',
+    )
     fill_queue(env)
     post_env = {**env, "PLURCAST_DB_PATH": str(work / "post.db")}
     migrated(Path(post_env["PLURCAST_DB_PATH"]))
