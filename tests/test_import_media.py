@@ -213,25 +213,29 @@ def test_export_with_images_then_import_into_an_empty_database_is_the_same_queue
          "--lang", "pt-BR", "--image", chart, "--alt", "Bars", "-p", "mastodon"],
         ["A link https://example.com/x", "-s", "2026-11-25 09:00", "-p", "bluesky", "--no-card"],
         ["Plain", "--draft"],
+        ["Where it flew", "-s", "2026-11-26 09:00", "-p", "mastodon", "--image", kite,
+         "--alt", "The kite, with its place", "--keep-metadata"],
     ):  # fmt: skip
         assert run(post_cli, *args).exit_code == 0
     before = _queue(run)
     refused = run(export_cli)  # stdout has no folder for the images
-    assert refused.exit_code == 3 and "2 posts have images" in refused.stderr
+    assert refused.exit_code == 3 and "3 posts have images" in refused.stderr
     out = tmp_path / "out" / f"plan.{kind}"
     out.parent.mkdir()
     exported = run(export_cli, "-o", str(out))
     assert exported.exit_code == 0, exported.stderr
-    assert exported.stderr == "exported 4 posts\n"
+    assert exported.stderr == "exported 5 posts\n"
     files = sorted(p for p in (out.parent / "plan-images").rglob("*") if p.is_file())
-    assert sorted(p.name for p in files) == ["chart.png", "kite.jpg"]  # the chart once
+    # The chart once; the kite cleaned, and as it was (--keep-metadata).
+    assert sorted(p.name for p in files) == ["chart.png", "kite.jpg", "kite.jpg"]
+    assert sorted(has_location(p.read_bytes()) for p in files) == [False, False, True]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     text, originals = out.read_text(), sorted(media_stored(db_path))
     with _another_database(backend, tmp_path, monkeypatch) as copy:
         imported = run(import_cli, str(out))
         assert imported.exit_code == 0, imported.stderr
         assert _queue(run) == before
-        assert sorted(media_stored(copy)) == originals
+        assert sorted(media_stored(copy)) == originals  # the kept kite still has its place
         again = tmp_path / "again" / f"plan.{kind}"
         again.parent.mkdir()
         assert run(export_cli, "-o", str(again)).exit_code == 0

@@ -197,6 +197,7 @@ def test_keep_metadata_keeps_the_position(
                            "--keep-metadata"))  # fmt: skip
     [image] = _metadata(run, post_id)["images"]
     assert has_location(media_stored(db_path)[image["sha256"]])
+    assert image["kept_metadata"] is True  # what plur-export writes as keep_metadata
 
 
 def test_require_alt_makes_a_missing_alt_an_error(

@@ -47,6 +47,7 @@ class Ready:
     width: int
     height: int
     variants: dict[str, tuple[bytes, int, int]] = field(default_factory=dict)  # platform →
+    kept_metadata: bool = False  # --keep-metadata: its location and camera data are left in
 
 
 def prepare(
@@ -86,7 +87,7 @@ def prepare(
             raise InvalidInput(
                 f"--image {spec.path}: {exc}", "give a whole JPEG, PNG, GIF or WebP image"
             ) from None
-        item = Ready(spec, data, picture.mime, picture.width, picture.height)
+        item = Ready(spec, data, picture.mime, picture.width, picture.height, {}, keep_metadata)
         for limit in limits:
             platform = limit.platform
             if limit.max_image_bytes is None or len(data) <= limit.max_image_bytes:
@@ -192,6 +193,8 @@ def store(media: MediaStore, ready: Sequence[Ready]) -> list[dict[str, Any]]:
             "alt": (item.spec.alt or "").strip(),
             "name": Path(item.spec.path).name,
         }
+        if item.kept_metadata:  # so that plur-export says so, and an import keeps it too
+            entry["kept_metadata"] = True
         if item.variants:
             entry["fitted"] = {
                 platform: {

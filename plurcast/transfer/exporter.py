@@ -124,7 +124,8 @@ def _with_images(
     entry: Entry, metadata: Mapping[str, Any], folder: str, files: dict[str, str]
 ) -> Entry:
     """The entry with its images' paths (each file added to `files`) and alt texts; `fit`
-    when some image was re-encoded for a platform (the import re-encodes it again)."""
+    when some image was re-encoded for a platform (the import re-encodes it again);
+    `keep_metadata` when they were stored with their location and camera data."""
     stored = metadata.get("images") or []
     if not stored:
         return entry
@@ -138,6 +139,7 @@ def _with_images(
         images=tuple(paths),
         alts=tuple(str(image.get("alt") or "") for image in stored),
         fit=True if any(image.get("fitted") for image in stored) else None,
+        keep_metadata=any(image.get("kept_metadata") for image in stored),
     )
 
 
