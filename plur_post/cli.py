@@ -13,11 +13,11 @@ from plur_post.threads import ThreadArgs, emit_queued, thread_options
 from plurcast import __version__, clikit, queue, validation, writing
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
-from plurcast.models import Schedule, from_ms, to_ms
+from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
 from plurcast.platforms import nostr, registry
-from plurcast.timefmt import format_local, format_relative
-from plurcast.views import queued_line, schedule_json, time_fields
+from plurcast.timefmt import format_local
+from plurcast.views import queued_line, schedule_json, schedule_line, time_fields
 
 
 @click.command(
@@ -231,10 +231,8 @@ def cli(
 
 
 def _show_schedule(s: Schedule, zone: ZoneInfo, now: datetime, fmt: Format) -> None:
-    next_run = from_ms(s.next_run_at_ms or 0)
-    shown = format_local(next_run, zone, now)
     if fmt == "text":
-        click.echo(f"schedule:{s.id}:next:{format_relative(next_run - now)} ({shown})")
+        click.echo(schedule_line("schedule", s.id, s.next_run_at_ms, zone, now))
         return
     emit_json(schedule_json(s, zone, now), fmt)
 

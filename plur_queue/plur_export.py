@@ -13,6 +13,7 @@ import click
 from plur_queue.common import open_session
 from plurcast import __version__, clikit, history
 from plurcast.errors import InvalidInput
+from plurcast.models import to_ms
 from plurcast.transfer import exporter, read, write
 
 
@@ -38,7 +39,11 @@ to FILE's folder, where plur-import finds them; posts with images need -o.
 A thread is one row too: thread true, its parts as content between --- lines, and
 a variant for a platform whose parts differ. The key is the post's import key,
 else its id, so importing an export — into an empty database, or back into this
-one — never makes a post twice. What a row cannot carry yet is named on stderr.
+one — never makes a post twice. A recurring post (plur-post --cron/--every) is a
+row with cron or every, schedule its next run, until, the count still to go,
+misfire and grace: it runs on in the copy from where it is (with the queue's
+scheduled posts; paused ones are named on stderr and left out).
+What a row cannot carry yet is named on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
 )
 @click.option(
@@ -81,6 +86,7 @@ def cli(
         since_ms=None if since is None else history.parse_date(since, s.tz, s.now),
         until_ms=None if until is None else history.parse_date(until, s.tz, s.now, end=True),
         images_folder=None if output is None else f"{Path(output).stem}-images",
+        now_ms=to_ms(s.now),
     )
     clikit.stderr_lines(f"Warning: {note}" for note in result.left_out)
     text = write.write(result.entries, cast(read.Kind, fmt))
@@ -89,8 +95,13 @@ def cli(
     else:  # the images first: the file never names one that is not there
         exporter.save_images(s.conn, result.images, Path(output).parent)
         _write_private(Path(output), text)
-    count = len(result.entries)
-    sys.stderr.write(f"exported {count:,} post{'s' if count != 1 else ''}\n")
+    recurring = sum(1 for e in result.entries if e.cron is not None or e.every is not None)
+    count = len(result.entries) - recurring
+    sys.stderr.write(
+        f"exported {count:,} post{'s' if count != 1 else ''}"
+        + (f" and {recurring:,} recurring post{'s' if recurring != 1 else ''}" if recurring else "")
+        + "\n"
+    )
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.output import Format, emit_json, emit_lines
 from plurcast.transfer import importer, read
-from plurcast.views import queued_line, time_fields
+from plurcast.views import queued_line, schedule_line, time_fields
 
 
 @click.command(
@@ -41,7 +41,9 @@ Fields (CSV columns, JSON keys, front matter), named after plur-post's options:
   reply_to, images (paths, relative to the file's folder; a list, or one a line),
   alt (each image's alt text, in order), fit, keep_metadata, cw, label, lang
   ("en,de"), no_card, key (what makes a row the same row when imported again;
-  without one, a hash of what the row says).
+  without one, a hash of what the row says). A recurring post: cron or every,
+  with until, count, misfire and grace as plur-post takes them (schedule: its
+  first run or start).
 
 \b
 All or nothing: if any row is bad, every bad row is listed (`line 7: …`) and
@@ -82,11 +84,13 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
         emit_json([_row_json(r, tz, dry_run) for r in rows], cast(Format, report))
     else:
         emit_lines(line for r in rows for line in _lines(r, tz, now, dry_run))
-    new = sum(1 for r in rows if r.existing is None)
-    there = len(rows) - new
+    new = sum(1 for r in rows if r.existing is None and r.recurring is None)
+    recurring = sum(1 for r in rows if r.existing is None and r.recurring is not None)
+    there = len(rows) - new - recurring
     verb = "would import" if dry_run else "imported"
     sys.stderr.write(
         f"{verb} {new:,} post{'s' if new != 1 else ''}"
+        + (f" and {recurring:,} recurring post{'s' if recurring != 1 else ''}" if recurring else "")
         + (f"; {there:,} already there" if there else "")
         + "\n"
     )
@@ -118,8 +122,12 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
     (`would-scheduled:line-3:for:…`)."""
     if r.existing is not None:
         return [f"exists:{r.existing}"]
-    names = [r.entry.where.replace(" ", "-")] if dry_run else r.post_ids
     prefix = "would-" if dry_run else ""
+    if r.recurring is not None:  # what plur-post --cron/--every prints
+        name = r.entry.where.replace(" ", "-") if dry_run else r.recurring.schedule.id
+        next_ms = r.recurring.schedule.next_run_at_ms
+        return [schedule_line(prefix + "schedule", name, next_ms, tz, now)]
+    names = [r.entry.where.replace(" ", "-")] if dry_run else r.post_ids
     lines = []
     for number, name in enumerate(names, start=1):
         kind = "draft" if r.scheduled_at is None else "scheduled"
@@ -138,6 +146,7 @@ def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
         "key": r.key,
         "post_id": r.existing or (ids[0] if ids else None),
         "post_ids": [r.existing] if r.existing else ids,
+        "schedule_id": None if dry_run else r.schedule_id,
         "draft": r.existing is None and r.scheduled_at is None,
         **time_fields(
             "scheduled_at", None if r.scheduled_at is None else to_ms(r.scheduled_at), tz

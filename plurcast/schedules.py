@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import queue, recurrence, validation, when, writing
@@ -29,6 +29,9 @@ from plurcast.store import schedules as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import plan as thread_plan
+
+if TYPE_CHECKING:
+    from plurcast.media.store import MediaStore
 
 log = logging.getLogger("plurcast.schedules")
 
@@ -180,10 +183,16 @@ def check_new(
 def write(conn: Database, new: NewSchedule) -> None:
     """Write a schedule that check_new returned; its images are stored once, and every post
     it makes refers to them."""
-    schedule = new.schedule
     with transaction(conn):
-        schedule.metadata.update(writing.extras_metadata(conn, new.extras))
-        store.insert(conn, schedule, schedule.created_at_ms, writing.media_files(schedule.metadata))
+        insert(conn, new)
+
+
+def insert(conn: Database, new: NewSchedule, media: MediaStore | None = None) -> None:
+    """write's work, inside the caller's write transaction (plur-import writes a whole file
+    in one); the images go into `media` (default: the queue's store)."""
+    schedule = new.schedule
+    schedule.metadata.update(writing.extras_metadata(conn, new.extras, media))
+    store.insert(conn, schedule, schedule.created_at_ms, writing.media_files(schedule.metadata))
 
 
 def materialize(conn: Database, now_ms: int) -> list[str]:

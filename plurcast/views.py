@@ -38,6 +38,13 @@ def queued_line(kind: str, name: str, at: datetime | None, tz: ZoneInfo, now: da
     return f"{kind}:{name}:for:{format_relative(at - now)} ({format_local(at, tz, now)})"
 
 
+def schedule_line(kind: str, name: str, next_ms: int | None, tz: ZoneInfo, now: datetime) -> str:
+    """The line for a recurring schedule made: `schedule:<id>:next:in 2 hours (Tue 10:00
+    CET)`; `kind` says how (`would-schedule` for a dry run)."""
+    at = from_ms(next_ms or 0)
+    return f"{kind}:{name}:next:{format_relative(at - now)} ({format_local(at, tz, now)})"
+
+
 def post_json(post: Post, tz: ZoneInfo) -> dict[str, Any]:
     scheduled = post.scheduled_at_ms
     return {

@@ -16,6 +16,8 @@
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
+- `another_database(backend, tmp_path, monkeypatch)`: an empty database of the test's kind,
+  which every tool uses from then on (where an export is imported into a copy).
 - `media_stored(db_path)`: what the test's media store holds (sha256 → bytes), on either
   backend: the `media` rows on PostgreSQL, the files beside the SQLite database otherwise.
 
@@ -48,7 +50,7 @@ from plurcast.engine import Delivered, Engine
 from plurcast.media import files
 from plurcast.store.deliveries import Claimed
 from plurcast.thread.plan import Compose
-from tests.peers.postgres import run_sql
+from tests.peers.postgres import Backend, run_sql
 from tests.peers.process import free_port
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "Row",
     "Run",
     "add_post",
+    "another_database",
     "assert_verified_and_hardened",
     "clock_ahead",
     "deliver",
@@ -363,3 +366,20 @@ def media_stored(db_path: Path) -> dict[str, bytes]:
     if not directory.exists():
         return {}
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+@contextlib.contextmanager
+def another_database(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """An empty database of the same kind, which every tool uses from here on; its path
+    (on PostgreSQL one that is never made: `run_sql` and `media_stored` ask the url)."""
+    if backend.is_postgresql:
+        assert backend.cluster is not None
+        with backend.cluster.database() as url:
+            monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+            yield tmp_path / "unused.db"
+        return
+    copy = tmp_path / "copy" / "posts.db"
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
+    yield copy

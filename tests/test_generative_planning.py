@@ -38,8 +38,8 @@ EXAMPLES = {"plur-import": 150, "plur-export": 75, "plur-history": 75}
 # plur-import: rows of every field, written as each format would be (or broken on purpose)
 ROW_FIELDS = ["schedule", "tz", "platforms", "account", "draft", "visibility", "nostr_pow",
               "21e8", "thread", "auto_thread", "numbered", "variant", "reply_to",
-              "key"]  # fmt: skip
-REFUSED_FIELDS = ["cw", "images", "cron", "bogus", "", "Content", "text", "Posting Time"]
+              "key", "cron", "every", "until", "count", "misfire", "grace"]  # fmt: skip
+REFUSED_FIELDS = ["cw", "images", "image_url", "bogus", "", "Content", "text", "Posting Time"]
 SUFFIXES = {"jsonl": ".jsonl", "csv": ".csv", "markdown": ".md"}
 DATES = ["7d", "12h", "2h ago", "2026-11-21", "2027-01-01T10:00:00Z", "1795428000", "0",
          "0001-01-01", "9999-12-31", "-999999999999", "2025-02-30", "36526d", "last week",
@@ -73,6 +73,15 @@ def field_values(seeded_ids: list[str]) -> dict[str, tuple[Choices, Choices]]:
             st.sampled_from(["nostr=", "myspace=x", "{not json", ["x"], {"nostr": 1}]),
         ),
         "reply_to": (st.sampled_from([*seeded_ids[:3], "note1abc"]), st.text(max_size=20)),
+        "cron": (
+            st.sampled_from(["0 9 * * 1-5", "*/30 * * * *"]),
+            st.sampled_from(["0 9 * *", "* * * * * *", "61 * * * *", "x", 5]),
+        ),
+        "every": (st.sampled_from(["6h", "1d", "90m"]), st.sampled_from(["30s", "often", 0])),
+        "until": (st.sampled_from(["2027-06-01", "in 30 days"]), whens()),
+        "count": (st.sampled_from([1, "10"]), st.sampled_from([0, -1, "many", 10**7, True])),
+        "misfire": (st.sampled_from(["latest", "skip", "ALL"]), st.sampled_from(["never", 1])),
+        "grace": (st.sampled_from(["1h", "30m"]), st.sampled_from(["soon", "0s", []])),
         "key": (
             st.sampled_from(["a", "b", "tip-1", 7]),
             st.one_of(texts(), st.sampled_from([True, "k" * 201, [1], "a\x00b"])),

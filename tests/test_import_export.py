@@ -4,11 +4,9 @@ the queue, in every format."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import BASE_CONFIG, Clock, Run
+from tests.helpers import BASE_CONFIG, Clock, Run, another_database
 from tests.peers.postgres import Backend, run_sql
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
@@ -46,22 +44,6 @@ def posts(db_path: Path) -> list[tuple[object, ...]]:
         ((t, a, z, ",".join(p), acc) for t, a, z, p, acc in found.values()),  # type: ignore[arg-type]
         key=lambda r: (r[1] is None, r[1] or 0, r[0]),
     )
-
-
-@contextlib.contextmanager
-def another_database(
-    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """An empty database of the same kind, which every tool uses from here on."""
-    if backend.is_postgresql:
-        assert backend.cluster is not None
-        with backend.cluster.database() as url:
-            monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
-            yield tmp_path / "unused.db"
-        return
-    copy = tmp_path / "empty.db"
-    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
-    yield copy
 
 
 def nothing_written(db_path: Path) -> bool:

@@ -6,10 +6,8 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import Clock, Run, media_stored
+from tests.helpers import Clock, Run, another_database, media_stored
 from tests.images import has_location, photo
 from tests.peers.postgres import Backend, run_sql
 
@@ -162,22 +160,6 @@ def test_a_dry_run_checks_the_images_and_stores_none(
     assert image["alt"] == "A chart" and list(media_stored(db_path)) == [image["sha256"]]
 
 
-@contextlib.contextmanager
-def _another_database(
-    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """An empty database of the same kind, which every tool uses from here on."""
-    if backend.is_postgresql:
-        assert backend.cluster is not None
-        with backend.cluster.database() as url:
-            monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
-            yield tmp_path / "unused.db"
-        return
-    copy = tmp_path / "copy" / "posts.db"
-    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
-    yield copy
-
-
 def _queue(run: Run) -> list[dict[str, Any]]:
     """Every post as plur-queue shows it, without what a copy makes anew (ids, times)."""
     listed = json.loads(run(queue_cli, "list", "--all", "-f", "json").stdout)
@@ -231,7 +213,7 @@ def test_export_with_images_then_import_into_an_empty_database_is_the_same_queue
     assert sorted(has_location(p.read_bytes()) for p in files) == [False, False, True]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     text, originals = out.read_text(), sorted(media_stored(db_path))
-    with _another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database(backend, tmp_path, monkeypatch) as copy:
         imported = run(import_cli, str(out))
         assert imported.exit_code == 0, imported.stderr
         assert _queue(run) == before

@@ -1,4 +1,5 @@
-"""The SQL of plur-import and plur-export: which import keys name which posts."""
+"""The SQL of plur-import and plur-export: which import keys name which posts and which
+recurring schedules (one key names one of them: `existing` looks in both)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from collections.abc import Sequence
 
 from plurcast.store.base import Database
 
-_BATCH = 500  # values per IN (...): well inside every SQLite build's limit
+_BATCH = 200  # values per IN (...), four lists a query: well inside every SQLite's limit
 
 
 def existing(conn: Database, keys: Sequence[str]) -> dict[str, str]:
-    """key → post id, for keys already imported — or that are a post's own id (an exported
-    post carries its id as its key, so importing an export back changes nothing)."""
+    """key → post or schedule id, for keys already imported — or that are a post's or a
+    schedule's own id (an export carries that id as its key, so importing an export back
+    changes nothing)."""
     found: dict[str, str] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), _BATCH):
@@ -19,8 +21,10 @@ def existing(conn: Database, keys: Sequence[str]) -> dict[str, str]:
         marks = ",".join("?" * len(batch))
         rows = conn.execute(
             f"SELECT key, post_id FROM import_keys WHERE key IN ({marks}) "
-            f"UNION ALL SELECT id, id FROM posts WHERE id IN ({marks})",
-            [*batch, *batch],
+            f"UNION ALL SELECT id, id FROM posts WHERE id IN ({marks}) "
+            f"UNION ALL SELECT key, schedule_id FROM schedule_import_keys WHERE key IN ({marks}) "
+            f"UNION ALL SELECT id, id FROM schedules WHERE id IN ({marks})",
+            [*batch, *batch, *batch, *batch],
         )
         for key, post_id in rows:
             found.setdefault(str(key), str(post_id))
@@ -34,14 +38,28 @@ def remember(conn: Database, key: str, post_id: str, now_ms: int) -> None:
     )
 
 
+def remember_schedule(conn: Database, key: str, schedule_id: str, now_ms: int) -> None:
+    conn.execute(
+        "INSERT INTO schedule_import_keys (key, schedule_id, imported_at_ms) VALUES (?, ?, ?)",
+        (key, schedule_id, now_ms),
+    )
+
+
 def keys_of(conn: Database, post_ids: Sequence[str]) -> dict[str, str]:
     """post id → the key it was imported under (plur-export writes it back)."""
+    return _keys(conn, "import_keys", "post_id", post_ids)
+
+
+def schedule_keys_of(conn: Database, schedule_ids: Sequence[str]) -> dict[str, str]:
+    """schedule id → the key it was imported under."""
+    return _keys(conn, "schedule_import_keys", "schedule_id", schedule_ids)
+
+
+def _keys(conn: Database, table: str, column: str, ids: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for start in range(0, len(post_ids), _BATCH):
-        batch = list(post_ids[start : start + _BATCH])
+    for start in range(0, len(ids), _BATCH):
+        batch = list(ids[start : start + _BATCH])
         marks = ",".join("?" * len(batch))
-        rows = conn.execute(
-            f"SELECT post_id, key FROM import_keys WHERE post_id IN ({marks})", batch
-        )
+        rows = conn.execute(f"SELECT {column}, key FROM {table} WHERE {column} IN ({marks})", batch)
         found.update((str(p), str(k)) for p, k in rows)
     return found

@@ -332,6 +332,23 @@ def _m008_any_platform(db: Any) -> None:
         db.execute(sql)
 
 
+def _m009_schedule_import_keys(db: Any) -> None:
+    """Which import key names which recurring schedule: what `import_keys` is for posts, so a
+    file with recurring rows imported twice makes no schedule twice."""
+    db.execute(
+        """
+        CREATE TABLE schedule_import_keys (
+            key            TEXT PRIMARY KEY,
+            schedule_id    TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+            imported_at_ms INTEGER NOT NULL
+        )
+        """
+    )
+    db["schedule_import_keys"].create_index(
+        ["schedule_id"], index_name="schedule_import_keys_by_schedule"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m001_queue,
     _m002_rate_limits,
@@ -341,6 +358,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m006_import_keys,
     _m007_media,
     _m008_any_platform,
+    _m009_schedule_import_keys,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

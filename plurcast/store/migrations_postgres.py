@@ -205,6 +205,15 @@ _M008_ANY_PLATFORM = """
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_platform_check;
 """
 
+_M009_SCHEDULE_IMPORT_KEYS = """
+CREATE TABLE schedule_import_keys (
+    key            TEXT PRIMARY KEY,
+    schedule_id    TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    imported_at_ms BIGINT NOT NULL
+);
+CREATE INDEX schedule_import_keys_by_schedule ON schedule_import_keys (schedule_id);
+"""
+
 #: Step N here is step N of `migrations.MIGRATIONS`; a test holds the two schemas equal.
 MIGRATIONS: tuple[str, ...] = (
     _M001_QUEUE,
@@ -215,6 +224,7 @@ MIGRATIONS: tuple[str, ...] = (
     _M006_IMPORT_KEYS,
     _M007_MEDIA,
     _M008_ANY_PLATFORM,
+    _M009_SCHEDULE_IMPORT_KEYS,
 )
 
 

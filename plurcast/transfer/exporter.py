@@ -8,6 +8,10 @@ empty database, or back into this one) never makes a post twice.
 
 Images are files beside the export (`save_images`): `<folder>/<sha256 prefix>/<name>`, the
 paths in the entries relative to the export's own folder, which is where plur-import looks.
+
+A recurring schedule (with the queue, `scheduled`) is one entry too: its cron or interval,
+`schedule` its next run, `until`, the `count` still to post, its misfire policy and grace —
+what `plur-post --cron/--every` takes to make it again, running on from where it is.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from plurcast import recurrence
 from plurcast.config import DEFAULT_ACCOUNT
 from plurcast.errors import InvalidInput, RuntimeFailure
-from plurcast.models import DeliveryState, Post, PostStatus
+from plurcast.models import DeliveryState, Post, PostStatus, Schedule
 from plurcast.platforms import nostr_pow
 from plurcast.store import imports as keys_store
 from plurcast.store import posts as post_store
+from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database
 from plurcast.transfer.fields import Entry
 
@@ -46,6 +52,7 @@ _WRITTEN = {
 }
 # A stored image's name that cannot be a file name is written under this one (+ its type).
 _PLAIN_NAME = "image"
+_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,14 @@ def export(
     since_ms: int | None = None,
     until_ms: int | None = None,
     images_folder: str | None = None,
+    now_ms: int | None = None,
 ) -> Exported:
     """The posts of these statuses (scheduled within [since, until) when given), in time
-    order, drafts last. Their images go into `images_folder` (relative to the export's own
-    folder); without one, posts with images are refused (InvalidInput), nothing written."""
+    order, drafts last; then, with `scheduled`, the active recurring schedules (their next
+    run within [since, until)), in the order of their next runs. Their images go into
+    `images_folder` (relative to the export's own folder); without one, posts with images
+    are refused (InvalidInput), nothing written. `now_ms`: the database's now (default:
+    asked), from which a schedule whose next run was missed runs on."""
     chosen = []
     every = post_store.select_posts(conn, waiting_only=False)
     parts: dict[str, list[Post]] = {}
@@ -101,7 +112,11 @@ def export(
         ):
             continue
         chosen.append(post)
-    with_images = [p for p in chosen if p.metadata.get("images")]
+    left_out: list[str] = []
+    recurring = _recurring(conn, wanted, since_ms, until_ms, left_out)
+    with_images = [
+        m for m in [p.metadata for p in chosen] + [r.metadata for r in recurring] if m.get("images")
+    ]
     if with_images and images_folder is None:
         count = len(with_images)
         raise InvalidInput(
@@ -110,14 +125,46 @@ def export(
             "give -o FILE (the images go into a folder beside FILE)",
         )
     keys = keys_store.keys_of(conn, [p.id for p in chosen])
-    left_out: list[str] = []
     images: dict[str, str] = {}
     entries = []
     for post in chosen:
         thread = sorted(parts.get(post.id, [post]), key=lambda p: p.thread_part or 0)
         entry = _entry(thread, keys.get(post.id, post.id), left_out)
         entries.append(_with_images(entry, post.metadata, images_folder or "", images))
+    if recurring:
+        now = conn.now_ms() if now_ms is None else now_ms
+        keys = keys_store.schedule_keys_of(conn, [r.id for r in recurring])
+        for schedule in recurring:
+            entry = _schedule_entry(schedule, keys.get(schedule.id, schedule.id), now, left_out)
+            entries.append(_with_images(entry, schedule.metadata, images_folder or "", images))
     return Exported(entries, left_out, images)
+
+
+def _recurring(
+    conn: Database,
+    wanted: set[str],
+    since_ms: int | None,
+    until_ms: int | None,
+    left_out: list[str],
+) -> list[Schedule]:
+    """The active schedules to export (with the queue's `scheduled` posts), by next run."""
+    if PostStatus.SCHEDULED.value not in wanted:
+        return []
+    chosen = []
+    for s in schedule_store.all_schedules(conn):
+        at = s.next_run_at_ms
+        if s.state not in ("active", "paused") or at is None:
+            continue  # finished or cancelled: it makes no more posts
+        if (since_ms is not None and at < since_ms) or (until_ms is not None and at >= until_ms):
+            continue
+        if s.state == "paused":
+            left_out.append(
+                f"schedule {s.id}: paused schedules cannot be exported by this version "
+                "(resume it with plur-queue resume to export it)"
+            )
+            continue
+        chosen.append(s)
+    return sorted(chosen, key=lambda s: (s.next_run_at_ms or 0, s.content, s.id))
 
 
 def _with_images(
@@ -194,58 +241,137 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
         schedule = datetime.fromtimestamp(post.scheduled_at_ms / 1000, zone).isoformat()
     live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED] or post.deliveries
     targets = list(dict.fromkeys((d.platform, d.account) for d in live))
-    accounts = {account for _, account in targets}
-    account = accounts.pop() if len(accounts) == 1 else None
-    wanted_pow = nostr_pow.requested(post.metadata)
-    for extra in sorted(set(post.metadata) - _WRITTEN):
-        left_out.append(f"post {post.id}: its {extra} cannot be exported by this version")
-    text, variants = _texts(thread, targets, left_out)
+    per_target: dict[tuple[str, str], list[str]] = {}
+    for part in thread:
+        for d in part.deliveries:
+            if (d.platform, d.account) in targets:
+                per_target.setdefault((d.platform, d.account), []).append(d.content or part.content)
+    text, variants = _texts(per_target, targets, post.content, f"post {post.id}", left_out)
     reply_to = post.metadata.get("reply_to")
-    langs = post.metadata.get("langs") or ()
     return Entry(
         where="",
         content=text,
         key=key,
         schedule=schedule,
         tz=post.timezone,
-        platforms=tuple(dict.fromkeys(p for p, _ in targets)),
-        account=None if account == DEFAULT_ACCOUNT else account,
         draft=post.scheduled_at_ms is None,
-        visibility=post.metadata.get("visibility"),
-        nostr_pow=wanted_pow.difficulty if wanted_pow else None,
-        pow_21e8=bool(wanted_pow and wanted_pow.pattern_21e8),
         thread=len(thread) > 1,
         variants=variants,
         reply_to=reply_to if isinstance(reply_to, str) else None,
-        cw=post.metadata.get("cw"),
-        label=post.metadata.get("label"),
-        langs=tuple(str(lang) for lang in langs),
-        no_card=post.metadata.get("card") is False,
+        **_shared(f"post {post.id}", targets, post.metadata, _WRITTEN, left_out),
     )
 
 
+def _schedule_entry(s: Schedule, key: str, now_ms: int, left_out: list[str]) -> Entry:
+    """A recurring schedule as the row that makes it again, from its next run on (the
+    next one after now, when that run was missed: an import cannot start in the past)."""
+    from plurcast import schedules
+    from plurcast.thread import plan
+
+    zone = ZoneInfo(s.timezone)
+    rule = schedules.rule_of(s)
+    at = s.next_run_at_ms or now_ms
+    if at <= now_ms:
+        at = rule.next_after(now_ms)
+        left_out.append(
+            f"schedule {s.id}: its run at {_iso(s.next_run_at_ms or 0, zone)} was missed; "
+            f"the export starts at the next one ({_iso(at, zone)})"
+        )
+    what = f"schedule {s.id}"
+    targets = list(s.targets)
+    per_target: dict[tuple[str, str], list[str]] = {}
+    parts_kept = s.metadata.get(schedules.THREAD_KEY)
+    if parts_kept:
+        parts, _ = plan.from_json(parts_kept)
+        for part in parts:
+            for target in targets:
+                if target in part:
+                    per_target.setdefault(target, []).append(part[target])
+    text, variants = _texts(per_target, targets, s.content, what, left_out)
+    remaining = None if s.max_count is None else s.max_count - s.posted
+    return Entry(
+        where="",
+        content=text,
+        key=key,
+        schedule=_iso(at, zone),
+        tz=s.timezone,
+        cron=s.cron,
+        every=None if s.every_seconds is None else _duration(s.every_seconds),
+        until=None if s.until_ms is None else _iso(s.until_ms, zone),
+        count=remaining,
+        misfire=None if s.misfire == recurrence.MISFIRE_POLICIES[0] else s.misfire,
+        grace=(
+            None
+            if s.grace_seconds == recurrence.DEFAULT_GRACE_SECONDS
+            else _duration(s.grace_seconds)
+        ),
+        thread=len(per_target.get(targets[0], ())) > 1 if targets else False,
+        variants=variants,
+        **_shared(what, targets, s.metadata, _WRITTEN | {schedules.THREAD_KEY}, left_out),
+    )
+
+
+def _shared(
+    what: str,
+    targets: Sequence[tuple[str, str]],
+    metadata: Mapping[str, Any],
+    written: set[str],
+    left_out: list[str],
+) -> dict[str, Any]:
+    """The fields a post and a schedule write alike: targets, and what the metadata says."""
+    accounts = {account for _, account in targets}
+    account = accounts.pop() if len(accounts) == 1 else None
+    wanted_pow = nostr_pow.requested(metadata)
+    for extra in sorted(set(metadata) - written):
+        left_out.append(f"{what}: its {extra} cannot be exported by this version")
+    langs = metadata.get("langs") or ()
+    return {
+        "platforms": tuple(dict.fromkeys(p for p, _ in targets)),
+        "account": None if account == DEFAULT_ACCOUNT else account,
+        "visibility": metadata.get("visibility"),
+        "nostr_pow": wanted_pow.difficulty if wanted_pow else None,
+        "pow_21e8": bool(wanted_pow and wanted_pow.pattern_21e8),
+        "cw": metadata.get("cw"),
+        "label": metadata.get("label"),
+        "langs": tuple(str(lang) for lang in langs),
+        "no_card": metadata.get("card") is False,
+    }
+
+
+def _iso(ms: int, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ms / 1000, zone).isoformat()
+
+
+def _duration(seconds: int) -> str:
+    """Whole seconds as --every and --grace read them, exactly: `1d`, `6h`, `1h30m`."""
+    out = ""
+    for unit, size in _UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            out += f"{count}{unit}"
+    return out or "0s"
+
+
 def _texts(
-    thread: Sequence[Post], targets: Sequence[tuple[str, str]], left_out: list[str]
+    per_target: Mapping[tuple[str, str], list[str]],
+    targets: Sequence[tuple[str, str]],
+    plain: str,
+    what: str,
+    left_out: list[str],
 ) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The content and the variants that make these parts again: each target's parts
-    (its own text where a delivery has one) joined by `---` lines, as --thread reads
-    them; the first target's are the content, any other platform's that differ a variant."""
-    per_target: dict[tuple[str, str], list[str]] = {}
-    for part in thread:
-        for d in part.deliveries:
-            if (d.platform, d.account) in targets:
-                per_target.setdefault((d.platform, d.account), []).append(d.content or part.content)
-    if len(thread) > 1 and any(_cut(t) for texts in per_target.values() for t in texts):
-        left_out.append(
-            f"post {thread[0].id}: a part has a line of --- in it, where plur-import will cut"
-        )
-    lists = [per_target.get(t, [thread[0].content]) for t in targets]
+    (its own text where it has one) joined by `---` lines, as --thread reads them; the
+    first target's are the content, any other platform's that differ a variant."""
+    threaded = any(len(texts) > 1 for texts in per_target.values())
+    if threaded and any(_cut(t) for texts in per_target.values() for t in texts):
+        left_out.append(f"{what}: a part has a line of --- in it, where plur-import will cut")
+    lists = [per_target.get(t, [plain]) for t in targets]
     variants = {
         platform: "\n---\n".join(texts)
         for (platform, _), texts in zip(targets, lists, strict=True)
         if texts != lists[0]
     }
-    return "\n---\n".join(lists[0]), tuple(sorted(variants.items()))
+    return "\n---\n".join(lists[0]) if lists else plain, tuple(sorted(variants.items()))
 
 
 def _cut(text: str) -> bool:

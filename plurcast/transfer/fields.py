@@ -1,9 +1,9 @@
 """What one row of an import file may say, and its checked, typed form.
 
 Fields are named after plur-post's long options (`schedule`, `tz`, `platforms`, `account`,
-`draft`, `visibility`, `nostr_pow`, `21e8`, `thread`, `auto_thread`, `numbered`, `variant`,
-`reply_to`, `images`, `alt`, `fit`, `keep_metadata`, `cw`, `label`, `lang`, `no_card`) plus
-`content` and `key`. Names are read
+`cron`, `every`, `until`, `count`, `misfire`, `grace`, `draft`, `visibility`, `nostr_pow`,
+`21e8`, `thread`, `auto_thread`, `numbered`, `variant`, `reply_to`, `images`, `alt`, `fit`,
+`keep_metadata`, `cw`, `label`, `lang`, `no_card`) plus `content` and `key`. Names are read
 without regard to case, `-` or spaces (`Nostr-Pow` is `nostr_pow`), and a few spreadsheet
 spellings are understood (Buffer's `Text` and `Posting Time`, `platform`). Anything else is
 refused by name — never silently dropped.
@@ -18,8 +18,10 @@ from typing import Any
 
 # In the order plur-export writes them: these always, the others when an entry uses them.
 ALWAYS_WRITTEN = ("key", "content", "schedule", "tz", "platforms", "account")
+RECURRING = ("cron", "every", "until", "count", "misfire", "grace")
 FIELDS = (
     *ALWAYS_WRITTEN,
+    *RECURRING,
     "draft",
     "visibility",
     "nostr_pow",
@@ -54,7 +56,6 @@ ALIASES = {
 NOT_YET = {
     "image_url": "images by URL",
 }
-RECURRING = ("cron", "every", "until", "count", "misfire", "grace")
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 MAX_KEY_CHARS = 200
 MAX_POW = 64
@@ -77,11 +78,6 @@ def field_name(raw: str) -> str:
             f'"{raw}": {NOT_YET[name]} cannot be imported by this version of plurcast',
             "leave the column out (the posts would go out without them)",
         )
-    if name in RECURRING:
-        raise FieldError(
-            f'"{raw}": recurring posts cannot be imported',
-            "create them with plur-post --cron or --every",
-        )
     shown = raw if raw.strip() else "(an empty name)"
     raise FieldError(f'"{shown}" is not a field', f"use {', '.join(FIELDS)}")
 
@@ -98,6 +94,12 @@ class Entry:
     tz: str | None = None
     platforms: tuple[str, ...] = ()
     account: str | None = None
+    cron: str | None = None  # cron or every: a recurring schedule, `schedule` its start
+    every: str | None = None
+    until: str | None = None
+    count: int | None = None
+    misfire: str | None = None  # None: latest
+    grace: str | None = None
     draft: bool = False
     visibility: str | None = None
     nostr_pow: int | None = None
@@ -150,6 +152,12 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         tz=_text(fields, "tz"),
         platforms=_platforms(fields.get("platforms")),
         account=_text(fields, "account"),
+        cron=_text(fields, "cron"),
+        every=_text(fields, "every"),
+        until=_text(fields, "until"),
+        count=_count(fields.get("count")),
+        misfire=_lower(_text(fields, "misfire")),  # its policies: schedules.check_new
+        grace=_text(fields, "grace"),
         draft=_flag(fields, "draft"),
         visibility=_visibility(_text(fields, "visibility")),
         nostr_pow=_pow(fields.get("nostr_pow")),
@@ -307,10 +315,25 @@ def _label(value: str | None) -> str | None:
     return None if value is None else value.lower()
 
 
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
 def _visibility(value: str | None) -> str | None:
     if value is not None and value.lower() not in VISIBILITIES:
         raise FieldError(f'unknown visibility "{value}"', f"use {', '.join(VISIBILITIES)}")
     return None if value is None else value.lower()
+
+
+def _count(value: Any) -> int | None:
+    """How many posts a recurring schedule makes (its range is checked as --count's)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(f"count must be a whole number, not {value!r}", "e.g. 10")
+    return value
 
 
 def _pow(value: Any) -> int | None:

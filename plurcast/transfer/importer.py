@@ -6,7 +6,8 @@
    already in the database (imported before, or an exported post's own id) is skipped —
    importing a file again makes no duplicates, even once its times are past — and two rows
    of one file with one key are an error.
-2. Every other row goes through `writing.check_new_post`, what plur-post runs: the one
+2. Every other row goes through `writing.check_new_post` — or, when it has `cron` or
+   `every`, `schedules.check_new` — what plur-post runs: the one
    validation path (text, targets, credentials, each platform's limits, thread parts and
    variants, the post a reply answers, images — read from their paths, relative to the
    import file's folder — alt texts, content warning, label, languages), the time
@@ -15,7 +16,8 @@
 4. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
    run meanwhile), gives `next` rows their posting slots — under the write lock, as
    `plur-post -s next` does — and writes every post through `writing.insert_new_post`,
-   its images into the media store inside that transaction. `--dry-run` runs the same
+   its images into the media store inside that transaction (a recurring row: its schedule,
+   through `schedules.insert`). `--dry-run` runs the same
    transaction and rolls it back (its images are stored nowhere).
 """
 
@@ -27,13 +29,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plurcast import config as config_module
 from plurcast import queue, slots, writing
 from plurcast.config import Config
 from plurcast.errors import ConfigError, InvalidInput, PlurcastError
-from plurcast.models import to_ms
+from plurcast.models import from_ms, to_ms
 from plurcast.platforms import nostr, registry
 from plurcast.store import imports as store
 from plurcast.store.base import Database
@@ -41,6 +43,9 @@ from plurcast.store.connection import transaction
 from plurcast.thread.plan import Compose
 from plurcast.transfer.fields import Entry
 from plurcast.validation import Extras
+
+if TYPE_CHECKING:  # imported when a row recurs: schedules brings logging and cron's rules
+    from plurcast.schedules import NewSchedule
 
 Target = tuple[str, str]
 
@@ -51,8 +56,9 @@ class Row:
 
     entry: Entry
     key: str
-    existing: str | None = None  # the post this key already names: skipped
+    existing: str | None = None  # the post (or schedule) this key already names: skipped
     new: writing.NewPost | None = None
+    recurring: NewSchedule | None = None  # a row with cron or every: checked
     created: writing.Created | None = None  # after the write (or the dry run)
 
     @property
@@ -60,17 +66,28 @@ class Row:
         return [] if self.created is None else list(self.created.post_ids)
 
     @property
+    def schedule_id(self) -> str | None:
+        return None if self.recurring is None else self.recurring.schedule.id
+
+    @property
     def scheduled_at(self) -> datetime | None:
+        """When it goes out: the post's time (None: a draft), a schedule's next run."""
+        if self.recurring is not None:
+            return from_ms(self.recurring.schedule.next_run_at_ms or 0)
         if self.created is not None:
             return self.created.scheduled_at
         return None if self.new is None else self.new.scheduled_at
 
     @property
     def targets(self) -> list[Target]:
+        if self.recurring is not None:
+            return list(self.recurring.schedule.targets)
         return [] if self.new is None else list(self.new.checked.targets)
 
     @property
     def text(self) -> str:
+        if self.recurring is not None:
+            return self.recurring.schedule.content
         return self.entry.content if self.new is None else self.new.checked.text
 
 
@@ -109,6 +126,9 @@ def row_key(entry: Entry, cfg: Config) -> str:
     extras = _extras_material(entry)
     if extras:  # only then: the keys of rows without them stay what they were
         material.append(extras)
+    recurring = _recurring_material(entry)
+    if recurring:  # the same: a row that does not recur keeps its key
+        material.append(recurring)
     digest = hashlib.sha256(json.dumps(material, ensure_ascii=False).encode()).hexdigest()
     return "sha256:" + digest[:32]
 
@@ -126,6 +146,19 @@ def _extras_material(entry: Entry) -> dict[str, Any]:
         "keep_metadata": entry.keep_metadata,
     }
     return {name: value for name, value in values.items() if value not in (None, False, [])}
+
+
+def _recurring_material(entry: Entry) -> dict[str, Any]:
+    """A recurring row's rule and end, as written, for its key."""
+    values: dict[str, Any] = {
+        "cron": " ".join((entry.cron or "").split()),
+        "every": " ".join((entry.every or "").lower().split()),
+        "until": " ".join((entry.until or "").lower().split()),
+        "count": entry.count,
+        "misfire": entry.misfire,
+        "grace": " ".join((entry.grace or "").lower().split()),
+    }
+    return {name: value for name, value in values.items() if value not in (None, "")}
 
 
 @dataclass
@@ -159,7 +192,10 @@ def plan(
             else:
                 folder = folders[index] if index < len(folders) else Path()
                 said: list[str] = []
-                row.new = _check(conn, cfg, row.entry, now, folder, said.append)
+                if row.entry.cron is not None or row.entry.every is not None:
+                    row.recurring = _check_recurring(cfg, row.entry, now, folder, said.append)
+                else:
+                    row.new = _check(conn, cfg, row.entry, now, folder, said.append)
                 warnings += [f"{row.entry.where}: {warning}" for warning in said]
         except PlurcastError as exc:
             config_problem |= isinstance(exc, ConfigError)
@@ -191,16 +227,15 @@ def _check(
     zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
     if entry.draft and entry.schedule:
         raise InvalidInput("a draft has no schedule", "leave schedule empty, or draft false")
+    if any(v is not None for v in (entry.until, entry.count, entry.misfire, entry.grace)):
+        raise InvalidInput(
+            "until, count, misfire and grace go with cron or every",
+            "give cron or every, or leave them empty",
+        )
     schedule = entry.schedule
     timeless = schedule is None and not entry.draft and not cfg.slots
     if schedule is None and not entry.draft and cfg.slots:
         schedule = slots.WORD  # Buffer's way: a row without a time takes the next slot
-    metadata: dict[str, Any] = {}
-    if entry.visibility:
-        metadata["visibility"] = entry.visibility
-    metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
-    # A variant's text is the text itself: `@…` is not a file to read, as it is for plur-post.
-    variants = [f"{p}={'@' + t if t.startswith('@') else t}" for p, t in entry.variants]
     new = writing.check_new_post(
         conn,
         cfg,
@@ -211,8 +246,8 @@ def _check(
         account=entry.account,
         tz=zone,
         now=now,
-        metadata=metadata,
-        compose=Compose.from_args(entry.thread, entry.auto_thread, entry.numbered, variants),
+        metadata=_metadata(cfg, entry),
+        compose=_compose(entry),
         reply_to=entry.reply_to,
         extras=_extras(entry, folder),
         warn=warn,
@@ -223,6 +258,63 @@ def _check(
             'give a time such as "2027-01-05 09:00", "next" (a posting slot), or draft = true',
         )
     return new
+
+
+def _check_recurring(
+    cfg: Config,
+    entry: Entry,
+    now: datetime,
+    folder: Path = Path(),
+    warn: Callable[[str], None] | None = None,
+) -> NewSchedule:
+    """What plur-post --cron/--every checks, for a row with `cron` or `every`; its
+    `schedule` is the first run (every) or when it starts (cron), as --schedule is."""
+    from plurcast import schedules
+
+    zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
+    if entry.draft:
+        raise InvalidInput("a draft cannot recur", "leave draft empty, or cron and every")
+    if entry.reply_to is not None:
+        raise InvalidInput(
+            "a recurring post cannot be a reply",
+            "reply once, or schedule the replies one by one",
+        )
+    spec = schedules.Recurring(
+        entry.cron,
+        entry.every,
+        entry.schedule,
+        entry.until,
+        entry.count,
+        entry.misfire or "latest",
+        entry.grace,
+    )
+    return schedules.check_new(
+        cfg,
+        entry.content,
+        spec,
+        platforms=entry.platforms,
+        account=entry.account,
+        tz=zone,
+        now=now,
+        metadata=_metadata(cfg, entry),
+        compose=_compose(entry),
+        extras=_extras(entry, folder),
+        warn=warn,
+    )
+
+
+def _metadata(cfg: Config, entry: Entry) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if entry.visibility:
+        metadata["visibility"] = entry.visibility
+    metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
+    return metadata
+
+
+def _compose(entry: Entry) -> Compose:
+    # A variant's text is the text itself: `@…` is not a file to read, as it is for plur-post.
+    variants = [f"{p}={'@' + t if t.startswith('@') else t}" for p, t in entry.variants]
+    return Compose.from_args(entry.thread, entry.auto_thread, entry.numbered, variants)
 
 
 def _extras(entry: Entry, folder: Path) -> Extras:
@@ -261,7 +353,7 @@ def write(
         media = Rehearsal()
     try:
         with transaction(conn):
-            fresh = [r for r in rows if r.existing is None and r.new is not None]
+            fresh = [r for r in rows if r.existing is None and (r.new or r.recurring) is not None]
             present = store.existing(conn, [r.key for r in fresh])
             picker = slots.Picker(conn, cfg, now)
             for r in fresh:
@@ -276,6 +368,11 @@ def write(
                         conn, cfg, r.new, now, slot_at=at, media=media
                     )
                     store.remember(conn, r.key, r.created.post_id, to_ms(now))
+                elif r.existing is None and r.recurring is not None:
+                    from plurcast import schedules
+
+                    schedules.insert(conn, r.recurring, media)
+                    store.remember_schedule(conn, r.key, r.recurring.schedule.id, to_ms(now))
             if dry_run:
                 raise _DryRun
     except _DryRun:
