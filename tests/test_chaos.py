@@ -36,12 +36,13 @@ from bench.chaos.checker import (
     percentile,
 )
 from bench.chaos.context import Params
-from bench.chaos.harness import run_chaos
+from bench.chaos.harness import media_left, run_chaos
 from bench.chaos.report import print_report
 from plur_queue.cli import cli as queue_cli
 from plurcast import config as config_module
 from plurcast import queue
 from plurcast.engine import LEASE_SECONDS, Engine
+from plurcast.media import store as media_store
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
@@ -55,8 +56,10 @@ from tests.helpers import (
     silent_port,
     wait_until,
 )
+from tests.images import photo
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import NostrRelay
+from tests.peers.postgres import open_test_db
 
 TEXT = {n: f"post {n} ✨" for n in range(1, 5)}
 
@@ -268,6 +271,22 @@ def test_the_checker_reports_an_image_missing_doubled_or_without_its_alt_text() 
     fine, on_servers, in_database = clean()
     left = check(fine, {}, on_servers, in_database, media_left=["ab12"])
     assert left.media_left == ["ab12: still in the media store"] and not left.ok
+
+
+@pytest.mark.usefixtures("backend")
+def test_what_is_left_in_the_media_store_is_seen_on_either_backend(db_path: Path) -> None:
+    """The run's last check reads the store the queue really uses: on PostgreSQL the images
+    are rows of `media` and no file is ever written, so a look at files would see nothing."""
+    conn = open_test_db(db_path)
+    try:
+        store = media_store.for_database(conn)
+        with conn.transaction():
+            digest = store.put(photo("PNG", (20, 10), orientation=1))
+        assert media_left(conn) == [digest]
+        assert store.collect() == [digest]  # no post needs it
+        assert media_left(conn) == []
+    finally:
+        conn.close()
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -158,7 +158,7 @@ def check(
       comes after its parent in the server's own order — no part standalone.
     - Every copy on a server carries exactly the images its post asked for, each once and with
       its alt text, in order (`attachments`); and once every post is sent, no copy of an image
-      is left in the media store (`media_left`, the files still there).
+      is left in the media store (`media_left`: its files, or its `media` rows on PostgreSQL).
     """
     verdict = Verdict(expected=len(expected))
     row_of = {(r.post_id, r.platform, r.account): r for r in rows}

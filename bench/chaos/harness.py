@@ -25,6 +25,7 @@ from bench.chaos.report import Report, lateness
 from bench.chaos.servers import Servers
 from bench.chaos.users import KEPT_PAST_THE_END, PLANNED, Users
 from bench.chaos.workload import Workload
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 
 THREAD_KILLS = 2  # kill -9s aimed between a thread's parts
@@ -32,6 +33,18 @@ THREAD_KILLS = 2  # kill -9s aimed between a thread's parts
 # a later part) it waits for, however long a loaded machine takes — up to this hang guard,
 # which fails the run (HarnessError) rather than letting it go on without the chaos.
 HANG_GUARD = 120.0
+
+
+def media_left(conn: Database) -> list[str]:
+    """The sha256 of every image still in the queue's media store: the rows of `media` on
+    PostgreSQL (where the images live in the database), else the files beside SQLite's."""
+    from plurcast.media import store as media_store
+
+    store = media_store.for_database(conn)
+    if isinstance(store, media_store.FileStore):
+        folder = store.directory
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(str(row[0]) for row in conn.execute("SELECT sha256 FROM media"))
 
 
 def _cpu_self() -> float:
@@ -389,9 +402,8 @@ class Harness:
             if op.kind == "cancel" and op.code == 0 and op.post_id not in cancels:
                 cancels[op.post_id] = Cancel(op.post_id, op.started_ms, op.ended_ms)
         threads = [Thread(tuple(t.post_ids), t.targets) for t in workload.threads]
-        media = ctx.work / "media"  # beside the database: every post is sent, nothing needs it
-        left = sorted(p.name for p in media.iterdir()) if media.exists() else []
-        verdict = check(expected, cancels, published, rows, occurrences, threads, left)
+        # Every post is sent or cancelled: no image is needed any more.
+        verdict = check(expected, cancels, published, rows, occurrences, threads, media_left(conn))
         self.dump(verdict, users)
         kills = self.daemons.kills
         (late, late_outage, late_after), late_all, excluded = lateness(
