@@ -7,7 +7,8 @@ pass —
 - an exit code in {0, 1, 2, 3},
 - no change to the database on a non-zero exit, except what is documented: a publish
   that failed is recorded for retry (plur-post now, plur-queue now / failed retry,
-  plur-send --once) — and no file left by a failed plur-export -o,
+  plur-send --once) — nor to the media store beside it (`<data dir>/media`), and no
+  file left by a failed plur-export -o,
 - no raw control character in human-readable output (JSON, plur-history's CSV and what
   plur-export writes are exact data and not checked).
 
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 
 from plur_post.cli import cli as post_cli
 from plurcast import clikit, output
+from plurcast.media import files
 from tests.helpers import NOW, PATIENCE, secret_file
 from tests.peers.nostr import InProcessRelay
 
@@ -116,6 +118,7 @@ class Seeded:
     base_config: str
     inbox: Path  # files to import
     outbox: Path  # where plur-export -o writes: empty before every example
+    pictures: Path  # what --image may name: photos, and files that only look like them
     post_ids: list[str] = field(default_factory=list)
     schedule_ids: list[str] = field(default_factory=list)
     contents: Snapshot = field(default_factory=list)  # the template's rows
@@ -141,7 +144,18 @@ class Seeded:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.db}{suffix}").unlink(missing_ok=True)
             shutil.copyfile(self.template, self.db)
+            shutil.rmtree(self.media, ignore_errors=True)  # the template's posts have no images
             self._written = self.files()
+
+    @property
+    def media(self) -> Path:
+        return files.media_dir(self.db)
+
+    def media_files(self) -> list[tuple[str, int]]:
+        """The media store's files (name, size): what a failed run must leave as it was."""
+        if not self.media.exists():
+            return []
+        return sorted((p.name, p.stat().st_size) for p in self.media.iterdir())
 
     def files(self) -> tuple[int, ...]:
         """Size and modification time of the database and its WAL: a commit changes one."""
@@ -201,7 +215,9 @@ def seeded(
     base = (
         'timezone = "Europe/Berlin"\n'
         f'[nostr]\nkeys_file = "{keys["default"]}"\nrelays = ["{inprocess_relay.url}"]\n'
-        "timeout = 2\n"
+        # Images are checked and stored when a post is written; an upload (a post now)
+        # finds nothing listening, and is kept for retry like a relay that is down.
+        'timeout = 2\nblossom_servers = ["http://127.0.0.1:1"]\n'
         f'[accounts.nostr.test]\nkeys_file = "{keys["test"]}"\n'
         # Nothing listens on port 1: an immediate post there fails, and is kept for retry.
         f'[accounts.nostr.down]\nkeys_file = "{keys["down"]}"\nrelays = ["ws://127.0.0.1:1"]\n'
@@ -216,13 +232,31 @@ def seeded(
     monkeypatch.setenv("PLURCAST_CONFIG", str(config))
     monkeypatch.setenv("PLURCAST_DB_PATH", str(template))
     monkeypatch.setattr(clikit, "now", lambda db=None: NOW)
-    inbox, outbox = tmp_path / "in", tmp_path / "out"
-    inbox.mkdir()
-    outbox.mkdir()
-    seeded = Seeded(template, tmp_path / "posts.db", config, base, inbox, outbox)
+    inbox, outbox, pictures = tmp_path / "in", tmp_path / "out", tmp_path / "pictures"
+    for folder in (inbox, outbox, pictures):
+        folder.mkdir()
+    _pictures(pictures)
+    seeded = Seeded(template, tmp_path / "posts.db", config, base, inbox, outbox, pictures)
     _seed(seeded)
     monkeypatch.setenv("PLURCAST_DB_PATH", str(seeded.db))
     yield seeded
+
+
+# What --image may name in `pictures`: whole images first, then ones refused for what they are.
+PICTURES = ["kite.jpg", "chart.png", "\x1b[2J\u202eevil.png", "fake.jpg", "empty.png",
+            "folder", "missing.gif"]  # fmt: skip
+GOOD_PICTURES = 3
+
+
+def _pictures(folder: Path) -> None:
+    from tests.images import photo
+
+    (folder / "kite.jpg").write_bytes(photo("JPEG", (80, 60)))  # GPS, maker note, XMP
+    (folder / "chart.png").write_bytes(photo("PNG", (50, 40), orientation=1))
+    (folder / PICTURES[2]).write_bytes(photo("PNG", (8, 8)))  # its name goes into warnings
+    (folder / "fake.jpg").write_bytes(b"%PDF-1.7\n" + bytes(200))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "folder").mkdir()
 
 
 def _seed(s: Seeded) -> None:
@@ -369,9 +403,12 @@ def check(
     seeded.prepare(config_text)
     seeded.place(invocation.files)
     output.fancy = lambda: fancy
+    media = seeded.media_files()
     result = _invoke(cli, args, stdin)
     where = f"args={args!r} stdin={stdin!r} config={config_text[-200:]!r}"
     event(f"exit {result.exit_code}")  # --hypothesis-show-statistics: how far runs get
+    if result.exit_code == 0 and seeded.media_files() != media:
+        event("images stored")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(
             f"{type(result.exception).__name__} escaped: {where}"
@@ -383,6 +420,7 @@ def check(
     assert not leaked, (leaked, human[-500:], where)
     if result.exit_code == 3 or (result.exit_code != 0 and not publishes):
         assert seeded.unchanged(), (result.exit_code, result.stderr, where)
+        assert seeded.media_files() == media, (result.exit_code, result.stderr, where)
     if result.exit_code != 0:
         left = sorted(p.name for p in seeded.outbox.iterdir())
         assert not left, (left, result.exit_code, result.stderr, where)
