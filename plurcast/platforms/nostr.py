@@ -55,6 +55,9 @@ DEFAULT_MIN_RELAYS = 1
 HARD_DEADLINE_MARGIN = 1.5
 # Seconds to keep waiting for the other relays once `min_relays` have accepted.
 DEFAULT_LINGER = 1.0
+# Events a publisher signed and has not published yet, kept by their JSON (see `publish`);
+# the oldest go past this many (a post cancelled after it was prepared is never published).
+SIGNED_KEPT = 256
 
 # What one relay's answer means (classify_relay_answer).
 ACCEPTED = "accepted"
@@ -274,10 +277,16 @@ def check_credentials(cfg: Config, account: str) -> None:
     accounts.timeout(acc)
     _default_pow(acc)
     _pow_timeout(acc)
-    if acc.inherited("blossom_servers")[0] is not None:  # its module only when it is set
-        from plurcast.platforms import blossom
+    _blossom_servers(acc)
 
-        blossom.servers(acc)
+
+def _blossom_servers(acc: Account) -> list[str]:
+    """The account's Blossom servers, checked; their module only when some are set."""
+    if acc.inherited("blossom_servers")[0] is None:
+        return []
+    from plurcast.platforms import blossom
+
+    return blossom.servers(acc)
 
 
 def publisher(cfg: Config, account: str) -> NostrPublisher:
@@ -390,14 +399,16 @@ class NostrPublisher:
         self.pow_timeout = pow_timeout
         self.blossom_servers = list(blossom_servers or [])
         self._client: Any = None
+        self._pool: list[Any] = []  # the client's Relay objects, in `self._urls`'s order
+        self._targets: list[tuple[Any, str]] = []  # (SendEventTarget, configured URL) per relay
+        self._signed: dict[str, Any] = {}  # payload → the Event signed here (`_signed_json`)
+        self._pubkey: Any = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> NostrPublisher:
-        from plurcast.platforms import blossom
-
         acc = _account(cfg, account)
         urls = _relays(acc)
         min_relays = _min_relays(acc, len(urls))
@@ -410,7 +421,7 @@ class NostrPublisher:
             timeout=timeout,
             account=account,
             pow_timeout=_pow_timeout(acc),
-            blossom_servers=blossom.servers(acc),
+            blossom_servers=_blossom_servers(acc),
         )
 
     @property
@@ -461,14 +472,28 @@ class NostrPublisher:
                 timeout=self.pow_timeout,
                 label=f"post {work.post_id} to nostr/{self.account}",
             )
-            return str(mined.as_json())
-        event = (
+            return self._signed_json(mined)
+        unsigned = (
             sdk.EventBuilder(sdk.Kind(1), content)
             .tags([sdk.Tag.parse(tag) for tag in extra])
             .custom_created_at(sdk.Timestamp.now())
-            .finalize(self.keys)
+            .finalize_unsigned(self._public_key())
         )
-        return str(event.as_json())
+        # Keys.sign_event in Rust: `finalize(keys)` signs through a Python callback (~2× the CPU).
+        return self._signed_json(self.keys.sign_event(unsigned))
+
+    def _public_key(self) -> Any:
+        if self._pubkey is None:
+            self._pubkey = self.keys.public_key()
+        return self._pubkey
+
+    def _signed_json(self, event: Any) -> str:
+        """The payload of an event signed here, the event kept for its publish."""
+        payload = str(event.as_json())
+        self._signed[payload] = event
+        if len(self._signed) > SIGNED_KEPT:
+            del self._signed[next(iter(self._signed))]
+        return payload
 
     async def _parent(self, reply: Reply) -> tuple[replies.NostrParent, str]:
         """The event a reply answers, and a relay where it can be found."""
@@ -513,15 +538,22 @@ class NostrPublisher:
         return None
 
     async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
-        """Send the stored signed event to every relay; never raises for platform trouble."""
-        sdk = _sdk()
-        try:
-            event = sdk.Event.from_json(payload)
-        except sdk.NostrSdkError:
-            return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Nostr event")
-        # from_json accepts an event whose content, id or signature was altered: verify.
-        if not event.verify():
-            return Outcome(OutcomeKind.PERMANENT, error="stored event failed verification")
+        """Send the stored signed event to every relay; never raises for platform trouble.
+
+        An event this publisher signed and whose JSON is exactly `payload` is sent as the
+        object it signed; any other payload (a re-send after a restart, another process's) is
+        parsed and verified first.
+        """
+        event = self._signed.pop(payload, None)
+        if event is None:
+            sdk = _sdk()
+            try:
+                event = sdk.Event.from_json(payload)
+            except sdk.NostrSdkError:
+                return Outcome(OutcomeKind.PERMANENT, error="stored payload is not a Nostr event")
+            # from_json accepts an event whose content, id or signature was altered: verify.
+            if not event.verify():
+                return Outcome(OutcomeKind.PERMANENT, error="stored event failed verification")
         note_id = str(event.id().to_bech32())
         try:
             answers = await self._send(event)
@@ -542,6 +574,7 @@ class NostrPublisher:
             task.cancel()
         self._background.clear()
         client, self._client = self._client, None
+        self._pool, self._targets = [], []
         if client is not None:
             with contextlib.suppress(Exception):  # closing is best effort
                 await asyncio.wait_for(client.shutdown(), HARD_DEADLINE_MARGIN)
@@ -558,33 +591,53 @@ class NostrPublisher:
         return self._lock
 
     async def _connected(self) -> Any:
-        async with self._guard():
-            if self._client is None:
-                sdk = _sdk()
-                client = (
-                    sdk.ClientBuilder().connect_timeout(timedelta(seconds=self.timeout)).build()
-                )
-                for normal in self._urls:
-                    await client.add_relay(sdk.RelayUrl.parse(normal))
-                self._client = client
-            client = self._client
-        # Starts a connection to every relay not connected or connecting (first use, or a
-        # relay that dropped); returns at once. send_event waits for relays still connecting.
-        await client.connect()
+        """The client, made and connecting on first use; a relay whose connection ended for
+        good (none does by itself: nostr-sdk reconnects) is connected again."""
+        client = self._client
+        if client is None:
+            async with self._guard():
+                if self._client is None:
+                    await self._make_client()
+                client = self._client
+        else:
+            self._reconnect()
         return client
+
+    async def _make_client(self) -> None:
+        sdk = _sdk()
+        client = sdk.ClientBuilder().connect_timeout(timedelta(seconds=self.timeout)).build()
+        pool, targets = [], []
+        for normal, url in self._urls.items():
+            relay_url = sdk.RelayUrl.parse(normal)
+            await client.add_relay(relay_url)
+            pool.append(await client.relay(relay_url))
+            targets.append((sdk.SendEventTarget.to([relay_url]), url))
+        # Starts a connection to every relay and returns at once; send_event waits for
+        # relays still connecting, and nostr-sdk reconnects to a relay that drops.
+        await client.connect()
+        self._pool, self._targets, self._client = pool, targets, client
+
+    def _reconnect(self) -> None:
+        """What `client.connect()` does, without an await per publish: a connection task for
+        each relay that has none (status INITIALIZED or TERMINATED)."""
+        status = _sdk().RelayStatus
+        for relay in self._pool:
+            if relay.status() in (status.INITIALIZED, status.TERMINATED):
+                relay.connect()
 
     async def _send(self, event: Any) -> dict[str, str | None]:
         """Each relay's answer (None = accepted), by configured URL, within the deadline."""
         import asyncio
 
-        sdk = _sdk()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout + HARD_DEADLINE_MARGIN
-        client = await asyncio.wait_for(self._connected(), self.timeout)
+        if self._client is None:
+            client = await asyncio.wait_for(self._connected(), self.timeout)
+        else:
+            client = await self._connected()
         ok_timeout = timedelta(seconds=self.timeout)
         sends: dict[asyncio.Future[Any], str] = {}
-        for normal, url in self._urls.items():
-            target = sdk.SendEventTarget.to([sdk.RelayUrl.parse(normal)])
+        for target, url in self._targets:
             send = client.send_event(event, target=target, ok_timeout=ok_timeout)
             sends[asyncio.ensure_future(send)] = url
         answers: dict[str, str | None] = dict.fromkeys(self.relays, "no answer from the relay")

@@ -17,9 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from plurcast import languages
-from plurcast.media import attach
-
 if TYPE_CHECKING:
     from plurcast.media.store import MediaReader
 
@@ -37,6 +34,7 @@ async def attach_images(
     timeout: float,
 ) -> tuple[str, list[list[str]]]:
     """The note's content with the images' URLs, and their `imeta` tags (all uploaded)."""
+    from plurcast.media import attach
     from plurcast.platforms import blossom
 
     lines = [text]
@@ -78,11 +76,20 @@ def tags(metadata: Mapping[str, Any]) -> list[list[str]]:
         found.append(["content-warning", str(warning or label)])
     if label:
         found += [["L", WARNING_NAMESPACE], ["l", label, WARNING_NAMESPACE]]
+    langs = metadata.get("langs")
+    return found + _language_labels(langs) if langs else found
+
+
+def _language_labels(langs: Sequence[str]) -> list[list[str]]:
+    """NIP-32 labels for the post's languages (their module only for notes that name one)."""
+    from plurcast import languages
+
     namespaces: dict[str, list[str]] = {}
-    for tag in metadata.get("langs") or []:
+    for tag in langs:
         values = namespaces.setdefault(languages.namespace(tag), [])
         if languages.primary(tag) not in values:
             values.append(languages.primary(tag))
+    found: list[list[str]] = []
     for namespace, values in namespaces.items():
         found.append(["L", namespace])
         found += [["l", value, namespace] for value in values]
