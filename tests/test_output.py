@@ -1,0 +1,66 @@
+"""JSON on stdout: UTF-8 bytes written as each record is encoded, in order with text."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from plurcast import output
+
+RECORDS = [{"content": "Grüße ✨"}, {"content": "}, {"}]
+
+
+def written(monkeypatch: pytest.MonkeyPatch, stream: io.TextIOBase) -> None:
+    monkeypatch.setattr(sys, "stdout", stream)
+    sys.stdout.write("before\n")
+    output.emit_json(RECORDS, "json")
+    output.emit_rows(
+        RECORDS, "jsonl", to_json=lambda r: {"c": r["content"]}, plain=list, columns=[]
+    )
+    output.emit_json({"a": [1]}, "json")
+    output.emit_json({"a": [1]}, "jsonl")
+    output.emit_json([], "json")
+    output.emit_json([], "jsonl")
+    sys.stdout.write("after\n")
+
+
+EXPECTED = [
+    "before",
+    "[",
+    '{"content":"Grüße ✨"},',
+    '{"content":"}, {"}',
+    "]",
+    '{"c":"Grüße ✨"}',
+    '{"c":"}, {"}',
+    "{",
+    '  "a": [',
+    "    1",
+    "  ]",
+    "}",
+    '{"a":[1]}',
+    "[]",
+    "after",
+    "",
+]
+
+
+def test_json_goes_to_stdouts_bytes_after_the_text_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Text still waiting in stdout's text layer comes first; nothing is \\u-escaped."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
+    written(monkeypatch, stream)
+    stream.flush()
+    lines = raw.getvalue().decode("utf-8").split("\n")
+    assert lines == EXPECTED
+    assert json.loads("\n".join(lines[1:5])) == RECORDS
+
+
+def test_json_on_a_text_only_stdout_is_the_same_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    written(monkeypatch, stream)
+    assert stream.getvalue().split("\n") == EXPECTED
