@@ -329,7 +329,8 @@ class Daemon:
                 return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), min(remaining, WATCH_SECONDS))
+                async with asyncio.timeout(min(remaining, WATCH_SECONDS)):
+                    await self._wake.wait()
                 return  # a delivery finished (a slot is free) or a signal came
             except TimeoutError:
                 pass

@@ -308,7 +308,8 @@ class Engine:
 
         limit = min(publisher.timeout + PUBLISH_MARGIN_SECONDS, MAX_PUBLISH_SECONDS)
         try:
-            outcome = await asyncio.wait_for(publisher.publish(stored, media), limit)
+            async with asyncio.timeout(limit):  # in this task: wait_for would start another
+                outcome = await publisher.publish(stored, media)
         except TimeoutError:
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"no answer within {limit:g} s")
         except Exception as exc:  # an adapter must not take the daemon down with it

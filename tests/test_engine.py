@@ -348,6 +348,43 @@ def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     assert row(conn, ids["passing"]).last_error == "handle lookup timed out"
 
 
+def test_a_publish_past_its_limit_is_cancelled_and_retried(
+    nostr_config: WriteNostrConfig,
+    inprocess_relay: InProcessRelay,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publish that outlasts the platform's timeout (+ the engine's margin, 0 here) is
+    abandoned: the adapter's coroutine is cancelled, the attempt recorded as a passing
+    failure, and nothing was sent."""
+    from plurcast import engine as engine_module
+    from plurcast.engine import PublisherPool
+    from plurcast.platforms.base import Outcome
+    from plurcast.platforms.nostr import NostrPublisher
+
+    cancelled: list[str] = []
+
+    class Hanging(NostrPublisher):
+        async def publish(self, payload: str, media: object = None) -> Outcome:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(payload)
+                raise
+            raise AssertionError("unreachable")
+
+    monkeypatch.setattr(engine_module, "PUBLISH_MARGIN_SECONDS", 0.0)
+    cfg = nostr_config([inprocess_relay.url], timeout=0.2)
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "hangs", T0 + 1)
+    pool = PublisherPool(cfg, {"nostr": Hanging.from_config})
+    engine = Engine(cfg, conn, pool, clock=Clock(T0 + 2))
+    [result] = deliver(engine, engine.claim_due(5))
+    assert result.state == "retry"
+    assert row(conn, post_id).last_error == "no answer within 0.2 s"
+    assert len(cancelled) == 1
+    assert inprocess_relay.fetch_events() == []
+
+
 def test_a_platform_with_no_free_slot_is_passed_over_for_the_others(
     write_config: Callable[[str], Path], nostr_key: Path, isolated_home: Path
 ) -> None:

@@ -403,6 +403,7 @@ class NostrPublisher:
         self._targets: list[tuple[Any, str]] = []  # (SendEventTarget, configured URL) per relay
         self._signed: dict[str, Any] = {}  # payload → the Event signed here (`_signed_json`)
         self._pubkey: Any = None
+        self._kind: Any = None  # nostr_sdk.Kind(1), made once: each call into the SDK counts
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -473,12 +474,12 @@ class NostrPublisher:
                 label=f"post {work.post_id} to nostr/{self.account}",
             )
             return self._signed_json(mined)
-        unsigned = (
-            sdk.EventBuilder(sdk.Kind(1), content)
-            .tags([sdk.Tag.parse(tag) for tag in extra])
-            .custom_created_at(sdk.Timestamp.now())
-            .finalize_unsigned(self._public_key())
-        )
+        if self._kind is None:
+            self._kind = sdk.Kind(1)
+        builder = sdk.EventBuilder(self._kind, content)  # created now, when it is built
+        if extra:
+            builder = builder.tags([sdk.Tag.parse(tag) for tag in extra])
+        unsigned = builder.finalize_unsigned(self._public_key())
         # Keys.sign_event in Rust: `finalize(keys)` signs through a Python callback (~2× the CPU).
         return self._signed_json(self.keys.sign_event(unsigned))
 
