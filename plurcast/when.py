@@ -40,23 +40,23 @@ _RANDOM_HINT = 'e.g. "random:1h-2h" (minimum at least 30s, maximum at most 30d)'
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}  # keyed by first letter
 
+# Patterns are kept as source and matched with re's functions, whose cache compiles each at
+# its first use: a run parses one expression, needing a few of them, not all (issue #16).
 _UNIT = r"(?:weeks?|wks?|w|days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])"
 _TERM = rf"(?:\d+(?:\.\d+)?|\.\d+)\s*{_UNIT}"
-_TERM_RE = re.compile(rf"(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>{_UNIT})")
-_DURATION_RE = re.compile(rf"{_TERM}(?:\s*(?:,\s*|and\s+)?{_TERM})*")
-_RELATIVE_RE = re.compile(r"(?:in\s+|(?P<sign>[+-])\s*)?(?P<duration>.+)")
-_SHIFT_RE = re.compile(r"(?P<sign>[+-])\s*(?P<duration>.+)")
-_SHIFT_SHAPE_RE = re.compile(r"\s*[+-]\s*\.?\d")
-_RANDOM_RE = re.compile(r"random:\s*(?P<low>[^-]+?)\s*-\s*(?P<high>[^-]+)")
+_TERM_RE = rf"(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>{_UNIT})"
+_DURATION_RE = rf"{_TERM}(?:\s*(?:,\s*|and\s+)?{_TERM})*"
+_RELATIVE_RE = r"(?:in\s+|(?P<sign>[+-])\s*)?(?P<duration>.+)"
+_SHIFT_RE = r"(?P<sign>[+-])\s*(?P<duration>.+)"
+_SHIFT_SHAPE_RE = r"\s*[+-]\s*\.?\d"
+_RANDOM_RE = r"random:\s*(?P<low>[^-]+?)\s*-\s*(?P<high>[^-]+)"
 
 _CLOCK = r"(?:noon|midnight|\d{1,2}(?::\d{2}){0,2}\s*[ap]\.?m\.?|\d{1,2}(?::\d{2}){1,2})"
-_CLOCK_RE = re.compile(
-    r"(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?(?::(?P<s>\d{2}))?\s*(?:(?P<ap>[ap])\.?m\.?)?"
-)
-_DAY_THEN_CLOCK_RE = re.compile(rf"(?:(?P<day>.+?)\s+)?(?:at\s+)?(?P<clock>{_CLOCK})")
-_CLOCK_THEN_DAY_RE = re.compile(rf"(?P<clock>{_CLOCK})\s+(?:on\s+)?(?P<day>.+)")
-_ISO_T_RE = re.compile(r"(\d{4,}-\d{1,2}-\d{1,2})t(?=\d)")
-_ISO_INSTANT_RE = re.compile(
+_CLOCK_RE = r"(?P<h>\d{1,2})(?::(?P<mi>\d{2}))?(?::(?P<s>\d{2}))?\s*(?:(?P<ap>[ap])\.?m\.?)?"
+_DAY_THEN_CLOCK_RE = rf"(?:(?P<day>.+?)\s+)?(?:at\s+)?(?P<clock>{_CLOCK})"
+_CLOCK_THEN_DAY_RE = rf"(?P<clock>{_CLOCK})\s+(?:on\s+)?(?P<day>.+)"
+_ISO_T_RE = r"(\d{4,}-\d{1,2}-\d{1,2})t(?=\d)"
+_ISO_INSTANT_RE = (
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[t ](?P<h>\d{2}):(?P<mi>\d{2})"
     r"(?::(?P<s>\d{2})(?:\.\d+)?)?\s*(?:(?P<z>z)|(?P<sign>[+-])(?P<oh>\d{2})(?::?(?P<om>\d{2}))?)"
 )
@@ -65,19 +65,19 @@ _MONTH = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
 )
-_WEEKDAY_RE = re.compile(
+_WEEKDAY_RE = (
     r"(?:on\s+)?(?:(?P<next>next|this)\s+)?(?P<wd>mon(?:day)?|tue(?:s(?:day)?)?|wed(?:nesday)?"
     r"|thu(?:r(?:s(?:day)?)?)?|fri(?:day)?|sat(?:urday)?|sun(?:day)?)"
 )
-_ISO_DATE_RE = re.compile(r"(?P<y>\d{4,})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})")
-_MONTH_DAY_RE = re.compile(
+_ISO_DATE_RE = r"(?P<y>\d{4,})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})"
+_MONTH_DAY_RE = (
     rf"(?:on\s+)?(?P<mon>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<y>\d{{4,}}))?"
 )
-_DAY_MONTH_RE = re.compile(
+_DAY_MONTH_RE = (
     rf"(?:on\s+)?(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<mon>{_MONTH})\.?"
     rf"(?:,?\s+(?P<y>\d{{4,}}))?"
 )
-_ZONE_SHAPE_RE = re.compile(r"utc|[a-z]+(?:/[a-z][a-z0-9_+\-]*)+", re.IGNORECASE)
+_ZONE_SHAPE_RE = r"(?i:utc|[a-z]+(?:/[a-z][a-z0-9_+\-]*)+)"
 
 
 class _Context(NamedTuple):
@@ -137,7 +137,7 @@ def shift(text: str, *, base: datetime, now: datetime) -> datetime:
     ``now`` in the user's zone to get local times in messages.
     """
     raw = _clean(text)
-    match = _SHIFT_RE.fullmatch(_squash(raw))
+    match = re.fullmatch(_SHIFT_RE, _squash(raw))
     delta = _duration_or_none(match["duration"], raw) if match else None
     if match is None or delta is None:
         raise _unparseable(raw)
@@ -156,7 +156,7 @@ def is_relative_shift(text: str) -> bool:
     Only the shape is checked (sign then a number): a malformed shift such as ``-0m`` still
     reaches ``shift`` and gets a time error instead of an unknown-option error.
     """
-    return _SHIFT_SHAPE_RE.match(text) is not None
+    return re.match(_SHIFT_SHAPE_RE, text) is not None
 
 
 def parse_duration(text: str, *, minimum_seconds: int = 1) -> timedelta:
@@ -220,7 +220,7 @@ def _whole_seconds(dt: datetime) -> datetime:
 def _split_zone(raw: str, default: ZoneInfo) -> tuple[str, ZoneInfo]:
     """Peel a trailing ``Area/Name`` or ``UTC`` off the input; it overrides the user's zone."""
     *head, last = raw.rsplit(maxsplit=1)
-    if not _ZONE_SHAPE_RE.fullmatch(last):
+    if not re.fullmatch(_ZONE_SHAPE_RE, last):
         return raw, default
     return " ".join(head), _zone(last)
 
@@ -245,10 +245,10 @@ def _duration_or_none(
     text: str, raw: str, minimum_seconds: int = 1, hint: str = HINT
 ) -> timedelta | None:
     """None when ``text`` is not shaped like a duration; raise when it is but makes no sense."""
-    if not _DURATION_RE.fullmatch(text):
+    if not re.fullmatch(_DURATION_RE, text):
         return None
     seconds = sum(
-        float(term["num"]) * _UNIT_SECONDS[term["unit"][0]] for term in _TERM_RE.finditer(text)
+        float(term["num"]) * _UNIT_SECONDS[term["unit"][0]] for term in re.finditer(_TERM_RE, text)
     )
     if seconds > _MAX_DURATION.total_seconds():
         raise InvalidInput(f'duration "{raw}" is too long (max 100 years)', hint=hint)
@@ -260,7 +260,7 @@ def _duration_or_none(
 
 
 def _relative(text: str, now: datetime, raw: str) -> datetime | None:
-    match = _RELATIVE_RE.fullmatch(text)
+    match = re.fullmatch(_RELATIVE_RE, text)
     delta = _duration_or_none(match["duration"], raw) if match else None
     if match is None or delta is None:
         return None
@@ -279,7 +279,7 @@ def _random_after(
 
     Drawing whole seconds keeps the draw uniform and the result exact after truncation.
     """
-    match = _RANDOM_RE.fullmatch(text)
+    match = re.fullmatch(_RANDOM_RE, text)
     if match is None:
         raise InvalidInput(f'cannot understand the random range "{raw}"', hint=_RANDOM_HINT)
     low, high = (int(parse_duration(match[key]).total_seconds()) for key in ("low", "high"))
@@ -309,7 +309,7 @@ def _random_after(
 
 def _iso_instant(text: str, raw: str) -> datetime | None:
     """ISO 8601 with ``Z`` or an offset names one instant, so the user's zone is irrelevant."""
-    match = _ISO_INSTANT_RE.fullmatch(text)
+    match = re.fullmatch(_ISO_INSTANT_RE, text)
     if match is None:
         return None
     sign = -1 if match["sign"] == "-" else 1
@@ -328,12 +328,12 @@ def _iso_instant(text: str, raw: str) -> datetime | None:
 
 def _wall_clock(text: str, ctx: _Context) -> datetime | None:
     """Day words, weekdays, dates and times of day, optionally combined in either order."""
-    text = _ISO_T_RE.sub(r"\1 ", text.removeprefix("at "))
+    text = re.sub(_ISO_T_RE, r"\1 ", text.removeprefix("at "))
     if text == "next week":
         return _whole_seconds(ctx.now + timedelta(days=7))
     day: str | None = text
     clock_text: str | None = None
-    if match := _DAY_THEN_CLOCK_RE.fullmatch(text) or _CLOCK_THEN_DAY_RE.fullmatch(text):
+    if match := re.fullmatch(_DAY_THEN_CLOCK_RE, text) or re.fullmatch(_CLOCK_THEN_DAY_RE, text):
         day, clock_text = match["day"], match["clock"]
     found = _candidate_days(day, ctx)
     if found is None:
@@ -357,14 +357,14 @@ def _candidate_days(day: str | None, ctx: _Context) -> tuple[list[date], time] |
     if day in ("today", "tonight", "tomorrow"):
         offset = 1 if day == "tomorrow" else 0
         return [today + timedelta(days=offset)], _TONIGHT if day == "tonight" else keep
-    if match := _WEEKDAY_RE.fullmatch(day):
+    if match := re.fullmatch(_WEEKDAY_RE, day):
         ahead = (_WEEKDAYS.index(match["wd"][:3]) - today.weekday()) % 7 or 7
         later = today + timedelta(days=ahead)
         is_today = ahead == 7 and match["next"] != "next"
         return ([today, later] if is_today else [later]), keep
-    if match := _ISO_DATE_RE.fullmatch(day):
+    if match := re.fullmatch(_ISO_DATE_RE, day):
         return [_date(int(match["y"]), int(match["mo"]), int(match["d"]), ctx.raw)], time()
-    if match := _MONTH_DAY_RE.fullmatch(day) or _DAY_MONTH_RE.fullmatch(day):
+    if match := re.fullmatch(_MONTH_DAY_RE, day) or re.fullmatch(_DAY_MONTH_RE, day):
         month, mday = _MONTHS.index(match["mon"][:3]) + 1, int(match["d"])
         if match["y"] is not None:
             return [_date(int(match["y"]), month, mday, ctx.raw)], time()
@@ -396,7 +396,7 @@ def _parse_clock(text: str, raw: str) -> time:
     """Read a time of day; with am/pm, 12 wraps (12am is 00:00, 12pm is noon) as on clocks."""
     if text in ("noon", "midnight"):
         return time(12 if text == "noon" else 0)
-    match = _CLOCK_RE.fullmatch(text)
+    match = re.fullmatch(_CLOCK_RE, text)
     if match is None:
         raise _unparseable(raw)
     hour, minute, second = int(match["h"]), int(match["mi"] or 0), int(match["s"] or 0)
