@@ -15,7 +15,7 @@ from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
-from plurcast.platforms import nostr, registry
+from plurcast.platforms import nostr_settings, registry
 from plurcast.timefmt import format_local
 from plurcast.views import queued_line, schedule_json, schedule_line, time_fields
 
@@ -130,7 +130,7 @@ def cli(
     """
     cfg = config_module.load()
     zone = config_module.zone(tz) if tz else cfg.timezone
-    pow_metadata = nostr.pow_metadata(cfg, account, nostr_pow, pow_21e8)
+    pow_metadata = nostr_settings.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
     # Read only, and nothing made on disk, until the input has passed every check.
     conn = queue.open_db(cfg, create=False)

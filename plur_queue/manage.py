@@ -11,7 +11,7 @@ from plurcast import changes, clikit, queue, schedules, when
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
-from plurcast.platforms import nostr
+from plurcast.platforms import nostr_settings
 from plurcast.timefmt import format_local
 from plurcast.views import queued_line, time_fields
 
@@ -212,7 +212,7 @@ def update(post_id: str, nostr_pow: int | None, fmt: Format) -> None:
         )
     s = open_session()
     post = queue.get(s.conn, post_id)
-    changes.update_metadata(s.conn, post, nostr.with_pow(nostr_pow), clikit.now(s.conn))
+    changes.update_metadata(s.conn, post, nostr_settings.with_pow(nostr_pow), clikit.now(s.conn))
     if fmt == "text":
         click.echo(f"Updated Nostr PoW difficulty to: {nostr_pow}")
         click.echo(f"✓ Post {post.id} updated successfully")

@@ -17,7 +17,7 @@ import pytest
 
 from plurcast import config
 from plurcast.errors import ConfigError, InvalidInput
-from plurcast.platforms import mastodon
+from plurcast.platforms import mastodon, mastodon_settings
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.platforms.mastodon import Answer, MastodonPublisher, outcome_from_answer
 from tests.helpers import ANSWER_TIMEOUT, secret_file
@@ -31,7 +31,7 @@ POST_ID = "0b7c1c39-5bd5-4a4e-9a53-1f6c1d0e2f10"
 
 @pytest.fixture(autouse=True)
 def _no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(mastodon.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(mastodon_settings.TOKEN_ENV, raising=False)
 
 
 MakeConfig = Callable[..., config.Config]
@@ -82,7 +82,7 @@ def publish(publisher: MastodonPublisher, payload: str) -> Outcome:
     ],
 )
 def test_instance_is_normalised_to_a_base_url(setting: str, url: str) -> None:
-    assert mastodon.instance_url(setting) == url
+    assert mastodon_settings.instance_url(setting) == url
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_instance_refused_with_the_reason(
 ) -> None:
     cfg = make_config(instance=setting)
     with pytest.raises(ConfigError) as err:
-        mastodon.check_credentials(cfg, "default")
+        mastodon_settings.check_credentials(cfg, "default")
     assert err.value.message.startswith(f"{cfg.path}: mastodon.instance {setting!r} ")
     assert reason in err.value.message
 
@@ -114,12 +114,12 @@ def test_missing_instance_and_missing_section(
     secret_file(isolated_home / ".config/plurcast/t", "x")
     write_config('[mastodon]\ntoken_file = "t"\n')
     with pytest.raises(ConfigError, match="no Mastodon instance configured for account default"):
-        mastodon.check_credentials(config.load(), "default")
+        mastodon_settings.check_credentials(config.load(), "default")
     write_config('[nostr]\nrelays = ["wss://r.example"]\n')
     with pytest.raises(ConfigError, match="Mastodon is not configured"):
-        mastodon.check_credentials(config.load(), "default")
+        mastodon_settings.check_credentials(config.load(), "default")
     with pytest.raises(ConfigError, match='no Mastodon account "work"'):
-        mastodon.check_credentials(config.load(), "work")
+        mastodon_settings.check_credentials(config.load(), "work")
 
 
 def test_token_file_must_be_private(make_config: MakeConfig, isolated_home: Path) -> None:
@@ -127,7 +127,7 @@ def test_token_file_must_be_private(make_config: MakeConfig, isolated_home: Path
     path = isolated_home / ".config" / "plurcast" / "mastodon.token"
     path.chmod(0o644)
     with pytest.raises(ConfigError) as err:
-        mastodon.check_credentials(cfg, "default")
+        mastodon_settings.check_credentials(cfg, "default")
     assert err.value.hint == f"chmod 600 {path}"
     assert TOKENS["alice"] not in str(err.value)
 
@@ -135,27 +135,27 @@ def test_token_file_must_be_private(make_config: MakeConfig, isolated_home: Path
 def test_no_token_names_both_ways_to_give_one(make_config: MakeConfig) -> None:
     cfg = make_config(token=None)
     with pytest.raises(ConfigError) as err:
-        mastodon.check_credentials(cfg, "default")
+        mastodon_settings.check_credentials(cfg, "default")
     assert err.value.message == "no Mastodon access token configured"
     assert "token_file" in str(err.value.hint)
-    assert mastodon.TOKEN_ENV in str(err.value.hint)
+    assert mastodon_settings.TOKEN_ENV in str(err.value.hint)
 
 
 def test_token_from_the_environment_for_the_default_account_only(
     make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = make_config(token=None, extra='[accounts.mastodon.work]\ninstance = "work.example"\n')
-    monkeypatch.setenv(mastodon.TOKEN_ENV, "from-env")
-    mastodon.check_credentials(cfg, "default")
-    assert mastodon._token(mastodon._account(cfg, "default")) == "from-env"
+    monkeypatch.setenv(mastodon_settings.TOKEN_ENV, "from-env")
+    mastodon_settings.check_credentials(cfg, "default")
+    assert mastodon_settings.token(mastodon_settings.account_of(cfg, "default")) == "from-env"
     with pytest.raises(ConfigError, match="no Mastodon access token configured"):
-        mastodon.check_credentials(cfg, "work")
+        mastodon_settings.check_credentials(cfg, "work")
 
 
 def test_a_token_file_written_by_mastodon_py_works(make_config: MakeConfig) -> None:
     """Mastodon.py's log_in(to_file=…) writes the token, then the server's URL, ...."""
     cfg = make_config(token="tok3n\nhttps://mastodon.example\nclient-id\nclient-secret")
-    assert mastodon._token(mastodon._account(cfg, "default")) == "tok3n"
+    assert mastodon_settings.token(mastodon_settings.account_of(cfg, "default")) == "tok3n"
 
 
 @pytest.mark.parametrize("token", ["two words", "bearer\u00a0x", "é"])
@@ -164,7 +164,7 @@ def test_a_token_that_cannot_go_into_a_header_is_refused(
 ) -> None:
     cfg = make_config(token=token)
     with pytest.raises(ConfigError, match="does not hold a Mastodon access token") as err:
-        mastodon.check_credentials(cfg, "default")
+        mastodon_settings.check_credentials(cfg, "default")
     assert token not in str(err.value)
 
 
@@ -204,7 +204,7 @@ def test_named_accounts_have_their_own_token_and_inherit_the_rest(
 def test_bad_options_are_config_errors(make_config: MakeConfig, extra: str, message: str) -> None:
     cfg = make_config(extra=extra)
     with pytest.raises(ConfigError, match=message):
-        mastodon.check_credentials(cfg, "default")
+        mastodon_settings.check_credentials(cfg, "default")
 
 
 def test_check_credentials_does_not_import_mastodon_py(make_config: MakeConfig) -> None:
@@ -213,9 +213,10 @@ def test_check_credentials_does_not_import_mastodon_py(make_config: MakeConfig) 
     code = (
         "import sys\n"
         "from plurcast import config\n"
-        "from plurcast.platforms import mastodon\n"
-        "mastodon.check_credentials(config.load(), 'default')\n"
-        "loaded = [m for m in ('mastodon', 'requests', 'asyncio') if m in sys.modules]\n"
+        "from plurcast.platforms import mastodon_settings\n"
+        "mastodon_settings.check_credentials(config.load(), 'default')\n"
+        "unwanted = ('mastodon', 'requests', 'asyncio', 'plurcast.platforms.mastodon')\n"
+        "loaded = [m for m in unwanted if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "print('ok')\n"
     )

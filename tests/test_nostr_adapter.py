@@ -20,7 +20,7 @@ import pytest
 
 from plurcast import config
 from plurcast.errors import ConfigError
-from plurcast.platforms import nostr
+from plurcast.platforms import nostr, nostr_settings
 from plurcast.platforms.base import OutcomeKind, Work
 from tests import helpers
 from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port, secret_file
@@ -35,7 +35,7 @@ CONTENT = "Grüße from plurcast 🎉 — 日本語, ZWJ 👩‍👩‍👧, com
 
 @pytest.fixture(autouse=True)
 def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(nostr.KEY_ENV, raising=False)
+    monkeypatch.delenv(nostr_settings.KEY_ENV, raising=False)
 
 
 def toml_list(items: list[str]) -> str:
@@ -100,7 +100,7 @@ def test_nsec_and_hex_load_to_the_same_public_key(
     make_config: Callable[..., config.Config], key: str
 ) -> None:
     cfg = make_config(key=key)
-    nostr.check_credentials(cfg, "default")
+    nostr_settings.check_credentials(cfg, "default")
     assert nostr.load_keys(cfg, "default").public_key().to_bech32() == NPUB
 
 
@@ -130,7 +130,7 @@ def test_garbage_key_is_a_config_error_without_the_secret(
     make_config: Callable[..., config.Config], key: str
 ) -> None:
     cfg = make_config(key=key)
-    for check in (nostr.check_credentials, nostr.load_keys):
+    for check in (nostr_settings.check_credentials, nostr.load_keys):
         with pytest.raises(ConfigError) as info:
             check(cfg, "default")
         error = info.value
@@ -146,7 +146,7 @@ def test_public_key_in_the_key_file_gets_its_own_message(
 ) -> None:
     cfg = make_config(key=NPUB)
     with pytest.raises(ConfigError) as info:
-        nostr.check_credentials(cfg, "default")
+        nostr_settings.check_credentials(cfg, "default")
     assert "public key" in info.value.message
     assert NPUB not in str(info.value)
 
@@ -155,9 +155,9 @@ def test_shape_check_agrees_with_nostr_sdk_on_random_keys() -> None:
     for _ in range(50):
         secret = n.Keys.generate().secret_key()
         for text in (secret.to_bech32(), secret.to_hex()):
-            assert n.Keys.parse(nostr.normalise_secret_key(text, "k")).secret_key().to_hex() == (
-                secret.to_hex()
-            )
+            assert n.Keys.parse(
+                nostr_settings.normalise_secret_key(text, "k")
+            ).secret_key().to_hex() == (secret.to_hex())
 
 
 def test_key_file_open_to_others_is_refused(
@@ -166,7 +166,7 @@ def test_key_file_open_to_others_is_refused(
     cfg = make_config()
     path = secret_file(isolated_home / ".config/plurcast/nostr.keys", NSEC, 0o644)
     with pytest.raises(ConfigError) as info:
-        nostr.check_credentials(cfg, "default")
+        nostr_settings.check_credentials(cfg, "default")
     assert info.value.hint == f"chmod 600 {path}"
 
 
@@ -178,7 +178,7 @@ def test_env_key_wins_for_the_default_account_only(
     other = n.Keys.generate()
     secret_file(isolated_home / ".config/plurcast/nostr-test.keys", HEX)
     cfg = make_config(named='keys_file = "~/.config/plurcast/nostr-test.keys"')
-    monkeypatch.setenv(nostr.KEY_ENV, other.secret_key().to_bech32())
+    monkeypatch.setenv(nostr_settings.KEY_ENV, other.secret_key().to_bech32())
     assert nostr.load_keys(cfg, "default").public_key().to_hex() == other.public_key().to_hex()
     assert nostr.load_keys(cfg, "test").public_key().to_bech32() == NPUB
 
@@ -187,10 +187,10 @@ def test_env_key_garbage_names_the_variable_not_the_value(
     make_config: Callable[..., config.Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = make_config(key=None)
-    monkeypatch.setenv(nostr.KEY_ENV, "nsec1notakeyatall")
+    monkeypatch.setenv(nostr_settings.KEY_ENV, "nsec1notakeyatall")
     with pytest.raises(ConfigError) as info:
-        nostr.check_credentials(cfg, "default")
-    assert nostr.KEY_ENV in info.value.message
+        nostr_settings.check_credentials(cfg, "default")
+    assert nostr_settings.KEY_ENV in info.value.message
     assert "notakeyatall" not in str(info.value)
 
 
@@ -198,13 +198,13 @@ def test_named_account_never_uses_the_default_accounts_key(
     make_config: Callable[..., config.Config], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = make_config(named="")
-    monkeypatch.setenv(nostr.KEY_ENV, NSEC)
+    monkeypatch.setenv(nostr_settings.KEY_ENV, NSEC)
     with pytest.raises(ConfigError) as info:
-        nostr.check_credentials(cfg, "test")
+        nostr_settings.check_credentials(cfg, "test")
     assert info.value.hint is not None
     assert "keys_file" in info.value.hint
     assert "[accounts.nostr.test]" in info.value.hint
-    assert nostr.KEY_ENV not in info.value.hint
+    assert nostr_settings.KEY_ENV not in info.value.hint
 
 
 def test_missing_keys_file_setting_names_setting_and_env(
@@ -212,21 +212,21 @@ def test_missing_keys_file_setting_names_setting_and_env(
 ) -> None:
     cfg = make_config(key=None)
     with pytest.raises(ConfigError) as info:
-        nostr.check_credentials(cfg, "default")
+        nostr_settings.check_credentials(cfg, "default")
     assert info.value.hint is not None
     assert "keys_file" in info.value.hint
     assert "[nostr]" in info.value.hint
-    assert nostr.KEY_ENV in info.value.hint
+    assert nostr_settings.KEY_ENV in info.value.hint
 
 
 def test_unknown_account_and_missing_section(
     make_config: Callable[..., config.Config], write_config: Callable[[str], Path]
 ) -> None:
     with pytest.raises(ConfigError, match='no Nostr account "work"'):
-        nostr.check_credentials(make_config(), "work")
+        nostr_settings.check_credentials(make_config(), "work")
     write_config('[mastodon]\ninstance = "m.example"\n')
     with pytest.raises(ConfigError, match="Nostr is not configured"):
-        nostr.check_credentials(config.load(), "default")
+        nostr_settings.check_credentials(config.load(), "default")
 
 
 def test_check_credentials_does_not_import_nostr_sdk(
@@ -236,9 +236,10 @@ def test_check_credentials_does_not_import_nostr_sdk(
     code = (
         "import sys\n"
         "from plurcast import config\n"
-        "from plurcast.platforms import nostr\n"
-        "nostr.check_credentials(config.load(), 'default')\n"
-        "assert 'nostr_sdk' not in sys.modules, 'nostr_sdk was imported'\n"
+        "from plurcast.platforms import nostr_settings\n"
+        "nostr_settings.check_credentials(config.load(), 'default')\n"
+        "loaded = [m for m in ('nostr_sdk', 'plurcast.platforms.nostr') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
         "print('ok')\n"
     )
     result = subprocess.run(
@@ -258,7 +259,7 @@ def test_check_credentials_does_not_import_nostr_sdk(
 
 def test_relays_are_read_and_deduplicated(make_config: Callable[..., config.Config]) -> None:
     cfg = make_config(relays=["wss://a.example", "ws://127.0.0.1:7777/", "wss://a.example"])
-    assert nostr.relays(cfg, "default") == ["wss://a.example", "ws://127.0.0.1:7777/"]
+    assert nostr_settings.relays(cfg, "default") == ["wss://a.example", "ws://127.0.0.1:7777/"]
 
 
 def test_named_account_falls_back_to_the_default_relays(
@@ -267,12 +268,12 @@ def test_named_account_falls_back_to_the_default_relays(
     secret_file(isolated_home / ".config/plurcast/nostr-test.keys", HEX)
     keys_line = 'keys_file = "~/.config/plurcast/nostr-test.keys"'
     cfg = make_config(relays=["wss://a.example"], named=keys_line)
-    assert nostr.relays(cfg, "test") == ["wss://a.example"]
+    assert nostr_settings.relays(cfg, "test") == ["wss://a.example"]
     cfg = make_config(
         relays=["wss://a.example"], named=f'{keys_line}\nrelays = ["wss://b.example"]'
     )
-    assert nostr.relays(cfg, "test") == ["wss://b.example"]
-    nostr.check_credentials(cfg, "test")
+    assert nostr_settings.relays(cfg, "test") == ["wss://b.example"]
+    nostr_settings.check_credentials(cfg, "test")
 
 
 @pytest.mark.parametrize(
@@ -286,10 +287,10 @@ def test_bad_relays_are_config_errors(
     write_config(f'[nostr]\nkeys_file = "~/.config/plurcast/nostr.keys"\nrelays = {value}\n')
     cfg = config.load()
     with pytest.raises(ConfigError) as info:
-        nostr.relays(cfg, "default")
+        nostr_settings.relays(cfg, "default")
     assert info.value.exit_code == 2
     with pytest.raises(ConfigError):
-        nostr.check_credentials(cfg, "default")
+        nostr_settings.check_credentials(cfg, "default")
 
 
 def test_no_relays_at_all(
@@ -298,7 +299,7 @@ def test_no_relays_at_all(
     make_config()
     write_config('[nostr]\nkeys_file = "~/.config/plurcast/nostr.keys"\n')
     with pytest.raises(ConfigError, match="no Nostr relays") as info:
-        nostr.check_credentials(config.load(), "default")
+        nostr_settings.check_credentials(config.load(), "default")
     assert info.value.hint is not None
     assert "relays = " in info.value.hint
 
@@ -310,7 +311,7 @@ def test_no_relays_at_all(
 def test_bad_min_relays_or_timeout(make_config: Callable[..., config.Config], extra: str) -> None:
     cfg = make_config(relays=["wss://a.example", "wss://b.example"], extra=extra)
     with pytest.raises(ConfigError):
-        nostr.check_credentials(cfg, "default")
+        nostr_settings.check_credentials(cfg, "default")
 
 
 def test_from_config_reads_min_relays_and_timeout(

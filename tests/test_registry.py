@@ -38,10 +38,10 @@ def test_default_rate_limits() -> None:
 
 def test_every_adapter_module_provides_what_the_registry_calls() -> None:
     for platform in registry.PLATFORMS:
-        adapter = platform.adapter()
-        assert callable(adapter.check_credentials), platform.name
+        adapter, settings = platform.adapter(), platform.settings_module()
+        assert callable(settings.check_credentials), platform.name
         assert callable(adapter.publisher), platform.name
-        assert platform.name == adapter.PLATFORM
+        assert platform.name == adapter.PLATFORM == settings.PLATFORM
     assert set(default_factories()) == set(registry.NAMES)
 
 

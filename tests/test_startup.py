@@ -55,6 +55,9 @@ MEDIA = (
     "plurcast.store.media",
 )
 PLAIN = (*MEDIA, "random")
+# Checking a post's accounts reads their settings (plurcast.platforms.*_settings), never the
+# publishers; the Blossom client only uploads, so checking blossom_servers needs it neither.
+ADAPTERS = ("plurcast.platforms.nostr", "plurcast.platforms.mastodon", "plurcast.platforms.blossom")
 
 
 def imported(args: list[str], tmp_path: Path) -> set[str]:
@@ -79,7 +82,14 @@ def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 
 @pytest.fixture
 def migrated(configured: Path) -> Path:
-    """The usual config (three platforms) and a database already migrated."""
+    """The usual config (three platforms, Blossom servers for Nostr's images) and a database
+    already migrated."""
+    text = configured.read_text()
+    relays = 'relays = ["ws://127.0.0.1:1"]\n'
+    assert relays in text
+    configured.write_text(
+        text.replace(relays, relays + 'blossom_servers = ["http://127.0.0.1:2"]\n')
+    )
     connect(config.load().db_path).close()
     return configured
 
@@ -87,15 +97,21 @@ def migrated(configured: Path) -> Path:
 CASES = {
     "plur-post --schedule": (
         ["plur-post", "x", "--schedule", "30m"],
-        HEAVY + PUBLISHING + RECURRING + PLAIN,
+        HEAVY + PUBLISHING + RECURRING + PLAIN + ADAPTERS,
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
-        HEAVY + PUBLISHING + RECURRING,
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS,
     ),
-    "plur-post --draft": (["plur-post", "x", "--draft"], HEAVY + PUBLISHING + RECURRING),
-    "plur-queue list -f json": (["plur-queue", "list", "-f", "json"], HEAVY + PUBLISHING),
-    "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING),
+    "plur-post --draft": (
+        ["plur-post", "x", "--draft"],
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS,
+    ),
+    "plur-queue list -f json": (
+        ["plur-queue", "list", "-f", "json"],
+        HEAVY + PUBLISHING + ADAPTERS,
+    ),
+    "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING + ADAPTERS),
     # A --once run that finds nothing due ends without an event loop, and the daemon never
     # needs what manages it as a service (systemctl's subprocess, the unit file's shutil),
     # what writes posts (plurcast.queue), recurring posts while none is due, sd_notify's
@@ -104,6 +120,7 @@ CASES = {
         ["plur-send", "--once"],
         (
             *HEAVY,
+            *ADAPTERS,
             "asyncio",
             "ssl",
             "plurcast.service",

@@ -25,67 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plurcast import __version__
-from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.platforms import accounts
-from plurcast.platforms.accounts import Account
+from plurcast.errors import InvalidInput, RuntimeFailure
 
 AUTH_KIND = 24242
 # How long an upload's authorization is good for: long enough for a slow server.
 AUTH_SECONDS = 600
 # Answers after which asking again later cannot help.
 PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 413, 415})
-
-
-# --- configuration: [nostr] blossom_servers ---------------------------------------------
-
-
-def servers(acc: Account) -> list[str]:
-    """The account's Blossom servers as base URLs (https, or http to this machine); [] if none."""
-    from urllib.parse import urlsplit
-
-    value, table = acc.inherited("blossom_servers")
-    if value is None:
-        return []
-    hint = 'write blossom_servers = ["https://blossom.example"]'
-    if not isinstance(value, list):
-        raise ConfigError(f"{acc.cfg_path}: {table}.blossom_servers must be a list of URLs", hint)
-    found: list[str] = []
-    for url in value:
-        text = url.strip().rstrip("/") if isinstance(url, str) else ""
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = urlsplit("")
-        scheme = parts.scheme.lower()
-        if (
-            not parts.hostname
-            or scheme not in ("http", "https")
-            or parts.query
-            or parts.fragment
-            or any(c.isspace() for c in text)
-        ):
-            raise ConfigError(
-                f"{acc.cfg_path}: {table}.blossom_servers: {url!r} is not a server URL", hint
-            )
-        if scheme == "http" and not accounts.plain_http_allowed(parts.hostname):
-            raise ConfigError(
-                f"{acc.cfg_path}: {table}.blossom_servers: {url!r} uses plain http",
-                "use https:// (http:// is allowed only to 127.0.0.1 or localhost)",
-            )
-        if text not in found:
-            found.append(text)
-    return found
-
-
-def require_servers(acc: Account) -> None:
-    """A post with images needs somewhere to put them: at least one Blossom server."""
-    if not servers(acc):
-        raise ConfigError(
-            f"Nostr account {acc.name} has no Blossom server for images",
-            f'add blossom_servers = ["https://…"] to [{acc.section}] in {acc.cfg_path} (a '
-            "Blossom server that takes uploads from this key), or leave nostr out with -p",
-        )
 
 
 # --- uploading -------------------------------------------------------------------------

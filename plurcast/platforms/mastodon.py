@@ -14,8 +14,8 @@ error carries neither status nor headers (no `Retry-After`), its
 and it raises after a 2xx whose body or headers it cannot parse — a post that exists.
 
 `import mastodon` costs ~180 ms (requests, dateutil …), so it happens only when a
-publisher is made: `check_credentials` (what plur-post calls at schedule time) is
-pure Python.
+publisher is made. What plur-post checks at schedule time (`check_credentials`) is in
+plurcast.platforms.mastodon_settings, pure Python, which reads the settings below.
 
 Config (the `default` account is `[mastodon]`, named ones `[accounts.mastodon.NAME]`):
     instance    the server: "mastodon.social" or "https://mastodon.social"; http:// only
@@ -31,14 +31,13 @@ its token is always its own.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
 from plurcast.platforms import accounts
-from plurcast.platforms.accounts import Account
+from plurcast.platforms import mastodon_settings as settings
 from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
 from plurcast.platforms.mastodon_references import MastodonStatus
 from plurcast.thread import references
@@ -48,112 +47,12 @@ if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fa
 
     from plurcast.media.store import MediaReader
 
-PLATFORM = "mastodon"
-TOKEN_ENV = "PLURCAST_MASTODON_TOKEN"
-DEFAULT_VISIBILITY = "public"
-VISIBILITIES = ("public", "unlisted", "private", "direct")
+PLATFORM = settings.PLATFORM
 # A wait a server asks for is believed up to a day (Mastodon's windows are hours long);
 # a broken header must not park an account for years.
 MAX_WAIT_SECONDS = 24 * 3600.0
-
-_TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII: it goes into an HTTP header
 # What a stored payload may add to the status besides its text (mastodon_media).
 _STATUS_OPTIONS = ("in_reply_to_id", "media_ids", "spoiler_text", "sensitive", "language")
-
-
-# --- configuration -------------------------------------------------------------------
-
-
-def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(cfg, PLATFORM, account, needs="instance and token_file")
-
-
-def instance_url(value: str) -> str:
-    """The API base URL for an `instance` setting: `https://host[:port]`, no path.
-
-    A bare host gets https://. Raises ValueError (with the reason) for anything else
-    than a server's address, and for http:// to another machine than this one.
-    """
-    from urllib.parse import urlsplit
-
-    text = value.strip()
-    if not text or any(c.isspace() for c in text):
-        raise ValueError("is empty or contains spaces")
-    if "://" not in text:
-        text = "https://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        raise ValueError("is not a server address") from None
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host or parts.username or parts.password:
-        raise ValueError("is not a server address")
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise ValueError("must be the server alone, without a path")
-    if scheme == "http" and not accounts.plain_http_allowed(host):
-        raise ValueError("must use https:// (http:// is allowed for this machine only)")
-    netloc = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{netloc}" + (f":{port}" if port is not None else "")
-
-
-def _instance(acc: Account) -> str:
-    value, table = acc.inherited("instance")
-    if value is None:
-        raise ConfigError(
-            f"no Mastodon instance configured for account {acc.name}",
-            f'add instance = "mastodon.social" (your server) to [{acc.section}] in {acc.cfg_path}',
-        )
-    if not isinstance(value, str):
-        raise ConfigError(f"{acc.cfg_path}: {table}.instance must be a server name (a string)")
-    try:
-        return instance_url(value)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{acc.cfg_path}: {table}.instance {value!r} {exc}",
-            'write it as "mastodon.social" or "https://mastodon.social"',
-        ) from None
-
-
-def _visibility(acc: Account) -> str:
-    value, table = acc.inherited("visibility")
-    if value is None:
-        return DEFAULT_VISIBILITY
-    if value not in VISIBILITIES:
-        raise ConfigError(
-            f"{acc.cfg_path}: {table}.visibility must be one of {', '.join(VISIBILITIES)}"
-        )
-    return str(value)
-
-
-def _token(acc: Account) -> str:
-    """The account's access token: $PLURCAST_MASTODON_TOKEN (default account) or token_file.
-
-    Only the first line counts, so a token file written by Mastodon.py's
-    `log_in(to_file=…)` (token, then the server's URL, …) works as it is.
-    """
-    found = accounts.secret(acc, "token_file", TOKEN_ENV, "Mastodon access token")
-    token = found.text.splitlines()[0].strip()
-    if not _TOKEN.fullmatch(token):
-        raise ConfigError(
-            f"{found.source} does not hold a Mastodon access token (one word, no spaces)",
-            "copy the token from Preferences → Development → your application",
-        )
-    return token
-
-
-def check_credentials(cfg: Config, account: str) -> None:
-    """What plur-post checks at schedule time, without importing Mastodon.py.
-
-    The instance is normalised, the token read (file mode, environment) and its
-    shape checked, visibility and timeout validated. Raises ConfigError (exit 2).
-    Whether the server accepts the token is only known when posting.
-    """
-    acc = _account(cfg, account)
-    _instance(acc)
-    _token(acc)
-    _visibility(acc)
-    accounts.timeout(acc)
 
 
 def publisher(cfg: Config, account: str) -> MastodonPublisher:
@@ -171,7 +70,7 @@ def instance_host(url: str) -> str:
 def check_reply_reference(cfg: Config, account: str, ref: MastodonStatus) -> None:
     """A status to reply to must be on the account's own instance: Mastodon knows a status
     by the id its own server gave it (InvalidInput, exit 3, otherwise)."""
-    instance = _instance(_account(cfg, account))
+    instance = settings.instance(settings.account_of(cfg, account))
     if ref.host is not None and ref.host != instance_host(instance):
         raise InvalidInput(
             f"the status to reply to is on {ref.host}, but the Mastodon account "
@@ -362,7 +261,7 @@ class MastodonPublisher:
         instance: str,
         token: str,
         *,
-        visibility: str = DEFAULT_VISIBILITY,
+        visibility: str = settings.DEFAULT_VISIBILITY,
         timeout: float = accounts.DEFAULT_TIMEOUT,
         account: str = DEFAULT_ACCOUNT,
     ) -> None:
@@ -372,12 +271,14 @@ class MastodonPublisher:
 
         from plurcast import __version__
 
-        if visibility not in VISIBILITIES:
-            raise ConfigError(f"Mastodon visibility must be one of {', '.join(VISIBILITIES)}")
+        if visibility not in settings.VISIBILITIES:
+            raise ConfigError(
+                f"Mastodon visibility must be one of {', '.join(settings.VISIBILITIES)}"
+            )
         if not timeout > 0:
             raise ConfigError("the Mastodon timeout must be a positive number of seconds")
         self.account = account
-        self.instance = instance_url(instance)
+        self.instance = settings.instance_url(instance)
         self.visibility = visibility
         self.timeout = float(timeout)
         # The answer to the request this thread made last (see the module docstring).
@@ -397,11 +298,11 @@ class MastodonPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> MastodonPublisher:
-        acc = _account(cfg, account)
+        acc = settings.account_of(cfg, account)
         return cls(
-            _instance(acc),
-            _token(acc),
-            visibility=_visibility(acc),
+            settings.instance(acc),
+            settings.token(acc),
+            visibility=settings.visibility(acc),
             timeout=accounts.timeout(acc),
             account=account,
         )
@@ -412,9 +313,10 @@ class MastodonPublisher:
         from plurcast.platforms import mastodon_media
 
         visibility = work.metadata.get("visibility") or self.visibility
-        if visibility not in VISIBILITIES:
+        if visibility not in settings.VISIBILITIES:
             raise InvalidInput(
-                f"Mastodon visibility {visibility!r} is not one of {', '.join(VISIBILITIES)}"
+                f"Mastodon visibility {visibility!r} is not one of "
+                f"{', '.join(settings.VISIBILITIES)}"
             )
         payload: dict[str, Any] = {
             "status": work.content,
@@ -455,7 +357,9 @@ class MastodonPublisher:
             text, visibility, key = data["status"], data["visibility"], data["idempotency_key"]
             if not all(isinstance(v, str) and v for v in (text, key)):
                 raise TypeError
-            if visibility not in VISIBILITIES:  # Mastodon.py would refuse it before sending
+            if (
+                visibility not in settings.VISIBILITIES
+            ):  # Mastodon.py would refuse it before sending
                 raise ValueError
             options = {k: data[k] for k in _STATUS_OPTIONS if k in data}
         except (ValueError, KeyError, TypeError):

@@ -6,8 +6,9 @@ same event (same id, same signature), so a relay that already has it answers
 `publish` depends on the clock.
 
 `import nostr_sdk` costs ~90 ms, more than plur-post's whole start-up budget, so it
-happens only inside the functions that need it: `check_credentials` (what plur-post
-calls at schedule time) checks the key's shape and the relay list in pure Python.
+happens only inside the functions that need it. What plur-post checks at schedule time
+(`check_credentials`: the key's shape, the relay list …) is in plurcast.platforms.
+nostr_settings, pure Python, which reads the settings below for this module too.
 
 Config (the `default` account is `[nostr]`, named ones `[accounts.nostr.NAME]`):
     keys_file   nsec1… or 64 hex characters, in a mode-600 file (or $PLURCAST_NOSTR_KEY
@@ -27,18 +28,15 @@ once `min_relays` relays have accepted, it waits at most 1 s more for the others
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.models import Post
 from plurcast.platforms import accounts, nostr_pow, replies
-from plurcast.platforms.accounts import Account
+from plurcast.platforms import nostr_settings as settings
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work, one_line
-from plurcast.platforms.nip19 import bech32_payload
 from plurcast.platforms.nostr_references import NostrEvent
 from plurcast.thread import references
 
@@ -48,9 +46,7 @@ if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
 
     from plurcast.media.store import MediaReader
 
-PLATFORM = "nostr"
-KEY_ENV = "PLURCAST_NOSTR_KEY"
-DEFAULT_MIN_RELAYS = 1
+PLATFORM = settings.PLATFORM
 # Extra seconds past `timeout` before publish gives up on nostr-sdk itself.
 HARD_DEADLINE_MARGIN = 1.5
 # Seconds to keep waiting for the other relays once `min_relays` have accepted.
@@ -68,11 +64,6 @@ RATE_LIMITED = "rate_limited"
 # NIP-01 machine-readable prefixes of an `OK false` answer that retrying cannot change.
 PERMANENT_PREFIXES = frozenset({"invalid", "blocked", "restricted", "pow"})
 
-_KEY_SHAPE = "nsec1… or 64 hex characters"
-_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
-# Order of secp256k1: a secret key is an integer in [1, N-1].
-_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
 
 def _log() -> logging.Logger:
     import logging
@@ -87,206 +78,20 @@ def _sdk() -> Any:
     return nostr_sdk
 
 
-# --- configuration -------------------------------------------------------------------
-
-
-def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(cfg, PLATFORM, account, needs="keys_file and relays")
-
-
-def _valid_relay_url(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    if not url or any(c.isspace() for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("ws", "wss") and bool(parts.hostname)
-
-
-def _relays(acc: Account) -> list[str]:
-    value, table = acc.inherited("relays")
-    if value is None:
-        raise ConfigError(
-            f"no Nostr relays configured for account {acc.name}",
-            f'add relays = ["wss://…"] to [{acc.section}] in {acc.cfg_path}',
-        )
-    if not isinstance(value, list) or not value:
-        raise ConfigError(
-            f"{acc.cfg_path}: {table}.relays must be a non-empty list of ws:// or wss:// URLs"
-        )
-    urls: list[str] = []
-    for url in value:
-        if not isinstance(url, str) or not _valid_relay_url(url.strip()):
-            raise ConfigError(
-                f"{acc.cfg_path}: {table}.relays: {url!r} is not a ws:// or wss:// URL",
-                'write relays as "wss://relay.example"',
-            )
-        if url.strip() not in urls:
-            urls.append(url.strip())
-    return urls
-
-
-def _min_relays(acc: Account, relay_count: int) -> int:
-    value, table = acc.inherited("min_relays")
-    if value is None:
-        return DEFAULT_MIN_RELAYS
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= relay_count:
-        raise ConfigError(
-            f"{acc.cfg_path}: {table}.min_relays must be a whole number from 1 to "
-            f"{relay_count} (the number of relays)"
-        )
-    return value
-
-
-def _default_pow(acc: Account) -> int:
-    value, table = acc.inherited("default_pow_difficulty")
-    if value is None:
-        return 0
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not 0 <= value <= nostr_pow.MAX_DIFFICULTY
-    ):
-        raise ConfigError(
-            f"{acc.cfg_path}: {table}.default_pow_difficulty must be a whole number from 0 to "
-            f"{nostr_pow.MAX_DIFFICULTY}"
-        )
-    return value
-
-
-def _pow_timeout(acc: Account) -> float:
-    return accounts.timeout(
-        acc, "pow_timeout", nostr_pow.DEFAULT_TIMEOUT, maximum=nostr_pow.MAX_TIMEOUT
-    )
-
-
-def pow_metadata(
-    cfg: Config, account: str | None, difficulty: int | None, pattern_21e8: bool = False
-) -> dict[str, object]:
-    """What a post stores for proof of work: `--nostr-pow N`, else the account's
-    `default_pow_difficulty`; {} when neither asks for any."""
-    if pattern_21e8 and difficulty is None:
-        raise InvalidInput("--21e8 requires --nostr-pow to be specified", "add --nostr-pow N")
-    if difficulty is not None:
-        nostr_pow.check_difficulty(difficulty)
-    elif PLATFORM in cfg.platforms:
-        known = cfg.platforms[PLATFORM].accounts
-        name = account if account in known else DEFAULT_ACCOUNT
-        difficulty = _default_pow(_account(cfg, name)) if name in known else 0
-    if not difficulty:
-        return {}
-    entry: dict[str, object] = {"pow_difficulty": difficulty}
-    if pattern_21e8:
-        entry["21e8"] = True
-    return {PLATFORM: entry}
-
-
-def with_pow(difficulty: int) -> Callable[[Post, dict[str, Any]], dict[str, Any]]:
-    """A metadata change for `plur-queue update ID --nostr-pow N` (0 removes the work)."""
-    nostr_pow.check_difficulty(difficulty)
-
-    def change(post: Post, metadata: dict[str, Any]) -> dict[str, Any]:
-        if PLATFORM not in post.platforms:
-            raise InvalidInput(
-                f"post {post.id} does not go to Nostr", "proof of work is for Nostr only"
-            )
-        entry = dict(metadata.get(PLATFORM) or {})
-        entry.pop("pow_difficulty", None)
-        if difficulty:
-            entry["pow_difficulty"] = difficulty
-        else:
-            entry.pop("21e8", None)
-        metadata.pop(PLATFORM, None)
-        return {**metadata, PLATFORM: entry} if entry else metadata
-
-    return change
-
-
-def check_images(cfg: Config, account: str) -> None:
-    """A post with images needs somewhere to put them: at least one Blossom server."""
-    from plurcast.platforms import blossom
-
-    blossom.require_servers(_account(cfg, account))
-
-
-def relays(cfg: Config, account: str) -> list[str]:
-    """The account's relay URLs (named accounts without their own use the default's)."""
-    return _relays(_account(cfg, account))
-
-
 # --- keys ----------------------------------------------------------------------------
-
-
-def _is_secret_key(raw: bytes | None) -> bool:
-    return raw is not None and len(raw) == 32 and 0 < int.from_bytes(raw, "big") < _SECP256K1_N
-
-
-def normalise_secret_key(text: str, source: str) -> str:
-    """The key in the form nostr-sdk parses (lower case), after checking its shape.
-
-    Pure Python (no nostr_sdk). `source` names where the key came from; the key
-    itself never appears in a message.
-    """
-    key = text.strip()
-    lower = key.lower()
-    if lower.startswith("npub1"):
-        raise ConfigError(
-            f"{source} holds a Nostr public key (npub1…), not a secret key",
-            "put the account's secret key (nsec1…) there",
-        )
-    if lower.startswith("nsec1"):
-        if key in (lower, key.upper()) and _is_secret_key(bech32_payload(lower, "nsec")):
-            return lower
-    elif _HEX64.fullmatch(key) and _is_secret_key(bytes.fromhex(key)):
-        return lower
-    raise ConfigError(f"{source} is not a Nostr secret key ({_KEY_SHAPE})")
-
-
-def _secret_key_text(acc: Account) -> str:
-    """The account's key, checked for shape."""
-    key = accounts.secret(acc, "keys_file", KEY_ENV, "Nostr secret key")
-    return normalise_secret_key(key.text, key.source)
 
 
 def load_keys(cfg: Config, account: str) -> Any:
     """The account's `nostr_sdk.Keys`, from $PLURCAST_NOSTR_KEY (default account) or keys_file."""
-    acc = _account(cfg, account)
-    key = _secret_key_text(acc)
+    acc = settings.account_of(cfg, account)
+    key = settings.secret_key_text(acc)
     sdk = _sdk()
     try:
         return sdk.Keys.parse(key)
     except sdk.NostrSdkError:
         raise ConfigError(
-            f"the Nostr key of account {account} is not a Nostr secret key ({_KEY_SHAPE})"
+            f"the Nostr key of account {account} is not a Nostr secret key ({settings.KEY_SHAPE})"
         ) from None
-
-
-def check_credentials(cfg: Config, account: str) -> None:
-    """What plur-post checks at schedule time, without importing nostr_sdk.
-
-    The key is read (file mode, environment) and its shape checked, the relay list,
-    min_relays, timeout and blossom_servers validated. Raises ConfigError (exit 2).
-    """
-    acc = _account(cfg, account)
-    _secret_key_text(acc)
-    _min_relays(acc, len(_relays(acc)))
-    accounts.timeout(acc)
-    _default_pow(acc)
-    _pow_timeout(acc)
-    _blossom_servers(acc)
-
-
-def _blossom_servers(acc: Account) -> list[str]:
-    """The account's Blossom servers, checked; their module only when some are set."""
-    if acc.inherited("blossom_servers")[0] is None:
-        return []
-    from plurcast.platforms import blossom
-
-    return blossom.servers(acc)
 
 
 def publisher(cfg: Config, account: str) -> NostrPublisher:
@@ -367,7 +172,7 @@ class NostrPublisher:
         keys: Any,
         relays: list[str],
         *,
-        min_relays: int = DEFAULT_MIN_RELAYS,
+        min_relays: int = settings.DEFAULT_MIN_RELAYS,
         timeout: float = accounts.DEFAULT_TIMEOUT,
         linger: float = DEFAULT_LINGER,
         account: str = DEFAULT_ACCOUNT,
@@ -410,9 +215,9 @@ class NostrPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> NostrPublisher:
-        acc = _account(cfg, account)
-        urls = _relays(acc)
-        min_relays = _min_relays(acc, len(urls))
+        acc = settings.account_of(cfg, account)
+        urls = settings.relay_urls(acc)
+        min_relays = settings.min_relays(acc, len(urls))
         timeout = accounts.timeout(acc)
         keys = load_keys(cfg, account)
         return cls(
@@ -421,8 +226,8 @@ class NostrPublisher:
             min_relays=min_relays,
             timeout=timeout,
             account=account,
-            pow_timeout=_pow_timeout(acc),
-            blossom_servers=_blossom_servers(acc),
+            pow_timeout=settings.pow_timeout(acc),
+            blossom_servers=settings.blossom_servers(acc),
         )
 
     @property

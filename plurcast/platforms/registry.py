@@ -12,11 +12,14 @@ plur-post calls it for every post, so no SDK may load there) and
 `publisher(cfg, account)` returning a `base.Publisher`, then add its `Platform` below.
 The schema names no platform. One that can answer someone else's post also names, as
 `references`, the module that reads its posts' links (see plurcast.thread.references).
+The account checks may live in a module of their own, named as `settings`
+(plurcast.platforms.nostr_settings, mastodon_settings), so that checking a post loads no
+publisher code.
 
 This module imports no adapter and no SDK: config reads it on every command. An
-adapter is imported when a post for it is checked or sent. Its records are NamedTuples,
-not dataclasses, for the same reason: making seven frozen dataclasses costs ~1.5 ms of
-every command's start-up, seven NamedTuples a tenth of that.
+adapter is imported when a post for it is sent (or checked, without `settings`). Its
+records are NamedTuples, not dataclasses, for the same reason: making seven frozen
+dataclasses costs ~1.5 ms of every command's start-up, seven NamedTuples a tenth of that.
 """
 
 from __future__ import annotations
@@ -106,9 +109,16 @@ class Platform(NamedTuple):
     # The module that reads references to its posts (`--reply-to`; plurcast.thread.references
     # says what it holds), imported on first use; None: none can be named.
     references: str | None = None
+    # The module that reads and checks an account's settings without the publisher and its
+    # SDK (`check_credentials`, `check_images`), imported on first use; None: the adapter.
+    # plur-post checks every post's accounts, so a scheduling run loads this one only.
+    settings: str | None = None
 
     def adapter(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+    def settings_module(self) -> ModuleType:
+        return importlib.import_module(self.settings or self.module)
 
     def reference_module(self) -> ModuleType | None:
         return None if self.references is None else importlib.import_module(self.references)
@@ -125,7 +135,7 @@ class Platform(NamedTuple):
                 raise memo[key]  # type: ignore[misc]
             return
         try:
-            self.adapter().check_credentials(cfg, account)
+            self.settings_module().check_credentials(cfg, account)
         except Exception as exc:
             if memo is not None:
                 memo[key] = exc
@@ -176,8 +186,8 @@ class Platform(NamedTuple):
 
     def check_images(self, cfg: Config, account: str) -> None:
         """What the account needs to carry images (Nostr: a Blossom server), ConfigError if
-        missing; an adapter without such needs has no `check_images`."""
-        check = getattr(self.adapter(), "check_images", None)
+        missing; a platform without such needs has no `check_images`."""
+        check = getattr(self.settings_module(), "check_images", None)
         if check is not None:
             check(cfg, account)
 
@@ -319,6 +329,7 @@ PLATFORMS = (
         title="Nostr",
         module="plurcast.platforms.nostr",
         references="plurcast.platforms.nostr_references",
+        settings="plurcast.platforms.nostr_settings",
         posts_per_hour=100,
         # Relays set their own limits; 64 KiB is a common ceiling.
         text_limits=(
@@ -342,6 +353,7 @@ PLATFORMS = (
         title="Mastodon",
         module="plurcast.platforms.mastodon",
         references="plurcast.platforms.mastodon_references",
+        settings="plurcast.platforms.mastodon_settings",
         posts_per_hour=300,
         text_limits=(TextLimit("characters", mastodon_length, Maximum(500, "max_chars")),),
         capabilities=Capabilities(

@@ -36,7 +36,7 @@ from plurcast import queue, slots, writing
 from plurcast.config import Config
 from plurcast.errors import ConfigError, InvalidInput, PlurcastError
 from plurcast.models import from_ms, to_ms
-from plurcast.platforms import nostr, registry
+from plurcast.platforms import nostr_settings, registry
 from plurcast.store import imports as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
@@ -307,7 +307,9 @@ def _metadata(cfg: Config, entry: Entry) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     if entry.visibility:
         metadata["visibility"] = entry.visibility
-    metadata.update(nostr.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8))
+    metadata.update(
+        nostr_settings.pow_metadata(cfg, entry.account, entry.nostr_pow, entry.pow_21e8)
+    )
     return metadata
 
 
