@@ -26,8 +26,11 @@ class ImageOrderCommand(clikit.Command):
     does not: each --alt belongs to the --image before it."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _, _, order = self.make_parser(ctx).parse_args(args=list(args))
-        ctx.meta[_ORDER] = [p.name for p in order if p.name in ("images", "alts")]
+        # The order needs a parse of its own: only when an argument may be one of the two
+        # (click matches long options whole, so each starts with its name).
+        if any(arg.startswith(("--image", "--alt")) for arg in args):
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+            ctx.meta[_ORDER] = [p.name for p in order if p.name in ("images", "alts")]
         return super().parse_args(ctx, args)
 
 
