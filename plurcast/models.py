@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from plurcast.platforms import registry
 
@@ -50,8 +50,7 @@ ErrorKind = Literal["auth", "permanent", "transient", "rate_limited", "expired"]
 EXPIRED_KIND: ErrorKind = "expired"
 
 
-@dataclass(slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     number: int
     started_at_ms: int
     finished_at_ms: int | None
@@ -81,8 +80,7 @@ class Attempt:
 NOTE_PREFIX = "note:"
 
 
-@dataclass(slots=True)
-class WaitingOn:
+class WaitingOn(NamedTuple):
     """Why a blocked delivery waits: the first delivery up its chain not yet sent (G6)."""
 
     post_id: str | None  # None: that post was deleted
@@ -161,8 +159,7 @@ class Post:
         return accounts.pop() if len(accounts) == 1 else None
 
 
-@dataclass(slots=True)
-class Schedule:
+class Schedule(NamedTuple):
     """A recurring post: its text and targets, its rule, and where it stands."""
 
     id: str
