@@ -77,7 +77,7 @@ _DAY_MONTH_RE = (
     rf"(?:on\s+)?(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<mon>{_MONTH})\.?"
     rf"(?:,?\s+(?P<y>\d{{4,}}))?"
 )
-_ZONE_SHAPE_RE = r"(?i:utc|[a-z]+(?:/[a-z][a-z0-9_+\-]*)+)"
+_ZONE_SHAPE_RE = r"(?ai:utc|[a-z]+(?:/[a-z][a-z0-9_+\-]*)+)"
 
 
 class _Context(NamedTuple):
