@@ -7,8 +7,10 @@ db      = $PLURCAST_DB_PATH, else [database] path, else $XDG_DATA_HOME/plurcast/
 Keys are those of the original Rust tool, so existing config files keep working.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import math
 import os
 import re
@@ -266,7 +268,7 @@ class _Reader:
             self.fail(key, f"must be {allowed} (it is {value:g})", "change it in the file")
         return value
 
-    def table_of(self, key: str) -> _Reader:
+    def table_of(self, key: str) -> "_Reader":
         return _Reader(self.path, f"{self.table}.{key}" if self.table else key, self.data[key])
 
 

@@ -16,8 +16,10 @@ Besides its text a post may carry `Extras` (plur-post's --image/--alt, --cw, --l
 here is written to the database or the media store.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,7 +43,7 @@ MAX_WARNING_CHARS = 500
 class Extras(NamedTuple):
     """What a post carries besides its text, as plur-post was given it."""
 
-    images: Sequence[ImageSpec] = ()
+    images: "Sequence[ImageSpec]" = ()
     fit: bool | None = None  # re-encode images over a platform's limit; None: [media] fit
     keep_metadata: bool = False  # leave location and camera data in the images
     warning: str | None = None  # --cw
@@ -53,11 +55,11 @@ class Extras(NamedTuple):
 class CheckedExtras(NamedTuple):
     """Extras checked against every target: the images ready to store, the other metadata."""
 
-    images: Sequence[Ready] = ()
+    images: "Sequence[Ready]" = ()
     options: dict[str, Any] = {}  # noqa: RUF012 - cw, label, langs, card; never changed in place
     warnings: Sequence[str] = ()  # for stderr (an image without alt)
 
-    def metadata(self, media: MediaStore) -> dict[str, Any]:
+    def metadata(self, media: "MediaStore") -> dict[str, Any]:
         """The post's metadata keys for these extras, storing the images in `media`.
 
         Call it inside the transaction that writes the post (see plurcast.media.store)."""
@@ -82,7 +84,7 @@ def check_post(
     *,
     platforms: Sequence[str],
     account: str | None,
-    compose: plan.Compose | None = None,
+    compose: "plan.Compose | None" = None,
     narrow: Callable[[list[Target]], list[Target]] | None = None,
     extras: Extras | None = None,
 ) -> CheckedPost:
@@ -116,7 +118,7 @@ def check_post(
     return CheckedPost(text, targets, parts, checked)
 
 
-def text_limits(cfg: Config, warning: str | None = None) -> plan.LimitsOf:
+def text_limits(cfg: Config, warning: str | None = None) -> "plan.LimitsOf":
     """Each (platform, account)'s text limits, counted its platform's way — with `warning`
     (a post's --cw) counted where the platform counts it."""
     return lambda platform, account: registry.limits(cfg, platform, account).counted(warning)

@@ -2,8 +2,10 @@
 (`write_post`) — so an error leaves nothing behind; `create_post` is both.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -49,7 +51,7 @@ class NewPost(NamedTuple):
     metadata: dict[str, Any]
     compose: Compose = Compose()
     reply_to: str | None = None  # --reply-to as given
-    answering: replyto.Resolved | None = None  # what it resolved to
+    answering: "replyto.Resolved | None" = None  # what it resolved to
 
 
 def check_new_post(
@@ -121,7 +123,7 @@ def check_new_post(
 
 def _answering(
     conn: Database, cfg: Config, reply_to: str, targets: list[tuple[str, str]]
-) -> replyto.Resolved:
+) -> "replyto.Resolved":
     from plurcast.thread import replyto
 
     return replyto.resolve(cfg, reply_to, targets, find_post=lambda p: queue.get(conn, p))
@@ -152,7 +154,7 @@ def insert_new_post(
     *,
     claim: Callable[[str], list[Claimed]] | None = None,
     slot_at: datetime | None = None,
-    media: MediaStore | None = None,
+    media: "MediaStore | None" = None,
 ) -> Created:
     """write_post's work, inside the caller's write transaction (plur-import writes a whole
     file in one). A `--schedule next` post takes `slot_at` when given (the caller chose it
@@ -200,7 +202,7 @@ def insert_new_post(
 
 
 def extras_metadata(
-    conn: Database, extras: validation.CheckedExtras, media: MediaStore | None = None
+    conn: Database, extras: validation.CheckedExtras, media: "MediaStore | None" = None
 ) -> dict[str, Any]:
     """The extras' metadata keys; their images stored (in `media`, default the queue's
     store), inside the caller's transaction."""

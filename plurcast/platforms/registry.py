@@ -22,8 +22,10 @@ records are NamedTuples, not dataclasses, for the same reason: making seven froz
 dataclasses costs ~1.5 ms of every command's start-up, seven NamedTuples a tenth of that.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import contextlib
 import functools
 import importlib
@@ -50,7 +52,7 @@ class Maximum(NamedTuple):
     default: int
     setting: str | None = None  # e.g. "max_chars" in [mastodon] or [accounts.mastodon.NAME]
 
-    def of(self, cfg: Config, platform: str, account: str) -> int:
+    def of(self, cfg: "Config", platform: str, account: str) -> int:
         if self.setting is None:
             return self.default
         value = cfg.account_setting(platform, account, self.setting)
@@ -123,7 +125,7 @@ class Platform(NamedTuple):
     def reference_module(self) -> ModuleType | None:
         return None if self.references is None else importlib.import_module(self.references)
 
-    def check_credentials(self, cfg: Config, account: str) -> None:
+    def check_credentials(self, cfg: "Config", account: str) -> None:
         """What can be known of the account's credentials without the network (ConfigError).
 
         Inside `checking_once()`, each (config, platform, account) is checked once and the
@@ -143,7 +145,7 @@ class Platform(NamedTuple):
         if memo is not None:
             memo[key] = None
 
-    def publisher(self, cfg: Config, account: str) -> Publisher:
+    def publisher(self, cfg: "Config", account: str) -> "Publisher":
         publisher: Publisher = self.adapter().publisher(cfg, account)
         return publisher
 
@@ -157,7 +159,7 @@ class Platform(NamedTuple):
                 yield media.max_image_bytes
             yield media.max_alt_chars
 
-    def limits(self, cfg: Config, account: str) -> Limits:
+    def limits(self, cfg: "Config", account: str) -> "Limits":
         """The platform's limits as they apply to one account."""
 
         def of(maximum: Maximum) -> int:
@@ -184,7 +186,7 @@ class Platform(NamedTuple):
         goes first, as `CW: <warning>` and a blank line (Bluesky)."""
         return _as_sent(text, warning, self.capabilities.content_warning)
 
-    def check_images(self, cfg: Config, account: str) -> None:
+    def check_images(self, cfg: "Config", account: str) -> None:
         """What the account needs to carry images (Nostr: a Blossom server), ConfigError if
         missing; a platform without such needs has no `check_images`."""
         check = getattr(self.settings_module(), "check_images", None)
@@ -398,7 +400,7 @@ def get(name: str) -> Platform:
     return _BY_NAME[name]
 
 
-def limits(cfg: Config, platform: str, account: str) -> Limits:
+def limits(cfg: "Config", platform: str, account: str) -> Limits:
     """What `platform` takes from `account`, e.g. `limits(cfg, "mastodon", "work").fits(text)`."""
     return get(platform).limits(cfg, account)
 

@@ -1,7 +1,9 @@
 """Every SQL statement about posts and their deliveries, used by `plurcast.queue`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
