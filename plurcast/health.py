@@ -6,8 +6,10 @@ plur-send status and health all ask `daemon_health`, and show the answer with
 `daemon_json` and `daemon_text`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo

@@ -4,8 +4,10 @@ A post has no stored status: it is derived from its deliveries (one per platform
 and account), so it can never disagree with what was actually sent.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum

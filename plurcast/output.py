@@ -9,8 +9,10 @@ through `printable` in every human-readable output — table, plain lines, `Erro
 logs — and handed to rich as plain `Text`, never as markup. JSON stays exact.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import os
 import re
 import sys

@@ -8,8 +8,10 @@ the account (`account`), its `timeout`, its `secret`, and whether plain http may
 its server (`plain_http_allowed`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import os
 from pathlib import Path
 from typing import Any, NamedTuple

@@ -7,8 +7,10 @@ makes the payload carry whatever lets the network recognise a re-send as the
 same post (a signed Nostr event id, a Mastodon Idempotency-Key, a Bluesky rkey).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -50,7 +52,7 @@ class Work(NamedTuple):
     metadata: Mapping[str, Any] = MappingProxyType({})
     reply: Reply | None = None
     # Where the post's images are kept (metadata "images" names them by sha256).
-    media: MediaReader | None = None
+    media: "MediaReader | None" = None
     # What preparing it came to besides the payload, for the delivery's history (e.g. why a
     # link card is missing): the adapter adds to it, the engine records it with the attempt.
     notes: dict[str, str] | None = None
@@ -81,7 +83,7 @@ class Publisher(Protocol):
         """The payload to store and (re-)send; called once per delivery."""
         ...
 
-    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
+    async def publish(self, payload: str, media: "MediaReader | None" = None) -> Outcome:
         """Send the stored payload; platform failures are outcomes, never exceptions.
         `media` is given when the post has images (a platform may need them again)."""
         ...

@@ -2,8 +2,10 @@
 Python — the CLIs read them at start-up, where importing nostr-sdk (~90 ms) is too slow.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 from typing import NamedTuple
 
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"

@@ -13,8 +13,10 @@ its zero nibbles; here the zero nibbles are counted so that the committed diffic
 always met too (the original fell one bit short when N % 4 == 3).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import json
 import time
 from collections.abc import Mapping, Sequence

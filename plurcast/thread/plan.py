@@ -12,8 +12,10 @@ answers the previous part's delivery on the same target — the link the engine'
 follows (G6).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every command's start-up; issue #16). Names not defined yet
+# (or imported only for type checking) are quoted.
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -51,7 +53,7 @@ class Compose(NamedTuple):
     @classmethod
     def from_args(
         cls, thread: bool, auto: bool, numbered: bool, variants: Sequence[str]
-    ) -> Compose:
+    ) -> "Compose":
         """From plur-post's options; `variants` as given to --variant (InvalidInput, exit 3)."""
         if numbered and not (thread or auto):
             raise InvalidInput(
