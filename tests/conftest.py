@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plurcast import clikit
-from tests.helpers import BASE_CONFIG, NOW, Clock, Run, secret_file
+from tests.helpers import BASE_CONFIG, NOW, Clock, Daemons, Run, secret_file
 from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
@@ -146,3 +146,11 @@ def run() -> Run:
         return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    """plur-send processes the test starts; every one still running is killed after it."""
+    d = Daemons(tmp_path)
+    yield d
+    d.stop_all()

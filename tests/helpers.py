@@ -14,10 +14,15 @@
   are up.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
+- `Daemons(logs)`: the plur-send processes a test starts (`start(*args, host=…, ahead=…)`),
+  their logs (`output()`), each killed at the end (`stop_all()`; the `daemons` fixture).
+- `scalar(cfg, sql, *params)`: one number from the test's database.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
 - `another_database(backend, tmp_path, monkeypatch)`: an empty database of the test's kind,
   which every tool uses from then on (where an export is imported into a copy).
+- `rows_in(db_path, table)`: how many rows a table of the test's database holds (0 when the
+  SQLite file was never made — asking would make it).
 - `media_stored(db_path)`: what the test's media store holds (sha256 → bytes), on either
   backend: the `media` rows on PostgreSQL, the files beside the SQLite database otherwise.
 
@@ -35,6 +40,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -56,10 +62,12 @@ from tests.peers.process import free_port
 __all__ = [
     "ANSWER_TIMEOUT",
     "BASE_CONFIG",
+    "BIN",
     "NOW",
     "PATIENCE",
     "T0",
     "Clock",
+    "Daemons",
     "FileMedia",
     "Row",
     "Run",
@@ -72,6 +80,8 @@ __all__ = [
     "iso",
     "media_stored",
     "row",
+    "rows_in",
+    "scalar",
     "secret_file",
     "silent_port",
     "stored_images",
@@ -319,6 +329,49 @@ def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str
     return {**env, "PLURCAST_TEST_CLOCK_AHEAD": str(seconds), "PYTHONPATH": path}
 
 
+BIN = Path(sys.executable).parent  # the venv's console scripts
+
+
+class Daemons:
+    """plur-send processes started by a test, each logging to `logs`; whatever is left is
+    killed at the end (`stop_all`)."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, *args: str, host: str | None = None, ahead: float = 0
+    ) -> subprocess.Popen[bytes]:
+        """`plur-send ARGS`; as if on `host` (PLURCAST_HOST), its clock `ahead` seconds."""
+        env = dict(os.environ)
+        if host is not None:
+            env["PLURCAST_HOST"] = host
+        if ahead:
+            env = clock_ahead(env, self.logs, ahead)
+        name = host if host is not None else str(len(self.procs))
+        log = (self.logs / f"plur-send-{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        self.procs.append(proc)
+        return proc
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.logs.glob("plur-send-*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def scalar(cfg: config_module.Config, sql: str, *params: object) -> int:
+    """One number from the test's database (0 for NULL)."""
+    return int(run_sql(cfg.db_path, sql, *params)[0][0] or 0)
+
+
 class FileMedia:
     """The media store's files (plurcast.media.files) in `directory`, without a database."""
 
@@ -354,6 +407,14 @@ def stored_images(
         specs, limits, fit=False, keep_metadata=False, require_alt=False, warn=lambda _: None
     )
     return attach.store(media, ready)
+
+
+def rows_in(db_path: Path, table: str) -> int:
+    """The rows of `table` in the PostgreSQL database PLURCAST_DATABASE_URL names, else in
+    the SQLite file at `db_path` — 0 when that was never made (asking would make it)."""
+    if not os.environ.get("PLURCAST_DATABASE_URL") and not db_path.exists():
+        return 0
+    return int(run_sql(db_path, f"SELECT count(*) FROM {table}")[0][0])
 
 
 def media_stored(db_path: Path) -> dict[str, bytes]:

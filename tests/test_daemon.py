@@ -17,20 +17,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from plurcast import config as config_module
 from plurcast import process, queue
-from tests.helpers import PATIENCE, add_post, iso, silent_port, wait_until
+from tests.helpers import BIN, PATIENCE, Daemons, add_post, iso, scalar, silent_port, wait_until
 from tests.peers.nostr import NostrRelay
 from tests.peers.postgres import run_sql
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("backend")]
 
-BIN = Path(sys.executable).parent
 POLL_INTERVAL = 3600  # longer than any wait in these tests
 
 
@@ -56,42 +55,6 @@ def setup(write_config: Callable[[str], Path], nostr_key: Path, nostr_relay: Nos
         return cfg
 
     return write
-
-
-class Daemons:
-    """plur-send processes started by a test; whatever is left is killed at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"plur-send-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT
-        )
-        self.procs.append(proc)
-        return proc
-
-    def output(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.logs.glob("plur-send-*.log")))
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    d = Daemons(tmp_path)
-    yield d
-    d.stop_all()
-
-
-def scalar(cfg: config_module.Config, sql: str, *params: object) -> int:
-    return int(run_sql(cfg.db_path, sql, *params)[0][0] or 0)
 
 
 def wait_for_heartbeat(cfg: config_module.Config, n: int = 1) -> None:

@@ -5,7 +5,6 @@ the queue, in every format."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -15,18 +14,12 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import BASE_CONFIG, Clock, Run, another_database
+from tests.helpers import BASE_CONFIG, Clock, Run, another_database, rows_in
 from tests.peers.postgres import Backend, run_sql
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 UUID = "[0-9a-f-]{36}"
 SLOTS = BASE_CONFIG + '\n[slots]\nall = ["mon-fri 09:00"]\n'
-
-
-def count(db_path: Path) -> int:
-    if not os.environ.get("PLURCAST_DATABASE_URL") and not db_path.exists():
-        return 0  # (asking SQLite would make the file)
-    return int(run_sql(db_path, "SELECT count(*) FROM posts")[0][0])
 
 
 def posts(db_path: Path) -> list[tuple[object, ...]]:
@@ -47,7 +40,7 @@ def posts(db_path: Path) -> list[tuple[object, ...]]:
 
 
 def nothing_written(db_path: Path) -> bool:
-    return not db_path.exists() and count(db_path) == 0
+    return not db_path.exists() and rows_in(db_path, "posts") == 0
 
 
 def file(tmp_path: Path, name: str, text: str | bytes) -> str:
@@ -97,7 +90,7 @@ def test_importing_the_same_file_again_adds_nothing(
     assert again.stderr == "imported 0 posts; 3 already there\n"
     clock.advance(days=3)  # the rows' times are past now, and they are still the same rows
     assert run(import_cli, name).exit_code == 0
-    assert count(db_path) == 3
+    assert rows_in(db_path, "posts") == 3
 
 
 def test_every_bad_row_is_listed_and_nothing_is_written(
@@ -191,7 +184,7 @@ def test_big_files_directories_missing_files_and_stdin(
     assert "no such file" in run(import_cli, str(tmp_path / "nope.csv")).stderr
     assert "add --format" in run(import_cli, "-", input="content\nx\n").stderr
     piped = run(import_cli, "-f", "csv", "-", input="content,schedule\nfrom a pipe,1h\n")
-    assert piped.exit_code == 0 and count(db_path) == 1
+    assert piped.exit_code == 0 and rows_in(db_path, "posts") == 1
 
 
 def test_a_row_for_a_platform_that_is_not_configured_is_exit_2(
@@ -430,7 +423,7 @@ def test_importing_an_export_back_changes_nothing(run: Run, clock: Clock, db_pat
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 11 and all(line.startswith("exists:") for line in lines)
-    assert count(db_path) == 16
+    assert rows_in(db_path, "posts") == 16
 
 
 def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import Clock, Run, another_database, media_stored
+from tests.helpers import Clock, Run, another_database, media_stored, rows_in
 from tests.images import has_location, photo
-from tests.peers.postgres import Backend, run_sql
+from tests.peers.postgres import Backend
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 
@@ -34,14 +34,8 @@ def pictures(tmp_path: Path) -> Path:
     return folder
 
 
-def _count(db_path: Path, table: str) -> int:
-    if not os.environ.get("PLURCAST_DATABASE_URL") and not db_path.exists():
-        return 0  # (asking SQLite would make the file)
-    return int(run_sql(db_path, f"SELECT count(*) FROM {table}")[0][0])
-
-
 def _nothing_written(db_path: Path) -> bool:
-    return _count(db_path, "posts") == 0 and media_stored(db_path) == {}
+    return rows_in(db_path, "posts") == 0 and media_stored(db_path) == {}
 
 
 def _metadata(run: Run, post_id: str) -> dict[str, Any]:
@@ -237,4 +231,4 @@ def test_rows_that_differ_only_in_their_images_are_two_rows(
     assert len(_imported_ids(run(import_cli, str(plan)))) == 3
     again = run(import_cli, str(plan))
     assert again.exit_code == 0 and again.stdout.count("exists:") == 3
-    assert _count(db_path, "posts") == 3
+    assert rows_in(db_path, "posts") == 3

@@ -18,7 +18,7 @@ from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
 from plurcast import schedules
-from tests.helpers import Clock, Run, another_database, media_stored
+from tests.helpers import Clock, Run, another_database, media_stored, rows_in
 from tests.images import photo
 from tests.peers.postgres import Backend, open_test_db, run_sql
 
@@ -52,12 +52,6 @@ def _postgresql() -> bool:
 
 def _same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _ANEW} for r in rows]
-
-
-def _posts(db_path: Path) -> int:
-    if not db_path.exists() and not _postgresql():
-        return 0
-    return int(run_sql(db_path, "SELECT count(*) FROM posts")[0][0])
 
 
 def _plan(tmp_path: Path, name: str, text: str) -> str:
@@ -95,7 +89,7 @@ def test_a_recurring_row_is_the_schedule_plur_post_makes(
         made = run(post_cli, *args)
         assert made.exit_code == 0, made.stderr
     assert _same(from_import) == _same(_schedules(db_path))
-    assert _posts(db_path) == 0  # a schedule makes its posts when they are due
+    assert rows_in(db_path, "posts") == 0  # a schedule makes its posts when they are due
 
 
 @pytest.mark.parametrize(
@@ -132,7 +126,7 @@ def test_a_bad_recurring_row_is_listed_and_nothing_is_written(
     assert result.stderr.startswith("Error: line 2: "), result.stderr
     assert message in result.stderr.splitlines()[0]
     assert "1 problem found; nothing was imported" in result.stderr
-    assert _schedules(db_path) == [] and _posts(db_path) == 0
+    assert _schedules(db_path) == [] and rows_in(db_path, "posts") == 0
     assert (_postgresql() or not db_path.exists()) and media_stored(db_path) == {}
 
 

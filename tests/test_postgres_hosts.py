@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,13 +18,12 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
-from tests.helpers import add_post, add_thread, clock_ahead
+from tests.helpers import BIN, Daemons, add_post, add_thread, scalar
 from tests.peers.nostr import NostrRelay
 from tests.peers.postgres import PostgresCluster, run_sql
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 POLL_INTERVAL_MS = 60_000
 
 
@@ -49,51 +47,12 @@ def shared(
         yield config_module.load()
 
 
-class Hosts:
-    """plur-send processes, each as if on its own host; whatever is left is killed at the end."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, host: str, *args: str, ahead: float = 0) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PLURCAST_HOST": host}
-        if ahead:
-            env = clock_ahead(env, self.tmp, ahead)
-        log = (self.tmp / f"plur-send-{host}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        self.procs.append(proc)
-        return proc
-
-    def output(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.tmp.glob("plur-send-*.log")))
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[Hosts]:
-    h = Hosts(tmp_path)
-    yield h
-    h.stop_all()
-
-
-def scalar(cfg: config_module.Config, sql: str) -> int:
-    return int(run_sql(cfg.db_path, sql)[0][0] or 0)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, hosts: Hosts) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, daemons: Daemons) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"timed out after {timeout} s waiting for {what}\n{hosts.output()}"
+                f"timed out after {timeout} s waiting for {what}\n{daemons.output()}"
             )
         time.sleep(0.05)
 
@@ -114,26 +73,26 @@ def assert_each_exactly_once(relay: NostrRelay, contents: list[str]) -> None:
 
 
 def test_three_hosts_one_ahead_one_killed_send_each_post_once_and_none_early(
-    shared: config_module.Config, hosts: Hosts, nostr_relay: NostrRelay
+    shared: config_module.Config, daemons: Daemons, nostr_relay: NostrRelay
 ) -> None:
     """G1, G2 and time from the server, across hosts: host-a's clock is 10 minutes ahead,
     host-c is killed with kill -9 while it holds leases; host-c's pids mean nothing to the
     others, so its leases come back through its silent heartbeat, and are re-sent once."""
     cfg = shared
-    hosts.start("host-a", "--max-concurrency", "2", ahead=600)
-    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "host-a", hosts)
+    daemons.start("--max-concurrency", "2", host="host-a", ahead=600)
+    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "host-a", daemons)
     contents = enqueue(cfg, 150, time.time() + 8, "three hosts")
     time.sleep(3)  # by host-a's own clock every post is ten minutes overdue
     assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE state != 'pending'") == 0
-    hosts.start("host-b", "--max-concurrency", "2")
-    victim = hosts.start("host-c", "--max-concurrency", "4")
+    daemons.start("--max-concurrency", "2", host="host-b")
+    victim = daemons.start("--max-concurrency", "4", host="host-c")
     wait_for(
-        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", hosts
+        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", daemons
     )
     held_by_c = (
         "SELECT count(*) FROM deliveries WHERE state = 'sending' AND lease_owner LIKE 'host-c:%'"
     )
-    wait_for(lambda: scalar(cfg, held_by_c) > 0, 60, "host-c holding leases", hosts)
+    wait_for(lambda: scalar(cfg, held_by_c) > 0, 60, "host-c holding leases", daemons)
     victim.kill()
     victim.wait()
     stranded = scalar(cfg, held_by_c)
@@ -142,7 +101,7 @@ def test_three_hosts_one_ahead_one_killed_send_each_post_once_and_none_early(
         lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 150,
         120,
         "every post sent",
-        hosts,
+        daemons,
     )
     assert_each_exactly_once(nostr_relay, contents)
     assert scalar(cfg, "SELECT count(*) FROM deliveries WHERE sent_at_ms < due_at_ms") == 0
@@ -152,12 +111,12 @@ def test_three_hosts_one_ahead_one_killed_send_each_post_once_and_none_early(
     )
     assert set(owners) <= {"host-a", "host-b", "host-c"}
     assert owners["host-a"] > 0 and owners["host-b"] > 0, owners
-    assert "recovered" in hosts.output()
+    assert "recovered" in daemons.output()
 
 
 def test_a_listener_cut_off_misses_nothing(
     shared: config_module.Config,
-    hosts: Hosts,
+    daemons: Daemons,
     nostr_relay: NostrRelay,
     postgres_cluster: PostgresCluster,
 ) -> None:
@@ -167,8 +126,8 @@ def test_a_listener_cut_off_misses_nothing(
     The bound is that poll, not a second: how late a woken daemon is on a loaded machine is
     `make bench`'s lateness figure, not this test's."""
     cfg = shared
-    hosts.start("host-a")
-    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "the daemon", hosts)
+    daemons.start(host="host-a")
+    wait_for(lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 1, 30, "the daemon", daemons)
     database = os.environ["PLURCAST_DATABASE_URL"].rsplit("/", 1)[1]
     assert postgres_cluster.terminate(database, application_name="plurcast-listener") == 1
     subprocess.run([str(BIN / "plur-post"), "after the cut", "-s", "2s"], check=True)
@@ -176,16 +135,16 @@ def test_a_listener_cut_off_misses_nothing(
         lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 1,
         POLL_INTERVAL_MS // 1000 + 30,
         "the post sent",
-        hosts,
+        daemons,
     )
     lateness = scalar(cfg, "SELECT sent_at_ms - due_at_ms FROM deliveries")
-    assert 0 <= lateness < POLL_INTERVAL_MS // 2, hosts.output()
+    assert 0 <= lateness < POLL_INTERVAL_MS // 2, daemons.output()
     assert [e["content"] for e in nostr_relay.stored_events()] == ["after the cut"]
-    assert "LISTEN connection" in hosts.output()
+    assert "LISTEN connection" in daemons.output()
 
 
 def test_threads_across_three_hosts_go_out_in_order_each_part_once(
-    shared: config_module.Config, hosts: Hosts, nostr_relay: NostrRelay
+    shared: config_module.Config, daemons: Daemons, nostr_relay: NostrRelay
 ) -> None:
     """G6 across hosts: 6 threads of 4 parts, every part due at once, three daemons of two
     lanes each racing for them. Each part is published once, replying to the part before it
@@ -193,9 +152,9 @@ def test_threads_across_three_hosts_go_out_in_order_each_part_once(
     clock); the parts went out from more than one host."""
     cfg = shared
     for host in ("host-a", "host-b", "host-c"):
-        hosts.start(host, "--max-concurrency", "2")
+        daemons.start("--max-concurrency", "2", host=host)
     wait_for(
-        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", hosts
+        lambda: scalar(cfg, "SELECT count(*) FROM heartbeats") == 3, 30, "three daemons", daemons
     )
     threads = [[f"thread {t} part {i} ✨" for i in range(1, 5)] for t in range(6)]
     db = queue.open_db(cfg)
@@ -207,7 +166,7 @@ def test_threads_across_three_hosts_go_out_in_order_each_part_once(
         lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 24,
         120,
         "every part sent",
-        hosts,
+        daemons,
     )
     assert_each_exactly_once(nostr_relay, [part for parts in threads for part in parts])
     events = {e["content"]: e for e in nostr_relay.stored_events()}

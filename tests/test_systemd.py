@@ -221,22 +221,31 @@ class _short_tmpdir:
 # --- the daemon tells systemd ----------------------------------------------------------------
 
 
+@pytest.fixture
+def one_post_in_an_hour(
+    write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
+) -> Callable[[str], None]:
+    """Writes a config for the in-process relay (and `more` of it) and a queue holding one
+    post due in an hour."""
+
+    def make(more: str = "") -> None:
+        write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
+            f'relays = ["{inprocess_relay.url}"]\n{more}'
+        )
+        cfg = config_module.load()
+        conn = queue.open_db(cfg)
+        now = time.time()
+        add_post(conn, cfg, "in an hour", now + 3600, now=now)
+        conn.close()
+
+    return make
+
+
 def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
-    write_config: Callable[[str], Path],
-    nostr_key: Path,
-    inprocess_relay: InProcessRelay,
-    notify_socket: NotifySocket,
-    tmp_path: Path,
+    one_post_in_an_hour: Callable[[str], None], notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
-    write_config(
-        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-        f'relays = ["{inprocess_relay.url}"]\n[scheduling]\npoll_interval = 60\n'
-    )
-    cfg = config_module.load()
-    conn = queue.open_db(cfg)
-    now = time.time()
-    add_post(conn, cfg, "in an hour", now + 3600, now=now)
-    conn.close()
+    one_post_in_an_hour("[scheduling]\npoll_interval = 60\n")
     log = (tmp_path / "plur-send.log").open("wb")
     proc = subprocess.Popen(
         [str(BIN / "plur-send")],
@@ -262,22 +271,10 @@ def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
 
 
 def test_once_with_nothing_due_reports_ready_and_leaves_no_heartbeat(
-    write_config: Callable[[str], Path],
-    nostr_key: Path,
-    inprocess_relay: InProcessRelay,
-    notify_socket: NotifySocket,
-    tmp_path: Path,
+    one_post_in_an_hour: Callable[[str], None], notify_socket: NotifySocket
 ) -> None:
     """The whole run happens without an event loop (issue #16), and says so as the loop would."""
-    write_config(
-        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-        f'relays = ["{inprocess_relay.url}"]\n'
-    )
-    cfg = config_module.load()
-    conn = queue.open_db(cfg)
-    now = time.time()
-    add_post(conn, cfg, "in an hour", now + 3600, now=now)
-    conn.close()
+    one_post_in_an_hour("")
     done = subprocess.run(
         [str(BIN / "plur-send"), "--once"],
         check=False,
@@ -292,7 +289,7 @@ def test_once_with_nothing_due_reports_ready_and_leaves_no_heartbeat(
     assert messages[0] == "READY=1", messages
     assert re.fullmatch(r"STATUS=1 queued, 0 sending, next in 35\d\d s", messages[1]), messages
     assert len(messages) == 2, messages
-    conn = queue.open_db(cfg)
+    conn = queue.open_db(config_module.load())
     assert conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0] == 0
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("pending",)]
 
