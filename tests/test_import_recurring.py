@@ -264,3 +264,18 @@ def test_export_filters_schedules_by_status_and_their_next_run(
         "platforms": ["nostr"],
         "every": "1h",
     }
+
+
+def test_a_schedule_whose_last_runs_were_all_missed_is_named_not_written(
+    run: Run, clock: Clock
+) -> None:
+    made = run(post_cli, "Twice", "-p", "nostr", "--every", "1h", "--until", "2h30m")
+    assert made.exit_code == 0, made.stderr
+    clock.advance(hours=3)  # no daemon ran: both of its runs went by
+    exported = run(export_cli)
+    assert exported.exit_code == 0 and exported.stdout == ""
+    [warning, summary] = exported.stderr.splitlines()
+    assert warning.startswith("Warning: schedule ") and warning.endswith(
+        "were missed; nothing of it is left to export"
+    )
+    assert summary == "exported 0 posts"

@@ -135,8 +135,9 @@ def export(
         now = conn.now_ms() if now_ms is None else now_ms
         keys = keys_store.schedule_keys_of(conn, [r.id for r in recurring])
         for schedule in recurring:
-            entry = _schedule_entry(schedule, keys.get(schedule.id, schedule.id), now, left_out)
-            entries.append(_with_images(entry, schedule.metadata, images_folder or "", images))
+            made = _schedule_entry(schedule, keys.get(schedule.id, schedule.id), now, left_out)
+            if made is not None:
+                entries.append(_with_images(made, schedule.metadata, images_folder or "", images))
     return Exported(entries, left_out, images)
 
 
@@ -262,22 +263,30 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
     )
 
 
-def _schedule_entry(s: Schedule, key: str, now_ms: int, left_out: list[str]) -> Entry:
+def _schedule_entry(s: Schedule, key: str, now_ms: int, left_out: list[str]) -> Entry | None:
     """A recurring schedule as the row that makes it again, from its next run on (the
-    next one after now, when that run was missed: an import cannot start in the past)."""
+    next one after now, when that run was missed: an import cannot start in the past);
+    None when every run it had left was missed."""
     from plurcast import schedules
     from plurcast.thread import plan
 
     zone = ZoneInfo(s.timezone)
+    what = f"schedule {s.id}"
     rule = schedules.rule_of(s)
     at = s.next_run_at_ms or now_ms
     if at <= now_ms:
+        missed = _iso(s.next_run_at_ms or 0, zone)
         at = rule.next_after(now_ms)
+        if s.until_ms is not None and at > s.until_ms:
+            left_out.append(
+                f"{what}: its runs from {missed} to its end ({_iso(s.until_ms, zone)}) were "
+                "missed; nothing of it is left to export"
+            )
+            return None
         left_out.append(
-            f"schedule {s.id}: its run at {_iso(s.next_run_at_ms or 0, zone)} was missed; "
-            f"the export starts at the next one ({_iso(at, zone)})"
+            f"{what}: its run at {missed} was missed; the export starts at the next one "
+            f"({_iso(at, zone)})"
         )
-    what = f"schedule {s.id}"
     targets = list(s.targets)
     per_target: dict[tuple[str, str], list[str]] = {}
     parts_kept = s.metadata.get(schedules.THREAD_KEY)
