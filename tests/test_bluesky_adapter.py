@@ -27,9 +27,9 @@ from atproto_client.request import Response
 
 from plurcast import config as config_module
 from plurcast.errors import ConfigError
-from plurcast.platforms import bluesky, bluesky_session
+from plurcast.platforms import bluesky, bluesky_session, bluesky_settings
 from plurcast.platforms.base import OutcomeKind, Work
-from plurcast.platforms.bluesky import BlueskyPublisher, check_credentials
+from plurcast.platforms.bluesky import BlueskyPublisher
 from tests.helpers import ANSWER_TIMEOUT, secret_file
 from tests.peers.bluesky import Account, Pds
 
@@ -66,7 +66,7 @@ def bluesky_config(write_config: Callable[[str], Path], password_file: Path) -> 
 
 
 def test_a_complete_account_passes_the_checks(bluesky_config: WriteConfig) -> None:
-    check_credentials(bluesky_config(), "default")
+    bluesky_settings.check_credentials(bluesky_config(), "default")
 
 
 @pytest.mark.parametrize(
@@ -83,14 +83,14 @@ def test_a_missing_or_implausible_handle_is_a_config_error(
 ) -> None:
     cfg = bluesky_config(f'{setting}\napp_password_file = "{password_file}"\n')
     with pytest.raises(ConfigError, match=message):
-        check_credentials(cfg, "default")
+        bluesky_settings.check_credentials(cfg, "default")
 
 
 def test_a_handle_may_be_written_with_at_and_capitals(
     bluesky_config: WriteConfig, password_file: Path
 ) -> None:
     cfg = bluesky_config(f'handle = "@Alice.Bsky.Social"\napp_password_file = "{password_file}"\n')
-    check_credentials(cfg, "default")
+    bluesky_settings.check_credentials(cfg, "default")
     assert BlueskyPublisher.from_config(cfg).handle == "alice.bsky.social"
 
 
@@ -108,8 +108,10 @@ def test_a_pds_must_be_https_unless_it_is_this_machine(
 ) -> None:
     base = f'handle = "alice.bsky.social"\napp_password_file = "{password_file}"\n'
     with pytest.raises(ConfigError, match=message):
-        check_credentials(bluesky_config(f'{base}pds = "{pds}"\n'), "default")
-    check_credentials(bluesky_config(f'{base}pds = "http://127.0.0.1:2583/"\n'), "default")
+        bluesky_settings.check_credentials(bluesky_config(f'{base}pds = "{pds}"\n'), "default")
+    bluesky_settings.check_credentials(
+        bluesky_config(f'{base}pds = "http://127.0.0.1:2583/"\n'), "default"
+    )
 
 
 def test_the_pds_defaults_to_bsky_social_and_the_session_lives_beside_the_database(
@@ -126,7 +128,7 @@ def test_an_app_password_file_others_can_read_is_refused(
 ) -> None:
     password_file.chmod(0o644)
     with pytest.raises(ConfigError, match=f"chmod 600 {password_file}"):
-        check_credentials(bluesky_config(), "default")
+        bluesky_settings.check_credentials(bluesky_config(), "default")
 
 
 def test_the_environment_speaks_for_the_default_account_only(
@@ -137,10 +139,10 @@ def test_the_environment_speaks_for_the_default_account_only(
         'handle = "alice.bsky.social"\npds = "https://pds.example"\ntimeout = 3\n'
         '[accounts.bluesky.work]\nhandle = "work.example.org"\n'
     )
-    check_credentials(cfg, "default")
+    bluesky_settings.check_credentials(cfg, "default")
     with pytest.raises(ConfigError, match="no Bluesky app password configured"):
-        check_credentials(cfg, "work")
-    assert bluesky._app_password(bluesky._account(cfg, "default")) == "from-env"
+        bluesky_settings.check_credentials(cfg, "work")
+    assert bluesky_settings.app_password(bluesky_settings.account_of(cfg, "default")) == "from-env"
 
 
 def test_a_named_account_inherits_pds_and_timeout(
@@ -152,12 +154,12 @@ def test_a_named_account_inherits_pds_and_timeout(
         '[accounts.bluesky.work]\nhandle = "work.example.org"\n'
         f'app_password_file = "{password_file}"\n'
     )
-    check_credentials(cfg, "work")
+    bluesky_settings.check_credentials(cfg, "work")
     work = BlueskyPublisher.from_config(cfg, "work")
     assert (work.handle, work.pds, work.timeout) == ("work.example.org", "https://pds.example", 3.0)
     assert work.session.file is not None and work.session.file.name == "bluesky-work.session"
     with pytest.raises(ConfigError, match='no Bluesky account "other"'):
-        check_credentials(cfg, "other")
+        bluesky_settings.check_credentials(cfg, "other")
 
 
 def test_a_bad_timeout_is_a_config_error(bluesky_config: WriteConfig, password_file: Path) -> None:
@@ -167,18 +169,21 @@ def test_a_bad_timeout_is_a_config_error(bluesky_config: WriteConfig, password_f
     with pytest.raises(
         ConfigError, match="timeout must be a number of seconds above 0 and at most 55"
     ):
-        check_credentials(cfg, "default")
+        bluesky_settings.check_credentials(cfg, "default")
 
 
 def test_checking_credentials_does_not_import_atproto(
     bluesky_config: WriteConfig, config_path: Path
 ) -> None:
-    """plur-post runs the check for every post: it must not pay ~450 ms for the SDK."""
+    """plur-post runs the check for every post: it must not pay ~450 ms for the SDK, nor load
+    the adapter."""
     bluesky_config()
     code = (
-        "import sys; from plurcast import config; from plurcast.platforms import bluesky; "
-        "bluesky.check_credentials(config.load(), 'default'); "
-        "print(sorted(m for m in sys.modules if m.startswith(('atproto', 'httpx', 'asyncio'))))"
+        "import sys; from plurcast import config; from plurcast.platforms import bluesky_settings; "
+        "bluesky_settings.check_credentials(config.load(), 'default'); "
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('atproto', 'httpx', 'asyncio', 'plurcast.platforms.bluesky_session'))"
+        " or m == 'plurcast.platforms.bluesky'))"
     )
     env = {**os.environ, "PLURCAST_CONFIG": str(config_path)}
     out = subprocess.run(

@@ -57,7 +57,12 @@ MEDIA = (
 PLAIN = (*MEDIA, "random")
 # Checking a post's accounts reads their settings (plurcast.platforms.*_settings), never the
 # publishers; the Blossom client only uploads, so checking blossom_servers needs it neither.
-ADAPTERS = ("plurcast.platforms.nostr", "plurcast.platforms.mastodon", "plurcast.platforms.blossom")
+ADAPTERS = (
+    "plurcast.platforms.nostr",
+    "plurcast.platforms.mastodon",
+    "plurcast.platforms.bluesky",
+    "plurcast.platforms.blossom",
+)
 
 
 def imported(args: list[str], tmp_path: Path) -> set[str]:

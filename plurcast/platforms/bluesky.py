@@ -11,8 +11,10 @@ the session's.)
 The account's session (one login, kept and refreshed, saved for the next process) is
 `bluesky_session.Session`, which also says what the server's refusals mean.
 
-`import atproto` costs ~450 ms, so it happens only inside the publisher: `check_credentials`
-(what plur-post calls at schedule time) reads and checks the config in pure Python.
+`import atproto` costs ~450 ms, so it happens only inside the publisher; the account's settings
+are read and checked (`check_credentials`, what plur-post calls at schedule time) by
+plurcast.platforms.bluesky_settings, pure Python, which a scheduling plur-post imports instead
+of this module.
 
 Config (the `default` account is `[bluesky]`, named ones `[accounts.bluesky.NAME]`):
     handle             alice.bsky.social (every account names its own)
@@ -39,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
 from plurcast.platforms import accounts, registry, replies
-from plurcast.platforms.accounts import Account
+from plurcast.platforms import bluesky_settings as settings
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
-from plurcast.platforms.bluesky_references import HANDLE, POST_COLLECTION, BlueskyPost
+from plurcast.platforms.bluesky_references import POST_COLLECTION, BlueskyPost
 from plurcast.platforms.bluesky_session import (
     NoSession,
     Session,
@@ -59,9 +61,7 @@ if TYPE_CHECKING:  # asyncio (~35 ms), logging, tempfile ...: only the publisher
 
     from plurcast.media.store import MediaReader
 
-PLATFORM = "bluesky"
-PASSWORD_ENV = "PLURCAST_BLUESKY_APP_PASSWORD"
-DEFAULT_PDS = "https://bsky.social"
+PLATFORM = settings.PLATFORM
 PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
 GET_RECORD = "com.atproto.repo.getRecord"
@@ -75,114 +75,9 @@ def _log() -> logging.Logger:
     return logging.getLogger("plurcast.platforms.bluesky")
 
 
-# --- configuration -------------------------------------------------------------------
-
-
-def _account(cfg: Config, account: str) -> Account:
-    return accounts.account(cfg, PLATFORM, account, needs="handle and app_password_file")
-
-
-def normalise_handle(value: object, where: str) -> str:
-    """The handle in canonical form (lower case, no leading @), after checking its syntax."""
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(
-            f"{where}: handle must be a Bluesky handle such as alice.bsky.social",
-            'write handle = "alice.bsky.social"',
-        )
-    handle = value.strip().removeprefix("@").lower()
-    if len(handle) > 253 or not HANDLE.fullmatch(handle):
-        raise ConfigError(
-            f"{where}: {value!r} is not a Bluesky handle",
-            "a handle looks like alice.bsky.social or a domain of your own (no did:, no URL)",
-        )
-    return handle
-
-
-def _handle(acc: Account) -> str:
-    value = acc.settings.get("handle")
-    if value is None:
-        raise ConfigError(
-            f"no Bluesky handle configured for account {acc.name}",
-            f'add handle = "alice.bsky.social" to [{acc.section}] in {acc.cfg_path}',
-        )
-    return normalise_handle(value, f"{acc.cfg_path}: {acc.section}")
-
-
-def normalise_pds(value: object, where: str) -> str:
-    """The PDS base URL without a trailing slash; https, or http to this machine only."""
-    from urllib.parse import urlsplit
-
-    hint = 'write pds = "https://bsky.social" (or your own server\'s https:// URL)'
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: pds must be a URL", hint)
-    url = value.strip().rstrip("/")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError(f"{where}: pds {value!r} is not a URL", hint) from None
-    scheme = parts.scheme.lower()
-    if (
-        not parts.hostname
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or any(c.isspace() for c in url)
-        or scheme not in ("http", "https")
-    ):
-        raise ConfigError(f"{where}: pds {value!r} is not a server URL", hint)
-    if scheme == "http" and not accounts.plain_http_allowed(parts.hostname):
-        raise ConfigError(
-            f"{where}: pds {value!r} uses plain http, which would send the password unencrypted",
-            "use https:// (http:// is allowed only to 127.0.0.1 or localhost)",
-        )
-    return url
-
-
-def _pds(acc: Account) -> str:
-    value, table = acc.inherited("pds")
-    if value is None:
-        return DEFAULT_PDS
-    return normalise_pds(value, f"{acc.cfg_path}: {table}")
-
-
-def _cards_allow_private(acc: Account) -> bool:
-    value, table = acc.inherited("cards_allow_private")
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise ConfigError(f"{acc.cfg_path}: {table}.cards_allow_private must be true or false")
-    return value
-
-
-def _app_password(acc: Account) -> str:
-    """The account's app password, from the environment (default account) or its file."""
-    return accounts.secret(acc, "app_password_file", PASSWORD_ENV, "Bluesky app password").text
-
-
-def check_credentials(cfg: Config, account: str) -> None:
-    """What plur-post checks at schedule time, without importing atproto or touching the network.
-
-    The handle's syntax, the app password (file mode, environment), the pds URL and the
-    timeout. Whether the server accepts the password is known only when the post is sent.
-    Raises ConfigError (exit 2).
-    """
-    acc = _account(cfg, account)
-    _handle(acc)
-    _app_password(acc)
-    _pds(acc)
-    accounts.timeout(acc)
-    _cards_allow_private(acc)
-
-
 def publisher(cfg: Config, account: str) -> BlueskyPublisher:
     """The account's publisher, for the registry: its settings and secret read now."""
     return BlueskyPublisher.from_config(cfg, account)
-
-
-def session_path(cfg: Config, account: str) -> Path:
-    """Where the account's session is kept: beside the database, which is the user's own."""
-    return cfg.db_path.expanduser().parent / "sessions" / f"{PLATFORM}-{account}.session"
 
 
 # --- record keys -----------------------------------------------------------------------
@@ -232,7 +127,7 @@ class BlueskyPublisher:
         handle: str,
         app_password: Callable[[], str],
         *,
-        pds: str = DEFAULT_PDS,
+        pds: str = settings.DEFAULT_PDS,
         timeout: float = accounts.DEFAULT_TIMEOUT,
         session_file: Path | None = None,
         account: str = DEFAULT_ACCOUNT,
@@ -240,8 +135,8 @@ class BlueskyPublisher:
     ) -> None:
         if not timeout > 0:
             raise ConfigError("the Bluesky timeout must be a positive number of seconds")
-        self.handle = normalise_handle(handle, "Bluesky account")
-        self.pds = normalise_pds(pds, "Bluesky account")
+        self.handle = settings.normalise_handle(handle, "Bluesky account")
+        self.pds = settings.normalise_pds(pds, "Bluesky account")
         self.timeout = float(timeout)
         self.account = account
         self.cards_allow_private = cards_allow_private
@@ -256,16 +151,16 @@ class BlueskyPublisher:
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> BlueskyPublisher:
-        acc = _account(cfg, account)
-        _app_password(acc)  # a missing or unreadable password is a config error now
+        acc = settings.account_of(cfg, account)
+        settings.app_password(acc)  # a missing or unreadable password is a config error now
         return cls(
-            _handle(acc),
-            lambda: _app_password(acc),
-            pds=_pds(acc),
+            settings.handle(acc),
+            lambda: settings.app_password(acc),
+            pds=settings.pds(acc),
             timeout=accounts.timeout(acc),
-            session_file=session_path(cfg, account),
+            session_file=settings.session_path(cfg, account),
             account=account,
-            cards_allow_private=_cards_allow_private(acc),
+            cards_allow_private=settings.cards_allow_private(acc),
         )
 
     async def prepare(self, work: Work) -> str:

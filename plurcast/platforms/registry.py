@@ -13,8 +13,8 @@ plur-post calls it for every post, so no SDK may load there) and
 The schema names no platform. One that can answer someone else's post also names, as
 `references`, the module that reads its posts' links (see plurcast.thread.references).
 The account checks may live in a module of their own, named as `settings`
-(plurcast.platforms.nostr_settings, mastodon_settings), so that checking a post loads no
-publisher code.
+(plurcast.platforms.nostr_settings, mastodon_settings, bluesky_settings), so that checking a
+post loads no publisher code.
 
 This module imports no adapter and no SDK: config reads it on every command. An
 adapter is imported when a post for it is sent (or checked, without `settings`). Its
@@ -372,6 +372,7 @@ PLATFORMS = (
         title="Bluesky",
         module="plurcast.platforms.bluesky",
         references="plurcast.platforms.bluesky_references",
+        settings="plurcast.platforms.bluesky_settings",
         # Below Bluesky's own cap of 1,666 record creations an hour.
         posts_per_hour=1000,
         # The lexicon's maxGraphemes and maxLength of app.bsky.feed.post's text.
