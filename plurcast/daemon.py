@@ -308,6 +308,11 @@ class Daemon:
 
         assert self._wake is not None
         assert self.watcher is not None
+        # Cleared once, before the lanes are read for `wake`: a delivery finishing from
+        # here on leaves the event set until the wait below sees it. Clearing it on each
+        # pass lost the one that finished as a watch tick ended (both in one turn of the
+        # event loop), and the daemon then slept until poll_interval.
+        self._wake.clear()
         # The baseline comes first: a commit after it is seen below, one before it is in
         # next_wake_ms. The other order loses a post queued in between until poll_interval.
         baseline = self.watcher.mark()
@@ -328,7 +333,6 @@ class Daemon:
             remaining = (deadline - self.engine.now_ms()) / 1000
             if remaining <= 0:
                 return
-            self._wake.clear()
             try:
                 async with asyncio.timeout(min(remaining, WATCH_SECONDS)):
                     await self._wake.wait()

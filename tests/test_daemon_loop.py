@@ -107,3 +107,60 @@ def test_a_post_written_while_the_daemon_sleeps_is_sent_on_its_second(
     assert sent_at == due_at == start_ms + 2000  # lateness 0, on the daemon's own clock
     assert inprocess_relay.count_by_content("on its second") == 1
     assert inprocess_relay.count_by_content("in an hour") == 0
+
+
+class PokedAtTheTick:
+    """The daemon's watcher, with a delivery finishing just as the first watch tick ends:
+    its done-callback (the daemon's poke) runs in the same turn of the event loop as the
+    tick's timeout, before the daemon's next pass. Under load that turn comes now and then;
+    here it comes on the first tick."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        assert daemon.watcher is not None
+        self.daemon, self.real = daemon, daemon.watcher
+        self.ticks = 0
+
+    def mark(self) -> object:
+        return self.real.mark()
+
+    def changed(self, token: object) -> bool:
+        self.ticks += 1
+        if self.ticks == 1:
+            self.daemon._poke()  # what Daemon._done does for a finished delivery
+        return self.real.changed(token)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.usefixtures("backend")
+def test_a_delivery_finishing_as_a_watch_tick_ends_wakes_the_daemon(
+    write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
+) -> None:
+    """G3/G4: a finished delivery frees its slot and the daemon looks again at once. A poke
+    that lands as a watch tick ends is not lost: the daemon must not go on watching until
+    poll_interval (here an hour) while a retry of that delivery comes due."""
+    write_config(
+        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
+        f'relays = ["{inprocess_relay.url}"]\ntimeout = 30\n'
+        "[scheduling]\npoll_interval = 3600\n"
+    )
+    watched = Watched()
+
+    async def scenario() -> None:
+        daemon = PlanningDaemon(
+            config_module.load, queue.open_db, Options(poll_interval=3600), notifier=watched
+        )
+        running = asyncio.create_task(daemon.run())
+        await until(lambda: watched.ready_seen, "the daemon's first pass")
+        watcher = PokedAtTheTick(daemon)
+        daemon.watcher = watcher
+        passes = len(daemon.planned)
+        await until(
+            lambda: len(daemon.planned) > passes or watcher.ticks > 1, "the poke or a next tick"
+        )
+        assert watcher.ticks == 1, "the poke was lost: the daemon went on watching"
+        daemon.request_stop(signal.SIGTERM)
+        assert await running == 0
+
+    asyncio.run(scenario())
