@@ -78,7 +78,7 @@ def _shape(sql: str) -> str:
 def measure(posts: int, work: Path) -> tuple[int, Counter[str], float]:
     from plurcast import config
     from plurcast.daemon import Daemon, Options
-    from plurcast.engine import PublisherPool
+    from plurcast.pool import PublisherPool
     from plurcast.store import connect
     from plurcast.store.connection import transaction
     from plurcast.store.posts import NewPost, insert_post

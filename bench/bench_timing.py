@@ -263,8 +263,8 @@ def watchdog_gap(work: Path) -> tuple[float, float]:
     """(longest gap between pings, the burst's length), in seconds of the machine's clock."""
     from plurcast import config, queue
     from plurcast.daemon import Daemon, Options
-    from plurcast.engine import PublisherPool
     from plurcast.platforms.base import Outcome, OutcomeKind
+    from plurcast.pool import PublisherPool
     from plurcast.systemd import SystemdNotifier
 
     s = Setup(work, "watchdog", NOSTR % ("ws://127.0.0.1:9", 5))

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from plurcast import __version__, health, process
 from plurcast.config import Config
-from plurcast.engine import Delivered, Engine, Lanes, PublisherPool
+from plurcast.engine import Delivered, Engine
+from plurcast.pool import Lanes, PublisherPool
 from plurcast.store import deliveries as store
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher

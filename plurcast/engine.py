@@ -18,20 +18,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from plurcast import process
 from plurcast.config import Config
-from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.health import HEARTBEAT_STALE_MS
-from plurcast.models import NOTE_PREFIX, ErrorKind, Fate, Recorded
-from plurcast.platforms import registry
-from plurcast.platforms.base import Outcome, OutcomeKind, Publisher, Reply, Work
+from plurcast.models import NOTE_PREFIX, Fate
+from plurcast.outcomes import decide, error_text, failure, log_fields, log_outcome
+from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
+from plurcast.pool import Lanes, PublisherPool
 from plurcast.ratelimit import Window
-from plurcast.retry import backoff_seconds, rate_limited_wait
-from plurcast.secrets import redact
 from plurcast.store import deliveries as store
 from plurcast.store.base import Database, DatabaseUnavailable
 from plurcast.store.connection import transaction
@@ -51,42 +48,6 @@ LEASE_SECONDS = 120.0
 # by far, so that no other process takes the delivery while it may be on the wire.
 PUBLISH_MARGIN_SECONDS = 5.0
 MAX_PUBLISH_SECONDS = LEASE_SECONDS / 2
-# A relay's or server's error text is kept to this many characters (one answered 200 KB).
-MAX_ERROR_CHARS = 1000
-
-Factory = Callable[[Config, str], Publisher]
-
-
-def default_factories() -> dict[str, Factory]:
-    """Every registered platform's publisher factory, by name."""
-    return {p.name: p.publisher for p in registry.PLATFORMS}
-
-
-class PublisherPool:
-    """One connected publisher per (platform, account), made on first use and reused."""
-
-    def __init__(self, cfg: Config, factories: dict[str, Factory] | None = None) -> None:
-        self.cfg = cfg
-        self.factories = default_factories() if factories is None else factories
-        self._publishers: dict[tuple[str, str], Publisher] = {}
-
-    @property
-    def platforms(self) -> tuple[str, ...]:
-        return tuple(self.factories)
-
-    def get(self, platform: str, account: str) -> Publisher:
-        key = (platform, account)
-        if key not in self._publishers:
-            self._publishers[key] = self.factories[platform](self.cfg, account)
-        return self._publishers[key]
-
-    async def close(self) -> None:
-        publishers, self._publishers = list(self._publishers.values()), {}
-        for publisher in publishers:
-            try:
-                await publisher.close()
-            except Exception as exc:  # a client that fails to close must not stop the others
-                log.warning("closing %s/%s failed: %s", publisher.platform, publisher.account, exc)
 
 
 class Delivered(NamedTuple):
@@ -96,32 +57,6 @@ class Delivered(NamedTuple):
     state: Fate
     outcome: Outcome | None
     due_at_ms: int | None = None
-
-
-class Lanes:
-    """Deliveries on the wire per platform, each platform with `size` slots.
-
-    A relay, instance or PDS that is down or hangs fills only its own platform's slots:
-    posts for the other platforms still find one and go out on time (G4).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._busy: Counter[str] = Counter()
-
-    def room(self, platform: str) -> int:
-        return self.size - self._busy[platform]
-
-    def free(self, platforms: Iterable[str]) -> dict[str, int]:
-        return {p: self.room(p) for p in platforms}
-
-    def take(self, platform: str) -> None:
-        self._busy[platform] += 1
-
-    def give(self, platform: str) -> None:
-        self._busy[platform] -= 1
-        if self._busy[platform] <= 0:
-            del self._busy[platform]
 
 
 class Engine:
@@ -229,7 +164,11 @@ class Engine:
                 reason = f"expired: {late / 1000:.0f} s late, over the grace of {grace:g} s"
                 store.expire(self.conn, lease, claim.delivery_id, reason)
                 log.warning(
-                    "post %s to %s: %s", claim.post_id, claim.platform, reason, extra=_fields(claim)
+                    "post %s to %s: %s",
+                    claim.post_id,
+                    claim.platform,
+                    reason,
+                    extra=log_fields(claim),
                 )
                 continue
             frees_at = window.reserve(claim.platform, claim.account, claim.delivery_id)
@@ -241,7 +180,7 @@ class Engine:
                     claim.platform,
                     claim.account,
                     (frees_at - now) / 1000,
-                    extra=_fields(claim),
+                    extra=log_fields(claim),
                 )
                 continue
             claimed.append(claim)
@@ -254,7 +193,7 @@ class Engine:
         try:
             publisher = self.pool.get(claim.platform, claim.account)
         except Exception as exc:
-            return self._record(claim, _failure(exc, claim), started)
+            return self._record(claim, failure(exc, claim), started)
         payload = claim.payload
         notes: dict[str, str] = {}
         media = self.media if claim.metadata.get("images") else None
@@ -273,7 +212,7 @@ class Engine:
             try:
                 payload = await self._holding_lease(claim, publisher.prepare(work))
             except Exception as exc:
-                return self._record(claim, _failure(exc, claim), started, notes)
+                return self._record(claim, failure(exc, claim), started, notes)
             for key, note in notes.items():
                 log.warning(
                     "post %s to %s/%s: %s: %s",
@@ -282,7 +221,7 @@ class Engine:
                     claim.account,
                     key,
                     note,
-                    extra=_fields(claim),
+                    extra=log_fields(claim),
                 )
         stored = None
         if payload is not None:
@@ -301,7 +240,7 @@ class Engine:
                 claim.post_id,
                 claim.platform,
                 claim.account,
-                extra=_fields(claim),
+                extra=log_fields(claim),
             )
             return Delivered(claim, "cancelled", None)
         import asyncio  # here, not at the top: plur-send --once finding nothing needs none
@@ -342,7 +281,7 @@ class Engine:
                     claim.platform,
                     exc.message,
                     pause,
-                    extra=_fields(claim),
+                    extra=log_fields(claim),
                 )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
@@ -393,38 +332,19 @@ class Engine:
         self, claim: Claimed, outcome: Outcome, started: int, notes: dict[str, str] | None = None
     ) -> Delivered:
         now = self.now_ms()
-        sched = self.cfg.scheduling
-        attempt = claim.attempts + 1
-        due: int | None = None
-        count = True
-        state: Recorded
-        kind: ErrorKind | None = None
-        error = None if outcome.error is None else error_text(outcome.error)
+        state, kind, error, due, count = decide(
+            outcome,
+            attempt=claim.attempts + 1,
+            now_ms=now,
+            sched=self.cfg.scheduling,
+            no_retry=self.no_retry,
+            rng=lambda: self.rng,
+            rate_limited_in_a_row=lambda: store.rate_limited_in_a_row(self.conn, claim.delivery_id),
+        )
         detail = {
             **{NOTE_PREFIX + key: error_text(note) for key, note in (notes or {}).items()},
             **{key: error_text(value) for key, value in outcome.detail.items()},
         }
-        if outcome.kind == OutcomeKind.SENT:
-            state, error = "sent", None
-        elif outcome.kind == OutcomeKind.PERMANENT:
-            state, kind = "dead", "auth" if outcome.auth else "permanent"
-        elif outcome.kind == OutcomeKind.RATE_LIMITED and not self.no_retry:
-            kind = "rate_limited"
-            in_a_row = store.rate_limited_in_a_row(self.conn, claim.delivery_id)
-            wait = rate_limited_wait(in_a_row, outcome.retry_after, sched.retry_delay, self.rng)
-            if wait is None:
-                state = "dead"
-                error = f"gave up after {in_a_row + 1} rate-limit answers in a row: {error}"
-            else:
-                state, count = "retry", False
-                due = now + int(wait * 1000)
-        elif self.no_retry or attempt > sched.max_retries:
-            state, kind = "dead", "transient"
-            error = f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}: {error}"
-        else:
-            state, kind = "retry", "transient"
-            wait = outcome.retry_after or backoff_seconds(attempt, sched.retry_delay, self.rng)
-            due = now + int(wait * 1000)
         with transaction(self.conn):
             held = store.record(
                 self.conn,
@@ -467,52 +387,11 @@ class Engine:
                 claim.platform,
                 claim.account,
                 state,
-                extra=_fields(claim),
+                extra=log_fields(claim),
             )
             return Delivered(claim, "lost", outcome)
-        self._log_outcome(claim, state, outcome, error, due, now)
+        log_outcome(claim, state, outcome, error, due, now)
         return Delivered(claim, state, outcome, due)
-
-    def _log_outcome(
-        self,
-        claim: Claimed,
-        state: Recorded,
-        outcome: Outcome,
-        error: str | None,
-        due: int | None,
-        now: int,
-    ) -> None:
-        fields = {**_fields(claim), "delivery_state": state}
-        if state == "sent":
-            lateness = (now - claim.due_at_ms) / 1000 if claim.due_at_ms else 0.0
-            log.info(
-                "sent post %s to %s/%s: %s (%.3f s after its time)",
-                claim.post_id,
-                claim.platform,
-                claim.account,
-                outcome.remote_id,
-                lateness,
-                extra=fields,
-            )
-        elif state == "retry":
-            log.warning(
-                "post %s to %s/%s failed (%s); retrying in %.0f s",
-                claim.post_id,
-                claim.platform,
-                claim.account,
-                error,
-                ((due or now) - now) / 1000,
-                extra=fields,
-            )
-        else:
-            log.error(
-                "post %s to %s/%s gave up: %s",
-                claim.post_id,
-                claim.platform,
-                claim.account,
-                error,
-                extra=fields,
-            )
 
     async def deliver_all(self, claims: Sequence[Claimed], concurrency: int) -> list[Delivered]:
         """Deliver claims with at most `concurrency` on the wire at once."""
@@ -558,15 +437,6 @@ class Engine:
         return store.next_wake_ms(self.conn, platforms)
 
 
-def error_text(text: str) -> str:
-    """What a platform said, as it is stored, printed and logged: without the account's
-    secrets (a server may echo the token it got) and at most MAX_ERROR_CHARS long."""
-    text = redact(text)
-    if len(text) > MAX_ERROR_CHARS:
-        text = f"{text[:MAX_ERROR_CHARS]}… ({len(text) - MAX_ERROR_CHARS:,} more characters)"
-    return text
-
-
 def _reply(claim: Claimed) -> Reply | None:
     """What the delivery's payload must link to: its parent of ours, else the post's
     `--reply-to` (someone else's post), else nothing."""
@@ -575,24 +445,3 @@ def _reply(claim: Claimed) -> Reply | None:
         return Reply(parent.remote_id, parent.remote_cid, parent.payload)
     reference = claim.metadata.get("reply_to")
     return Reply(reference=reference) if isinstance(reference, str) else None
-
-
-def _failure(exc: Exception, claim: Claimed) -> Outcome:
-    """What a failure before any byte went out means for the delivery.
-
-    Config and input errors cannot mend themselves (dead, with the reason; config
-    ones are auth errors, plur-post exits 2); a RuntimeFailure is passing (retry);
-    anything else is a bug in an adapter, logged with its traceback and retried
-    rather than allowed to take the daemon down.
-    """
-    if isinstance(exc, RuntimeFailure):
-        return Outcome(OutcomeKind.TRANSIENT, error=str(exc))
-    if isinstance(exc, PlurcastError):
-        return Outcome(OutcomeKind.PERMANENT, error=str(exc), auth=isinstance(exc, ConfigError))
-    log.exception("preparing post %s for %s failed unexpectedly", claim.post_id, claim.platform)
-    return Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-
-
-def _fields(claim: Claimed) -> dict[str, str]:
-    """Structured fields for logs (journald/json): which post, where, as whom."""
-    return {"post_id": claim.post_id, "platform": claim.platform, "account": claim.account}

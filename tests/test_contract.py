@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import pytest
 
 from plurcast import config as config_module
-from plurcast.engine import default_factories
 from plurcast.platforms.base import OutcomeKind, Publisher, Work
+from plurcast.pool import default_factories
 from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port, secret_file
 from tests.peers.bluesky import Pds
 from tests.peers.mastodon import TOKENS, MastodonMock

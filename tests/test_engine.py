@@ -14,9 +14,10 @@ import pytest
 
 from plurcast import changes, queue
 from plurcast import config as config_module
-from plurcast.engine import LEASE_SECONDS, Engine, Lanes
+from plurcast.engine import LEASE_SECONDS, Engine
 from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
+from plurcast.pool import Lanes
 from plurcast.store import deliveries as store
 from plurcast.store.connection import transaction
 from tests.helpers import (
@@ -325,9 +326,9 @@ def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
 ) -> None:
     """An exception from an adapter's prepare must not take down deliver_all (or the daemon)."""
-    from plurcast.engine import PublisherPool
     from plurcast.errors import RuntimeFailure
     from plurcast.platforms.nostr import NostrPublisher
+    from plurcast.pool import PublisherPool
 
     class Broken(NostrPublisher):
         async def prepare(self, work: Work) -> str:
@@ -357,9 +358,9 @@ def test_a_publish_past_its_limit_is_cancelled_and_retried(
     abandoned: the adapter's coroutine is cancelled, the attempt recorded as a passing
     failure, and nothing was sent."""
     from plurcast import engine as engine_module
-    from plurcast.engine import PublisherPool
     from plurcast.platforms.base import Outcome
     from plurcast.platforms.nostr import NostrPublisher
+    from plurcast.pool import PublisherPool
 
     cancelled: list[str] = []
 

@@ -26,8 +26,9 @@ from plur_send.cli import cli as send_cli
 from plurcast import config as config_module
 from plurcast import health, logs, output, process, queue, schedules
 from plurcast.daemon import Daemon, Options
-from plurcast.engine import MAX_ERROR_CHARS, Engine
+from plurcast.engine import Engine
 from plurcast.models import to_ms
+from plurcast.outcomes import MAX_ERROR_CHARS
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
 from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, row, wait_until
 from tests.peers.mastodon import TOKENS, MastodonMock

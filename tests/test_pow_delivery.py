@@ -18,10 +18,11 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plurcast import changes, queue, writing
 from plurcast import config as config_module
-from plurcast.engine import Engine, PublisherPool
+from plurcast.engine import Engine
 from plurcast.platforms import nostr_pow
 from plurcast.platforms.base import Work
 from plurcast.platforms.nostr import NostrPublisher
+from plurcast.pool import PublisherPool
 from tests.helpers import BASE_CONFIG, T0, Clock, Run, deliver, free_port
 from tests.peers.nostr import InProcessRelay
 

@@ -13,9 +13,9 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast.config import Config
-from plurcast.engine import default_factories
 from plurcast.platforms import registry
 from plurcast.platforms.registry import mastodon_length
+from plurcast.pool import default_factories
 from tests.peers.postgres import Backend, open_test_db
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 👨‍👩‍👧‍👦, 25 bytes

@@ -43,7 +43,14 @@ HEAVY = (
     "cronsim",  # recurring posts only
 )
 # Only publishing needs the engine and asyncio (~200 M instructions with ssl and sockets).
-PUBLISHING = ("asyncio", "ssl", "plurcast.engine", "plurcast.daemon")
+PUBLISHING = (
+    "asyncio",
+    "ssl",
+    "plurcast.engine",
+    "plurcast.pool",
+    "plurcast.outcomes",
+    "plurcast.daemon",
+)
 # A one-off post needs neither recurring posts nor logging.
 RECURRING = ("plurcast.schedules", "plurcast.recurrence", "logging")
 # A post without images needs none of the media code (checks, store and its hashlib,

@@ -31,8 +31,8 @@ from plurcast import config as config_module
 from plurcast import logs, queue, service
 from plurcast import systemd as sd
 from plurcast.daemon import Daemon, Options
-from plurcast.engine import Lanes, PublisherPool
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
+from plurcast.pool import Lanes, PublisherPool
 from tests.helpers import PATIENCE, Clock, Run, add_post, assert_verified_and_hardened
 from tests.peers.nostr import InProcessRelay
 

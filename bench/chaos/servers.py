@@ -48,10 +48,10 @@ def bluesky_available() -> tuple[bool, str]:
     """Bluesky takes part only when its test peer and the engine's adapter both exist."""
     if not (ROOT / "tests" / "peers" / "bluesky.py").is_file():
         return False, "not run: tests/peers/bluesky.py is missing"
-    from plurcast.engine import default_factories
+    from plurcast.pool import default_factories
 
     if "bluesky" not in default_factories():
-        return False, "not run: no Bluesky adapter in plurcast.engine.default_factories()"
+        return False, "not run: no Bluesky adapter in plurcast.pool.default_factories()"
     try:
         import plurcast.platforms.bluesky  # noqa: F401
     except ImportError as exc:
