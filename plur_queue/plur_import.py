@@ -121,7 +121,7 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
     `exists:<id>` for a row already there; a dry run names the row instead of an id
     (`would-scheduled:line-3:for:…`)."""
     if r.existing is not None:
-        return [f"exists:{r.existing}"]
+        return [f"exists:{r.existing.id}"]
     prefix = "would-" if dry_run else ""
     if r.recurring is not None:  # what plur-post --cron/--every prints
         name = r.entry.where.replace(" ", "-") if dry_run else r.recurring.schedule.id
@@ -138,15 +138,20 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
 
 
 def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
+    """A row's fate: its post (`post_id`, every part in `post_ids`) or its recurring
+    schedule (`schedule_id`), new or already there."""
     status = "exists" if r.existing else ("would_import" if dry_run else "imported")
-    ids = [] if dry_run else r.post_ids
+    if r.existing is not None:
+        ids = [] if r.existing.schedule else [r.existing.id]
+    else:
+        ids = [] if dry_run else r.post_ids
     return {
         "where": r.entry.where,
         "status": status,
         "key": r.key,
-        "post_id": r.existing or (ids[0] if ids else None),
-        "post_ids": [r.existing] if r.existing else ids,
-        "schedule_id": None if dry_run else r.schedule_id,
+        "post_id": ids[0] if ids else None,
+        "post_ids": ids,
+        "schedule_id": None if dry_run and r.existing is None else r.schedule_id,
         "draft": r.existing is None and r.scheduled_at is None,
         **time_fields(
             "scheduled_at", None if r.scheduled_at is None else to_ms(r.scheduled_at), tz

@@ -161,7 +161,10 @@ def test_a_recurring_row_is_imported_once_and_a_dry_run_writes_nothing(
     assert again.stderr == "imported 0 posts; 2 already there\n"
     assert len(_schedules(db_path)) == 2
     report = json.loads(run(import_cli, plan, "--report", "json").stdout)
-    assert [r["status"] for r in report] == ["exists", "exists"]
+    # A schedule already there is reported as a new one is: by its schedule_id, no post.
+    assert [(r["status"], r["post_id"], r["post_ids"], r["schedule_id"]) for r in report] == [
+        ("exists", None, [], i) for i in ids
+    ]
     assert noon["cron"] == "0 12 * * *"
 
 

@@ -4,30 +4,39 @@ recurring schedules (one key names one of them: `existing` looks in both)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from plurcast.store.base import Database
 
 _BATCH = 200  # values per IN (...), four lists a query: well inside every SQLite's limit
 
 
-def existing(conn: Database, keys: Sequence[str]) -> dict[str, str]:
-    """key → post or schedule id, for keys already imported — or that are a post's or a
-    schedule's own id (an export carries that id as its key, so importing an export back
-    changes nothing)."""
-    found: dict[str, str] = {}
+class Known(NamedTuple):
+    """What an import key already names: a post, or a recurring schedule."""
+
+    id: str
+    schedule: bool
+
+
+def existing(conn: Database, keys: Sequence[str]) -> dict[str, Known]:
+    """key → the post or schedule it names, for keys already imported — or that are a
+    post's or a schedule's own id (an export carries that id as its key, so importing an
+    export back changes nothing)."""
+    found: dict[str, Known] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), _BATCH):
         batch = unique[start : start + _BATCH]
         marks = ",".join("?" * len(batch))
         rows = conn.execute(
-            f"SELECT key, post_id FROM import_keys WHERE key IN ({marks}) "
-            f"UNION ALL SELECT id, id FROM posts WHERE id IN ({marks}) "
-            f"UNION ALL SELECT key, schedule_id FROM schedule_import_keys WHERE key IN ({marks}) "
-            f"UNION ALL SELECT id, id FROM schedules WHERE id IN ({marks})",
+            f"SELECT key, post_id, 0 FROM import_keys WHERE key IN ({marks}) "
+            f"UNION ALL SELECT id, id, 0 FROM posts WHERE id IN ({marks}) "
+            "UNION ALL SELECT key, schedule_id, 1 FROM schedule_import_keys "
+            f"WHERE key IN ({marks}) "
+            f"UNION ALL SELECT id, id, 1 FROM schedules WHERE id IN ({marks})",
             [*batch, *batch, *batch, *batch],
         )
-        for key, post_id in rows:
-            found.setdefault(str(key), str(post_id))
+        for key, known_id, schedule in rows:
+            found.setdefault(str(key), Known(str(known_id), bool(schedule)))
     return found
 
 

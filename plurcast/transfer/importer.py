@@ -56,7 +56,7 @@ class Row:
 
     entry: Entry
     key: str
-    existing: str | None = None  # the post (or schedule) this key already names: skipped
+    existing: store.Known | None = None  # the post or schedule this key names: skipped
     new: writing.NewPost | None = None
     recurring: NewSchedule | None = None  # a row with cron or every: checked
     created: writing.Created | None = None  # after the write (or the dry run)
@@ -67,6 +67,9 @@ class Row:
 
     @property
     def schedule_id(self) -> str | None:
+        """The row's schedule: the one it makes, or the one already there."""
+        if self.existing is not None:
+            return self.existing.id if self.existing.schedule else None
         return None if self.recurring is None else self.recurring.schedule.id
 
     @property
