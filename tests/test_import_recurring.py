@@ -282,3 +282,48 @@ def test_a_schedule_whose_last_runs_were_all_missed_is_named_not_written(
         "were missed; nothing of it is left to export"
     )
     assert summary == "exported 0 posts"
+
+
+def test_an_auto_thread_comes_back_cut_as_it_was_cut(
+    run: Run,
+    clock: Clock,
+    tmp_path: Path,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Backend,
+) -> None:
+    """A recurring --auto-thread keeps its parts as they were cut; the export writes them
+    (one part on Nostr, three on Bluesky here) and the copy's runs post the same thread."""
+    long = " ".join(f"word{i}" for i in range(120))  # ~870 characters
+    made = run(
+        post_cli, long, "--auto-thread", "--numbered", "-p", "nostr,bluesky", "--every", "1d"
+    )
+    assert made.exit_code == 0, made.stderr
+
+    def next_run(db: Path) -> list[tuple[object, ...]]:
+        clock.advance(days=1)
+        conn = open_test_db(db)
+        try:
+            schedules.materialize(conn, int(clock() * 1000))
+        finally:
+            conn.close()
+        clock.advance(days=-1)
+        return run_sql(
+            db,
+            "SELECT p.content, p.thread_part, d.platform, coalesce(d.content, p.content) "
+            "FROM posts p JOIN deliveries d ON d.post_id = p.id "
+            "ORDER BY p.thread_part, d.platform",
+        )
+
+    exported = run(export_cli)
+    assert exported.exit_code == 0, exported.stderr
+    [before] = _schedules(db_path)
+    posted = next_run(db_path)
+    assert len(posted) == 4  # part 1 on both, parts 2 and 3 on Bluesky
+    with another_database(backend, tmp_path, monkeypatch) as copy:
+        imported = run(import_cli, "-f", "jsonl", "-", input=exported.stdout)
+        assert imported.exit_code == 0, imported.stderr
+        [after] = _schedules(copy)
+        assert after["content"] == before["content"] == long
+        assert after["metadata"]["thread"]["parts"] == before["metadata"]["thread"]["parts"]
+        assert next_run(copy) == posted

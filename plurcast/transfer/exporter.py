@@ -314,7 +314,7 @@ def _schedule_entry(s: Schedule, key: str, now_ms: int, left_out: list[str]) -> 
             if s.grace_seconds == recurrence.DEFAULT_GRACE_SECONDS
             else _duration(s.grace_seconds)
         ),
-        thread=len(per_target.get(targets[0], ())) > 1 if targets else False,
+        thread=any(len(texts) > 1 for texts in per_target.values()),  # on some platform
         variants=variants,
         **_shared(what, targets, s.metadata, _WRITTEN | {schedules.THREAD_KEY}, left_out),
     )
