@@ -42,7 +42,9 @@ else its id, so importing an export — into an empty database, or back into thi
 one — never makes a post twice. A recurring post (plur-post --cron/--every) is a
 row with cron or every, schedule its next run, until, the count still to go,
 misfire and grace: it runs on in the copy from where it is (with the queue's
-scheduled posts; paused ones are named on stderr and left out).
+scheduled posts; paused ones are named on stderr and left out). A post due and
+not sent yet keeps its time with overdue true (plur-import queues it due now); a
+post a schedule made names that schedule's row in from_schedule.
 What a row cannot carry yet is named on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
 )

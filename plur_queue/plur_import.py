@@ -43,12 +43,16 @@ Fields (CSV columns, JSON keys, front matter), named after plur-post's options:
   ("en,de"), no_card, key (what makes a row the same row when imported again;
   without one, a hash of what the row says). A recurring post: cron or every,
   with until, count, misfire and grace as plur-post takes them (schedule: its
-  first run or start).
+  first run or start). What plur-export writes for a queue that is behind:
+  overdue (true: the schedule, ISO 8601 with offset, is past and the post not
+  sent yet: it is queued due now) and from_schedule (the key of the recurring
+  row whose schedule made the post).
 
 \b
 All or nothing: if any row is bad, every bad row is listed (`line 7: …`) and
-nothing is written. Importing the same file again adds nothing: rows already there
-print `exists:<id>`; new ones print what plur-post prints.
+nothing is written; a past time is a bad row, unless the row says overdue.
+Importing the same file again adds nothing: rows already there print
+`exists:<id>`; new ones print what plur-post prints.
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid rows or input.""",
 )
 @click.argument("files", metavar="FILE...|-", nargs=-1, required=True)
@@ -138,8 +142,8 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
 
 
 def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
-    """A row's fate: its post (`post_id`, every part in `post_ids`) or its recurring
-    schedule (`schedule_id`), new or already there."""
+    """A row's fate: its post (`post_id`, every part in `post_ids`) or its schedule
+    (`schedule_id`; for a post, the schedule that made it), new or already there."""
     status = "exists" if r.existing else ("would_import" if dry_run else "imported")
     if r.existing is not None:
         ids = [] if r.existing.schedule else [r.existing.id]
@@ -153,6 +157,7 @@ def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
         "post_ids": ids,
         "schedule_id": None if dry_run and r.existing is None else r.schedule_id,
         "draft": r.existing is None and r.scheduled_at is None,
+        "overdue": r.overdue,
         **time_fields(
             "scheduled_at", None if r.scheduled_at is None else to_ms(r.scheduled_at), tz
         ),

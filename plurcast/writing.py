@@ -155,11 +155,14 @@ def insert_new_post(
     claim: Callable[[str], list[Claimed]] | None = None,
     slot_at: datetime | None = None,
     media: "MediaStore | None" = None,
+    schedule_id: str | None = None,
 ) -> Created:
     """write_post's work, inside the caller's write transaction (plur-import writes a whole
     file in one). A `--schedule next` post takes `slot_at` when given (the caller chose it
     under this same lock), else the first free slot. Its images go into `media` (default:
-    the queue's own store; a dry run gives one that keeps nothing)."""
+    the queue's own store; a dry run gives one that keeps nothing). `schedule_id`: the
+    recurring schedule that made it (an exported post imported again), its time the
+    occurrence."""
     post_id = str(uuid.uuid4())
     claims: list[Claimed] = []
     scheduled_at = new.scheduled_at
@@ -175,6 +178,10 @@ def insert_new_post(
         targets=new.checked.targets,
         metadata=json.dumps(data, ensure_ascii=False),
         media=media_files(data),
+        schedule_id=schedule_id,
+        occurrence_at_ms=None
+        if schedule_id is None or scheduled_at is None
+        else to_ms(scheduled_at),
     )
     parents = None
     if new.reply_to is not None:  # again under the lock: the post answered may have changed

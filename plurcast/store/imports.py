@@ -12,10 +12,12 @@ _BATCH = 200  # values per IN (...), four lists a query: well inside every SQLit
 
 
 class Known(NamedTuple):
-    """What an import key already names: a post, or a recurring schedule."""
+    """What an import key already names: a post (and the schedule that made it, if one
+    did), or a recurring schedule."""
 
     id: str
     schedule: bool
+    made_by: str | None = None
 
 
 def existing(conn: Database, keys: Sequence[str]) -> dict[str, Known]:
@@ -28,15 +30,17 @@ def existing(conn: Database, keys: Sequence[str]) -> dict[str, Known]:
         batch = unique[start : start + _BATCH]
         marks = ",".join("?" * len(batch))
         rows = conn.execute(
-            f"SELECT key, post_id, 0 FROM import_keys WHERE key IN ({marks}) "
-            f"UNION ALL SELECT id, id, 0 FROM posts WHERE id IN ({marks}) "
-            "UNION ALL SELECT key, schedule_id, 1 FROM schedule_import_keys "
+            "SELECT k.key, k.post_id, 0, p.schedule_id FROM import_keys k "
+            f"LEFT JOIN posts p ON p.id = k.post_id WHERE k.key IN ({marks}) "
+            f"UNION ALL SELECT id, id, 0, schedule_id FROM posts WHERE id IN ({marks}) "
+            "UNION ALL SELECT key, schedule_id, 1, NULL FROM schedule_import_keys "
             f"WHERE key IN ({marks}) "
-            f"UNION ALL SELECT id, id, 1 FROM schedules WHERE id IN ({marks})",
+            f"UNION ALL SELECT id, id, 1, NULL FROM schedules WHERE id IN ({marks})",
             [*batch, *batch, *batch, *batch],
         )
-        for key, known_id, schedule in rows:
-            found.setdefault(str(key), Known(str(known_id), bool(schedule)))
+        for key, known_id, schedule, made_by in rows:
+            known = Known(str(known_id), bool(schedule), None if made_by is None else str(made_by))
+            found.setdefault(str(key), known)
     return found
 
 
@@ -72,3 +76,20 @@ def _keys(conn: Database, table: str, column: str, ids: Sequence[str]) -> dict[s
         rows = conn.execute(f"SELECT {column}, key FROM {table} WHERE {column} IN ({marks})", batch)
         found.update((str(p), str(k)) for p, k in rows)
     return found
+
+
+def runs_taken(conn: Database, runs: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Of these (schedule id, occurrence) runs, the ones a post in the queue already is."""
+    wanted = set(runs)
+    ids = list(dict.fromkeys(schedule_id for schedule_id, _ in runs))
+    taken: set[tuple[str, int]] = set()
+    for start in range(0, len(ids), _BATCH):
+        batch = ids[start : start + _BATCH]
+        marks = ",".join("?" * len(batch))
+        rows = conn.execute(
+            "SELECT schedule_id, occurrence_at_ms FROM posts "
+            f"WHERE schedule_id IN ({marks}) AND occurrence_at_ms IS NOT NULL",
+            batch,
+        )
+        taken.update(run for run in ((str(s), int(at)) for s, at in rows) if run in wanted)
+    return taken

@@ -12,6 +12,11 @@ paths in the entries relative to the export's own folder, which is where plur-im
 A recurring schedule (with the queue, `scheduled`) is one entry too: its cron or interval,
 `schedule` its next run, `until`, the `count` still to post, its misfire policy and grace —
 what `plur-post --cron/--every` takes to make it again, running on from where it is.
+
+A queue that is behind (no daemon ran) comes back as it is: a post whose time is past and
+that is not sent yet is written at that time with `overdue` (plur-import, which refuses a
+past time, queues such a row due now), and a post a schedule made names that schedule's
+key in `from_schedule`, so that the copy's post belongs to the copy's schedule.
 """
 
 from __future__ import annotations
@@ -92,7 +97,9 @@ def export(
     run within [since, until)), in the order of their next runs. Their images go into
     `images_folder` (relative to the export's own folder); without one, posts with images
     are refused (InvalidInput), nothing written. `now_ms`: the database's now (default:
-    asked), from which a schedule whose next run was missed runs on."""
+    asked), from which a schedule whose next run was missed runs on, and by which a post
+    is overdue."""
+    now = conn.now_ms() if now_ms is None else now_ms
     chosen = []
     every = post_store.select_posts(conn, waiting_only=False)
     parts: dict[str, list[Post]] = {}
@@ -124,21 +131,48 @@ def export(
             "writes as files beside its output",
             "give -o FILE (the images go into a folder beside FILE)",
         )
-    keys = keys_store.keys_of(conn, [p.id for p in chosen])
     images: dict[str, str] = {}
-    entries = []
-    for post in chosen:
-        thread = sorted(parts.get(post.id, [post]), key=lambda p: p.thread_part or 0)
-        entry = _entry(thread, keys.get(post.id, post.id), left_out)
-        entries.append(_with_images(entry, post.metadata, images_folder or "", images))
+    later: list[Entry] = []
+    schedule_keys: dict[str, str] = {}  # schedule id → its row's key, for each one written
     if recurring:
-        now = conn.now_ms() if now_ms is None else now_ms
         keys = keys_store.schedule_keys_of(conn, [r.id for r in recurring])
         for schedule in recurring:
             made = _schedule_entry(schedule, keys.get(schedule.id, schedule.id), now, left_out)
-            if made is not None:
-                entries.append(_with_images(made, schedule.metadata, images_folder or "", images))
-    return Exported(entries, left_out, images)
+            if made is not None and made.key is not None:
+                later.append(_with_images(made, schedule.metadata, images_folder or "", images))
+                schedule_keys[schedule.id] = made.key
+    keys = keys_store.keys_of(conn, [p.id for p in chosen])
+    entries = []
+    overdue = 0
+    for post in chosen:
+        thread = sorted(parts.get(post.id, [post]), key=lambda p: p.thread_part or 0)
+        entry = _entry(thread, keys.get(post.id, post.id), left_out)
+        if post.status == PostStatus.SCHEDULED and (post.scheduled_at_ms or 0) <= now:
+            entry = dataclasses.replace(entry, overdue=True)
+            overdue += 1
+        if post.schedule_id is not None:
+            entry = _made_by(entry, post, schedule_keys, left_out)
+        entries.append(_with_images(entry, post.metadata, images_folder or "", images))
+    if overdue:
+        left_out.append(
+            f"{overdue} post{'s are' if overdue != 1 else ' is'} due and not sent yet (no "
+            "daemon ran?): written with overdue, which plur-import queues due now"
+        )
+    return Exported(entries + later, left_out, images)
+
+
+def _made_by(
+    entry: Entry, post: Post, schedule_keys: Mapping[str, str], left_out: list[str]
+) -> Entry:
+    """A post a recurring schedule made: the entry names the schedule's row, when written."""
+    key = schedule_keys.get(post.schedule_id or "")
+    if key is None:
+        left_out.append(
+            f"post {post.id}: schedule {post.schedule_id}, which made it, is not exported; "
+            "the post comes back on its own"
+        )
+        return entry
+    return dataclasses.replace(entry, from_schedule=key)
 
 
 def _recurring(

@@ -3,7 +3,10 @@
 Fields are named after plur-post's long options (`schedule`, `tz`, `platforms`, `account`,
 `cron`, `every`, `until`, `count`, `misfire`, `grace`, `draft`, `visibility`, `nostr_pow`,
 `21e8`, `thread`, `auto_thread`, `numbered`, `variant`, `reply_to`, `images`, `alt`, `fit`,
-`keep_metadata`, `cw`, `label`, `lang`, `no_card`) plus `content` and `key`. Names are read
+`keep_metadata`, `cw`, `label`, `lang`, `no_card`) plus `content` and `key` — and two that
+plur-export writes for a queue that is behind: `overdue` (its time is past and it was not
+sent yet: it is queued due now, at that time) and `from_schedule` (the key of the
+recurring row that made the post). Names are read
 without regard to case, `-` or spaces (`Nostr-Pow` is `nostr_pow`), and a few spreadsheet
 spellings are understood (Buffer's `Text` and `Posting Time`, `platform`). Anything else is
 refused by name — never silently dropped.
@@ -23,6 +26,8 @@ FIELDS = (
     *ALWAYS_WRITTEN,
     *RECURRING,
     "draft",
+    "overdue",
+    "from_schedule",
     "visibility",
     "nostr_pow",
     "21e8",
@@ -101,6 +106,8 @@ class Entry:
     misfire: str | None = None  # None: latest
     grace: str | None = None
     draft: bool = False
+    overdue: bool = False  # `schedule` is past, known to be: queued due now, at that time
+    from_schedule: str | None = None  # the key of the recurring row (schedule) that made it
     visibility: str | None = None
     nostr_pow: int | None = None
     pow_21e8: bool = False
@@ -147,7 +154,7 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         where=where,
         content=content,
         line=line,
-        key=_key(fields.get("key")),
+        key=_key(fields.get("key"), "key"),
         schedule=_text(fields, "schedule"),
         tz=_text(fields, "tz"),
         platforms=_platforms(fields.get("platforms")),
@@ -159,6 +166,8 @@ def entry(where: str, values: Mapping[str, Any], line: int = 0) -> Entry:
         misfire=_lower(_text(fields, "misfire")),  # its policies: schedules.check_new
         grace=_text(fields, "grace"),
         draft=_flag(fields, "draft"),
+        overdue=_flag(fields, "overdue"),
+        from_schedule=_key(fields.get("from_schedule"), "from_schedule"),
         visibility=_visibility(_text(fields, "visibility")),
         nostr_pow=_pow(fields.get("nostr_pow")),
         pow_21e8=_flag(fields, "21e8"),
@@ -187,16 +196,16 @@ def _text(fields: Mapping[str, Any], name: str) -> str | None:
     return value.strip() or None
 
 
-def _key(value: Any) -> str | None:
+def _key(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise FieldError(f"key must be text, not {_kind(value)}")
+        raise FieldError(f"{name} must be text, not {_kind(value)}")
     key = str(value).strip()
     if len(key) > MAX_KEY_CHARS:
-        raise FieldError(f"key is longer than {MAX_KEY_CHARS} characters", "shorten it")
+        raise FieldError(f"{name} is longer than {MAX_KEY_CHARS} characters", "shorten it")
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in key):
-        raise FieldError("key contains control characters", "use letters, digits and -_.:")
+        raise FieldError(f"{name} contains control characters", "use letters, digits and -_.:")
     return key or None
 
 

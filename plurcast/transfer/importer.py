@@ -11,13 +11,15 @@
    validation path (text, targets, credentials, each platform's limits, thread parts and
    variants, the post a reply answers, images — read from their paths, relative to the
    import file's folder — alt texts, content warning, label, languages), the time
-   grammar, proof of work.
+   grammar, proof of work. A past time is refused unless the row is `overdue` (plur-export
+   marks a post due and not sent yet): then it keeps that time and is due now.
 3. If any row is bad, every bad row is reported (`line 7: …`) and nothing is written.
 4. Otherwise one BEGIN IMMEDIATE transaction re-checks the keys (another import may have
    run meanwhile), gives `next` rows their posting slots — under the write lock, as
    `plur-post -s next` does — and writes every post through `writing.insert_new_post`,
    its images into the media store inside that transaction (a recurring row: its schedule,
-   through `schedules.insert`). `--dry-run` runs the same
+   through `schedules.insert`, before the posts: a `from_schedule` post is one of its
+   occurrences). `--dry-run` runs the same
    transaction and rolls it back (its images are stored nowhere).
 """
 
@@ -41,6 +43,7 @@ from plurcast.store import imports as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread.plan import Compose
+from plurcast.timefmt import format_local
 from plurcast.transfer.fields import Entry
 from plurcast.validation import Extras
 
@@ -59,6 +62,8 @@ class Row:
     existing: store.Known | None = None  # the post or schedule this key names: skipped
     new: writing.NewPost | None = None
     recurring: NewSchedule | None = None  # a row with cron or every: checked
+    overdue: bool = False  # its time is past (an `overdue` row): queued due now, at it
+    made_by: str | None = None  # the schedule that made the post (`from_schedule`)
     created: writing.Created | None = None  # after the write (or the dry run)
 
     @property
@@ -67,10 +72,10 @@ class Row:
 
     @property
     def schedule_id(self) -> str | None:
-        """The row's schedule: the one it makes, or the one already there."""
+        """The row's schedule: the one it makes (or is), else the one that made its post."""
         if self.existing is not None:
-            return self.existing.id if self.existing.schedule else None
-        return None if self.recurring is None else self.recurring.schedule.id
+            return self.existing.id if self.existing.schedule else self.existing.made_by
+        return self.made_by if self.recurring is None else self.recurring.schedule.id
 
     @property
     def scheduled_at(self) -> datetime | None:
@@ -199,11 +204,86 @@ def plan(
                     row.recurring = _check_recurring(cfg, row.entry, now, folder, said.append)
                 else:
                     row.new = _check(conn, cfg, row.entry, now, folder, said.append)
+                    at = row.new.scheduled_at
+                    row.overdue = row.entry.overdue and at is not None and at <= now
                 warnings += [f"{row.entry.where}: {warning}" for warning in said]
         except PlurcastError as exc:
             config_problem |= isinstance(exc, ConfigError)
             problems.append((index, f"{row.entry.where}: {exc}"))
+    problems += _check_made(conn, rows)
     return Plan(rows, problems, config_problem, warnings)
+
+
+def _check_made(conn: Database, rows: Sequence[Row]) -> list[tuple[int, str]]:
+    """Each `from_schedule` post: its key names a schedule (a recurring row of this import,
+    or one in the queue), and the post is one of that schedule's past runs — before its
+    next run, a run no other post is — so that no run of the schedule makes it again."""
+    named = _schedules_named(conn, rows)
+    problems: list[tuple[int, str]] = []
+    runs: dict[tuple[str, int], int] = {}  # (schedule, occurrence) → the row's index
+    for index, row in enumerate(rows):
+        wanted = row.entry.from_schedule
+        if wanted is None or row.new is None:
+            continue
+        try:
+            if wanted not in named:
+                raise InvalidInput(
+                    f'from_schedule "{wanted}" is the key of no recurring row of this import '
+                    "and of no schedule in the queue",
+                    "import the post with the row of its schedule, or leave from_schedule out",
+                )
+            schedule_id, next_ms = named[wanted]
+            if row.new.scheduled_at is None:
+                raise InvalidInput(
+                    "a post a schedule made has its own time", "give its schedule, not next"
+                )
+            at = to_ms(row.new.scheduled_at)
+            if next_ms is not None and at >= next_ms:
+                raise InvalidInput(
+                    f'it is not before the next run of schedule "{wanted}" '
+                    f"({format_local(from_ms(next_ms), row.new.timezone, row.new.scheduled_at)})"
+                    ": a post a schedule made is one of its past runs",
+                    "give the time of that run, or leave from_schedule out",
+                )
+            first = runs.setdefault((schedule_id, at), index)
+            if first != index:
+                raise InvalidInput(
+                    f'{rows[first].entry.where} is the same run of schedule "{wanted}"',
+                    "keep one of them",
+                )
+        except InvalidInput as exc:
+            problems.append((index, f"{row.entry.where}: {exc}"))
+    for run in sorted(store.runs_taken(conn, list(runs))):
+        index = runs[run]
+        entry = rows[index].entry
+        taken = InvalidInput(
+            f'a post in the queue already is that run of schedule "{entry.from_schedule}"',
+            "leave from_schedule out to import it on its own",
+        )
+        problems.append((index, f"{rows[index].entry.where}: {taken}"))
+    return problems
+
+
+def _schedules_named(conn: Database, rows: Sequence[Row]) -> dict[str, tuple[str, int | None]]:
+    """`from_schedule` key → the schedule it names, and its next run: a recurring row of
+    this import (made by it, or there already), else a schedule in the queue. Keys of
+    posts, or of nothing, are left out."""
+    from plurcast.store import schedules as schedule_store
+
+    wanted = {r.entry.from_schedule for r in rows if r.new is not None} - {None}
+    found: dict[str, tuple[str, int | None]] = {}
+    there: dict[str, str] = {}  # key → a schedule already in the queue
+    for r in rows:
+        if r.key in wanted and r.recurring is not None and r.existing is None:
+            found[r.key] = (r.recurring.schedule.id, r.recurring.schedule.next_run_at_ms)
+        elif r.key in wanted and r.existing is not None and r.existing.schedule:
+            there[r.key] = r.existing.id
+    rest = [key for key in wanted if key is not None and key not in found and key not in there]
+    if rest:
+        there.update((key, k.id) for key, k in store.existing(conn, rest).items() if k.schedule)
+    for key, schedule_id in there.items():
+        found[key] = (schedule_id, schedule_store.get(conn, schedule_id).next_run_at_ms)
+    return found
 
 
 def _once(seen: dict[str, str], row: Row) -> None:
@@ -235,9 +315,15 @@ def _check(
             "until, count, misfire and grace go with cron or every",
             "give cron or every, or leave them empty",
         )
+    if entry.draft and entry.from_schedule is not None:
+        raise InvalidInput("a schedule makes no drafts", "leave from_schedule out, or draft")
     schedule = entry.schedule
-    timeless = schedule is None and not entry.draft and not cfg.slots
-    if schedule is None and not entry.draft and cfg.slots:
+    overdue_at = _overdue_at(entry) if entry.overdue else None
+    due = overdue_at is not None and overdue_at <= now  # checked as due now, then given its time
+    if due:
+        schedule = None
+    timeless = schedule is None and not entry.draft and not cfg.slots and not due
+    if schedule is None and not entry.draft and cfg.slots and not due:
         schedule = slots.WORD  # Buffer's way: a row without a time takes the next slot
     new = writing.check_new_post(
         conn,
@@ -260,7 +346,33 @@ def _check(
             "no schedule",
             'give a time such as "2027-01-05 09:00", "next" (a posting slot), or draft = true',
         )
+    if due and overdue_at is not None:
+        if warn is not None:
+            shown = format_local(overdue_at, zone, now)
+            warn(f"it was due at {shown} and is not sent yet (overdue): it is queued due now")
+        return new._replace(scheduled_at=overdue_at, now=False)
     return new
+
+
+def _overdue_at(entry: Entry) -> datetime:
+    """An `overdue` row's time: the instant plur-export wrote (ISO 8601 with its offset) —
+    so that only a time known to be past is queued as due, never a mistyped one."""
+    if entry.draft or entry.schedule is None:
+        raise InvalidInput(
+            "overdue goes with the schedule the post was due at",
+            "give its schedule, or leave overdue out",
+        )
+    try:
+        at = datetime.fromisoformat(entry.schedule)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise InvalidInput(
+            f"an overdue row's schedule must be a time with its offset, as plur-export writes "
+            f'it (2026-11-22T09:00:00+01:00), not "{entry.schedule}"',
+            "give that time, or leave overdue out",
+        )
+    return at
 
 
 def _check_recurring(
@@ -277,6 +389,11 @@ def _check_recurring(
     zone = config_module.zone(entry.tz) if entry.tz else cfg.timezone
     if entry.draft:
         raise InvalidInput("a draft cannot recur", "leave draft empty, or cron and every")
+    if entry.overdue or entry.from_schedule is not None:
+        raise InvalidInput(
+            "a recurring row is neither overdue nor made by a schedule",
+            "leave overdue and from_schedule out (its schedule is its next run)",
+        )
     if entry.reply_to is not None:
         raise InvalidInput(
             "a recurring post cannot be a reply",
@@ -366,23 +483,39 @@ def write(
                     r.existing = present[r.key]
                 elif r.new is not None and r.new.scheduled_at is not None and not r.new.slot:
                     picker.hold(r.new.checked.targets, r.new.scheduled_at)
-            for r in fresh:
-                if r.existing is None and r.new is not None:
-                    at = picker.take(r.new.checked.targets) if r.new.slot else None
-                    r.created = writing.insert_new_post(
-                        conn, cfg, r.new, now, slot_at=at, media=media
-                    )
-                    store.remember(conn, r.key, r.created.post_id, to_ms(now))
-                elif r.existing is None and r.recurring is not None:
+            for r in fresh:  # the schedules first: the posts they made name them
+                if r.existing is None and r.recurring is not None:
                     from plurcast import schedules
 
                     schedules.insert(conn, r.recurring, media)
                     store.remember_schedule(conn, r.key, r.recurring.schedule.id, to_ms(now))
+            made_by = _schedules_named(conn, rows)
+            for r in fresh:
+                if r.existing is None and r.new is not None:
+                    at = picker.take(r.new.checked.targets) if r.new.slot else None
+                    r.made_by = made_by.get(r.entry.from_schedule or "", (None,))[0]
+                    r.created = writing.insert_new_post(
+                        conn, cfg, r.new, now, slot_at=at, media=media, schedule_id=r.made_by
+                    )
+                    store.remember(conn, r.key, r.created.post_id, to_ms(now))
+                    if r.made_by is not None and r.created.scheduled_at is not None:
+                        _occurred(conn, r.made_by, r.created, now)
             if dry_run:
                 raise _DryRun
     except _DryRun:
         pass
     return list(rows)
+
+
+def _occurred(conn: Database, schedule_id: str, created: writing.Created, now: datetime) -> None:
+    """A post a schedule made, imported: its occurrence is in the schedule's history."""
+    from plurcast.store import schedules as schedule_store
+
+    assert created.scheduled_at is not None
+    at = to_ms(created.scheduled_at)
+    schedule_store.record_occurrence(
+        conn, schedule_id, at, to_ms(now), "posted", created.post_id, None
+    )
 
 
 # --- the whole import ------------------------------------------------------------------

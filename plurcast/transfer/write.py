@@ -34,6 +34,8 @@ def fields_of(e: Entry) -> dict[str, Any]:
         "misfire": e.misfire,
         "grace": e.grace,
         "draft": e.draft or None,
+        "overdue": e.overdue or None,
+        "from_schedule": e.from_schedule,
         "visibility": e.visibility,
         "nostr_pow": e.nostr_pow,
         "21e8": e.pow_21e8 or None,
