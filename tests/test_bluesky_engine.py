@@ -1,15 +1,18 @@
 """Bluesky through the delivery engine, the daemon and plur-post, against a real PDS.
 
 Each test names the guarantee it would catch breaking. Logins are counted on the server.
+The suite runs on both backends where the database decides: the stored putRecord re-sent
+after a crash (payload, lease, re-claim) and a partial post's retry. The saved session is a
+file on either backend and what plur-post prints is no database's: those run on SQLite alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +24,14 @@ from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.platforms.base import Work
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from tests import helpers
 from tests.helpers import ANSWER_TIMEOUT, NOW, T0, Clock, Run, deliver, secret_file
 from tests.peers.bluesky import Account, Pds
 from tests.peers.nostr import InProcessRelay
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 CREATE_SESSION = "com.atproto.server.createSession"
 PUT_RECORD = "com.atproto.repo.putRecord"
@@ -67,7 +73,7 @@ def bluesky_config(
 
 
 def add_post(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: config_module.Config,
     text: str,
     at: float | None = T0 + 1,
@@ -77,12 +83,15 @@ def add_post(
     return helpers.add_post(conn, cfg, text, at, platforms=platforms)
 
 
-def delivery(conn: sqlite3.Connection, post_id: str, platform: str) -> sqlite3.Row:
-    conn.row_factory = sqlite3.Row
-    row: sqlite3.Row = conn.execute(
-        "SELECT * FROM deliveries WHERE post_id = ? AND platform = ?", (post_id, platform)
+COLUMNS = ("state", "attempts", "error_kind", "last_error", "payload", "remote_id", "remote_url")
+
+
+def delivery(conn: Database, post_id: str, platform: str) -> dict[str, Any]:
+    row = conn.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM deliveries WHERE post_id = ? AND platform = ?",
+        (post_id, platform),
     ).fetchone()
-    return row
+    return dict(zip(COLUMNS, row, strict=True))
 
 
 def test_a_crash_between_publish_and_record_leaves_one_record(
@@ -125,10 +134,11 @@ def test_a_crash_between_publish_and_record_leaves_one_record(
     assert record["value"]["text"] == "survives a crash 💥 #resilient"
 
 
-def claim_rkey(row: sqlite3.Row) -> str:
+def claim_rkey(row: dict[str, Any]) -> str:
     return str(json.loads(row["payload"])["rkey"])
 
 
+@pytest.mark.sqlite_only  # the saved session is a file beside the config on either backend
 def test_a_daemon_run_logs_in_once_and_the_next_run_not_at_all(
     bluesky_config: WriteConfig, bluesky_pds: Pds, account: Account
 ) -> None:
@@ -188,6 +198,7 @@ def test_nostr_sent_and_bluesky_refused_is_partial_and_retry_resends_only_bluesk
     assert [r["value"]["text"] for r in bluesky_pds.list_records(account.did)] == ["to both"]
 
 
+@pytest.mark.sqlite_only  # what plur-post prints
 def test_plur_post_prints_the_at_uri_and_the_url_in_json(
     run: Run, bluesky_config: WriteConfig, bluesky_pds: Pds, account: Account
 ) -> None:
@@ -205,6 +216,7 @@ def test_plur_post_prints_the_at_uri_and_the_url_in_json(
     assert len(bluesky_pds.list_records(account.did)) == 2
 
 
+@pytest.mark.sqlite_only  # an exit code: the refusal is the PDS's
 def test_plur_post_with_a_refused_app_password_exits_2(
     run: Run, bluesky_config: WriteConfig, password_file: Path
 ) -> None:

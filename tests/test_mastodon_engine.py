@@ -1,6 +1,10 @@
 """Mastodon through the delivery engine and the CLIs, against a real mastodon_mock server.
 
 Each test names the guarantee it would catch breaking; every status is counted on the server.
+The suite runs on both backends: a rate-limit wait, a stored payload re-sent after a crash, an
+account held until its reset and a partial post's retry are claims, leases and records, which
+PostgreSQL does its own way. What only the publisher decides (one client per account, the
+lines plur-post prints) runs on SQLite alone.
 """
 
 from __future__ import annotations
@@ -8,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +28,7 @@ from plurcast.engine import Engine
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.mastodon import Answer, MastodonPublisher
 from plurcast.store import deliveries as store
+from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from tests import helpers
 from tests.helpers import (
@@ -39,7 +44,9 @@ from tests.helpers import (
 )
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
-from tests.peers.postgres import Backend
+from tests.peers.postgres import Backend, run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 WriteConfig = Callable[..., config_module.Config]
 
@@ -66,7 +73,7 @@ def mastodon_config(
 
 
 def add_post(
-    conn: sqlite3.Connection,
+    conn: Database,
     cfg: config_module.Config,
     text: str,
     at: float | None = None,
@@ -180,6 +187,7 @@ def test_no_requests_left_holds_that_account_until_the_reset(
     assert [c.post_id for c in engine.claim_due(5)] == [third]
 
 
+@pytest.mark.sqlite_only  # the publisher pool's clients: no database in it
 def test_named_accounts_post_as_themselves_through_their_own_client(
     mastodon_config: WriteConfig, mastodon_server: MastodonMock
 ) -> None:
@@ -248,13 +256,11 @@ def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
 # --- the CLIs --------------------------------------------------------------------------------
 
 
-def deliveries(db_path: Path) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(
-            "SELECT platform, state, attempts FROM deliveries ORDER BY id"
-        ).fetchall()
+def deliveries(db_path: Path) -> list[tuple[Any, ...]]:
+    return run_sql(db_path, "SELECT platform, state, attempts FROM deliveries ORDER BY id")
 
 
+@pytest.mark.sqlite_only  # what plur-post prints: the delivery is test_cli_publish's
 def test_plur_post_prints_the_status_id_and_json_carries_the_url(
     run: Run, clock: Clock, mastodon_config: WriteConfig, mastodon_server: MastodonMock
 ) -> None:

@@ -1,13 +1,18 @@
 """Proof of work from the command line to a relay that demands it: the flags, the config
 default, plur-queue update, mining at prepare time (once, under a lease that is kept), and
-the mined event stored and re-sent byte for byte."""
+the mined event stored and re-sent byte for byte.
+
+The suite runs on both backends where the database decides: the difficulty written into a
+post's metadata and changed by plur-queue update, and every delivery test (the payload stored
+and re-claimed, the lease renewed while mining, a cancel racing the prepare, a thread's parent
+before its reply). What is refused before any database is opened (help, flags, config values)
+runs on SQLite alone."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +30,9 @@ from plurcast.platforms.nostr import NostrPublisher
 from plurcast.pool import PublisherPool
 from tests.helpers import BASE_CONFIG, T0, Clock, Run, deliver, free_port
 from tests.peers.nostr import InProcessRelay
+from tests.peers.postgres import run_sql
+
+pytestmark = pytest.mark.usefixtures("backend")
 
 WriteNostrConfig = Callable[[list[str]], config_module.Config]
 
@@ -43,8 +51,7 @@ def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteN
 
 
 def metadata(db_path: Path, post_id: str) -> dict[str, object]:
-    with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT metadata FROM posts WHERE id = ?", (post_id,)).fetchone()
+    [row] = run_sql(db_path, "SELECT metadata FROM posts WHERE id = ?", post_id)
     return dict(json.loads(row[0]))
 
 
@@ -57,6 +64,7 @@ def draft(run: Run, *args: str) -> str:
 # --- the command line ------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # no database
 def test_help_names_the_flag_and_hides_21e8(run: Run) -> None:
     text = " ".join(run(post_cli, "--help").stdout.split())
     for words in ("--nostr-pow", "Proof of Work difficulty", "NIP-13", "20-25"):
@@ -82,6 +90,7 @@ def test_flags_and_config_default(run: Run, clock: Clock, db_path: Path, config_
     assert metadata(db_path, named) == {"nostr": {"pow_difficulty": 16}}
 
 
+@pytest.mark.sqlite_only  # refused before a database is opened
 @pytest.mark.usefixtures("configured")
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -101,6 +110,7 @@ def test_bad_flags_exit_3_and_write_nothing(
     assert not db_path.exists()
 
 
+@pytest.mark.sqlite_only  # refused before a database is opened
 @pytest.mark.usefixtures("configured")
 @pytest.mark.parametrize("value", ["65", '"20"', "true", "-3"])
 def test_a_bad_config_default_is_a_config_error(
