@@ -1,4 +1,12 @@
-"""Hostile input (issue 11): each case a hostile new user found, pinned so it stays fixed."""
+"""Hostile input (issue 11): each case a hostile new user found, pinned so it stays fixed.
+
+A case whose outcome rests on the database — stored times read back, a schedule's runs, a
+rate-limit record, what is stored of a server's answer, heartbeats and leases, which posts a
+query picks and in what order, a failing command's writes — runs on both backends (`ON_BOTH`).
+Parsing, config, output, signals and SQLite's own files run on SQLite alone; where SQLite's
+case cannot happen on PostgreSQL (no file to make, no directory to open) a twin asks the
+same of PostgreSQL its own way.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +38,13 @@ from plurcast.engine import Engine
 from plurcast.models import to_ms
 from plurcast.outcomes import MAX_ERROR_CHARS
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
-from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, row, wait_until
+from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, free_port, row, wait_until
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import local_relay
+from tests.peers.postgres import Backend, run_sql
 
 pytestmark = pytest.mark.usefixtures("configured")
+ON_BOTH = pytest.mark.usefixtures("backend")
 
 YEAR_9999_MS = 253_402_300_740_000  # 9999-12-31 23:59 UTC
 
@@ -46,8 +56,8 @@ def post(run: Run, content: str, *args: str) -> str:
 
 
 def sql(db_path: Path, statement: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute(statement, params).fetchall()
+    """One statement on the test's database, either backend, committed."""
+    return run_sql(db_path, statement, *params)
 
 
 # --- 1. a cron that floods ---------------------------------------------------------------
@@ -68,6 +78,7 @@ def test_cron_with_other_than_5_fields_is_refused(
     assert not db_path.exists()
 
 
+@ON_BOTH
 def test_a_stored_seconds_cron_still_fires_at_most_once_a_minute(
     run: Run, clock: Clock, db_path: Path
 ) -> None:
@@ -100,6 +111,7 @@ def test_a_post_beyond_the_horizon_is_refused_and_nothing_written(
     assert not db_path.exists()
 
 
+@ON_BOTH
 def test_reschedule_beyond_the_horizon_is_refused(run: Run, clock: Clock, db_path: Path) -> None:
     post_id = post(run, "x", "-s", "2126-01-01")
     before = sql(db_path, "SELECT * FROM deliveries")
@@ -110,6 +122,7 @@ def test_reschedule_beyond_the_horizon_is_refused(run: Run, clock: Clock, db_pat
     assert sql(db_path, "SELECT * FROM deliveries") == before
 
 
+@ON_BOTH
 @pytest.mark.parametrize("stored_ms", [YEAR_9999_MS, 2**62, -(2**62)])
 def test_every_reader_copes_with_any_stored_time(
     run: Run, clock: Clock, db_path: Path, stored_ms: int
@@ -266,6 +279,7 @@ def test_rate_limited_waits_grow_and_end() -> None:
     assert rate_limited_wait(1, 3600.0, 300.0, rng) == 3600.0
 
 
+@ON_BOTH
 def test_a_relay_that_always_says_slow_down_is_not_retried_forever(
     write_config: Callable[[str], Path], nostr_key: Path
 ) -> None:
@@ -403,6 +417,7 @@ class Refusing(n.WritePolicy):  # type: ignore[misc]
         return n.WritePolicyResult.REJECT(f"{HOSTILE} " + "y" * 200_000)
 
 
+@ON_BOTH
 def test_a_relays_error_text_is_capped_escaped_and_the_same_everywhere(
     run: Run, clock: Clock, write_config: Callable[[str], Path], nostr_key: Path
 ) -> None:
@@ -448,6 +463,7 @@ def test_a_token_the_server_echoes_is_never_printed_stored_or_logged(
     db_path: Path,
     mastodon_server: MastodonMock,
     caplog: pytest.LogCaptureFixture,
+    backend: Backend,
 ) -> None:
     token = TOKENS["alice"]
     token_file = isolated_home / "alice.token"
@@ -469,10 +485,22 @@ def test_a_token_the_server_echoes_is_never_printed_stored_or_logged(
     listed = run(queue_cli, "failed", "list")
     shown = run(queue_cli, "show", listed.stdout[:8], "-f", "json")
     assert "[redacted]" in listed.stdout and "[redacted]" in shown.stdout
-    texts = [result.stderr, listed.stdout, shown.stdout, caplog.text]
-    with sqlite3.connect(db_path) as conn:
-        texts += list(conn.iterdump())
+    texts = [result.stderr, listed.stdout, shown.stdout, caplog.text, dump(backend, db_path)]
     assert [text for text in texts if token in text] == []
+
+
+def dump(backend: Backend, db_path: Path) -> str:
+    """Everything the test's database holds, as SQL text: sqlite3's iterdump, or pg_dump."""
+    if backend.is_postgresql:
+        assert backend.cluster is not None and backend.url is not None
+        pg_dump = str(backend.cluster.bin_dir / "pg_dump")
+        done = subprocess.run(
+            [pg_dump, "--no-owner", backend.url], capture_output=True, text=True, check=True
+        )
+        assert "INSERT" in done.stdout or "COPY public.deliveries" in done.stdout
+        return done.stdout
+    with sqlite3.connect(db_path) as conn:
+        return "\n".join(conn.iterdump())
 
 
 # --- 10. health after kill -9 ---------------------------------------------------------------------
@@ -499,6 +527,7 @@ def add_heartbeat(db_path: Path, owner: str, pid: int, beat_ms: int) -> None:
     )
 
 
+@ON_BOTH
 def test_a_fresh_heartbeat_of_a_process_that_ended_is_no_running_daemon(
     run: Run, clock: Clock, db_path: Path
 ) -> None:
@@ -521,6 +550,7 @@ def test_a_fresh_heartbeat_of_a_process_that_ended_is_no_running_daemon(
 
 
 @pytest.mark.slow
+@ON_BOTH
 def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) -> None:
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "plur-send")],
@@ -530,6 +560,8 @@ def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) ->
     try:
 
         def beating() -> bool:
+            if os.environ.get("PLURCAST_DATABASE_URL"):  # made and migrated by the fixture
+                return bool(sql(db_path, "SELECT count(*) FROM heartbeats")[0][0])
             try:  # read-only: the test must not make the daemon's database itself
                 with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
                     return bool(conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0])
@@ -549,27 +581,27 @@ def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) ->
 # --- 11. a failing command writes nothing, and a foreign SQLite file is left alone ---------------
 
 
-@pytest.mark.parametrize(
-    ("cli", "args", "code"),
-    [
-        (post_cli, ["", "-s", "1h"], 3),
-        (post_cli, ["x", "-s", "yesterday"], 3),
-        (post_cli, ["x", "--cron", "* * * * * *"], 3),
-        (post_cli, ["x", "-p", "myspace"], 3),
-        (queue_cli, ["list"], 0),
-        (queue_cli, ["list", "--all", "-f", "json"], 0),
-        (queue_cli, ["stats"], 0),
-        (queue_cli, ["schedules"], 0),
-        (queue_cli, ["failed", "list"], 0),
-        (queue_cli, ["failed", "retry", "--all"], 0),
-        (queue_cli, ["cancel", "--all", "--force"], 0),
-        (queue_cli, ["show", "12345678"], 3),
-        (queue_cli, ["cancel", "12345678", "--force"], 3),
-        (queue_cli, ["reschedule", "12345678", "1h"], 3),
-        (send_cli, ["health"], 1),
-        (send_cli, ["status"], 0),
-    ],
-)
+COMMANDS_THAT_FAIL_OR_ONLY_READ = [
+    (post_cli, ["", "-s", "1h"], 3),
+    (post_cli, ["x", "-s", "yesterday"], 3),
+    (post_cli, ["x", "--cron", "* * * * * *"], 3),
+    (post_cli, ["x", "-p", "myspace"], 3),
+    (queue_cli, ["list"], 0),
+    (queue_cli, ["list", "--all", "-f", "json"], 0),
+    (queue_cli, ["stats"], 0),
+    (queue_cli, ["schedules"], 0),
+    (queue_cli, ["failed", "list"], 0),
+    (queue_cli, ["failed", "retry", "--all"], 0),
+    (queue_cli, ["cancel", "--all", "--force"], 0),
+    (queue_cli, ["show", "12345678"], 3),
+    (queue_cli, ["cancel", "12345678", "--force"], 3),
+    (queue_cli, ["reschedule", "12345678", "1h"], 3),
+    (send_cli, ["health"], 1),
+    (send_cli, ["status"], 0),
+]
+
+
+@pytest.mark.parametrize(("cli", "args", "code"), COMMANDS_THAT_FAIL_OR_ONLY_READ)
 def test_a_command_that_fails_or_only_reads_makes_no_database(
     run: Run, clock: Clock, db_path: Path, cli: Any, args: list[str], code: int
 ) -> None:
@@ -577,6 +609,68 @@ def test_a_command_that_fails_or_only_reads_makes_no_database(
     assert result.exit_code == code, result.stderr
     assert "internal error" not in result.stderr
     assert not db_path.parent.exists(), list(db_path.parent.iterdir())
+
+
+def rows_by_table(db_path: Path) -> dict[str, int]:
+    """How many rows each table of the test's PostgreSQL database holds (but the schema's
+    version), in one statement."""
+    tables = [
+        str(t)
+        for (t,) in sql(
+            db_path,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'plurcast_schema' ORDER BY 1",
+        )
+    ]
+    counts = ", ".join(f"(SELECT count(*) FROM {t})" for t in tables)
+    return dict(
+        zip(tables, (int(str(n)) for n in sql(db_path, f"SELECT {counts}")[0]), strict=True)
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize(("cli", "args", "code"), COMMANDS_THAT_FAIL_OR_ONLY_READ)
+def test_on_postgresql_a_command_that_fails_or_only_reads_writes_no_row(
+    run: Run, clock: Clock, db_path: Path, backend: Backend, cli: Any, args: list[str], code: int
+) -> None:
+    """The twin of the one above: there the database is a file not to be made; here it is
+    the operator's, made and migrated, and must be left as it was (and nothing made on
+    disk either)."""
+    before = rows_by_table(db_path)
+    result = run(cli, *args)
+    assert result.exit_code == code, result.stderr
+    assert "internal error" not in result.stderr
+    assert rows_by_table(db_path) == before
+    assert len(before) > 10 and set(before.values()) == {0}
+    assert not db_path.parent.exists(), list(db_path.parent.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("cli", "args"),
+    [
+        (post_cli, ["x", "-s", "1h", "-p", "mastodon"]),
+        (queue_cli, ["list"]),
+        (send_cli, ["--once"]),
+    ],
+)
+def test_a_postgresql_server_that_is_gone_is_exit_1_saying_what_to_check(
+    run: Run,
+    clock: Clock,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Any,
+    args: list[str],
+) -> None:
+    """PostgreSQL's twin of "cannot open the database" (a directory given as the SQLite
+    file, in test_errors_say_how_to_fix_them): nothing listens where the url points."""
+    url = f"postgresql://plur:hunter2@127.0.0.1:{free_port()}/plur"
+    monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+    result = run(cli, *args)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("Error: cannot reach the PostgreSQL server at "), result.stderr
+    assert result.stderr.endswith(" — check that it runs and that [database] url names it\n")
+    assert result.stderr.count("\n") == 1 and "hunter2" not in result.stderr
+    assert not db_path.parent.exists()
 
 
 def test_the_first_post_makes_the_database(run: Run, clock: Clock, db_path: Path) -> None:
@@ -689,6 +783,7 @@ def test_joined_emoji_keep_the_table_aligned(
     assert len({display_width(line) for line in lines if "│" in line}) == 1, lines
 
 
+@ON_BOTH
 def test_reschedule_random_goes_after_the_latest_other_pending_post(
     run: Run, clock: Clock, db_path: Path
 ) -> None:
@@ -705,6 +800,7 @@ def test_reschedule_random_goes_after_the_latest_other_pending_post(
     assert json.loads(result.stdout)["scheduled_at"] <= at + 7200
 
 
+@ON_BOTH
 def test_a_multi_id_cancel_reports_in_the_order_given(run: Run, clock: Clock) -> None:
     later = post(run, "later", "-s", "2h")
     sooner = post(run, "sooner", "-s", "1h")
@@ -712,6 +808,7 @@ def test_a_multi_id_cancel_reports_in_the_order_given(run: Run, clock: Clock) ->
     assert result.stdout == f"cancelled:{later}\ncancelled:{sooner}\n"
 
 
+@ON_BOTH
 def test_dead_leases_are_recovered_and_logged_once(
     run: Run, clock: Clock, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
