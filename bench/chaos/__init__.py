@@ -27,8 +27,9 @@ says:
 
 The table (`report`) also gives lateness (see `report.lateness` for what counts as on time,
 and why it is split by the relay outage) and the CPU each party used — this run's processes
-only: on a 2-core machine the chaos itself (restarting daemons, plur-queue runs) takes a good
-part of it. `harness` runs the timeline.
+only, the PostgreSQL server's with its backends on `--database postgresql`: on a 2-core
+machine the chaos itself (restarting daemons, plur-queue runs) takes a good part of it.
+`harness` runs the timeline.
 
     python -m bench.chaos                 # the full run (make chaos), ~90 s
     python -m bench.chaos --small         # the run inside make test, ~45 s

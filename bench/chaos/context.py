@@ -76,13 +76,35 @@ def iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name ([] once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU of a live process and of the children it reaped (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    fields = _stat(pid)
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`proc_cpu_seconds` of a live process and of every live process under it. A server
+    that forks (PostgreSQL: a backend per connection, and its checkpointer, WAL writer,
+    autovacuum ... for as long as it runs) spends CPU in processes it has not reaped yet,
+    which its own stat does not count; what it reaped, it does, so nothing counts twice."""
+    children: defaultdict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(entry.name)):
+            children[int(fields[1])].append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += proc_cpu_seconds(current)
+        todo += children.get(current, [])
+    return total
 
 
 class Processes:
@@ -91,7 +113,8 @@ class Processes:
     Only this run's processes count: a child's CPU is its own rusage, read when it is reaped
     (`os.wait4`) — not `RUSAGE_CHILDREN`, which holds every child the calling process ever
     waited for (in `make test`, every earlier test's). The peers are started and reaped by
-    tests/peers; theirs is read from /proc before they stop (`peer`).
+    tests/peers; theirs is read from /proc before they stop, with every live process under
+    them (`peer`: most of PostgreSQL's CPU is its backends').
     """
 
     def __init__(self) -> None:
@@ -129,8 +152,8 @@ class Processes:
         return self.wait(proc)
 
     def peer(self, party: str, pid: int) -> None:
-        """Book a peer's CPU, read just before it stops."""
-        self.cpu[party] += proc_cpu_seconds(pid)
+        """Book a peer's CPU and its live descendants', read just before it stops."""
+        self.cpu[party] += tree_cpu_seconds(pid)
 
 
 class Context:

@@ -389,11 +389,13 @@ class Servers:
             max_id = f"&max_id={page[-1]['id']}"
 
     def book_cpu(self) -> None:
-        """The peers still running: their CPU so far, for the report."""
+        """The peers still running: their CPU so far, for the report (with --database
+        postgresql the server's too: the queue's side of every claim and record)."""
         for who, peer in (
             ("nostr-relay", self.relay),
             ("mastodon_mock", self.mastodon),
             ("PDS", self.pds),
+            ("PostgreSQL", self.postgres),
         ):
             if peer is not None and peer.process is not None:
                 self.ctx.procs.peer(who, peer.process.pid)
