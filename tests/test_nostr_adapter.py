@@ -20,7 +20,7 @@ import pytest
 
 from plurcast import config
 from plurcast.errors import ConfigError
-from plurcast.platforms import nostr, nostr_settings
+from plurcast.platforms import nostr, nostr_answers, nostr_settings
 from plurcast.platforms.base import OutcomeKind, Work
 from tests import helpers
 from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port, secret_file
@@ -352,7 +352,7 @@ def test_from_config_reads_min_relays_and_timeout(
     ],
 )
 def test_classify_relay_answer(reason: str | None, kind: str) -> None:
-    assert nostr.classify_relay_answer(reason) == kind
+    assert nostr_answers.classify_relay_answer(reason) == kind
 
 
 NOTE = "note1example"
@@ -360,7 +360,7 @@ NOTE = "note1example"
 
 def test_outcome_sent_when_quorum_accepts_duplicates_included() -> None:
     answers = {"wss://a": None, "wss://b": "duplicate: have it", "wss://c": "blocked: spam"}
-    outcome = nostr.outcome_from_answers(answers, 2, NOTE)
+    outcome = nostr_answers.outcome_from_answers(answers, 2, NOTE)
     assert outcome.kind is OutcomeKind.SENT
     assert outcome.remote_id == NOTE
     assert outcome.remote_url is None
@@ -373,7 +373,7 @@ def test_outcome_sent_when_quorum_accepts_duplicates_included() -> None:
 
 def test_outcome_permanent_when_every_relay_refuses_for_good() -> None:
     answers = {"wss://x": "blocked: spam", "wss://y": "invalid: event too large"}
-    outcome = nostr.outcome_from_answers(answers, 1, NOTE)
+    outcome = nostr_answers.outcome_from_answers(answers, 1, NOTE)
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.error == "wss://x: blocked: spam; wss://y: invalid: event too large"
     assert outcome.remote_id is None
@@ -381,7 +381,7 @@ def test_outcome_permanent_when_every_relay_refuses_for_good() -> None:
 
 def test_outcome_permanent_when_the_quorum_is_out_of_reach() -> None:
     answers = {"wss://a": None, "wss://b": "blocked: no", "wss://c": "timeout"}
-    outcome = nostr.outcome_from_answers(answers, 3, NOTE)
+    outcome = nostr_answers.outcome_from_answers(answers, 3, NOTE)
     assert outcome.kind is OutcomeKind.PERMANENT
     assert outcome.error is not None
     assert outcome.error.startswith("accepted by 1 of the 3 relays required; ")
@@ -390,18 +390,18 @@ def test_outcome_permanent_when_the_quorum_is_out_of_reach() -> None:
 
 def test_outcome_transient_while_a_retry_could_reach_the_quorum() -> None:
     answers = {"wss://a": "blocked: no", "wss://b": "timeout"}
-    outcome = nostr.outcome_from_answers(answers, 1, NOTE)
+    outcome = nostr_answers.outcome_from_answers(answers, 1, NOTE)
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert outcome.error == "wss://a: blocked: no; wss://b: timeout"
 
 
 def test_outcome_rate_limited_only_when_that_is_the_only_failure() -> None:
     limited = {"wss://a": "rate-limited: slow", "wss://b": "rate-limited: later"}
-    assert nostr.outcome_from_answers(limited, 1, NOTE).kind is OutcomeKind.RATE_LIMITED
+    assert nostr_answers.outcome_from_answers(limited, 1, NOTE).kind is OutcomeKind.RATE_LIMITED
     mixed = {"wss://a": "rate-limited: slow", "wss://b": "error: disk full"}
-    assert nostr.outcome_from_answers(mixed, 1, NOTE).kind is OutcomeKind.TRANSIENT
+    assert nostr_answers.outcome_from_answers(mixed, 1, NOTE).kind is OutcomeKind.TRANSIENT
     with_ok = {"wss://a": None, "wss://b": "rate-limited: slow"}
-    assert nostr.outcome_from_answers(with_ok, 2, NOTE).kind is OutcomeKind.RATE_LIMITED
+    assert nostr_answers.outcome_from_answers(with_ok, 2, NOTE).kind is OutcomeKind.RATE_LIMITED
 
 
 def test_publisher_rejects_bad_arguments() -> None:

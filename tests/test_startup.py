@@ -66,6 +66,7 @@ PLAIN = (*MEDIA, "random")
 # publishers; the Blossom client only uploads, so checking blossom_servers needs it neither.
 ADAPTERS = (
     "plurcast.platforms.nostr",
+    "plurcast.platforms.nostr_answers",
     "plurcast.platforms.mastodon",
     "plurcast.platforms.bluesky",
     "plurcast.platforms.blossom",
