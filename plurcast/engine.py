@@ -393,18 +393,6 @@ class Engine:
         log_outcome(claim, state, outcome, error, due, now)
         return Delivered(claim, state, outcome, due)
 
-    async def deliver_all(self, claims: Sequence[Claimed], concurrency: int) -> list[Delivered]:
-        """Deliver claims with at most `concurrency` on the wire at once."""
-        import asyncio
-
-        gate = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(claim: Claimed) -> Delivered:
-            async with gate:
-                return await self.deliver(claim)
-
-        return list(await asyncio.gather(*(one(c) for c in claims)))
-
     # --- leases of this and of dead processes ---------------------------------------------
 
     def release(self) -> int:

@@ -228,11 +228,18 @@ def add_thread(
 
 
 def deliver(engine: Engine, claims: list[Claimed], concurrency: int = 4) -> list[Delivered]:
-    """Publish `claims` through the engine, then close its clients."""
+    """Publish `claims` through the engine, at most `concurrency` on the wire at once, then
+    close its clients."""
 
     async def run() -> list[Delivered]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(claim: Claimed) -> Delivered:
+            async with gate:
+                return await engine.deliver(claim)
+
         try:
-            return await engine.deliver_all(claims, concurrency)
+            return list(await asyncio.gather(*(one(c) for c in claims)))
         finally:
             await engine.pool.close()
 

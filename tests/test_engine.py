@@ -325,7 +325,7 @@ def test_a_missing_key_is_permanent_and_failed_retry_sends_after_the_fix(
 def test_an_adapter_bug_in_prepare_is_retried_not_fatal(
     nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
 ) -> None:
-    """An exception from an adapter's prepare must not take down deliver_all (or the daemon)."""
+    """An exception from an adapter's prepare must not take down a delivery run (or the daemon)."""
     from plurcast.errors import RuntimeFailure
     from plurcast.platforms.nostr import NostrPublisher
     from plurcast.pool import PublisherPool

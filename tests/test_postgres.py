@@ -6,7 +6,6 @@ tests/peers/postgres.py; the suites shared with SQLite are in test_store, test_e
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -31,6 +30,7 @@ from plurcast.store.base import has_password, redact
 from plurcast.store.connection import transaction
 from plurcast.store.postgres import PostgresDatabase, to_psycopg
 from tests.conftest import NOW
+from tests.helpers import deliver
 from tests.peers.nostr import InProcessRelay
 from tests.peers.postgres import PASSWORD, PASSWORD_USER, PostgresCluster
 
@@ -485,16 +485,6 @@ def _relay_cfg(
     return config_module.load()
 
 
-def _deliver(engine: Engine, claims: list[Any]) -> list[Any]:
-    async def run() -> list[Any]:
-        try:
-            return await engine.deliver_all(claims, 4)
-        finally:
-            await engine.pool.close()
-
-    return asyncio.run(run())
-
-
 @pytest.mark.parametrize("outage", ["shorter", "longer"])
 def test_a_connection_killed_mid_send_shorter_or_longer_than_the_lease(
     outage: str,
@@ -528,13 +518,13 @@ def test_a_connection_killed_mid_send_shorter_or_longer_than_the_lease(
             claims = b.claim_due(10)
             b.pool._publishers[("nostr", "default")] = resent
             # Another daemon, elsewhere: its own thread and event loop.
-            other = threading.Thread(target=lambda: taken_over.extend(_deliver(b, claims)))
+            other = threading.Thread(target=lambda: taken_over.extend(deliver(b, claims)))
             other.start()
             other.join(60)
 
     publisher = Interrupted(NostrPublisher.from_config(cfg, "default"), cut)
     a.pool._publishers[("nostr", "default")] = publisher
-    [result] = _deliver(a, a.claim_due(10))
+    [result] = deliver(a, a.claim_due(10))
     row = b_db.execute(
         "SELECT state, attempts, payload, remote_id FROM deliveries WHERE post_id = ?", (post_id,)
     ).fetchone()

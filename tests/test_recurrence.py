@@ -19,7 +19,7 @@ from plurcast.models import to_ms
 from plurcast.recurrence import Rule, decide
 from plurcast.schedules import Recurring
 from plurcast.store.base import Database
-from tests.helpers import Clock, Run
+from tests.helpers import Clock, Run, deliver
 from tests.peers.postgres import run_sql
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -223,8 +223,6 @@ def test_ends_by_count_and_by_until(cfg: config_module.Config) -> None:
 def test_occurrences_are_delivered_by_the_engine(
     write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: object
 ) -> None:
-    import asyncio
-
     from plurcast.engine import Engine
 
     url = inprocess_relay.url  # type: ignore[attr-defined]
@@ -236,13 +234,7 @@ def test_occurrences_are_delivered_by_the_engine(
     schedules.materialize(conn, now)
     engine = Engine(cfg, conn, clock=lambda: now / 1000)
 
-    async def deliver() -> None:
-        try:
-            await engine.deliver_all(engine.claim_due(5), 2)
-        finally:
-            await engine.pool.close()
-
-    asyncio.run(deliver())
+    deliver(engine, engine.claim_due(5), 2)
     assert [e["content"] for e in inprocess_relay.fetch_events()] == ["recurring ✨"]  # type: ignore[attr-defined]
     assert [h.fate for h in schedules.history(conn, schedules.get(conn, sid))] == ["posted"]
 
