@@ -1,1 +1,7 @@
-"""plur-post: write a post and queue it (or keep it as a draft)."""
+"""plur-post: write a post and publish it now, or queue it."""
+
+from plurcast.bulk import console
+
+
+def main() -> None:
+    console("plur_post.cli")

@@ -6,6 +6,6 @@ def main() -> None:
     from plur_send import early
 
     early.catch()
-    from plur_send.cli import main as cli_main
+    from plurcast.bulk import console
 
-    cli_main()
+    console("plur_send.cli", run_paused=False)

@@ -21,11 +21,13 @@ from tests.images import photo
 
 BIN = Path(sys.executable).parent
 
-# Runs the console script given as argv[1] and writes, at exit, every module it imported.
+# Runs the console script given as argv[1] and writes, at exit, every module it imported
+# (and, to RECORD.gc, whether the cycle collector was on).
 _RECORD = """
-import atexit, runpy, sys
+import atexit, gc, runpy, sys
 record, sys.argv = sys.argv[1], sys.argv[2:]
 atexit.register(lambda: open(record, "w").write("\\n".join(sys.modules)))
+atexit.register(lambda: open(record + ".gc", "w").write(str(gc.isenabled())))
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
@@ -170,3 +172,18 @@ def test_the_record_sees_what_a_path_imports(migrated: Path, tmp_path: Path) -> 
                         "A kite", "-s", "1h"], tmp_path)  # fmt: skip
     assert "PIL" in loaded(modules, HEAVY)
     assert loaded(modules, MEDIA) == ["plurcast.media", "plurcast.store.media"]
+
+
+@pytest.mark.slow
+def test_commands_run_with_the_cycle_collector_off_and_the_daemon_with_it_on(
+    migrated: Path, tmp_path: Path
+) -> None:
+    """A command is imported and run with the collector off (plurcast.bulk.console): it
+    never walks what its imports made, nor at exit. plur-send, which may run for months,
+    turns it back on once its imports are done."""
+    collector = tmp_path / "modules.txt.gc"
+    for args in (["plur-post", "x", "--draft"], ["plur-queue", "list"], ["plur-history"]):
+        imported(args, tmp_path)
+        assert collector.read_text() == "False", args
+    imported(["plur-send", "--once"], tmp_path)
+    assert collector.read_text() == "True"
