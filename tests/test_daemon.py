@@ -75,7 +75,10 @@ def enqueue(cfg: config_module.Config, count: int, at: float, prefix: str = "pos
     conn = queue.open_db(cfg)
     contents = [f"{prefix} {i} — ✨" for i in range(count)]
     for text in contents:
-        add_post(conn, cfg, text, at if at > time.time() else None, now=time.time())
+        # `at` goes in to the second: once that second is no longer ahead (writing 300
+        # posts on a busy machine takes a while), the post is due now instead.
+        now = time.time()
+        add_post(conn, cfg, text, at if math.floor(at) > now else None, now=now)
     conn.close()
     return contents
 
