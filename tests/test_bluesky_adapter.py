@@ -27,7 +27,7 @@ from atproto_client.request import Response
 
 from plurcast import config as config_module
 from plurcast.errors import ConfigError
-from plurcast.platforms import bluesky, bluesky_session, bluesky_settings
+from plurcast.platforms import bluesky_session, bluesky_settings, bluesky_tid
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.bluesky import BlueskyPublisher
 from tests.helpers import ANSWER_TIMEOUT, secret_file
@@ -200,19 +200,19 @@ def decode_tid(tid: str) -> int:
 
 
 def test_a_tid_is_13_sortable_characters_of_time_and_clock_id() -> None:
-    assert bluesky.tid(0, 0) == "2222222222222"
+    assert bluesky_tid.tid(0, 0) == "2222222222222"
     micros = int(datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC).timestamp() * 1_000_000)
-    key = bluesky.tid(micros, 1023)
+    key = bluesky_tid.tid(micros, 1023)
     assert TID_RE.fullmatch(key)
     assert decode_tid(key) == micros << 10 | 1023
-    assert bluesky.tid(micros + 1, 0) > key  # later time, later key, whatever the clock id
+    assert bluesky_tid.tid(micros + 1, 0) > key  # later time, later key, whatever the clock id
     with pytest.raises(ValueError, match="53 bits"):
-        bluesky.tid(1 << 53, 0)
+        bluesky_tid.tid(1 << 53, 0)
 
 
 def test_tids_made_in_the_same_microsecond_never_repeat() -> None:
     now = 1_795_309_000.0
-    keys = [bluesky.next_tid(now) for _ in range(500)]
+    keys = [bluesky_tid.next_tid(now) for _ in range(500)]
     assert len(set(keys)) == 500
     assert all(TID_RE.fullmatch(k) for k in keys)
     assert [decode_tid(k) >> 10 for k in keys] == sorted(decode_tid(k) >> 10 for k in keys)
@@ -461,7 +461,7 @@ def test_a_wrong_app_password_is_a_permanent_auth_error_and_is_not_retried(
     payload = json.dumps(
         {
             "collection": "app.bsky.feed.post",
-            "rkey": bluesky.next_tid(0),
+            "rkey": bluesky_tid.next_tid(0),
             "record": {
                 "$type": "app.bsky.feed.post",
                 "text": "x",
@@ -495,7 +495,7 @@ def test_a_record_the_server_refuses_is_permanent_with_its_reason(
         {
             "repo": account.did,
             "collection": "app.bsky.feed.post",
-            "rkey": bluesky.next_tid(0),
+            "rkey": bluesky_tid.next_tid(0),
             "record": {"$type": "app.bsky.feed.post", "text": 42, "createdAt": "yesterday"},
         }
     )

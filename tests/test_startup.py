@@ -71,6 +71,7 @@ ADAPTERS = (
     "plurcast.platforms.nostr_answers",
     "plurcast.platforms.mastodon",
     "plurcast.platforms.bluesky",
+    "plurcast.platforms.bluesky_tid",
     "plurcast.platforms.blossom",
 )
 

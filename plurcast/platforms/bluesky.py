@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.platforms import accounts, registry, replies
+from plurcast.platforms import accounts, bluesky_tid, registry, replies
 from plurcast.platforms import bluesky_settings as settings
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.platforms.bluesky_facets import build_facets, mention_handles
@@ -66,7 +66,6 @@ PUT_RECORD = "com.atproto.repo.putRecord"
 RESOLVE_HANDLE = "com.atproto.identity.resolveHandle"
 GET_RECORD = "com.atproto.repo.getRecord"
 GET_POSTS = "app.bsky.feed.getPosts"
-_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
 
 
 def _log() -> logging.Logger:
@@ -78,39 +77,6 @@ def _log() -> logging.Logger:
 def publisher(cfg: Config, account: str) -> BlueskyPublisher:
     """The account's publisher, for the registry: its settings and secret read now."""
     return BlueskyPublisher.from_config(cfg, account)
-
-
-# --- record keys -----------------------------------------------------------------------
-
-
-def tid(micros: int, clock_id: int) -> str:
-    """A TID: 53 bits of microseconds since 1970 and a 10-bit clock id, as 13 base32-sortable
-    characters (atproto.com/specs/tid); later times sort later."""
-    if not 0 <= micros < 1 << 53 or not 0 <= clock_id < 1 << 10:
-        raise ValueError("a TID holds 53 bits of microseconds and a 10-bit clock id")
-    value = micros << 10 | clock_id
-    return "".join(_TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
-
-
-class _TidClock:
-    """Hands out TIDs that never repeat within this process.
-
-    putRecord replaces whatever record holds the key, so two posts must never share one: the
-    microseconds are bumped past the last TID's (two posts in one microsecond, or the clock
-    stepping back), and a random clock id per TID separates processes.
-    """
-
-    def __init__(self) -> None:
-        self.last_micros = 0
-
-    def next(self, now: float) -> str:
-        import secrets
-
-        self.last_micros = max(int(now * 1_000_000), self.last_micros + 1)
-        return tid(self.last_micros, secrets.randbelow(1 << 10))
-
-
-next_tid = _TidClock().next
 
 
 # --- the publisher -----------------------------------------------------------------------
@@ -211,7 +177,7 @@ class BlueskyPublisher:
                 )
                 if card is not None:
                     record["embed"] = card
-        body |= {"collection": POST_COLLECTION, "rkey": next_tid(now), "record": record}
+        body |= {"collection": POST_COLLECTION, "rkey": bluesky_tid.next_tid(now), "record": record}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     async def _upload(self, data: bytes, mime: str) -> dict[str, Any]:
