@@ -67,7 +67,7 @@ def test_environment_variables_and_flags_that_win_over_them(
 
 def test_pretty_is_coloured_lines_from_rich(run: Run, clock: Clock) -> None:
     stderr = publish(run, "--log-format", "pretty")
-    assert "WARNING" in stderr and "engine.py" in stderr  # level and where it came from
+    assert "WARNING" in stderr and "outcomes.py" in stderr  # level and where it came from
 
 
 @pytest.mark.parametrize(
