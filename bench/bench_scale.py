@@ -4,7 +4,7 @@
   1.5×). Both databases have the real schema (`plurcast.store.connect`) and the same 2,000 due
   deliveries; the big one holds a million more, queued for later, written with plain SQL in one
   transaction (~20 s). Each figure is the median of hundreds of calls with an in-process clock:
-  `store.due_candidates(…, 8)` (the due query), `Engine.claim_due(8)` (query + leases + rate
+  `claiming.due_candidates(…, 8)` (the due query), `Engine.claim_due(8)` (query + leases + rate
   slots, committed), and what the daemon asks before every sleep (`Engine.next_wake_ms` and
   `schedules.next_run_ms`). The status line the daemon computes every heartbeat (5 s) is shown
   too, for scale: it counts the queue.
@@ -126,8 +126,7 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 def measure(work: Path, queued: int) -> dict[str, float]:
     from plurcast import schedules
     from plurcast.engine import Engine
-    from plurcast.store import connect
-    from plurcast.store import deliveries as store
+    from plurcast.store import claiming, connect, daemons
 
     work.mkdir(parents=True)
     env = write_config(work)
@@ -143,12 +142,12 @@ def measure(work: Path, queued: int) -> dict[str, float]:
     platforms = engine.pool.platforms
     figures = {"build_s": built}
     figures["due_query"] = median_ms(
-        lambda: store.due_candidates(conn, now_ms, platforms, CLAIM), RUNS * 2
+        lambda: claiming.due_candidates(conn, now_ms, platforms, CLAIM), RUNS * 2
     )
     figures["next_wake"] = median_ms(
         lambda: (engine.next_wake_ms(), schedules.next_run_ms(conn)), RUNS * 2
     )
-    figures["status_line"] = median_ms(lambda: store.queue_summary(conn), 20)
+    figures["status_line"] = median_ms(lambda: daemons.queue_summary(conn), 20)
     claimed = []
     figures["claim"] = median_ms(lambda: claimed.extend(engine.claim_due(CLAIM)), RUNS)
     if len(claimed) != RUNS * CLAIM:

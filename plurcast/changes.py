@@ -15,8 +15,8 @@ from plurcast import queue, slots, validation
 from plurcast.config import Config
 from plurcast.errors import InvalidInput
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
-from plurcast.store import deliveries as delivery_store
 from plurcast.store import posts as store
+from plurcast.store import recording
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import parts as thread_parts
@@ -280,5 +280,5 @@ def retry_failed(
     retried = list({p.id: p for p in retried}.values())
     if retried:
         with transaction(conn):
-            delivery_store.retry_dead(conn, [p.id for p in retried], to_ms(now))
+            recording.retry_dead(conn, [p.id for p in retried], to_ms(now))
     return retried

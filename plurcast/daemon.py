@@ -30,7 +30,7 @@ from plurcast import __version__, health, process
 from plurcast.config import Config
 from plurcast.engine import Delivered, Engine
 from plurcast.pool import Lanes, PublisherPool
-from plurcast.store import deliveries as store
+from plurcast.store import daemons
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher
 from plurcast.store.connection import transaction
@@ -195,7 +195,7 @@ class Daemon:
             if released:
                 log.info("gave back %d unfinished deliveries", released)
             with transaction(self.conn):
-                store.forget_heartbeat(self.conn, self.owner)
+                daemons.forget_heartbeat(self.conn, self.owner)
         except DatabaseUnavailable as exc:
             log.error("could not give back leases (%s); they run out on their own", exc)
 
@@ -345,7 +345,7 @@ class Daemon:
 
     def _status_line(self) -> str:
         """One line for `systemctl status`: what waits, when the next is due, what failed."""
-        waiting, next_due, dead = store.queue_summary(self.conn)
+        waiting, next_due, dead = daemons.queue_summary(self.conn)
         parts = [f"{waiting} queued", f"{len(self.inflight)} sending"]
         if next_due is not None:
             wait = max(0, next_due - self.engine.now_ms()) // 1000
@@ -365,7 +365,7 @@ class Daemon:
     def _beat(self) -> None:
         now = self.engine.now_ms()
         with transaction(self.conn):
-            store.beat(
+            daemons.beat(
                 self.conn,
                 self.owner,
                 process.HOST,
@@ -374,7 +374,7 @@ class Daemon:
                 now,
                 __version__,
             )
-            store.forget_heartbeats_before(self.conn, now - FORGET_HEARTBEAT_MS)
+            daemons.forget_heartbeats_before(self.conn, now - FORGET_HEARTBEAT_MS)
         self._next_beat = time.monotonic() + health.HEARTBEAT_SECONDS
         self._outages = 0
         self.engine.recover_dead_leases()

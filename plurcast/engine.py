@@ -29,10 +29,10 @@ from plurcast.outcomes import decide, error_text, failure, log_fields, log_outco
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.pool import Lanes, PublisherPool
 from plurcast.ratelimit import Window
-from plurcast.store import deliveries as store
+from plurcast.store import claiming, daemons, rates, recording
 from plurcast.store.base import Database, DatabaseUnavailable
+from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed
 
 if TYPE_CHECKING:
     import random
@@ -113,7 +113,7 @@ class Engine:
         if room is not None and not any(n > 0 for n in room.values()):
             return []  # every lane full: nothing to take, no write transaction for it
         with transaction(self.conn):
-            return self._settle(store.lease_due(self.conn, lease, platforms, limit, room), lease)
+            return self._settle(claiming.lease_due(self.conn, lease, platforms, limit, room), lease)
 
     def claim_post(self, post_id: str) -> list[Claimed]:
         """Lease a post's waiting deliveries whatever their time (plur-queue now)."""
@@ -123,7 +123,7 @@ class Engine:
     def claim_post_locked(self, post_id: str) -> list[Claimed]:
         """As claim_post, inside the caller's transaction (plur-post inserts and claims at once)."""
         lease = self._lease_now()
-        leased = store.lease_post(self.conn, lease, post_id, self.pool.platforms)
+        leased = claiming.lease_post(self.conn, lease, post_id, self.pool.platforms)
         return self._settle(leased, lease)
 
     def claim_children(
@@ -134,14 +134,16 @@ class Engine:
         lease = self._lease_now()
         due_by = None if any_time else lease.now_ms
         with transaction(self.conn):
-            leased = store.lease_children(self.conn, lease, parent_id, post_ids, due_by)
+            leased = claiming.lease_children(self.conn, lease, parent_id, post_ids, due_by)
             return self._settle(leased, lease)
 
-    def _lease_now(self) -> store.Lease:
+    def _lease_now(self) -> claiming.Lease:
         now = self.now_ms()
-        return store.Lease(self.owner, now, now + self.lease_ms)
+        return claiming.Lease(self.owner, now, now + self.lease_ms)
 
-    def _settle(self, leased: Iterable[tuple[Claimed, str]], lease: store.Lease) -> list[Claimed]:
+    def _settle(
+        self, leased: Iterable[tuple[Claimed, str]], lease: claiming.Lease
+    ) -> list[Claimed]:
         """Of the deliveries just leased (each with the state it was leased from), keep those
         with a rate-limit slot, reserved in this transaction; hand back the rest, due when a
         slot frees, and give up one-shot posts past the grace."""
@@ -162,7 +164,7 @@ class Engine:
                 and late > grace * 1000
             ):
                 reason = f"expired: {late / 1000:.0f} s late, over the grace of {grace:g} s"
-                store.expire(self.conn, lease, claim.delivery_id, reason)
+                claiming.expire(self.conn, lease, claim.delivery_id, reason)
                 log.warning(
                     "post %s to %s: %s",
                     claim.post_id,
@@ -173,7 +175,7 @@ class Engine:
                 continue
             frees_at = window.reserve(claim.platform, claim.account, claim.delivery_id)
             if frees_at is not None:
-                store.give_back(self.conn, lease, claim.delivery_id, was, frees_at)
+                claiming.give_back(self.conn, lease, claim.delivery_id, was, frees_at)
                 log.info(
                     "rate limit: post %s to %s/%s deferred by %.0f s",
                     claim.post_id,
@@ -229,7 +231,7 @@ class Engine:
 
             def store_prepared() -> str | None:
                 with transaction(self.conn):
-                    return store.store_payload(
+                    return recording.store_payload(
                         self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
                     )
 
@@ -318,7 +320,7 @@ class Engine:
                 if done:
                     return task.result()
                 with transaction(self.conn):
-                    held = store.extend_lease(
+                    held = recording.extend_lease(
                         self.conn, claim.delivery_id, self.owner, self.now_ms() + self.lease_ms
                     )
                 if not held:
@@ -339,14 +341,16 @@ class Engine:
             sched=self.cfg.scheduling,
             no_retry=self.no_retry,
             rng=lambda: self.rng,
-            rate_limited_in_a_row=lambda: store.rate_limited_in_a_row(self.conn, claim.delivery_id),
+            rate_limited_in_a_row=lambda: recording.rate_limited_in_a_row(
+                self.conn, claim.delivery_id
+            ),
         )
         detail = {
             **{NOTE_PREFIX + key: error_text(note) for key, note in (notes or {}).items()},
             **{key: error_text(value) for key, value in outcome.detail.items()},
         }
         with transaction(self.conn):
-            held = store.record(
+            held = recording.record(
                 self.conn,
                 claim.delivery_id,
                 self.owner,
@@ -361,8 +365,8 @@ class Engine:
                 error_kind=kind,
             )
             if held and state == "sent":
-                store.unblock_children(self.conn, claim.delivery_id, now)
-            store.log_attempt(
+                recording.unblock_children(self.conn, claim.delivery_id, now)
+            recording.log_attempt(
                 self.conn,
                 claim.delivery_id,
                 started_ms=started,
@@ -374,12 +378,12 @@ class Engine:
                 worker=self.owner,
             )
             if outcome.kind == OutcomeKind.RATE_LIMITED and due is not None:
-                store.set_hold(
+                rates.set_hold(
                     self.conn, claim.platform, claim.account, due, error or "rate limited"
                 )
             if outcome.hold_for:
                 until = now + int(outcome.hold_for * 1000)
-                store.set_hold(self.conn, claim.platform, claim.account, until, "quota used up")
+                rates.set_hold(self.conn, claim.platform, claim.account, until, "quota used up")
         if not held:
             log.warning(
                 "post %s to %s/%s: lease lost before recording %s",
@@ -398,21 +402,21 @@ class Engine:
     def release(self) -> int:
         """Give back unfinished leases (on shutdown); payloads stay for the re-send."""
         with transaction(self.conn):
-            return store.release(self.conn, self.owner, self.now_ms())
+            return daemons.release(self.conn, self.owner, self.now_ms())
 
     def recover_dead_leases(self) -> int:
         """Leases of dead processes are claimable at once: of this host's processes that no
         longer run, and of daemons on any host whose heartbeat went silent."""
         now = self.now_ms()
         owners = {
-            o for o in store.lease_owners(self.conn) if o != self.owner and process.is_dead(o)
+            o for o in daemons.lease_owners(self.conn) if o != self.owner and process.is_dead(o)
         }
-        owners.update(store.silent_lease_owners(self.conn, now - HEARTBEAT_STALE_MS))
+        owners.update(daemons.silent_lease_owners(self.conn, now - HEARTBEAT_STALE_MS))
         owners.discard(self.owner)
         if not owners:
             return 0
         with transaction(self.conn):
-            count = store.expire_leases(self.conn, sorted(owners), now)
+            count = daemons.expire_leases(self.conn, sorted(owners), now)
         if count:  # once: leases already recovered (still `sending`, ran out) are not counted
             log.warning("recovered %d deliveries from %d dead process(es)", count, len(owners))
         return count
@@ -422,7 +426,7 @@ class Engine:
         platforms = self.pool.platforms
         if lanes is not None:
             platforms = tuple(p for p in platforms if lanes.room(p) > 0)
-        return store.next_wake_ms(self.conn, platforms)
+        return daemons.next_wake_ms(self.conn, platforms)
 
 
 def _reply(claim: Claimed) -> Reply | None:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from plurcast import process
 from plurcast.models import from_ms
-from plurcast.store import deliveries as store
+from plurcast.store import daemons
 from plurcast.store.base import Database
 from plurcast.timefmt import format_relative
 from plurcast.views import time_fields
@@ -46,7 +46,7 @@ def daemon_health(conn: Database, now_ms: int) -> Daemon:
     A daemon of this host whose pid is gone (`kill -9`, a crash) is not running, however
     fresh its last beat; one on another host is judged by its beat alone.
     """
-    beats = store.latest_heartbeats(conn, _BEATS_READ)
+    beats = daemons.latest_heartbeats(conn, _BEATS_READ)
     for owner, host, pid, beat_ms in beats:
         if now_ms - beat_ms >= HEARTBEAT_STALE_MS:
             break
@@ -64,7 +64,7 @@ def all_daemons(conn: Database, now_ms: int) -> list[Daemon]:
     several hosts share one), the one that beat last first."""
     return [
         Daemon(now_ms - beat_ms < HEARTBEAT_STALE_MS, host, pid, beat_ms)
-        for host, pid, beat_ms in store.heartbeats(conn)
+        for host, pid, beat_ms in daemons.heartbeats(conn)
     ]
 
 

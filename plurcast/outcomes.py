@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from plurcast.config import Scheduling
     from plurcast.models import ErrorKind, Recorded
-    from plurcast.store.deliveries import Claimed
+    from plurcast.store.claiming import Claimed
 
 log = logging.getLogger("plurcast.engine")  # the name these lines always had in the logs
 

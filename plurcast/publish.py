@@ -23,7 +23,7 @@ from plurcast.engine import Delivered, Engine
 from plurcast.models import Delivery, DeliveryState, Post
 from plurcast.store import posts as post_store
 from plurcast.store.base import Database
-from plurcast.store.deliveries import Claimed
+from plurcast.store.claiming import Claimed
 
 WAIT_FOR_OTHERS_SECONDS = 60.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from plurcast.store import deliveries as store
+from plurcast.store import rates
 from plurcast.store.base import Database
 
 WINDOW_MS = 3_600_000
@@ -55,7 +55,7 @@ class Window:
         """Reserve a slot now (None), or say when the next free slot for this one opens."""
         key = (platform, account)
         if key not in self._read:
-            self._read[key] = store.rate_state(self.conn, platform, account)
+            self._read[key] = rates.rate_state(self.conn, platform, account)
         hold, used = self._read[key]
         if hold is not None and hold > self.now_ms:
             return hold
@@ -65,17 +65,17 @@ class Window:
         if key not in self._pruned_here and (
             used >= limit or last is None or self.now_ms - last >= PRUNE_EVERY_MS
         ):
-            store.prune_slots(self.conn, platform, account, since)
+            rates.prune_slots(self.conn, platform, account, since)
             self._pruned_here.add(key)
             self._pruned[key] = self.now_ms
-            used = store.slots_used(self.conn, platform, account)
+            used = rates.slots_used(self.conn, platform, account)
         if used < limit:
-            store.reserve_slot(self.conn, platform, account, self.now_ms, delivery_id)
+            rates.reserve_slot(self.conn, platform, account, self.now_ms, delivery_id)
             self._read[key] = (hold, used + 1)
             return None
         self._read[key] = (hold, used)
         # The k-th delivery waiting in this batch gets the k-th slot to leave the window.
         position = used - limit + self._deferred.get(key, 0)
         self._deferred[key] = self._deferred.get(key, 0) + 1
-        frees = store.nth_slot_time(self.conn, platform, account, since, position)
+        frees = rates.nth_slot_time(self.conn, platform, account, since, position)
         return (frees if frees is not None else self.now_ms) + WINDOW_MS + 1

@@ -19,8 +19,8 @@ from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.store import posts as store
 from plurcast.store.base import Database
+from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
-from plurcast.store.deliveries import Claimed
 from plurcast.thread import plan as thread_plan
 from plurcast.thread.plan import Compose
 

@@ -54,7 +54,7 @@ from plurcast import config as config_module
 from plurcast import writing
 from plurcast.engine import Delivered, Engine
 from plurcast.media import files
-from plurcast.store.deliveries import Claimed
+from plurcast.store.claiming import Claimed
 from plurcast.thread.plan import Compose
 from tests.peers.postgres import Backend, run_sql
 from tests.peers.process import free_port

@@ -23,7 +23,7 @@ from plurcast.daemon import Daemon, Options
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.platforms.base import Work
-from plurcast.store import deliveries as store
+from plurcast.store import recording
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from tests import helpers
@@ -112,7 +112,9 @@ def test_a_crash_between_publish_and_record_leaves_one_record(
             Work(claim.delivery_id, claim.post_id, "bluesky", "default", claim.content)
         )
         with transaction(conn):
-            assert store.store_payload(conn, claim.delivery_id, first.owner, payload, 0) == payload
+            assert (
+                recording.store_payload(conn, claim.delivery_id, first.owner, payload, 0) == payload
+            )
         outcome = await publisher.publish(payload)
         assert outcome.kind == "sent"
         await first.pool.close()  # ... and the process dies before recording anything

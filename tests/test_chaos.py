@@ -44,7 +44,7 @@ from plurcast import queue
 from plurcast.engine import LEASE_SECONDS, Engine
 from plurcast.media import store as media_store
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
-from plurcast.store import deliveries as store
+from plurcast.store import recording
 from plurcast.store.connection import transaction
 from tests.helpers import (
     ANSWER_TIMEOUT,
@@ -408,7 +408,7 @@ def test_cancel_after_a_crash_mid_publish_is_refused_and_the_database_catches_up
             Work(claim.delivery_id, claim.post_id, "nostr", "default", claim.content)
         )
         with transaction(conn):
-            assert store.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
+            assert recording.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
         assert (await publisher.publish(payload)).remote_id
         await first.pool.close()  # ... and the process dies before recording anything
 

@@ -18,7 +18,7 @@ from plurcast.engine import LEASE_SECONDS, Engine
 from plurcast.models import DeliveryState
 from plurcast.platforms.base import Work
 from plurcast.pool import Lanes
-from plurcast.store import deliveries as store
+from plurcast.store import rates, recording
 from plurcast.store.connection import transaction
 from tests.helpers import (
     ANSWER_TIMEOUT,
@@ -122,7 +122,7 @@ def test_a_crash_after_prepare_resends_the_same_event(
             Work(claim.delivery_id, claim.post_id, "nostr", "default", claim.content)
         )
         with transaction(conn):
-            stored = store.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
+            stored = recording.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
         assert stored == payload
         outcome = await publisher.publish(payload)
         assert outcome.kind == "sent"
@@ -237,13 +237,13 @@ def test_the_rate_window_forgets_old_slots_when_it_looks_full_and_once_a_minute(
     def old_slots(count: int) -> None:
         with transaction(conn):  # slots that left the window: still in the count
             for i in range(count):
-                store.reserve_slot(conn, "nostr", "default", hour_ago_ms - 1 - i, 0)
+                rates.reserve_slot(conn, "nostr", "default", hour_ago_ms - 1 - i, 0)
 
     def claim_one(at: float) -> int:
         engine.clock = Clock(at)
         add_post(conn, cfg, f"at {at}", T0 + 7000)
         assert len(engine.claim_due(10)) == 1
-        return store.slots_used(conn, "nostr", "default")
+        return rates.slots_used(conn, "nostr", "default")
 
     assert claim_one(now) == 1
     old_slots(4)  # the count says 5 of 5

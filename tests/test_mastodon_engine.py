@@ -27,7 +27,7 @@ from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.platforms.base import OutcomeKind, Work
 from plurcast.platforms.mastodon import Answer, MastodonPublisher
-from plurcast.store import deliveries as store
+from plurcast.store import recording
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from tests import helpers
@@ -127,7 +127,7 @@ def test_a_crash_between_publish_and_record_posts_once(
             Work(claim.delivery_id, claim.post_id, "mastodon", "default", claim.content)
         )
         with transaction(conn):
-            assert store.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
+            assert recording.store_payload(conn, claim.delivery_id, first.owner, payload, 0)
         outcome = await publisher.publish(payload)
         assert outcome.kind is OutcomeKind.SENT
         await first.pool.close()  # ... and the process dies before recording anything

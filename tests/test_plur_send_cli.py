@@ -23,7 +23,7 @@ from plurcast import config as config_module
 from plurcast import queue, service
 from plurcast.errors import RuntimeFailure
 from plurcast.models import to_ms
-from plurcast.store import deliveries as store
+from plurcast.store import daemons
 from plurcast.store.connection import transaction
 from tests.helpers import NOW, Clock, Run, add_post, assert_verified_and_hardened
 from tests.peers.postgres import Backend
@@ -378,7 +378,7 @@ def beat(configured: Path, backend: Backend) -> Beat:
     def write(ago: timedelta) -> None:
         conn = queue.open_db(config_module.load())
         with transaction(conn):
-            store.beat(conn, "host-a:4242:1", "host-a", 4242, 0, to_ms(NOW - ago), "0.1.0")
+            daemons.beat(conn, "host-a:4242:1", "host-a", 4242, 0, to_ms(NOW - ago), "0.1.0")
         conn.close()
 
     return write

@@ -24,8 +24,7 @@ from plurcast import queue, writing
 from plurcast.engine import Engine
 from plurcast.errors import EXIT_CONFIG, EXIT_RUNTIME, ConfigError, RuntimeFailure
 from plurcast.platforms.base import Outcome, Work
-from plurcast.store import connect, connect_url, migrations, migrations_postgres
-from plurcast.store import deliveries as store
+from plurcast.store import claiming, connect, connect_url, migrations, migrations_postgres
 from plurcast.store.base import has_password, redact
 from plurcast.store.connection import transaction
 from plurcast.store.postgres import PostgresDatabase, to_psycopg
@@ -292,7 +291,7 @@ def test_interleaved_claims_never_take_the_same_delivery(cfg: config_module.Conf
     engine_b = Engine(cfg, b, owner="host-b:1:1", clock=clock)
     lease = engine_a._lease_now()
     with transaction(a):
-        held = store.lease_due(a, lease, ("nostr",), 4)
+        held = claiming.lease_due(a, lease, ("nostr",), 4)
         got_b = engine_b.claim_due(10)  # runs and commits while A holds its rows
         got_a = engine_a._settle(held, lease)
     ids_a = {c.delivery_id for c in got_a}
@@ -319,16 +318,16 @@ def test_a_claim_is_one_statement(cfg: config_module.Config) -> None:
         return execute(sql, params)
 
     db.execute = counted  # type: ignore[method-assign]
-    lease = store.Lease("host-a:1:1", int((T0 + 120) * 1000), int((T0 + 180) * 1000))
+    lease = claiming.Lease("host-a:1:1", int((T0 + 120) * 1000), int((T0 + 180) * 1000))
     with transaction(db):
         statements.clear()
-        due = store.lease_due(db, lease, ("nostr", "mastodon"), 1)
+        due = claiming.lease_due(db, lease, ("nostr", "mastodon"), 1)
         assert len(statements) == 1 and statements[0].startswith("WITH c AS (")
         statements.clear()
-        post = store.lease_post(db, lease, second, ("nostr",))
+        post = claiming.lease_post(db, lease, second, ("nostr",))
         assert len(statements) == 1 and "FOR UPDATE OF d SKIP LOCKED" in statements[0]
         statements.clear()
-        assert store.lease_children(db, lease, due[0][0].delivery_id, [second], None) == []
+        assert claiming.lease_children(db, lease, due[0][0].delivery_id, [second], None) == []
         assert len(statements) == 1
     assert [(c.post_id, was) for c, was in due + post] == [(first, "pending"), (second, "pending")]
     rows = execute("SELECT state, lease_owner, lease_expires_at_ms FROM deliveries").fetchall()
@@ -347,10 +346,10 @@ def test_a_lease_taken_meanwhile_is_not_taken_again(
     clock = lambda: T0 + 120  # noqa: E731
     engine_a = Engine(cfg, a, owner="host-a:1:1", clock=clock)
     engine_b = Engine(cfg, b, owner="host-b:1:1", clock=clock)
-    monkeypatch.setattr(store, "_row_lock", lambda conn: "")
+    monkeypatch.setattr(claiming, "_row_lock", lambda conn: "")
     got_a: list[object] = []
     with transaction(b):
-        assert len(store.lease_due(b, engine_b._lease_now(), ("nostr",), 10)) == 3
+        assert len(claiming.lease_due(b, engine_b._lease_now(), ("nostr",), 10)) == 3
         other = threading.Thread(target=lambda: got_a.extend(engine_a.claim_due(10)))
         other.start()
         waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
@@ -402,7 +401,7 @@ def test_rate_window_is_shared_by_interleaved_claims(
     results: dict[str, int] = {}
     with transaction(a):
         lease = engine_a._lease_now()
-        got_a = engine_a._settle(store.lease_due(a, lease, ("nostr",), 2), lease)
+        got_a = engine_a._settle(claiming.lease_due(a, lease, ("nostr",), 2), lease)
         other = threading.Thread(target=lambda: results.update(b=len(engine_b.claim_due(10))))
         other.start()  # waits on A's advisory lock for nostr/default
         other.join(0.5)

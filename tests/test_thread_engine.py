@@ -20,7 +20,7 @@ from plurcast import queue
 from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.store.base import Database
-from plurcast.store.deliveries import Claimed
+from plurcast.store.claiming import Claimed
 from tests.helpers import ANSWER_TIMEOUT, T0, Clock, add_thread, deliver, free_port
 from tests.peers.nostr import InProcessRelay
 

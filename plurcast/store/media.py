@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from plurcast.store.base import Database
-from plurcast.store.deliveries import MAY_STILL_GO
+from plurcast.store.claiming import MAY_STILL_GO
 
 _NEEDED = f"""
     SELECT pm.sha256 FROM post_media pm

@@ -8,7 +8,7 @@ from typing import Any
 
 from plurcast.models import Schedule
 from plurcast.store.base import Database, by_dialect
-from plurcast.store.deliveries import UNSENT
+from plurcast.store.claiming import UNSENT
 
 _COLUMNS = (
     "id, content, targets, metadata, cron, every_seconds, timezone, anchor_ms, until_ms, "
