@@ -18,8 +18,6 @@ from plurcast import process
 from plurcast.models import from_ms
 from plurcast.store import daemons
 from plurcast.store.base import Database
-from plurcast.timefmt import format_relative
-from plurcast.views import time_fields
 
 HEARTBEAT_SECONDS = 5.0
 # Six beats missed: the daemon is gone (or its machine is too busy to be of use).
@@ -69,6 +67,8 @@ def all_daemons(conn: Database, now_ms: int) -> list[Daemon]:
 
 
 def daemon_json(daemon: Daemon, tz: ZoneInfo) -> dict[str, Any]:
+    from plurcast.views import time_fields  # showing only: the daemon itself needs no views
+
     return {
         "running": daemon.running,
         "host": daemon.host,
@@ -79,6 +79,8 @@ def daemon_json(daemon: Daemon, tz: ZoneInfo) -> dict[str, Any]:
 
 def heartbeat_text(daemon: Daemon, now: datetime) -> str:
     """`pid 4242 on host-a, last heartbeat 2s ago` (for a daemon that has beaten)."""
+    from plurcast.timefmt import format_relative  # likewise
+
     assert daemon.last_heartbeat_ms is not None
     ago = format_relative(from_ms(daemon.last_heartbeat_ms) - now)
     return f"pid {daemon.pid} on {daemon.host}, last heartbeat {ago}"

@@ -131,7 +131,7 @@ CASES = {
     # A --once run that finds nothing due ends without an event loop, and the daemon never
     # needs what manages it as a service (systemctl's subprocess, the unit file's shutil),
     # what writes posts (plurcast.queue), recurring posts while none is due, sd_notify's
-    # socket outside systemd, or retry jitter's random.
+    # socket outside systemd, retry jitter's random, or what shows a post or a daemon's health.
     "plur-send --once, nothing due": (
         ["plur-send", "--once"],
         (
@@ -146,6 +146,8 @@ CASES = {
             "plurcast.schedules",
             "socket",
             "random",
+            "plurcast.views",
+            "plurcast.timefmt",
         ),
     ),
 }
