@@ -14,7 +14,7 @@ from plur_queue.common import open_session
 from plurcast import __version__, clikit, history
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
-from plurcast.transfer import exporter, read, write
+from plurcast.transfer import export_images, exporter, read, write
 
 
 @click.command(
@@ -95,7 +95,7 @@ def cli(
     if output is None:
         sys.stdout.write(text)
     else:  # the images first: the file never names one that is not there
-        exporter.save_images(s.conn, result.images, Path(output).parent)
+        export_images.save(s.conn, result.images, Path(output).parent)
         _write_private(Path(output), text)
     recurring = sum(1 for e in result.entries if e.cron is not None or e.every is not None)
     count = len(result.entries) - recurring

@@ -16,6 +16,7 @@ from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.output import Format, emit_json, emit_lines
 from plurcast.transfer import importer, read
+from plurcast.transfer.rows import Refused, Row
 from plurcast.views import queued_line, schedule_line, time_fields
 
 
@@ -81,7 +82,7 @@ def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) ->
         rows, now = importer.run(
             cfg, sources, clikit.now, kind=kind, dry_run=dry_run, warn=clikit.warn
         )
-    except importer.Refused as exc:
+    except Refused as exc:
         clikit.stderr_lines(f"Error: {problem}" for problem in exc.problems)
         raise
     if report != "text":
@@ -120,7 +121,7 @@ def _source(name: str, count: int) -> importer.Source:
     return importer.Source(name, data, size)
 
 
-def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[str]:
+def _lines(r: Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[str]:
     """What plur-post prints for a new post (`scheduled[i]:…` for each part of a thread);
     `exists:<id>` for a row already there; a dry run names the row instead of an id
     (`would-scheduled:line-3:for:…`)."""
@@ -141,7 +142,7 @@ def _lines(r: importer.Row, tz: ZoneInfo, now: datetime, dry_run: bool) -> list[
     return lines
 
 
-def _row_json(r: importer.Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
+def _row_json(r: Row, tz: ZoneInfo, dry_run: bool) -> dict[str, Any]:
     """A row's fate: its post (`post_id`, every part in `post_ids`) or its schedule
     (`schedule_id`; for a post, the schedule that made it), new or already there."""
     status = "exists" if r.existing else ("would_import" if dry_run else "imported")

@@ -6,8 +6,9 @@ work, its content warning, label and languages, its images with their alt texts 
 key: the one it was imported under, else its own id, so that importing an export (into an
 empty database, or back into this one) never makes a post twice.
 
-Images are files beside the export (`save_images`): `<folder>/<sha256 prefix>/<name>`, the
-paths in the entries relative to the export's own folder, which is where plur-import looks.
+Images are files beside the export (`export_images`): `<folder>/<sha256 prefix>/<name>`,
+the paths in the entries relative to the export's own folder, which is where plur-import
+looks.
 
 A recurring schedule (with the queue, `scheduled`) is one entry too: its cron or interval,
 `schedule` its next run, `until`, the `count` still to post, its misfire policy and grace —
@@ -22,24 +23,22 @@ key in `from_schedule`, so that the copy's post belongs to the copy's schedule.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import recurrence
 from plurcast.config import DEFAULT_ACCOUNT
-from plurcast.errors import InvalidInput, RuntimeFailure
+from plurcast.errors import InvalidInput
 from plurcast.models import DeliveryState, Post, PostStatus, Schedule
 from plurcast.platforms import nostr_pow
 from plurcast.store import imports as keys_store
 from plurcast.store import posts as post_store
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database
+from plurcast.transfer import export_images
 from plurcast.transfer.fields import Entry
 
 STATUSES = tuple(s.value for s in PostStatus)
@@ -55,8 +54,6 @@ _WRITTEN = {
     "langs",
     "card",
 }
-# A stored image's name that cannot be a file name is written under this one (+ its type).
-_PLAIN_NAME = "image"
 _UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 
 
@@ -139,7 +136,9 @@ def export(
         for schedule in recurring:
             made = _schedule_entry(schedule, keys.get(schedule.id, schedule.id), now, left_out)
             if made is not None and made.key is not None:
-                later.append(_with_images(made, schedule.metadata, images_folder or "", images))
+                later.append(
+                    export_images.with_images(made, schedule.metadata, images_folder or "", images)
+                )
                 schedule_keys[schedule.id] = made.key
     keys = keys_store.keys_of(conn, [p.id for p in chosen])
     entries = []
@@ -152,7 +151,7 @@ def export(
             overdue += 1
         if post.schedule_id is not None:
             entry = _made_by(entry, post, schedule_keys, left_out)
-        entries.append(_with_images(entry, post.metadata, images_folder or "", images))
+        entries.append(export_images.with_images(entry, post.metadata, images_folder or "", images))
     if overdue:
         left_out.append(
             f"{overdue} post{'s are' if overdue != 1 else ' is'} due and not sent yet (no "
@@ -200,71 +199,6 @@ def _recurring(
             continue
         chosen.append(s)
     return sorted(chosen, key=lambda s: (s.next_run_at_ms or 0, s.content, s.id))
-
-
-def _with_images(
-    entry: Entry, metadata: Mapping[str, Any], folder: str, files: dict[str, str]
-) -> Entry:
-    """The entry with its images' paths (each file added to `files`) and alt texts; `fit`
-    when some image was re-encoded for a platform (the import re-encodes it again);
-    `keep_metadata` when they were stored with their location and camera data."""
-    stored = metadata.get("images") or []
-    if not stored:
-        return entry
-    paths = []
-    for image in stored:
-        path = f"{folder}/{image['sha256'][:16]}/{_file_name(image)}"
-        files[path] = image["sha256"]
-        paths.append(path)
-    return dataclasses.replace(
-        entry,
-        images=tuple(paths),
-        alts=tuple(str(image.get("alt") or "") for image in stored),
-        fit=True if any(image.get("fitted") for image in stored) else None,
-        keep_metadata=any(image.get("kept_metadata") for image in stored),
-    )
-
-
-def _file_name(image: Mapping[str, Any]) -> str:
-    """The image's own name when it can be a file name, else `image.<type>`."""
-    from plurcast.media.formats import EXTENSIONS
-
-    name = str(image.get("name") or "")
-    extension = EXTENSIONS.get(str(image.get("mime")), "")
-    plain = (
-        name not in ("", ".", "..")
-        and "/" not in name
-        and "\\" not in name
-        and name.isprintable()
-        and len(name.encode()) <= 200
-    )
-    return name if plain else f"{_PLAIN_NAME}.{extension or 'bin'}"
-
-
-def save_images(conn: Database, files: Mapping[str, str], base: Path) -> None:
-    """Write each exported image (path relative to `base` → sha256) from the media store:
-    private (folders 0700, files 0600), each file whole or not at all."""
-    from plurcast.media import store as media_store
-
-    store = media_store.for_database(conn)
-    for relative, digest in files.items():
-        path = base / relative
-        data = store.read(digest)
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                Path(temp).replace(path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise RuntimeFailure(
-                f"cannot write the image {path}: {exc.strerror}",
-                "check that the folder is writable and the disk not full",
-            ) from None
 
 
 def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
