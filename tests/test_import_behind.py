@@ -200,3 +200,39 @@ def test_two_posts_cannot_be_one_run_of_a_schedule(
         'Error: line 3: line 2 is the same run of schedule "daily" — keep one of them'
     )
     assert rows_in(db_path, "posts") == 0
+
+
+def test_a_post_some_platforms_have_comes_back_for_the_others_only(
+    run: Run,
+    clock: Clock,
+    tmp_path: Path,
+    db_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Backend,
+) -> None:
+    """Sent to Nostr, not yet to Mastodon (its server was down): restoring the backup must
+    not post it to Nostr a second time."""
+    both = _post(run, "On Nostr already", "-s", "10m", "-p", "nostr,mastodon")
+    thread = _post(run, "One\n---\nTwo", "--thread", "-s", "20m", "-p", "nostr,mastodon")
+    clock.advance(minutes=30)
+    run_sql(db_path, "UPDATE deliveries SET state = 'sent', remote_id = 'note1x' WHERE "
+            "platform = 'nostr' AND (post_id = ? OR post_id = ?)", both, thread)  # fmt: skip
+    exported = run(export_cli)
+    assert exported.exit_code == 0, exported.stderr
+    notes = exported.stderr.splitlines()
+    assert (
+        f"Warning: post {both}: already sent to nostr; its row carries the rest (mastodon)" in notes
+    )
+    rows = {row["key"]: row for row in map(json.loads, exported.stdout.splitlines())}
+    assert rows[both]["platforms"] == ["mastodon"] and rows[both]["overdue"] is True
+    # The thread's part 1 is on Nostr, part 2 not: written whole, and said so.
+    assert rows[thread]["platforms"] == ["nostr", "mastodon"]
+    assert any(
+        n.startswith(f"Warning: post {thread}: part of its thread is already on nostr")
+        for n in notes
+    )
+    with another_database(backend, tmp_path, monkeypatch) as copy:
+        imported = run(import_cli, "-f", "jsonl", "-", input=exported.stdout)
+        assert imported.exit_code == 0, imported.stderr
+        query = "SELECT d.platform FROM deliveries d JOIN posts p ON p.id = d.post_id "
+        assert run_sql(copy, query + "WHERE p.content = ?", "On Nostr already") == [("mastodon",)]

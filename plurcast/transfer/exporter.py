@@ -210,6 +210,8 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
         schedule = datetime.fromtimestamp(post.scheduled_at_ms / 1000, zone).isoformat()
     live = [d for d in post.deliveries if d.state != DeliveryState.CANCELLED] or post.deliveries
     targets = list(dict.fromkeys((d.platform, d.account) for d in live))
+    if post.status in (PostStatus.SCHEDULED, PostStatus.BLOCKED):
+        targets = _still_to_send(thread, targets, f"post {post.id}", left_out)
     per_target: dict[tuple[str, str], list[str]] = {}
     for part in thread:
         for d in part.deliveries:
@@ -229,6 +231,37 @@ def _entry(thread: Sequence[Post], key: str, left_out: list[str]) -> Entry:
         reply_to=reply_to if isinstance(reply_to, str) else None,
         **_shared(f"post {post.id}", targets, post.metadata, _WRITTEN, left_out),
     )
+
+
+def _still_to_send(
+    thread: Sequence[Post],
+    targets: Sequence[tuple[str, str]],
+    what: str,
+    left_out: list[str],
+) -> list[tuple[str, str]]:
+    """The targets of a post in the queue that it has not reached yet: a platform that has
+    it already (every part, for a thread) is left out of the row, so that importing the
+    row into another database does not post it there twice. A platform that has only some
+    of a thread's parts cannot be written so: named."""
+    states: dict[tuple[str, str], list[bool]] = {t: [] for t in targets}
+    for part in thread:
+        for d in part.deliveries:
+            if (d.platform, d.account) in states:
+                states[(d.platform, d.account)].append(d.state == DeliveryState.SENT)
+    done = [t for t in targets if all(states[t])]
+    for platform, _ in (t for t in targets if any(states[t]) and not all(states[t])):
+        left_out.append(
+            f"{what}: part of its thread is already on {platform}, and its row carries the "
+            "whole thread: imported into another database, those parts go out again"
+        )
+    if not done or len(done) == len(targets):
+        return list(targets)
+    rest = [t for t in targets if t not in done]
+    left_out.append(
+        f"{what}: already sent to {', '.join(p for p, _ in done)}; its row carries the rest "
+        f"({', '.join(p for p, _ in rest)})"
+    )
+    return rest
 
 
 def _schedule_entry(s: Schedule, key: str, now_ms: int, left_out: list[str]) -> Entry | None:
