@@ -64,6 +64,9 @@ MEDIA = (
     "plurcast.store.media",
 )
 PLAIN = (*MEDIA, "random")
+# Short options (-s, -f) parse without click's "did you mean" search: only a mistyped
+# --option needs it.
+SUGGESTIONS = ("difflib",)
 # Checking a post's accounts reads their settings (plurcast.platforms.*_settings), never the
 # publishers; the Blossom client only uploads, so checking blossom_servers needs it neither.
 ADAPTERS = (
@@ -117,7 +120,7 @@ CASES = {
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
-        HEAVY + PUBLISHING + RECURRING + ADAPTERS,
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS + SUGGESTIONS,
     ),
     "plur-post --draft": (
         ["plur-post", "x", "--draft"],
@@ -125,7 +128,7 @@ CASES = {
     ),
     "plur-queue list -f json": (
         ["plur-queue", "list", "-f", "json"],
-        HEAVY + PUBLISHING + ADAPTERS,
+        HEAVY + PUBLISHING + ADAPTERS + SUGGESTIONS,
     ),
     "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING + ADAPTERS),
     # A --once run that finds nothing due ends without an event loop, and the daemon never
