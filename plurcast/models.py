@@ -8,7 +8,6 @@ and account), so it can never disagree with what was actually sent.
 # objects, which typing takes as they are, not strings it compiles one by one (~55 K
 # instructions a field, on every command's start-up; issue #16). Names not defined yet
 # (or imported only for type checking) are quoted.
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple
@@ -97,44 +96,140 @@ class WaitingOn(NamedTuple):
         return self.state in (DeliveryState.DEAD, DeliveryState.CANCELLED, "deleted")
 
 
-@dataclass(slots=True)
-class Delivery:
-    id: int
-    platform: str
-    account: str
-    state: DeliveryState
-    due_at_ms: int | None
-    attempts: int
-    remote_id: str | None
-    remote_url: str | None
-    sent_at_ms: int | None
-    last_error: str | None
-    error_kind: str | None
-    prepared: bool = False  # a payload exists or an attempt was made: the text is fixed
-    has_payload: bool = False  # a payload was stored: it may already be out
-    history: list[Attempt] = field(default_factory=list)
-    parent_id: int | None = None  # the delivery it answers (the previous part there)
-    blocked: bool = False  # its parent is not sent yet: it cannot be claimed (G6)
-    content: str | None = None  # its own text, when not the post's
-    waiting_on: WaitingOn | None = None
+class _Record:
+    """What `@dataclass(slots=True)` gave Delivery and Post — ==, repr, no hash — written
+    once by hand: the decorator writes and compiles each class's methods and makes the class
+    a second time for its slots, ~6 M instructions a class on every command's start-up
+    (issue #16). Each subclass lists its fields in `__slots__`, in its __init__'s order."""
+
+    __slots__: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass with eq
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__ if name[0] != "_")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        shown = (f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name[0] != "_")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
-@dataclass(slots=True)
-class Post:
-    id: str
-    content: str
-    created_at_ms: int
-    scheduled_at_ms: int | None
-    timezone: str
-    schedule_id: str | None
-    occurrence_at_ms: int | None
-    metadata: dict[str, Any]
-    deliveries: list[Delivery] = field(default_factory=list)
-    thread_id: str | None = None  # the thread it is a part of (its first part's id)
-    thread_part: int | None = None  # 1-based
-    thread_parts: int | None = None
-    previous_part: str | None = None  # the id of the part before it in its thread
-    _status: PostStatus | None = field(default=None, repr=False, compare=False)
+class Delivery(_Record):
+    __slots__ = (  # noqa: RUF023 - in __init__'s order, which repr shows
+        "id",
+        "platform",
+        "account",
+        "state",
+        "due_at_ms",
+        "attempts",
+        "remote_id",
+        "remote_url",
+        "sent_at_ms",
+        "last_error",
+        "error_kind",
+        "prepared",
+        "has_payload",
+        "history",
+        "parent_id",
+        "blocked",
+        "content",
+        "waiting_on",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        platform: str,
+        account: str,
+        state: DeliveryState,
+        due_at_ms: int | None,
+        attempts: int,
+        remote_id: str | None,
+        remote_url: str | None,
+        sent_at_ms: int | None,
+        last_error: str | None,
+        error_kind: str | None,
+        prepared: bool = False,  # a payload exists or an attempt was made: the text is fixed
+        has_payload: bool = False,  # a payload was stored: it may already be out
+        history: "list[Attempt] | None" = None,  # None: none yet ([])
+        parent_id: int | None = None,  # the delivery it answers (the previous part there)
+        blocked: bool = False,  # its parent is not sent yet: it cannot be claimed (G6)
+        content: str | None = None,  # its own text, when not the post's
+        waiting_on: WaitingOn | None = None,
+    ) -> None:
+        self.id = id
+        self.platform = platform
+        self.account = account
+        self.state = state
+        self.due_at_ms = due_at_ms
+        self.attempts = attempts
+        self.remote_id = remote_id
+        self.remote_url = remote_url
+        self.sent_at_ms = sent_at_ms
+        self.last_error = last_error
+        self.error_kind = error_kind
+        self.prepared = prepared
+        self.has_payload = has_payload
+        self.history: list[Attempt] = [] if history is None else history
+        self.parent_id = parent_id
+        self.blocked = blocked
+        self.content = content
+        self.waiting_on = waiting_on
+
+
+class Post(_Record):
+    __slots__ = (  # noqa: RUF023 - in __init__'s order, which repr shows
+        "id",
+        "content",
+        "created_at_ms",
+        "scheduled_at_ms",
+        "timezone",
+        "schedule_id",
+        "occurrence_at_ms",
+        "metadata",
+        "deliveries",
+        "thread_id",
+        "thread_part",
+        "thread_parts",
+        "previous_part",
+        "_status",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        content: str,
+        created_at_ms: int,
+        scheduled_at_ms: int | None,
+        timezone: str,
+        schedule_id: str | None,
+        occurrence_at_ms: int | None,
+        metadata: dict[str, Any],
+        deliveries: "list[Delivery] | None" = None,  # None: none yet ([])
+        thread_id: str | None = None,  # the thread it is a part of (its first part's id)
+        thread_part: int | None = None,  # 1-based
+        thread_parts: int | None = None,
+        previous_part: str | None = None,  # the id of the part before it in its thread
+    ) -> None:
+        self.id = id
+        self.content = content
+        self.created_at_ms = created_at_ms
+        self.scheduled_at_ms = scheduled_at_ms
+        self.timezone = timezone
+        self.schedule_id = schedule_id
+        self.occurrence_at_ms = occurrence_at_ms
+        self.metadata = metadata
+        self.deliveries: list[Delivery] = [] if deliveries is None else deliveries
+        self.thread_id = thread_id
+        self.thread_part = thread_part
+        self.thread_parts = thread_parts
+        self.previous_part = previous_part
+        self._status: PostStatus | None = None
 
     @property
     def status(self) -> PostStatus:
