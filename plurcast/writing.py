@@ -19,13 +19,13 @@ from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.store import posts as store
 from plurcast.store.base import Database
-from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
 from plurcast.thread import plan as thread_plan
 from plurcast.thread.plan import Compose
 
 if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
     from plurcast.media.store import MediaStore
+    from plurcast.store.claiming import Claimed  # publishing only: not a scheduling path
     from plurcast.thread import replyto
 
 
@@ -34,7 +34,7 @@ class Created(NamedTuple):
     scheduled_at: datetime | None
     targets: list[tuple[str, str]]
     timezone: ZoneInfo
-    claims: Sequence[Claimed] = ()  # leased to this process: publish now
+    claims: "Sequence[Claimed]" = ()  # leased to this process: publish now
     post_ids: Sequence[str] = ()  # every part, in order
     reply_to: str | None = None  # our post's id, or the reference, that the first part answers
     note: str | None = None  # for stderr (targets a --reply-to left out)
@@ -134,7 +134,7 @@ def write_post(
     cfg: Config,
     new: NewPost,
     now: datetime,
-    claim: Callable[[str], list[Claimed]] | None = None,
+    claim: "Callable[[str], list[Claimed]] | None" = None,
 ) -> Created:
     """Write a checked post and its deliveries in one transaction.
 
@@ -152,7 +152,7 @@ def insert_new_post(
     new: NewPost,
     now: datetime,
     *,
-    claim: Callable[[str], list[Claimed]] | None = None,
+    claim: "Callable[[str], list[Claimed]] | None" = None,
     slot_at: datetime | None = None,
     media: "MediaStore | None" = None,
     schedule_id: str | None = None,
@@ -243,7 +243,7 @@ def create_post(
     account: str | None,
     tz: ZoneInfo,
     now: datetime,
-    claim: Callable[[str], list[Claimed]] | None = None,
+    claim: "Callable[[str], list[Claimed]] | None" = None,
     metadata: dict[str, Any] | None = None,
     compose: Compose | None = None,
     reply_to: str | None = None,

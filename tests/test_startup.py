@@ -46,7 +46,8 @@ HEAVY = (
     "yaml",  # import/export of Markdown front matter only
     "cronsim",  # recurring posts only
 )
-# Only publishing needs the engine and asyncio (~200 M instructions with ssl and sockets).
+# Only publishing needs the engine, the store's statements that claim and record deliveries,
+# and asyncio (~200 M instructions with ssl and sockets).
 PUBLISHING = (
     "asyncio",
     "ssl",
@@ -54,6 +55,9 @@ PUBLISHING = (
     "plurcast.pool",
     "plurcast.outcomes",
     "plurcast.daemon",
+    "plurcast.store.claiming",
+    "plurcast.store.recording",
+    "plurcast.store.rates",
 )
 # A one-off post needs neither recurring posts nor logging.
 RECURRING = ("plurcast.schedules", "plurcast.recurrence", "logging")

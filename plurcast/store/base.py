@@ -9,7 +9,8 @@ A `Database` is also where time comes from (`now_ms`: on PostgreSQL the server's
 so that hosts whose clocks disagree still agree on leases and due times), how a write
 tells the daemons that work may be due (`notify_work`, in the writer's transaction), how
 a daemon hears about it (`watcher`), and how a transaction serialises the few decisions
-that read before they write (`lock`).
+that read before they write (`lock`). `WAITING`, `UNSENT` and `MAY_STILL_GO` are the delivery
+states as every statement writes them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from plurcast import models
 from plurcast.errors import RuntimeFailure
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
+
+
+def _sql_set(states: Sequence[models.DeliveryState]) -> str:
+    """States as an SQL list, for `state IN …`: "('pending', 'retry')"."""
+    return "(" + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+# models.WAITING and models.UNSENT, as every statement of the store writes them.
+WAITING = _sql_set(models.WAITING)
+UNSENT = _sql_set(models.UNSENT)
+MAY_STILL_GO = _sql_set(models.MAY_STILL_GO)
 
 Parameters = Sequence[Any] | Mapping[str, Any]
 

@@ -5,8 +5,6 @@ SQLite's BEGIN IMMEDIATE keeps every other writer out; on PostgreSQL one stateme
 leases what it takes — so that two processes never hold the same delivery (G1), and one whose
 parent is not sent is never taken (G6). A just-leased delivery that may not go yet is handed
 back (`give_back`) or, staler than its grace, given up (`expire`) in the same transaction.
-`WAITING`, `UNSENT` and `MAY_STILL_GO` are the delivery states as every statement of the store
-writes them.
 """
 
 # No `from __future__ import annotations` here: the NamedTuples' field types are then
@@ -19,18 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from plurcast import models
-from plurcast.store.base import POSTGRESQL, Database, by_dialect
-
-
-def _sql_set(states: Sequence[models.DeliveryState]) -> str:
-    """States as an SQL list, for `state IN …`: "('pending', 'retry')"."""
-    return "(" + ", ".join(f"'{state.value}'" for state in states) + ")"
-
-
-# models.WAITING and models.UNSENT, as every statement of the store writes them.
-WAITING = _sql_set(models.WAITING)
-UNSENT = _sql_set(models.UNSENT)
-MAY_STILL_GO = _sql_set(models.MAY_STILL_GO)
+from plurcast.store.base import POSTGRESQL, WAITING, Database, by_dialect
 
 
 class Parent(NamedTuple):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from plurcast.store.base import Database
-from plurcast.store.claiming import WAITING
+from plurcast.store.base import WAITING, Database
 
 
 def beat(

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from plurcast.store.base import Database
-from plurcast.store.claiming import MAY_STILL_GO
+from plurcast.store.base import MAY_STILL_GO, Database
 
 _NEEDED = f"""
     SELECT pm.sha256 FROM post_media pm

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plurcast.models import Schedule
-from plurcast.store.base import Database, by_dialect
-from plurcast.store.claiming import UNSENT
+from plurcast.store.base import UNSENT, Database, by_dialect
 
 _COLUMNS = (
     "id, content, targets, metadata, cron, every_seconds, timezone, anchor_ms, until_ms, "
