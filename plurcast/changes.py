@@ -15,8 +15,8 @@ from plurcast import queue, slots, validation
 from plurcast.config import Config
 from plurcast.errors import InvalidInput
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post, PostStatus, from_ms, to_ms
+from plurcast.store import listing, recording
 from plurcast.store import posts as store
-from plurcast.store import recording
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import parts as thread_parts
@@ -58,7 +58,7 @@ def cancel(conn: Database, posts: Sequence[Post], now: datetime) -> list[Post]:
     later = thread_parts.unsent_later_parts(conn, posts, check_cancellable)
     ids = [p.id for p in [*posts, *later]]
     with transaction(conn):
-        fresh = store.get_posts(conn, ids)
+        fresh = listing.get_posts(conn, ids)
         for post in fresh:
             check_cancellable(post)
         store.cancel_unsent(conn, ids, to_ms(now))
@@ -102,7 +102,7 @@ def reschedule(
         targets = [(d.platform, d.account) for d in post.deliveries]
         slots.check(cfg, targets)
         with transaction(conn):
-            _check_movable(store.get_posts(conn, [post.id])[0])
+            _check_movable(listing.get_posts(conn, [post.id])[0])
             new_time = slots.take(conn, cfg, targets, now, moving=post.id)
             thread_parts.move(conn, post, to_ms(new_time), to_ms(now), _check_movable)
         return new_time
@@ -176,7 +176,7 @@ def edit(
         ]
         warnings = validation.check_alt_texts(cfg, _with_alts(post, alts), every)
     with transaction(conn):
-        current = store.get_posts(conn, [post.id])[0]
+        current = listing.get_posts(conn, [post.id])[0]
         _check_editable(current, platform)
         if text is not None and platform is None:
             store.set_content(conn, post.id, text, to_ms(now))
@@ -200,7 +200,7 @@ def update_metadata(
     _check_editable(post)
     change(post, dict(post.metadata))  # refuse before taking the write lock
     with transaction(conn):
-        current = store.get_posts(conn, [post.id])[0]
+        current = listing.get_posts(conn, [post.id])[0]
         _check_editable(current)
         metadata = change(current, dict(current.metadata))
         store.set_metadata(conn, post.id, json.dumps(metadata, ensure_ascii=False), to_ms(now))

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from plurcast import health, logs, views
 from plurcast.engine import Delivered, Engine
 from plurcast.models import Delivery, DeliveryState, Post
-from plurcast.store import posts as post_store
+from plurcast.store import listing
 from plurcast.store.base import Database
 from plurcast.store.claiming import Claimed
 
@@ -115,7 +115,7 @@ def _wait_for_others(conn: Database, post_id: str, timeout: float) -> None:
     """Wait while another process holds some of this post's deliveries."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        post = post_store.get_posts(conn, [post_id])[0]
+        post = listing.get_posts(conn, [post_id])[0]
         if not any(d.state == DeliveryState.SENDING for d in post.deliveries):
             return
         time.sleep(0.1)
@@ -140,7 +140,7 @@ def _error(d: Delivery) -> str | None:
 
 def _report(conn: Database, post_id: str) -> list[Report]:
     """Each delivery of the post as it stands now."""
-    post: Post = post_store.get_posts(conn, [post_id])[0]
+    post: Post = listing.get_posts(conn, [post_id])[0]
     reports = []
     for d in post.deliveries:
         reports.append(

@@ -15,6 +15,7 @@ from plurcast import validation
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import Post, PostStatus, from_ms
+from plurcast.store import listing
 from plurcast.store import open_db as open_db  # noqa: PLC0414 (re-exported: the commands use it)
 from plurcast.store import posts as store
 from plurcast.store.base import Database
@@ -63,9 +64,9 @@ def resolve(conn: Database, prefix: str) -> str:
 
 
 def get(conn: Database, prefix: str, *, history: bool = False) -> Post:
-    post = store.get_posts(conn, [resolve(conn, prefix)])[0]
+    post = listing.get_posts(conn, [resolve(conn, prefix)])[0]
     if history:
-        store.load_history(conn, post)
+        listing.load_history(conn, post)
     return post
 
 
@@ -78,7 +79,7 @@ def in_given_order(conn: Database, ids: Sequence[str]) -> list[Post]:
     """The posts with these ids in the order given, each once: what a command reports on
     goes in the order the user typed the ids."""
     unique = list(dict.fromkeys(ids))
-    found = {post.id: post for post in store.get_posts(conn, unique)}
+    found = {post.id: post for post in listing.get_posts(conn, unique)}
     return [found[post_id] for post_id in unique]
 
 
@@ -88,7 +89,7 @@ def list_posts(
     """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
     if platform is not None:
         platform = validation.one_platform(platform)
-    posts = store.select_posts(conn, waiting_only=not include_all, platform=platform)
+    posts = listing.select_posts(conn, waiting_only=not include_all, platform=platform)
     if include_all:
         return posts
     return [p for p in posts if p.status == PostStatus.SCHEDULED]
@@ -97,11 +98,11 @@ def list_posts(
 def failed(conn: Database) -> list[Post]:
     """Posts with at least one delivery that gave up (failed, partial or expired), and the
     thread parts and replies blocked behind one (their parent gave up or was cancelled)."""
-    dead = store.select_posts(conn, waiting_only=False, with_dead_only=True)
-    blocked = list(store.select_posts(conn, waiting_only=False, blocked_only=True))
+    dead = listing.select_posts(conn, waiting_only=False, with_dead_only=True)
+    blocked = list(listing.select_posts(conn, waiting_only=False, blocked_only=True))
     if not any(is_stuck(p) for p in blocked):
         return dead
-    return store.get_posts(
+    return listing.get_posts(
         conn, list({p.id for p in dead} | {p.id for p in blocked if is_stuck(p)})
     )
 

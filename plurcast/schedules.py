@@ -24,6 +24,7 @@ from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import Post, Schedule, to_ms
 from plurcast.recurrence import Rule
+from plurcast.store import listing
 from plurcast.store import posts as post_store
 from plurcast.store import schedules as store
 from plurcast.store.base import Database
@@ -351,7 +352,7 @@ class Occurrence(NamedTuple):
 
 def history(conn: Database, s: Schedule) -> list[Occurrence]:
     rows = store.occurrences(conn, s.id)
-    posts = {p.id: p for p in post_store.get_posts(conn, [r[3] for r in rows if r[3]])}
+    posts = {p.id: p for p in listing.get_posts(conn, [r[3] for r in rows if r[3]])}
     result = []
     for at, decided, fate, post_id, reason in rows:
         post = posts.get(post_id or "")

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.models import Post, from_ms, to_ms
+from plurcast.store import listing
 from plurcast.store import posts as store
 from plurcast.store.base import Database
 
@@ -310,7 +311,7 @@ def coming(
         if len(times) >= count:
             break
         times.append(instant)
-    holding = store.posts_at(conn, [to_ms(t) for t in times], targets)
+    holding = listing.posts_at(conn, [to_ms(t) for t in times], targets)
     by_time: dict[int, list[Post]] = {}
     for post in holding:
         by_time.setdefault(post.scheduled_at_ms or 0, []).append(post)

@@ -19,7 +19,7 @@ from plurcast.models import (
     from_ms,
     to_ms,
 )
-from plurcast.store import posts as store
+from plurcast.store import listing
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database
 
@@ -150,7 +150,7 @@ def next_due_ms(post: Post) -> int:
 
 def compute(conn: Database, now: datetime, tz: ZoneInfo) -> QueueStats:
     daemons = health.all_daemons(conn, to_ms(now))
-    posts = store.select_posts(conn, waiting_only=False)
+    posts = listing.select_posts(conn, waiting_only=False)
     by_status = Counter(p.status.value for p in posts)
     queued = [p for p in posts if p.status == PostStatus.SCHEDULED]
     bounds = bucket_bounds(now, tz)

@@ -24,16 +24,15 @@ from plurcast.models import (
 from plurcast.store import connection, migrations
 from plurcast.store.base import Database
 from plurcast.store.connection import connect, transaction
+from plurcast.store.listing import get_posts, select_posts
 from plurcast.store.migrations import SCHEMA_VERSION
 from plurcast.store.posts import (
     NewPost,
     cancel_unsent,
     delete_posts,
     find_post_ids,
-    get_posts,
     insert_post,
     latest_waiting_time_ms,
-    select_posts,
     set_schedule,
 )
 from tests.helpers import NOW

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
 from plurcast.models import UNSENT, WAITING, DeliveryState, Post
+from plurcast.store import listing
 from plurcast.store import posts as store
 from plurcast.store.base import Database
 
@@ -25,7 +26,7 @@ def later_parts(conn: Database, posts: Sequence[Post]) -> list[Post]:
             for found in store.thread_post_ids(conn, post.thread_id, post.thread_part + 1):
                 if found not in given and found not in later:
                     later.append(found)
-    return store.get_posts(conn, later)
+    return listing.get_posts(conn, later)
 
 
 def move(
@@ -37,11 +38,11 @@ def move(
 ) -> None:
     """Move a post, and the later parts of its thread by as much (a draft's: to the same
     time), under the caller's write lock. No part goes before the part it follows."""
-    current = store.get_posts(conn, [post.id])[0]
+    current = listing.get_posts(conn, [post.id])[0]
     check_movable(current)
     if current.thread_id and current.thread_part and current.thread_part > 1:
         before = store.thread_part_id(conn, current.thread_id, current.thread_part - 1)
-        parent = store.get_posts(conn, [before])[0] if before else None
+        parent = listing.get_posts(conn, [before])[0] if before else None
         if parent is not None and (parent.scheduled_at_ms or 0) > new_ms:
             from plurcast.views import iso
 
@@ -102,4 +103,4 @@ def gave_up_before(conn: Database, post: Post) -> list[Post]:
                 f"post {post.id} is {waiting_text(cause)}", "it cannot be sent any more"
             )
         found.append(cause.post_id)
-    return store.get_posts(conn, list(dict.fromkeys(found)))
+    return listing.get_posts(conn, list(dict.fromkeys(found)))

@@ -35,7 +35,7 @@ from plurcast.errors import InvalidInput
 from plurcast.models import DeliveryState, Post, PostStatus, Schedule
 from plurcast.platforms import nostr_pow
 from plurcast.store import imports as keys_store
-from plurcast.store import posts as post_store
+from plurcast.store import listing
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database
 from plurcast.transfer import export_images
@@ -98,7 +98,7 @@ def export(
     is overdue."""
     now = conn.now_ms() if now_ms is None else now_ms
     chosen = []
-    every = post_store.select_posts(conn, waiting_only=False)
+    every = listing.select_posts(conn, waiting_only=False)
     parts: dict[str, list[Post]] = {}
     for post in every:
         if post.thread_id is not None:
