@@ -236,3 +236,24 @@ def test_a_post_some_platforms_have_comes_back_for_the_others_only(
         assert imported.exit_code == 0, imported.stderr
         query = "SELECT d.platform FROM deliveries d JOIN posts p ON p.id = d.post_id "
         assert run_sql(copy, query + "WHERE p.content = ?", "On Nostr already") == [("mastodon",)]
+
+
+def test_a_thread_begun_is_named_not_dropped(run: Run, clock: Clock, db_path: Path) -> None:
+    """Part 1 went out everywhere, part 2 still waits: a row cannot carry that (part 2 has
+    to answer the post already out), so the export names the thread instead of leaving it
+    out in silence."""
+    first = _post(run, "One\n---\nTwo", "--thread", "-s", "10m", "-p", "nostr")
+    clock.advance(minutes=11)
+    run_sql(
+        db_path,
+        "UPDATE deliveries SET state = 'sent', remote_id = 'note1x' WHERE post_id = ?",
+        first,
+    )
+    exported = run(export_cli)
+    assert exported.exit_code == 0, exported.stderr
+    assert exported.stdout == ""
+    assert exported.stderr.splitlines() == [
+        f"Warning: thread {first}: its first part is posted and 1 later part is scheduled; a "
+        "thread begun cannot be exported by this version (its parts stay in this queue)",
+        "exported 0 posts",
+    ]

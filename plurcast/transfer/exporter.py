@@ -103,10 +103,12 @@ def export(
     for post in every:
         if post.thread_id is not None:
             parts.setdefault(post.thread_id, []).append(post)
+    left_out: list[str] = []
     for post in every:
         if post.thread_id is not None and post.thread_id != post.id:
             continue  # a later part of a thread: it goes with the first
         if post.status.value not in wanted:
+            _later_parts_left(post, parts.get(post.id, ()), wanted, left_out)
             continue
         at = post.scheduled_at_ms
         if (since_ms is not None or until_ms is not None) and at is None:
@@ -116,7 +118,6 @@ def export(
         ):
             continue
         chosen.append(post)
-    left_out: list[str] = []
     recurring = _recurring(conn, wanted, since_ms, until_ms, left_out)
     with_images = [
         m for m in [p.metadata for p in chosen] + [r.metadata for r in recurring] if m.get("images")
@@ -158,6 +159,22 @@ def export(
             "daemon ran?): written with overdue, which plur-import queues due now"
         )
     return Exported(entries + later, left_out, images)
+
+
+def _later_parts_left(
+    first: Post, thread: Sequence[Post], wanted: set[str], left_out: list[str]
+) -> None:
+    """A thread goes with its first part: when that one is not exported (sent, say) but a
+    later part would be (still to go), the row cannot say it — its parts would have to
+    answer posts already out — so the thread is named, never dropped silently."""
+    waiting = [p for p in thread if p.id != first.id and p.status.value in wanted]
+    if waiting:
+        left_out.append(
+            f"thread {first.id}: its first part is {first.status.value} and {len(waiting)} "
+            f"later part{'s are' if len(waiting) != 1 else ' is'} "
+            f"{'/'.join(sorted({p.status.value for p in waiting}))}; a thread begun cannot "
+            "be exported by this version (its parts stay in this queue)"
+        )
 
 
 def _made_by(
