@@ -64,3 +64,17 @@ def test_json_on_a_text_only_stdout_is_the_same_text(monkeypatch: pytest.MonkeyP
     stream = io.StringIO()
     written(monkeypatch, stream)
     assert stream.getvalue().split("\n") == EXPECTED
+
+
+def test_text_isprintable_accepts_holds_nothing_to_escape() -> None:
+    """printable() returns such text as it is, without its pattern: for that to change
+    nothing, no character str.isprintable() accepts may be one the pattern escapes."""
+    import re
+
+    unsafe = re.compile(output.UNSAFE)
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert not (char.isprintable() and unsafe.match(char)), hex(code)
+    assert output.printable("tab\tkept, \x1b[31m and \u202e escaped, é ok") == (
+        "tab\tkept, \\x1b[31m and \\u202e escaped, é ok"
+    )
