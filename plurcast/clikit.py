@@ -196,35 +196,10 @@ def with_logging_options(command: click.Command) -> click.Command:
     return command
 
 
-class _Parser(click.parser._OptionParser):
-    """click's parser without a search it throws away: click tries every `-x` as a long
-    option first, and that miss builds a "did you mean" list of the long options it
-    resembles (importing difflib: ~2.4 M instructions) for an error it then drops to try `-x`
-    as a short option. A miss that can only be short now skips the list; `--typo` keeps it."""
-
-    def _match_long_opt(
-        self, opt: str, explicit_value: str | None, state: click.parser._ParsingState
-    ) -> None:
-        if opt not in self._long_opt and opt[:2] not in self._opt_prefixes:
-            raise click.NoSuchOption(opt, ctx=self.ctx)
-        super()._match_long_opt(opt, explicit_value, state)
-
-
-def _make_parser(command: click.Command, ctx: click.Context) -> click.parser._OptionParser:
-    """click's Command.make_parser, with _Parser."""
-    parser = _Parser(ctx)
-    for param in command.get_params(ctx):
-        param.add_to_parser(parser, ctx)
-    return parser
-
-
 class Command(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         with_logging_options(self)
-
-    def make_parser(self, ctx: click.Context) -> click.parser._OptionParser:
-        return _make_parser(self, ctx)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
@@ -248,9 +223,6 @@ class Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         return None if command is None else with_logging_options(command)
-
-    def make_parser(self, ctx: click.Context) -> click.parser._OptionParser:
-        return _make_parser(self, ctx)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)

@@ -70,9 +70,6 @@ MEDIA = (
     "plurcast.store.media",
 )
 PLAIN = (*MEDIA, "random")
-# Short options (-s, -f) parse without click's "did you mean" search: only a mistyped
-# --option needs it.
-SUGGESTIONS = ("difflib",)
 # Our records are NamedTuples or plain classes (models.Post/Delivery): defining a dataclass
 # costs ~6 M instructions. (orjson imports dataclasses itself: plur-queue list has it.)
 NO_DATACLASSES = ("dataclasses",)
@@ -129,7 +126,7 @@ CASES = {
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
-        HEAVY + PUBLISHING + RECURRING + ADAPTERS + SUGGESTIONS,
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS,
     ),
     "plur-post --draft": (
         ["plur-post", "x", "--draft"],
@@ -137,7 +134,7 @@ CASES = {
     ),
     "plur-queue list -f json": (
         ["plur-queue", "list", "-f", "json"],
-        HEAVY + PUBLISHING + ADAPTERS + SUGGESTIONS,
+        HEAVY + PUBLISHING + ADAPTERS,
     ),
     "plur-queue list, piped": (["plur-queue", "list"], HEAVY + PUBLISHING + ADAPTERS),
     # A --once run that finds nothing due ends without an event loop, and the daemon never
