@@ -31,7 +31,7 @@ def console(module: str, *, run_paused: bool = True) -> None:
 
     A command's start-up imports make tens of thousands of objects that live until it
     exits, and the collector walks them again and again finding nothing to free. That is
-    17 M of plur-post --schedule's 341 M instructions, and 30 M more for importing
+    14 M of plur-post --schedule's 319 M instructions, and 29 M more for importing
     nostr-sdk to publish. What the imports made is then frozen (`gc.freeze`): the
     collections at exit, which run even with the collector off, walk only what the run
     made (~19 M more of plur-post --schedule), and so does every collection of a daemon.
