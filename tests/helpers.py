@@ -14,8 +14,9 @@
   are up.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
-- `Daemons(logs)`: the plur-send processes a test starts (`start(*args, host=…, ahead=…)`),
-  their logs (`output()`), each killed at the end (`stop_all()`; the `daemons` fixture).
+- `Daemons(logs)`: the plur-send processes a test starts (`start(*args, host=…, ahead=…,
+  env=…)`), their logs (`output()`, `log(proc)`), each killed at the end (`stop_all()`; the
+  `daemons` fixture) or when the test run dies.
 - `scalar(cfg, sql, *params)`: one number from the test's database.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
@@ -37,6 +38,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -57,7 +59,7 @@ from plurcast.media import files
 from plurcast.store.claiming import Claimed
 from plurcast.thread.plan import Compose
 from tests.peers.postgres import Backend, run_sql
-from tests.peers.process import free_port
+from tests.peers.process import dies_with_parent, free_port
 
 __all__ = [
     "ANSWER_TIMEOUT",
@@ -341,28 +343,44 @@ BIN = Path(sys.executable).parent  # the venv's console scripts
 
 class Daemons:
     """plur-send processes started by a test, each logging to `logs`; whatever is left is
-    killed at the end (`stop_all`)."""
+    killed at the end (`stop_all`), and each is SIGKILLed by Linux if the test run itself dies
+    (`dies_with_parent`): a killed pytest leaves no daemon holding the session's PostgreSQL."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: dict[int, Path] = {}
 
     def start(
-        self, *args: str, host: str | None = None, ahead: float = 0
+        self,
+        *args: str,
+        host: str | None = None,
+        ahead: float = 0,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """`plur-send ARGS`; as if on `host` (PLURCAST_HOST), its clock `ahead` seconds."""
-        env = dict(os.environ)
+        """`plur-send ARGS`; as if on `host` (PLURCAST_HOST), its clock `ahead` seconds, with
+        `env`'s variables besides the test's."""
+        env = {**os.environ, **(env or {})}
         if host is not None:
             env["PLURCAST_HOST"] = host
         if ahead:
             env = clock_ahead(env, self.logs, ahead)
         name = host if host is not None else str(len(self.procs))
-        log = (self.logs / f"plur-send-{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [str(BIN / "plur-send"), *args], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+        path = self.logs / f"plur-send-{name}.log"
+        with path.open("wb") as log:
+            proc = subprocess.Popen(
+                dies_with_parent([str(BIN / "plur-send"), *args], signal=signal.SIGKILL),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         self.procs.append(proc)
+        self._logs[proc.pid] = path
         return proc
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        """What one of them has written so far."""
+        return self._logs[proc.pid].read_text()
 
     def output(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.logs.glob("plur-send-*.log")))

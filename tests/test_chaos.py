@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -50,6 +48,7 @@ from tests.helpers import (
     ANSWER_TIMEOUT,
     PATIENCE,
     Clock,
+    Daemons,
     Run,
     add_post,
     secret_file,
@@ -470,7 +469,7 @@ def test_a_relay_outage_does_not_make_mastodon_posts_late(
     isolated_home: Path,
     nostr_key: Path,
     mastodon_server: MastodonMock,
-    tmp_path: Path,
+    daemons: Daemons,
 ) -> None:
     """16 Nostr posts and then 4 Mastodon posts due at once; the relay hangs (it takes the
     connection and never answers), Mastodon answers at once. When the 8 slots were shared by
@@ -501,25 +500,15 @@ def test_a_relay_outage_does_not_make_mastodon_posts_late(
                 )
             )
 
-        with (tmp_path / "plur-send.log").open("wb") as log:
-            daemon = subprocess.Popen(
-                [str(Path(sys.executable).parent / "plur-send")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_until(lambda: states("mastodon")["sent"] == 4, "the Mastodon posts sent")
-                nostr_now = states("nostr")
-                nostr_attempts = conn.execute(
-                    "SELECT count(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id "
-                    "WHERE d.platform = 'nostr'"
-                ).fetchone()[0]
-                daemon.send_signal(signal.SIGTERM)
-                assert daemon.wait(PATIENCE) == 0
-            finally:
-                if daemon.poll() is None:
-                    daemon.kill()
-                    daemon.wait()
+        daemon = daemons.start()
+        wait_until(lambda: states("mastodon")["sent"] == 4, "the Mastodon posts sent")
+        nostr_now = states("nostr")
+        nostr_attempts = conn.execute(
+            "SELECT count(*) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id "
+            "WHERE d.platform = 'nostr'"
+        ).fetchone()[0]
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(PATIENCE) == 0, daemons.log(daemon)
     assert sorted(mastodon_server.texts()) == sorted(f"mastodon {i}" for i in range(16, 20))
     assert nostr_attempts == 0, "a Nostr attempt ended before the Mastodon posts went out"
     assert nostr_now == {"sending": 8, "pending": 8}, nostr_now  # Nostr's own 8 slots, full

@@ -38,7 +38,17 @@ from plurcast.engine import Engine
 from plurcast.models import to_ms
 from plurcast.outcomes import MAX_ERROR_CHARS
 from plurcast.retry import MAX_RATE_LIMITED_WAITS, rate_limited_wait
-from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, free_port, row, wait_until
+from tests.helpers import (
+    ANSWER_TIMEOUT,
+    T0,
+    Clock,
+    Daemons,
+    Run,
+    add_post,
+    free_port,
+    row,
+    wait_until,
+)
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import local_relay
 from tests.peers.postgres import Backend, run_sql
@@ -551,28 +561,24 @@ def test_a_fresh_heartbeat_of_a_process_that_ended_is_no_running_daemon(
 
 @pytest.mark.slow
 @ON_BOTH
-def test_plur_send_health_fails_at_once_after_kill_9(run: Run, db_path: Path) -> None:
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "plur-send")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+def test_plur_send_health_fails_at_once_after_kill_9(
+    run: Run, db_path: Path, daemons: Daemons
+) -> None:
+    daemon = daemons.start()
 
-        def beating() -> bool:
-            if os.environ.get("PLURCAST_DATABASE_URL"):  # made and migrated by the fixture
-                return bool(sql(db_path, "SELECT count(*) FROM heartbeats")[0][0])
-            try:  # read-only: the test must not make the daemon's database itself
-                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-                    return bool(conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0])
-            except sqlite3.OperationalError:  # not created or not migrated yet
-                return False
+    def beating() -> bool:
+        if os.environ.get("PLURCAST_DATABASE_URL"):  # made and migrated by the fixture
+            return bool(sql(db_path, "SELECT count(*) FROM heartbeats")[0][0])
+        try:  # read-only: the test must not make the daemon's database itself
+            with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+                return bool(conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0])
+        except sqlite3.OperationalError:  # not created or not migrated yet
+            return False
 
-        wait_until(beating, "the daemon's first heartbeat")
-        assert run(send_cli, "health").exit_code == 0
-    finally:
-        daemon.kill()
-        daemon.wait()
+    wait_until(beating, "the daemon's first heartbeat")
+    assert run(send_cli, "health").exit_code == 0
+    daemon.kill()
+    daemon.wait()
     result = run(send_cli, "health")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: plur-send is gone: pid {daemon.pid} on ")
@@ -970,25 +976,16 @@ def test_plur_send_flags_out_of_range_are_exit_3(
 
 @pytest.mark.slow
 def test_sighup_with_a_bad_config_keeps_the_old_one(
-    write_config: Callable[[str], Path], nostr_key: Path, tmp_path: Path
+    write_config: Callable[[str], Path], nostr_key: Path, daemons: Daemons
 ) -> None:
     config = f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["ws://127.0.0.1:1"]\n'
     path = write_config(config + "[scheduling]\npoll_interval = 5\n")
-    log = tmp_path / "plur-send.log"
-    with log.open("wb") as out:
-        daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "plur-send")], stdout=out, stderr=out
-        )
-    try:
-        wait_until(lambda: " started (pid " in log.read_text(), "the daemon's start")
-        path.write_text(config + "[scheduling]\npoll_interval = nan\n")
-        daemon.send_signal(signal.SIGHUP)
-        wait_until(lambda: "keeping the old one" in log.read_text(), "the refused reload")
-        assert daemon.poll() is None, log.read_text()
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0, log.read_text()
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
-    assert "scheduling.poll_interval must be from 0.1 to 86,400 (it is nan)" in log.read_text()
+    daemon = daemons.start()
+    wait_until(lambda: " started (pid " in daemons.log(daemon), "the daemon's start")
+    path.write_text(config + "[scheduling]\npoll_interval = nan\n")
+    daemon.send_signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the old one" in daemons.log(daemon), "the refused reload")
+    assert daemon.poll() is None, daemons.log(daemon)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(60) == 0, daemons.log(daemon)
+    assert "scheduling.poll_interval must be from 0.1 to 86,400 (it is nan)" in daemons.log(daemon)

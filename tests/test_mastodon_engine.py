@@ -36,6 +36,7 @@ from tests.helpers import (
     PATIENCE,
     T0,
     Clock,
+    Daemons,
     Run,
     deliver,
     row,
@@ -208,7 +209,10 @@ def test_named_accounts_post_as_themselves_through_their_own_client(
 
 @pytest.mark.slow
 def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
-    mastodon_config: WriteConfig, mastodon_server: MastodonMock, tmp_path: Path, backend: Backend
+    mastodon_config: WriteConfig,
+    mastodon_server: MastodonMock,
+    backend: Backend,
+    daemons: Daemons,
 ) -> None:
     """G2 with a real kill -9, on each backend: the server made the status, plur-send died
     before recording it; the next plur-send re-sends the stored payload and is given that
@@ -225,22 +229,21 @@ def test_kill_9_between_publish_and_record_then_a_restart_posts_once(
     if not backend.is_postgresql:
         lock = ["BEGIN IMMEDIATE"]
     stored = "SELECT count(*) FROM deliveries WHERE payload IS NOT NULL"
-    with (tmp_path / "plur-send.log").open("wb") as log:
-        first = subprocess.Popen([plur_send, "--once"], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            # Once the payload is committed plur-send writes nothing until the answer: lock
-            # the delivery then, and it can no longer record the outcome (the 2 s leave the
-            # lock time to be taken on a busy machine; nothing else depends on timing).
-            wait_until(lambda: locker.execute(stored).fetchone()[0] > 0, "the stored payload")
-            for statement in lock:
-                locker.execute(statement)
-            wait_until(lambda: bool(mastodon_server.statuses()), "the held request served")
-        finally:
-            first.kill()
-            first.wait()
-            if locker.in_transaction:
-                locker.execute("ROLLBACK")
-            locker.close()
+    first = daemons.start("--once")
+    try:
+        # Once the payload is committed plur-send writes nothing until the answer: lock
+        # the delivery then, and it can no longer record the outcome (the 2 s leave the
+        # lock time to be taken on a busy machine; nothing else depends on timing).
+        wait_until(lambda: locker.execute(stored).fetchone()[0] > 0, "the stored payload")
+        for statement in lock:
+            locker.execute(statement)
+        wait_until(lambda: bool(mastodon_server.statuses()), "the held request served")
+    finally:
+        first.kill()
+        first.wait()
+        if locker.in_transaction:
+            locker.execute("ROLLBACK")
+        locker.close()
     [status] = mastodon_server.statuses()
     assert conn.execute("SELECT state FROM deliveries").fetchall() == [("sending",)]
     again = subprocess.run(

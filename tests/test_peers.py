@@ -64,6 +64,7 @@ from nostr_sdk import (
 from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port
 from tests.peers import fixtures, nostr
 from tests.peers.nostr import InProcessRelay, NostrRelay, publish_raw
+from tests.peers.process import dies_with_parent
 
 # The fixtures, made visible to this module. (An import of the names would do too, but ruff
 # would flag every test argument as a redefinition, F811.)
@@ -384,7 +385,9 @@ def _alive(pid: int) -> bool:
 
 def _start_cli_server(directory: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.peers.nostr", "serve", "--dir", str(directory)],
+        dies_with_parent(
+            [sys.executable, "-m", "tests.peers.nostr", "serve", "--dir", str(directory)]
+        ),
         cwd=ROOT,
         # HOME is a temp dir in tests: point the child at the real relay cache.
         env={**os.environ, "PLURCAST_PEERS_DIR": str(nostr.PEERS_DIR)},

@@ -33,7 +33,14 @@ from plurcast import systemd as sd
 from plurcast.daemon import Daemon, Options
 from plurcast.platforms.base import Outcome, OutcomeKind, Work
 from plurcast.pool import Lanes, PublisherPool
-from tests.helpers import PATIENCE, Clock, Run, add_post, assert_verified_and_hardened
+from tests.helpers import (
+    PATIENCE,
+    Clock,
+    Daemons,
+    Run,
+    add_post,
+    assert_verified_and_hardened,
+)
 from tests.peers.nostr import InProcessRelay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,25 +250,14 @@ def one_post_in_an_hour(
 
 
 def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
-    one_post_in_an_hour: Callable[[str], None], notify_socket: NotifySocket, tmp_path: Path
+    one_post_in_an_hour: Callable[[str], None], notify_socket: NotifySocket, daemons: Daemons
 ) -> None:
     one_post_in_an_hour("[scheduling]\npoll_interval = 60\n")
-    log = (tmp_path / "plur-send.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "plur-send")],
-        env={**os.environ, "WATCHDOG_USEC": "200000"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        notify_socket.wait_for(lambda m: count(m, "WATCHDOG=1") >= 3, PATIENCE, "3 watchdog pings")
-        proc.send_signal(signal.SIGTERM)
-        notify_socket.wait_for(lambda m: "STOPPING=1" in m, PATIENCE, "STOPPING=1")
-        assert proc.wait(PATIENCE) == 0, (tmp_path / "plur-send.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = daemons.start(env={"WATCHDOG_USEC": "200000"})
+    notify_socket.wait_for(lambda m: count(m, "WATCHDOG=1") >= 3, PATIENCE, "3 watchdog pings")
+    proc.send_signal(signal.SIGTERM)
+    notify_socket.wait_for(lambda m: "STOPPING=1" in m, PATIENCE, "STOPPING=1")
+    assert proc.wait(PATIENCE) == 0, daemons.log(proc)
     messages = notify_socket.messages
     assert messages[0] == "READY=1", messages
     assert re.fullmatch(r"STATUS=1 queued, 0 sending, next in 35\d\d s", messages[1]), messages

@@ -5,7 +5,8 @@ The Debian package `postgresql` (15 here) provides the server binaries in
 the `postgres` user (via runuser); as anyone else, as that user. The cluster lives in a temp dir
 owned by whoever runs it, listens on 127.0.0.1 and a free port, trusts local connections and skips
 fsync (a test cluster: nothing in it has to survive a power cut). The server runs in the
-foreground under `dies_with_parent`, so a killed pytest leaves no postmaster behind.
+foreground under `dies_with_parent` with SIGINT (fast shutdown: it cuts its clients off rather
+than wait for them), so a killed pytest leaves no postmaster behind.
 
 Each test gets a database of its own that holds the migrated schema and no rows. Making one
 (`CREATE DATABASE … TEMPLATE`) and dropping it costs a checkpoint each — 0.5–1 s on a busy
@@ -168,7 +169,9 @@ class PostgresCluster(Peer):
         # the postgres user itself, and the launcher runs on a Python that user can execute.
         root = os.geteuid() == 0
         self.process = subprocess.Popen(
-            dies_with_parent(cmd, python=_SYSTEM_PYTHON if root else sys.executable),
+            dies_with_parent(
+                cmd, python=_SYSTEM_PYTHON if root else sys.executable, signal=signal.SIGINT
+            ),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             user=SUPERUSER if root else None,

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-# A tiny launcher: ask Linux to SIGTERM the command when the thread that started it dies, then
-# exec the command. So a pytest run killed with SIGKILL (a CI timeout) leaves no server or pip
-# behind. (The signal is tied to the starting *thread*: start peers from long-lived threads.)
+# A tiny launcher: ask Linux to signal the command when the thread that started it dies, then
+# exec the command (same pid). So a pytest run killed with SIGTERM or SIGKILL (a CI timeout)
+# leaves no server, daemon or pip behind. (The signal is tied to the starting *thread*: start
+# children from the main thread or a long-lived one.)
 _LAUNCHER = """\
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[2]))  # PR_SET_PDEATHSIG
 if os.getppid() != int(sys.argv[1]):
     sys.exit(0)  # the parent died before prctl took effect
-os.execv(sys.argv[2], sys.argv[2:])
+os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
@@ -29,14 +31,19 @@ def free_port() -> int:
         return port
 
 
-def dies_with_parent(cmd: list[str], *, python: str = sys.executable) -> list[str]:
-    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only).
+def dies_with_parent(
+    cmd: list[str], *, python: str = sys.executable, signal: int = signal.SIGTERM
+) -> list[str]:
+    """`cmd` (whose first item is an absolute path), wrapped so it ends when we do (Linux only):
+    it gets `signal` then — the one that ends that program at once, without waiting for
+    anyone (PostgreSQL: SIGINT, its fast shutdown; a plur-send: SIGKILL).
 
-    `python` runs the launcher: a command started as another user needs one that user can run.
+    This is how every long-lived child of the tests is started. `python` runs the launcher:
+    a command started as another user needs one that user can run.
     """
     if sys.platform != "linux":
         return cmd
-    return [python, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *cmd]
+    return [python, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), str(int(signal)), *cmd]
 
 
 class Peer:
