@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,13 +12,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from plurcast import clikit
-from tests.helpers import BASE_CONFIG, NOW, Clock, Daemons, Run, secret_file
+from tests.helpers import BASE_CONFIG, NOW, AnotherDatabase, Clock, Daemons, Run, secret_file
 from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
 from tests.peers.mastodon import mastodon_server
 from tests.peers.pages import page_server
-from tests.peers.postgres import backend, postgres_cluster
+from tests.peers.postgres import Backend, backend, postgres_cluster
 
 # Real peers, for every test module.
 __all__ = [
@@ -154,3 +155,26 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     d = Daemons(tmp_path)
     yield d
     d.stop_all()
+
+
+@pytest.fixture
+def another_database(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AnotherDatabase:
+    """`with another_database() as copy:` — an empty database of the test's kind, which every
+    tool uses from then on (where an export is imported into a copy); its path (on PostgreSQL
+    one that is never made: `run_sql` and `media_stored` ask the url)."""
+
+    @contextlib.contextmanager
+    def make() -> Iterator[Path]:
+        if backend.is_postgresql:
+            assert backend.cluster is not None
+            with backend.cluster.database() as url:
+                monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
+                yield tmp_path / "unused.db"
+            return
+        copy = tmp_path / "copy" / "posts.db"
+        monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
+        yield copy
+
+    return make

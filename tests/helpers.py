@@ -7,6 +7,8 @@
   (an aware datetime: the `clock` fixture patches the CLIs' `clikit.now` with it).
 - `free_port()`, `silent_port()`: a port nothing listens on; one that accepts and never answers.
 - `secret_file(path, text)`: a key or token file only its owner can read (mode 600).
+- `write_file(folder, name, content)`: a file of text or bytes (a plan to import, an image);
+  its path as a command line takes it.
 - `add_post(conn, cfg, text, at)`: a post written through the queue code that plur-post uses.
 - `deliver(engine, claims)`, `row(conn, post_id)`: run the engine on claims; read a delivery.
 - `wait_until(check, what)`: poll until something happens; only a hang reaches its patience.
@@ -20,8 +22,6 @@
 - `scalar(cfg, sql, *params)`: one number from the test's database.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
-- `another_database(backend, tmp_path, monkeypatch)`: an empty database of the test's kind,
-  which every tool uses from then on (where an export is imported into a copy).
 - `rows_in(db_path, table)`: how many rows a table of the test's database holds (0 when the
   SQLite file was never made — asking would make it).
 - `media_stored(db_path)`: what the test's media store holds (sha256 → bytes), on either
@@ -58,7 +58,7 @@ from plurcast.engine import Delivered, Engine
 from plurcast.media import files
 from plurcast.store.claiming import Claimed
 from plurcast.thread.plan import Compose
-from tests.peers.postgres import Backend, run_sql
+from tests.peers.postgres import run_sql
 from tests.peers.process import dies_with_parent, free_port
 
 __all__ = [
@@ -68,13 +68,13 @@ __all__ = [
     "NOW",
     "PATIENCE",
     "T0",
+    "AnotherDatabase",
     "Clock",
     "Daemons",
     "FileMedia",
     "Row",
     "Run",
     "add_post",
-    "another_database",
     "assert_verified_and_hardened",
     "clock_ahead",
     "deliver",
@@ -88,6 +88,7 @@ __all__ = [
     "silent_port",
     "stored_images",
     "wait_until",
+    "write_file",
 ]
 
 NOW = datetime(2026, 11, 22, 10, 4, 43, tzinfo=UTC)
@@ -124,6 +125,10 @@ ANSWER_TIMEOUT = 30.0
 
 Run = Callable[..., Result]
 """The `run` fixture: `run(cli, *args, input=None)` invokes a click command in-process."""
+
+AnotherDatabase = Callable[[], contextlib.AbstractContextManager[Path]]
+"""The `another_database` fixture: `with another_database() as copy:` an empty database of the
+test's kind, which every tool uses from then on (where an export is imported into a copy)."""
 
 
 class Clock:
@@ -169,6 +174,16 @@ def secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(text + "\n")
     path.chmod(mode)
     return path
+
+
+def write_file(folder: Path, name: str, content: str | bytes) -> str:
+    """`content` in `folder / name`; that path, as a string for a command line."""
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return str(path)
 
 
 def add_post(
@@ -452,20 +467,3 @@ def media_stored(db_path: Path) -> dict[str, bytes]:
     if not directory.exists():
         return {}
     return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
-
-
-@contextlib.contextmanager
-def another_database(
-    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """An empty database of the same kind, which every tool uses from here on; its path
-    (on PostgreSQL one that is never made: `run_sql` and `media_stored` ask the url)."""
-    if backend.is_postgresql:
-        assert backend.cluster is not None
-        with backend.cluster.database() as url:
-            monkeypatch.setenv("PLURCAST_DATABASE_URL", url)
-            yield tmp_path / "unused.db"
-        return
-    copy = tmp_path / "copy" / "posts.db"
-    monkeypatch.setenv("PLURCAST_DB_PATH", str(copy))
-    yield copy

@@ -16,8 +16,8 @@ from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
 from plurcast import schedules
-from tests.helpers import Clock, Run, another_database, rows_in
-from tests.peers.postgres import Backend, open_test_db, run_sql
+from tests.helpers import AnotherDatabase, Clock, Run, rows_in
+from tests.peers.postgres import open_test_db, run_sql
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 
@@ -53,10 +53,8 @@ def _behind(run: Run, clock: Clock, db_path: Path) -> tuple[str, str, str]:
 def test_a_queue_that_is_behind_comes_back_as_it_is(
     run: Run,
     clock: Clock,
-    tmp_path: Path,
     db_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
 ) -> None:
     overdue, made, ahead = _behind(run, clock, db_path)
     [schedule_id] = [row[0] for row in run_sql(db_path, "SELECT id FROM schedules")]
@@ -91,7 +89,7 @@ def test_a_queue_that_is_behind_comes_back_as_it_is(
     assert refused.stderr.startswith(
         f'Error: line 1: a post in the queue already is that run of schedule "{schedule_id}"'
     )
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, "-f", "jsonl", "-", "--report", "json", input=exported.stdout)
         assert imported.exit_code == 0, imported.stderr
         warnings = imported.stderr.splitlines()
@@ -205,10 +203,8 @@ def test_two_posts_cannot_be_one_run_of_a_schedule(
 def test_a_post_some_platforms_have_comes_back_for_the_others_only(
     run: Run,
     clock: Clock,
-    tmp_path: Path,
     db_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
 ) -> None:
     """Sent to Nostr, not yet to Mastodon (its server was down): restoring the backup must
     not post it to Nostr a second time."""
@@ -231,7 +227,7 @@ def test_a_post_some_platforms_have_comes_back_for_the_others_only(
         n.startswith(f"Warning: post {thread}: part of its thread is already on nostr")
         for n in notes
     )
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, "-f", "jsonl", "-", input=exported.stdout)
         assert imported.exit_code == 0, imported.stderr
         query = "SELECT d.platform FROM deliveries d JOIN posts p ON p.id = d.post_id "

@@ -14,8 +14,8 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import BASE_CONFIG, Clock, Run, another_database, rows_in
-from tests.peers.postgres import Backend, run_sql
+from tests.helpers import BASE_CONFIG, AnotherDatabase, Clock, Run, rows_in, write_file
+from tests.peers.postgres import run_sql
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 UUID = "[0-9a-f-]{36}"
@@ -43,15 +43,6 @@ def nothing_written(db_path: Path) -> bool:
     return not db_path.exists() and rows_in(db_path, "posts") == 0
 
 
-def file(tmp_path: Path, name: str, text: str | bytes) -> str:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text)
-    return str(path)
-
-
 PLAN = (
     "content,schedule,platforms,key\n"
     '"Hello, world",2026-11-23 09:00,"nostr,mastodon",hello\n'
@@ -66,7 +57,7 @@ PLAN = (
 def test_a_csv_is_queued_as_plur_post_would(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
-    result = run(import_cli, file(tmp_path, "plan.csv", PLAN))
+    result = run(import_cli, write_file(tmp_path, "plan.csv", PLAN))
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("scheduled:") for line in lines)
@@ -82,7 +73,7 @@ def test_a_csv_is_queued_as_plur_post_would(
 def test_importing_the_same_file_again_adds_nothing(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
-    name = file(tmp_path, "plan.csv", PLAN)
+    name = write_file(tmp_path, "plan.csv", PLAN)
     first = run(import_cli, name).stdout.splitlines()
     again = run(import_cli, name)
     assert again.exit_code == 0
@@ -107,7 +98,7 @@ def test_every_bad_row_is_listed_and_nothing_is_written(
         "odd time,flurb,,,\n"
         "pow,1h,nostr,,65\n"
     )
-    result = run(import_cli, file(tmp_path, "plan.csv", text))
+    result = run(import_cli, write_file(tmp_path, "plan.csv", text))
     assert result.exit_code == 3
     errors = result.stderr.splitlines()
     assert errors[0].startswith("Error: line 3: Jan 1 2020 09:00 CET is in the past")
@@ -128,7 +119,7 @@ def test_what_a_bad_row_says_is_shown_never_acted_on_by_the_terminal(
     run: Run, clock: Clock, tmp_path: Path
 ) -> None:
     text = '{"content": "x", "reply_to": "\\u001b[2J"}\n{"content": "y", "tz": "\\u202e"}\n'
-    result = run(import_cli, file(tmp_path, "p.jsonl", text))
+    result = run(import_cli, write_file(tmp_path, "p.jsonl", text))
     assert result.exit_code == 3
     lines = result.stderr.splitlines()
     assert lines[0].startswith('Error: line 1: cannot tell what "\\x1b[2J" is to reply to')
@@ -139,7 +130,7 @@ def test_what_a_bad_row_says_is_shown_never_acted_on_by_the_terminal(
 @pytest.mark.sqlite_only  # nothing here reaches the database
 def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: Path) -> None:
     text = '{"content": "twin", "schedule": "1h"}\n{"content": "twin", "schedule": "1H "}\n'
-    result = run(import_cli, file(tmp_path, "p.jsonl", text))
+    result = run(import_cli, write_file(tmp_path, "p.jsonl", text))
     assert result.exit_code == 3
     assert result.stderr.splitlines()[0] == (
         "Error: line 2: the same content, time and platforms as line 1 — "
@@ -163,7 +154,7 @@ def test_rows_with_one_hash_are_the_same_row(run: Run, clock: Clock, tmp_path: P
 def test_hostile_files(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path, name: str, data: str, message: str
 ) -> None:
-    result = run(import_cli, file(tmp_path, name, data))
+    result = run(import_cli, write_file(tmp_path, name, data))
     assert result.exit_code == 3
     assert message in result.stderr
     assert nothing_written(db_path)
@@ -191,7 +182,7 @@ def test_a_row_for_a_platform_that_is_not_configured_is_exit_2(
     run: Run, clock: Clock, tmp_path: Path, config_path: Path
 ) -> None:
     config_path.write_text(BASE_CONFIG.replace("[bluesky]", "[bluesky_off]"))
-    result = run(import_cli, file(tmp_path, "p.csv", "content,platforms\nhi,bluesky\n"))
+    result = run(import_cli, write_file(tmp_path, "p.csv", "content,platforms\nhi,bluesky\n"))
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: line 2: bluesky is not configured")
 
@@ -204,7 +195,7 @@ def test_a_key_file_others_can_read_is_named_on_every_row_it_stops(
     each row's: every row that would use them is listed."""
     (config_path.parent / "nostr.keys").chmod(0o644)
     text = "content,schedule,platforms\none,1h,nostr\ntwo,2h,mastodon\nthree,3h,nostr\n"
-    result = run(import_cli, file(tmp_path, "p.csv", text))
+    result = run(import_cli, write_file(tmp_path, "p.csv", text))
     assert result.exit_code == 2
     errors = result.stderr.splitlines()
     assert [e.split(":")[1] for e in errors[:2]] == [" line 2", " line 4"]
@@ -217,7 +208,7 @@ def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
 ) -> None:
     config_path.write_text(SLOTS)
     text = "content,schedule\none,\ntwo,next\nthree,\nfixed,2026-11-24 09:00\n"
-    name = file(tmp_path, "slots.csv", text)
+    name = write_file(tmp_path, "slots.csv", text)
     dry = run(import_cli, name, "--dry-run")
     assert dry.exit_code == 0, dry.stderr
     assert dry.stdout.splitlines() == [
@@ -237,21 +228,21 @@ def test_slots_fill_in_order_and_a_dry_run_writes_nothing(
         "2026-11-24",
     ]
     assert {d["status"] for d in data} == {"imported"}
-    more = run(import_cli, file(tmp_path, "more.csv", "content\nfour\n"))
+    more = run(import_cli, write_file(tmp_path, "more.csv", "content\nfour\n"))
     assert more.stdout.endswith("(Nov 27 09:00 CET)\n")
 
 
 def test_markdown_files_and_front_matter(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
-    one = file(
+    one = write_file(
         tmp_path,
         "launch.md",
         "---\nschedule: 2026-11-23 09:00\nplatforms: [mastodon]\nvisibility: unlisted\n---\n"
         "We launch today.\n\nRead more: https://example.org\n+++\n"
         "---\ndraft: true\n---\nA draft for later\n",
     )
-    two = file(tmp_path, "note.md", "---\nschedule: 2h\nnostr_pow: 12\n---\nMined\n")
+    two = write_file(tmp_path, "note.md", "---\nschedule: 2h\nnostr_pow: 12\n---\nMined\n")
     result = run(import_cli, one, two)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[1].startswith("draft:")
@@ -266,7 +257,7 @@ def test_markdown_files_and_front_matter(
     mined = json.loads(run(queue_cli, "show", listed[0]["id"], "-f", "json").stdout)
     assert mined["metadata"] == {"nostr": {"pow_difficulty": 12}}
     bad_md = "---\nschedule: 1h\n---\nok\n+++\n---\ncolour: red\n---\nx\n"
-    bad = run(import_cli, file(tmp_path, "bad.md", bad_md), one)
+    bad = run(import_cli, write_file(tmp_path, "bad.md", bad_md), one)
     assert bad.stderr.startswith(f'Error: {tmp_path}/bad.md:6: "colour" is not a field')
     assert bad.stderr.count("\n") == 2
 
@@ -282,7 +273,7 @@ def test_threads_variants_and_replies(
         '{"content": "Long text", "variant": {"bluesky": "@short"}, "schedule": "4h",'
         ' "platforms": ["mastodon", "bluesky"]}\n'
     )
-    result = run(import_cli, file(tmp_path, "threads.jsonl", text))
+    result = run(import_cli, write_file(tmp_path, "threads.jsonl", text))
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
@@ -300,7 +291,7 @@ def test_threads_variants_and_replies(
     assert run_sql(db_path, query, varied) == [("@short",)]  # the text itself, not a file
     bad = run(
         import_cli,
-        file(
+        write_file(
             tmp_path,
             "bad.jsonl",
             '{"content": "x", "schedule": "1h", "numbered": true}\n'
@@ -395,10 +386,8 @@ def queue_view(run: Run, db_path: Path) -> list[dict[str, object]]:
 def test_export_then_import_into_an_empty_database_reproduces_the_queue(
     run: Run,
     clock: Clock,
-    tmp_path: Path,
     db_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
     kind: str,
 ) -> None:
     make_queue(run)
@@ -407,7 +396,7 @@ def test_export_then_import_into_an_empty_database_reproduces_the_queue(
     exported = run(export_cli, "-f", kind)
     assert exported.exit_code == 0, exported.stderr
     assert exported.stderr == "exported 11 posts\n"  # a thread is one row
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, "-f", kind, "-", input=exported.stdout)
         assert imported.exit_code == 0, imported.stderr
         assert len(before) == 15 and queue_view(run, copy) == before

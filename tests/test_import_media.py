@@ -17,9 +17,8 @@ from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
-from tests.helpers import Clock, Run, another_database, media_stored, rows_in
+from tests.helpers import AnotherDatabase, Clock, Run, media_stored, rows_in
 from tests.images import has_location, photo
-from tests.peers.postgres import Backend
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 
@@ -177,8 +176,7 @@ def test_export_with_images_then_import_into_an_empty_database_is_the_same_queue
     tmp_path: Path,
     db_path: Path,
     pictures: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
     kind: str,
 ) -> None:
     kite, chart = str(pictures / "photos" / "kite.jpg"), str(pictures / "chart.png")
@@ -207,7 +205,7 @@ def test_export_with_images_then_import_into_an_empty_database_is_the_same_queue
     assert sorted(has_location(p.read_bytes()) for p in files) == [False, False, True]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
     text, originals = out.read_text(), sorted(media_stored(db_path))
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, str(out))
         assert imported.exit_code == 0, imported.stderr
         assert _queue(run) == before

@@ -18,9 +18,9 @@ from plur_queue.cli import cli as queue_cli
 from plur_queue.plur_export import cli as export_cli
 from plur_queue.plur_import import cli as import_cli
 from plurcast import schedules
-from tests.helpers import Clock, Run, another_database, media_stored, rows_in
+from tests.helpers import AnotherDatabase, Clock, Run, media_stored, rows_in, write_file
 from tests.images import photo
-from tests.peers.postgres import Backend, open_test_db, run_sql
+from tests.peers.postgres import open_test_db, run_sql
 
 pytestmark = pytest.mark.usefixtures("configured", "backend")
 # What a copy makes anew (or, for a cron rule, only bounds its runs): left out of comparisons.
@@ -54,16 +54,10 @@ def _same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _ANEW} for r in rows]
 
 
-def _plan(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
 def test_a_recurring_row_is_the_schedule_plur_post_makes(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
-    plan = _plan(
+    plan = write_file(
         tmp_path,
         "plan.csv",
         "content,schedule,platforms,cron,every,until,count,misfire,grace,visibility\n"
@@ -116,7 +110,7 @@ def test_a_recurring_row_is_the_schedule_plur_post_makes(
 def test_a_bad_recurring_row_is_listed_and_nothing_is_written(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path, fields: str, message: str
 ) -> None:
-    plan = _plan(
+    plan = write_file(
         tmp_path,
         "plan.jsonl",
         f'{{"content": "fine", "every": "1d"}}\n{{"content": "bad", {fields}}}\n',
@@ -134,7 +128,7 @@ def test_a_recurring_row_is_imported_once_and_a_dry_run_writes_nothing(
     run: Run, clock: Clock, tmp_path: Path, db_path: Path
 ) -> None:
     (tmp_path / "chart.png").write_bytes(photo("PNG", (50, 40), orientation=1))
-    plan = _plan(
+    plan = write_file(
         tmp_path,
         "plan.md",
         "---\nevery: 1d\nschedule: 2026-11-23 08:00\nplatforms: mastodon\nimages: [chart.png]\n"
@@ -190,8 +184,7 @@ def test_export_then_import_makes_the_same_schedules_running_on_from_where_they_
     clock: Clock,
     tmp_path: Path,
     db_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
     kind: str,
 ) -> None:
     chart = tmp_path / "chart.png"
@@ -224,7 +217,7 @@ def test_export_then_import_makes_the_same_schedules_running_on_from_where_they_
     assert warnings[1].startswith(f"Warning: schedule {often['id']}: its run at ")
     assert "was missed; the export starts at the next one" in warnings[1]
     text = out.read_text()
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, str(out))
         assert imported.exit_code == 0, imported.stderr
         assert imported.stderr == "imported 1 post and 3 recurring posts\n"
@@ -287,10 +280,8 @@ def test_a_schedule_whose_last_runs_were_all_missed_is_named_not_written(
 def test_an_auto_thread_comes_back_cut_as_it_was_cut(
     run: Run,
     clock: Clock,
-    tmp_path: Path,
     db_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    backend: Backend,
+    another_database: AnotherDatabase,
 ) -> None:
     """A recurring --auto-thread keeps its parts as they were cut; the export writes them
     (one part on Nostr, three on Bluesky here) and the copy's runs post the same thread."""
@@ -320,7 +311,7 @@ def test_an_auto_thread_comes_back_cut_as_it_was_cut(
     [before] = _schedules(db_path)
     posted = next_run(db_path)
     assert len(posted) == 4  # part 1 on both, parts 2 and 3 on Bluesky
-    with another_database(backend, tmp_path, monkeypatch) as copy:
+    with another_database() as copy:
         imported = run(import_cli, "-f", "jsonl", "-", input=exported.stdout)
         assert imported.exit_code == 0, imported.stderr
         [after] = _schedules(copy)

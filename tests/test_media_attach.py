@@ -11,7 +11,7 @@ from plurcast.errors import InvalidInput
 from plurcast.media import attach, files
 from plurcast.media.attach import ImageSpec
 from plurcast.platforms.registry import Limits
-from tests.helpers import FileMedia
+from tests.helpers import FileMedia, write_file
 from tests.images import decoded, has_location, photo
 
 
@@ -36,14 +36,8 @@ def _prepare(
     return attach.prepare(specs, limits, warn=WARNINGS.append, **settings)
 
 
-def _file(tmp_path: Path, name: str, data: bytes) -> str:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
-
-
 def test_an_image_is_checked_cleaned_and_stored(tmp_path: Path) -> None:
-    path = _file(tmp_path, "holiday.jpg", photo("JPEG", (80, 60)))
+    path = write_file(tmp_path, "holiday.jpg", photo("JPEG", (80, 60)))
     [ready] = _prepare([ImageSpec(path, "A beach at dusk")])
     assert not has_location(ready.data)
     assert (ready.mime, ready.width, ready.height) == ("image/jpeg", 60, 80)
@@ -56,13 +50,13 @@ def test_an_image_is_checked_cleaned_and_stored(tmp_path: Path) -> None:
 
 
 def test_keep_metadata_keeps_the_location(tmp_path: Path) -> None:
-    path = _file(tmp_path, "a.jpg", photo("JPEG"))
+    path = write_file(tmp_path, "a.jpg", photo("JPEG"))
     [ready] = _prepare([ImageSpec(path, "x")], keep_metadata=True)
     assert has_location(ready.data)
 
 
 def test_a_missing_alt_text_warns_or_is_refused(tmp_path: Path) -> None:
-    path = _file(tmp_path, "a.png", photo("PNG"))
+    path = write_file(tmp_path, "a.png", photo("PNG"))
     _prepare([ImageSpec(path)])
     assert "has no alt text" in WARNINGS[0]
     with pytest.raises(InvalidInput, match="has no alt text"):
@@ -79,7 +73,7 @@ def test_a_missing_alt_text_warns_or_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_bad_alt_text_is_refused(tmp_path: Path, alt: str, reason: str) -> None:
-    path = _file(tmp_path, "a.png", photo("PNG"))
+    path = write_file(tmp_path, "a.png", photo("PNG"))
     with pytest.raises(InvalidInput, match=reason):
         _prepare([ImageSpec(path, alt)])
 
@@ -93,10 +87,10 @@ def test_files_that_are_not_images_are_refused(tmp_path: Path) -> None:
     cases = {
         str(tmp_path): "is a directory",
         str(fifo): "is not a regular file",
-        _file(tmp_path, "empty.jpg", b""): r"is empty \(0 bytes\)",
+        write_file(tmp_path, "empty.jpg", b""): r"is empty \(0 bytes\)",
         str(huge): "200,000,000 bytes, over the 50,000,000",
-        _file(tmp_path, "photo.jpg", b"%PDF-1.7\n" + bytes(200)): "it is a PDF document",
-        _file(tmp_path, "cut.png", photo("PNG", (200, 200))[:3000]): "truncated",
+        write_file(tmp_path, "photo.jpg", b"%PDF-1.7\n" + bytes(200)): "it is a PDF document",
+        write_file(tmp_path, "cut.png", photo("PNG", (200, 200))[:3000]): "truncated",
         str(tmp_path / "missing.jpg"): "no such file",
     }
     for path, reason in cases.items():
@@ -105,7 +99,7 @@ def test_files_that_are_not_images_are_refused(tmp_path: Path) -> None:
 
 
 def test_too_many_images_for_a_platform(tmp_path: Path) -> None:
-    path = _file(tmp_path, "a.png", photo("PNG"))
+    path = write_file(tmp_path, "a.png", photo("PNG"))
     with pytest.raises(InvalidInput, match="5 images, over the limit of 4"):
         _prepare([ImageSpec(path, "x")] * 5)
     with pytest.raises(InvalidInput, match="2 images, over tiny's limit of 1"):
@@ -120,7 +114,7 @@ def test_over_a_byte_limit_needs_fit_and_fit_makes_a_variant_for_that_platform(
     data = photo("JPEG", (900, 600), smooth=True, quality=98)
     limit = len(data) // 2
     small = [_limits("bluesky", 4, limit, 2000), MASTODON]
-    path = _file(tmp_path, "big.jpg", data)
+    path = write_file(tmp_path, "big.jpg", data)
     with pytest.raises(InvalidInput, match=r"over bluesky's limit .* add --fit"):
         _prepare([ImageSpec(path, "x")], small)
     [ready] = _prepare([ImageSpec(path, "x")], small, fit=True)
@@ -136,8 +130,8 @@ def test_over_a_byte_limit_needs_fit_and_fit_makes_a_variant_for_that_platform(
 
 
 def test_nothing_is_written_when_one_image_is_refused(tmp_path: Path) -> None:
-    good = _file(tmp_path, "a.png", photo("PNG"))
-    bad = _file(tmp_path, "b.jpg", b"not an image at all")
+    good = write_file(tmp_path, "a.png", photo("PNG"))
+    bad = write_file(tmp_path, "b.jpg", b"not an image at all")
     with pytest.raises(InvalidInput):
         _prepare([ImageSpec(good, "x"), ImageSpec(bad, "y")])
     assert not (tmp_path / "media").exists()
