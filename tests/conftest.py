@@ -16,7 +16,7 @@ from tests.helpers import BASE_CONFIG, NOW, AnotherDatabase, Clock, Daemons, Run
 from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
-from tests.peers.mastodon import mastodon_server
+from tests.peers.mastodon import mastodon_server, shared_mastodon
 from tests.peers.pages import page_server
 from tests.peers.postgres import Backend, backend, postgres_cluster
 
@@ -30,6 +30,7 @@ __all__ = [
     "nostr_relay",
     "page_server",
     "postgres_cluster",
+    "shared_mastodon",
 ]
 
 

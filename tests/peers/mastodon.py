@@ -1,9 +1,15 @@
 """A real Mastodon API server on 127.0.0.1 for the tests: mastodon_mock (PyPI, written by others).
 
 `mastodon-mock==0.6.1` is a stateful FastAPI implementation of Mastodon's REST API. Its pins
-agree with ours, so it is in the `test` extra of our own venv; each test still gets its own
-server *process* (`python -m mastodon_mock serve`), on a free port, with its data in memory,
-stopped by its PID — a request held by a `timeout` fault cannot leak into the next test.
+agree with ours, so it is in the `test` extra of our own venv. It runs as a server *process*
+(`python -m mastodon_mock serve`) on a free port, its data in memory. Starting one costs ~2 CPU
+seconds, so tests share one: each gets it *reset* (`POST /api/v1/_mock/reset` drops and remakes
+every table, seeds alice and bob again and clears the faults; account ids never repeat, so a
+status an earlier test made is not alice's any more). After a test that may have left a
+request on its way in, the next one gets a fresh process on another port instead (the old one
+stopped by its PID): after one that held requests (a `latency`/`timeout` fault, a `delay_ms`)
+or started plur-send processes (`daemons`). A test that asks for options (`ratelimit`) gets
+a server of its own.
 
 What the tests rely on, checked against 0.6.1 (and Mastodon.py 2.3.3 as the client):
 
@@ -69,6 +75,7 @@ class MastodonMock(Peer):
         self.window = window
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.held = False  # a fault may still hold a request: not to be reset for another test
 
     @property
     def url(self) -> str:
@@ -175,9 +182,15 @@ class MastodonMock(Peer):
         e.g. `{"type": "ratelimit", "headers": {"Retry-After": "2"}}`, `{"type": "status",
         "status": 503}`, `{"type": "timeout"}`.
         """
+        if effect.get("type") in ("latency", "timeout") or effect.get("delay_ms"):
+            self.held = True
         rule = {"match": {"methods": [method], "path": path}, "effect": effect, "count": count}
         result: dict[str, Any] = self.request("POST", "/api/v1/_mock/faults", body=rule)
         return result
+
+    def reset(self) -> None:
+        """As if just started: every table made anew and seeded, no faults."""
+        self.request("POST", "/api/v1/_mock/reset", timeout=60)
 
     def clear_faults(self) -> None:
         self.request("DELETE", "/api/v1/_mock/faults")
@@ -202,17 +215,55 @@ class MastodonMock(Peer):
         return f"<MastodonMock {self.url} {state}>"
 
 
+class _Shared:
+    """The server the tests without options share: started when first needed, replaced by a
+    fresh one (its own port and directory) after a test that may have left requests coming."""
+
+    def __init__(self, directories: pytest.TempPathFactory) -> None:
+        self.directories = directories
+        self.server: MastodonMock | None = None
+
+    def take(self) -> MastodonMock:
+        server = self.server
+        if server is not None and server.process is not None and server.process.poll() is None:
+            server.reset()
+            return server
+        self.drop()
+        self.server = MastodonMock(self.directories.mktemp("mastodon-mock")).start()
+        return self.server
+
+    def drop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture(scope="session")
+def shared_mastodon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Shared]:
+    shared = _Shared(tmp_path_factory)
+    try:
+        yield shared
+    finally:
+        shared.drop()
+
+
 @pytest.fixture
 def mastodon_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MastodonMock]:
-    """A started mastodon_mock with accounts alice and bob (see TOKENS), for one test.
+    """A started mastodon_mock with accounts alice and bob (see TOKENS) and nothing else, for
+    one test (the shared one, reset; see the module's docstring).
 
     Options through indirect parametrisation, e.g.
     `@pytest.mark.parametrize("mastodon_server", [{"ratelimit": 2}], indirect=True)`.
     """
     options: dict[str, Any] = getattr(request, "param", {})
-    server = MastodonMock(tmp_path / "mastodon-mock", **options)
-    server.start()
+    if options:
+        with MastodonMock(tmp_path / "mastodon-mock", **options) as own:
+            yield own
+        return
+    shared: _Shared = request.getfixturevalue("shared_mastodon")
+    server = shared.take()
     try:
         yield server
     finally:
-        server.stop()
+        if server.held or "daemons" in request.fixturenames:
+            shared.drop()
