@@ -56,6 +56,11 @@ class Notifier:
     WATCHDOG from the live loop only, STOPPING when a stop begins.
     """
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone hears it: the daemon works out a status line only for someone."""
+        return False
+
     def ready(self) -> None: ...
 
     def status(self, text: str) -> None: ...
@@ -116,6 +121,7 @@ class Daemon:
         self.watcher: Watcher | None = None
         self._outages = 0
         self._started = False
+        self._announced = False
 
     # --- what signal handlers call (flags only) ------------------------------------------
 
@@ -154,32 +160,46 @@ class Daemon:
         return self.options.max_concurrency or self.cfg.scheduling.max_concurrency
 
     def finish_if_idle(self) -> int | None:
-        """A --once run that finds nothing due, from start to exit code, without an event
-        loop: plur-send --once from cron mostly finds nothing, and asyncio costs more to
-        import than the rest of the run. None when there is something to do, a startup
-        delay to wait or the database to wait for: `run` then goes on from here."""
+        """A --once run that finds nothing due, from start to exit code: no event loop
+        (asyncio costs more to import than the rest of the run) and no write (plur-send
+        --once from cron mostly finds nothing, and a commit every minute costs fsyncs).
+        None when there is something to do, a startup delay to wait or the database to
+        wait for: `run` then goes on from here.
+
+        It writes only what there is to write: the leases of dead processes, recovered
+        (they are then due, for `run`), a due occurrence (likewise), day-old heartbeats.
+        It beats no heartbeat: one says that a process holding leases still runs (to
+        `plur-send status` and the other daemons), and this one holds none and would
+        forget it before it exits, as `run` does when it stops."""
         if not self.options.once or self.startup_delay:
             return None
-        self._start()
+        self._announce()
         if not self._stopping:
             try:
+                self.engine.recover_dead_leases()
                 self._materialize()
                 # Whatever claim_due could take is due by next_wake_ms too; a due delivery
                 # that a rate limit then defers is left to `run`, which claims and looks again.
                 if self._due_now():
                     return None
+                self._forget_old_heartbeats()
             except DatabaseUnavailable:
                 return None  # `run` pauses and tries again
             self.notifier.ready()
-            self.notifier.status(self._status_line())
-        self._give_back()
+            self._tell_status()
         return self._stopped()
 
     def _start(self) -> None:
-        if self._started:
+        """The first heartbeat (it also recovers the leases of dead processes), once."""
+        if not self._started:
+            self._started = True
+            self._beat()
+        self._announce()
+
+    def _announce(self) -> None:
+        if self._announced:
             return
-        self._started = True
-        self._beat()  # and recovers the leases of dead processes
+        self._announced = True
         configured = [p for p in self.engine.pool.platforms if p in self.cfg.platforms]
         log.info(
             "plur-send %s started (pid %d, database %s, platforms %s)",
@@ -229,7 +249,7 @@ class Daemon:
                     if not ready:
                         ready = True
                         self.notifier.ready()
-                        self.notifier.status(self._status_line())
+                        self._tell_status()
                     if self.options.once and not self.inflight and not self._due_now():
                         break
                     await self._wait()
@@ -330,7 +350,7 @@ class Daemon:
             self.notifier.watchdog()
             if time.monotonic() >= self._next_beat:
                 self._beat()
-                self.notifier.status(self._status_line())
+                self._tell_status()
             remaining = (deadline - self.engine.now_ms()) / 1000
             if remaining <= 0:
                 return
@@ -342,6 +362,12 @@ class Daemon:
                 pass
             if self.watcher.changed(baseline):
                 return
+
+    def _tell_status(self) -> None:
+        """The status line, to a notifier that passes it on (counting a big queue's waiting
+        deliveries reads its whole index: not for no one)."""
+        if self.notifier.active:
+            self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
         """One line for `systemctl status`: what waits, when the next is due, what failed."""
@@ -378,6 +404,13 @@ class Daemon:
         self._next_beat = time.monotonic() + health.HEARTBEAT_SECONDS
         self._outages = 0
         self.engine.recover_dead_leases()
+
+    def _forget_old_heartbeats(self) -> None:
+        """As each beat does, in a transaction of its own, and only when there are some."""
+        before = self.engine.now_ms() - FORGET_HEARTBEAT_MS
+        if daemons.has_heartbeats_before(self.conn, before):
+            with transaction(self.conn):
+                daemons.forget_heartbeats_before(self.conn, before)
 
     async def _sleep(self, seconds: float, *, beat: bool = True) -> None:
         import asyncio

@@ -51,6 +51,15 @@ def heartbeats(conn: Database) -> list[tuple[str, int, int]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+def has_heartbeats_before(conn: Database, before_ms: int) -> bool:
+    """Whether `forget_heartbeats_before` would forget any (a read: an idle --once writes
+    nothing)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM heartbeats WHERE beat_at_ms < ?)", (before_ms,)
+    ).fetchone()
+    return bool(row[0])
+
+
 def forget_heartbeats_before(conn: Database, before_ms: int) -> int:
     """Drop the heartbeats of daemons silent since long ago (their leases were recovered)."""
     return conn.execute("DELETE FROM heartbeats WHERE beat_at_ms < ?", (before_ms,)).rowcount
