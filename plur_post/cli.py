@@ -10,7 +10,7 @@ import click
 
 from plur_post.media import ImageOrderCommand, media_options
 from plur_post.threads import ThreadArgs, emit_queued, thread_options
-from plurcast import __version__, clikit, queue, validation, writing
+from plurcast import clikit, queue, validation, writing
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
@@ -100,7 +100,7 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
 @thread_options
 @media_options
 @clikit.format_option
-@click.version_option(__version__, "-V", "--version", prog_name="plur-post")
+@clikit.version_option("plur-post")
 def cli(
     content: str | None,
     schedule: str | None,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
-from plurcast import __version__, clikit, queue
+from plurcast import clikit, queue
 from plurcast.models import WAITING, Post
 from plurcast.output import Format, emit_json, emit_lines, emit_rows, first_line
 from plurcast.views import local, part_label, post_detail_json, post_json, waiting_text
@@ -42,7 +42,7 @@ Examples:
 Post ids may be shortened to any unique prefix of 8 or more characters.
 Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
 )
-@click.version_option(__version__, "-V", "--version", prog_name="plur-queue")
+@clikit.version_option("plur-queue")
 def cli() -> None:
     """Look at and manage the queue of scheduled posts."""
 

@@ -11,7 +11,7 @@ from typing import cast
 import click
 
 from plur_queue.common import open_session
-from plurcast import __version__, clikit, history
+from plurcast import clikit, history
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.transfer import export_images, exporter, read, write
@@ -68,7 +68,7 @@ Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
 @click.option(
     "--until", metavar="DATE", help="Posts scheduled before then (a bare date: its whole day)."
 )
-@click.version_option(__version__, "-V", "--version", prog_name="plur-export")
+@clikit.version_option("plur-export")
 def cli(
     kind: str | None,
     output: str | None,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from plur_queue.common import open_session
-from plurcast import __version__, clikit, history, validation
+from plurcast import clikit, history, validation
 from plurcast.output import Format, emit_json, printable
 from plurcast.views import time_fields
 
@@ -73,7 +73,7 @@ Exit codes: 0 ok (also when nothing matches), 1 runtime error, 2 config error,
     show_default=True,
     help="text, json (an array), jsonl (one post a line) or csv (one platform a row).",
 )
-@click.version_option(__version__, "-V", "--version", prog_name="plur-history")
+@clikit.version_option("plur-history")
 def cli(
     platform: str | None,
     since: str | None,

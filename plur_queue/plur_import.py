@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import __version__, clikit
+from plurcast import clikit
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
@@ -72,7 +72,7 @@ Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid rows or input.""",
     show_default=True,
     help="How to print what became of each row.",
 )
-@click.version_option(__version__, "-V", "--version", prog_name="plur-import")
+@clikit.version_option("plur-import")
 def cli(files: tuple[str, ...], kind: str | None, dry_run: bool, report: str) -> None:
     """Queue every post of FILE (or stdin): JSON Lines, CSV with a header, or Markdown."""
     cfg = config_module.load()

@@ -6,13 +6,12 @@ plurcast.service, sd_notify is plurcast.systemd; this module parses and prints.
 
 from __future__ import annotations
 
-import signal
 from typing import TYPE_CHECKING
 
 import click
 
 from plur_send import early
-from plurcast import __version__, clikit, logchoices, logs, store
+from plurcast import clikit, logchoices, logs, store
 from plurcast import config as config_module
 
 if TYPE_CHECKING:  # the daemon's modules load only when it runs
@@ -104,7 +103,7 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     "entries with POST_ID, PLATFORM, ACCOUNT and DELIVERY_STATE fields "
     "[default: journal under systemd, else text].",
 )
-@click.version_option(__version__, "-V", "--version", prog_name="plur-send")
+@clikit.version_option("plur-send")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -153,7 +152,7 @@ def run_daemon(options: Options) -> int:
 
     def act_on_held_signals() -> None:
         for held in early.take():
-            if held == signal.SIGHUP:
+            if held == early.SIGHUP:
                 daemon.request_reload()
             else:
                 daemon.request_stop(held)
@@ -163,6 +162,7 @@ def run_daemon(options: Options) -> int:
     if idle is not None:
         return idle
     import asyncio
+    import signal  # here, not above: an idle --once ends without it (enum-made, ~3 M instructions)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -13,7 +13,8 @@ and a signal that comes before `catch` still kills. No `from __future__` import 
 
 import _signal  # type: ignore[import-not-found]  # the C half of `signal`, no stubs
 
-HELD = (_signal.SIGTERM, _signal.SIGHUP)
+SIGHUP = _signal.SIGHUP
+HELD = (_signal.SIGTERM, SIGHUP)
 
 _pending: "list[int]" = []
 

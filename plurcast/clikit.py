@@ -196,10 +196,65 @@ def with_logging_options(command: click.Command) -> click.Command:
     return command
 
 
+# click's own version and help options ask gettext for their texts, and gettext's first
+# lookup imports `locale` (~4.7 M instructions of every command's start-up): ours say the
+# same without asking. (No translation of click's texts is installed anyway.)
+VERSION_HELP = "Show the version and exit."
+HELP_HELP = "Show this message and exit."
+
+
+def version_option(prog_name: str) -> Callable[[F], F]:
+    """`-V/--version`: prints `PROG, version X` and exits, as click.version_option does."""
+    from plurcast import __version__
+
+    def show(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            click.echo(f"{prog_name}, version {__version__}", color=ctx.color)
+            ctx.exit()
+
+    return click.option(
+        "-V",
+        "--version",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=show,
+        help=VERSION_HELP,
+    )
+
+
+def _show_help(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+def help_option(command: click.Command, ctx: click.Context) -> click.Option | None:
+    """`-h/--help` for `command`, made once (click's callback order compares the object)."""
+    names = command.get_help_option_names(ctx)
+    if not names or not command.add_help_option:
+        return None
+    made: click.Option | None = getattr(command, "_plurcast_help", None)
+    if made is None:
+        made = click.Option(
+            names,
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_show_help,
+            help=HELP_HELP,
+        )
+        command._plurcast_help = made  # type: ignore[attr-defined]
+    return made
+
+
 class Command(click.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         with_logging_options(self)
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        return help_option(self, ctx)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
@@ -219,6 +274,9 @@ class Group(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         with_logging_options(self)
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        return help_option(self, ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -126,6 +125,8 @@ class Daemon:
     # --- what signal handlers call (flags only) ------------------------------------------
 
     def request_stop(self, signum: int) -> None:
+        import signal  # for the name only: the loop's asyncio has it, an idle --once does not
+
         if self._stopping:
             log.warning("second %s: exiting at once", signal.Signals(signum).name)
             os._exit(128 + signum)

@@ -140,7 +140,8 @@ CASES = {
     # A --once run that finds nothing due ends without an event loop, and the daemon never
     # needs what manages it as a service (systemctl's subprocess, the unit file's shutil),
     # what writes posts (plurcast.queue), recurring posts while none is due, sd_notify's
-    # socket outside systemd, retry jitter's random, or what shows a post or a daemon's health.
+    # socket outside systemd, retry jitter's random, or what shows a post or a daemon's health;
+    # signals held while it started (plur_send.early) need only `_signal`.
     "plur-send --once, nothing due": (
         ["plur-send", "--once"],
         (
@@ -158,6 +159,8 @@ CASES = {
             "random",
             "plurcast.views",
             "plurcast.timefmt",
+            "signal",  # its enums (~3 M instructions): the loop's asyncio brings it
+            "locale",  # what gettext imports when click asks it for its option texts
         ),
     ),
 }
