@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,9 +41,10 @@ def test_a_daemon_runs(backend, daemons):
     daemon = daemons.start()
     wait_until(lambda: " started (pid " in daemons.log(daemon), "the daemon's start")
     pids = {"daemon": daemon.pid}
+    ready = Path(os.environ["INNER_READY"])
     if backend.is_postgresql:
         pids["postgres"] = backend.cluster.process.pid
-    ready = Path(os.environ["INNER_READY"])
+        ready.with_name("cluster-dir").write_text(str(backend.cluster.base))
     ready.with_suffix(".tmp").write_text(json.dumps(pids))
     ready.with_suffix(".tmp").rename(ready)
     time.sleep(PATIENCE)  # killed here
@@ -136,5 +138,8 @@ def test_a_killed_pytest_leaves_no_daemon_and_no_cluster_running(
         timeout=3 * PATIENCE,
         check=False,
     )
+    cluster_dir = tmp_path / "cluster-dir"  # a killed run leaves its cluster's files: ours go
+    if cluster_dir.exists():
+        shutil.rmtree(cluster_dir.read_text(), ignore_errors=True)
     assert supervisor.returncode == 0, supervisor.stdout + supervisor.stderr
     assert json.loads(supervisor.stdout.splitlines()[-1]) == expected, supervisor.stdout
