@@ -4,4 +4,4 @@ from plurcast.bulk import console
 
 
 def main() -> None:
-    console("plur_post.cli")
+    console("plur_post.cli", frozen_exit=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -18,6 +19,9 @@ from plurcast.output import Format, emit_json
 from plurcast.platforms import nostr_settings, registry
 from plurcast.timefmt import format_local
 from plurcast.views import queued_line, schedule_json, schedule_line, time_fields
+
+if TYPE_CHECKING:
+    from plurcast.store.base import Database
 
 
 @click.command(
@@ -133,7 +137,7 @@ def cli(
     pow_metadata = nostr_settings.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
     # Read only, and nothing made on disk, until the input has passed every check.
-    conn = queue.open_db(cfg, create=False)
+    conn = clikit.closed_at_end(queue.open_db(cfg, create=False))
     now = clikit.now(conn)
     metadata: dict[str, object] | None = {"visibility": visibility} if visibility else None
     if pow_metadata:
@@ -163,7 +167,7 @@ def cli(
             extras=extras,
             warn=clikit.warn,
         )
-        schedules.write(queue.writable(conn, cfg), created_schedule)
+        schedules.write(_writable(conn, cfg), created_schedule)
         _show_schedule(created_schedule.schedule, zone, now, fmt)
         return
     if until is not None or count is not None or grace is not None:
@@ -184,7 +188,7 @@ def cli(
         extras=extras,
         warn=clikit.warn,
     )
-    conn = queue.writable(conn, cfg)
+    conn = _writable(conn, cfg)
     engine = None
     if new.now:
         # Only publishing now needs the engine (and asyncio): queueing stays fast.
@@ -228,6 +232,12 @@ def cli(
         },
         fmt,
     )
+
+
+def _writable(conn: Database, cfg: config_module.Config) -> Database:
+    """queue.writable, the database it may make now closed at the end as well."""
+    made = queue.writable(conn, cfg)
+    return made if made is conn else clikit.closed_at_end(made)
 
 
 def _show_schedule(s: Schedule, zone: ZoneInfo, now: datetime, fmt: Format) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from plurcast import config
 from plurcast.store import connect
 from tests.images import photo
+from tests.peers.nostr import InProcessRelay
 
 BIN = Path(sys.executable).parent
 
@@ -210,3 +212,46 @@ def test_commands_run_with_the_cycle_collector_off_and_the_daemon_with_it_on(
         assert enabled == "False" and frozen > 20_000, args
     enabled, frozen = state(["plur-send", "--once"])
     assert enabled == "True" and frozen > 20_000
+
+
+@pytest.mark.slow
+def test_plur_post_closes_its_database_though_it_exits_frozen(
+    write_config: Callable[[str], Path],
+    nostr_key: Path,
+    db_path: Path,
+    inprocess_relay: InProcessRelay,
+    tmp_path: Path,
+) -> None:
+    """plur-post freezes what its run made when it ends (bulk.console frozen_exit), so no
+    exit collection closes its SQLite connection (in a cycle with its statement cache): it
+    closes the database itself, however it ends, and the last connection's close
+    checkpoints the WAL into the file and removes it. A path left open keeps its -wal file."""
+    write_config(f'[nostr]\nkeys_file = "{nostr_key}"\nrelays = ["{inprocess_relay.url}"]\n')
+    wal = db_path.with_name(db_path.name + "-wal")
+    runs = {
+        "published now": (["sent now"], 0),
+        "scheduled": (["later", "-s", "1h"], 0),
+        "a draft": (["some day", "--draft"], 0),
+        "refused after the database is open": (["late", "-s", "2020-01-01 10:00"], 3),
+    }
+    for name, (args, code) in runs.items():
+        result = subprocess.run(
+            [str(BIN / "plur-post"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == code, (name, result.stderr)
+        assert db_path.exists() and not wal.exists(), name
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["sent now"]
+    enabled, frozen = _exit_state(["plur-post", "once more"], tmp_path)
+    draft = _exit_state(["plur-post", "x", "--draft"], tmp_path)[1]
+    assert enabled == "False" and frozen > draft + 20_000  # nostr-sdk's objects among them
+
+
+def _exit_state(args: list[str], tmp_path: Path) -> tuple[str, int]:
+    """Whether the collector was on when args ran to its end, and how many objects were frozen."""
+    imported(args, tmp_path)
+    enabled, frozen = (tmp_path / "modules.txt.gc").read_text().split()
+    return enabled, int(frozen)
