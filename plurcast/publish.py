@@ -11,8 +11,9 @@ part before it there is sent — the next part is leased when its parent comes b
 Mastodon's part 3 need not wait for Bluesky's part 2.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the NamedTuples' field types are then
+# objects, which typing takes as they are, not strings it compiles one by one (~55 K
+# instructions a field, on every immediate post; issue #16).
 import asyncio
 import time
 from collections.abc import Sequence
@@ -75,8 +76,7 @@ def publish_now(
     _deliver(engine, claims, post_ids)
     reports: list[Report] = []
     for post_id in post_ids:
-        _wait_for_others(engine.conn, post_id, WAIT_FOR_OTHERS_SECONDS)
-        reports += _report(engine.conn, post_id)
+        reports += _report(_settled(engine.conn, post_id, WAIT_FOR_OTHERS_SECONDS))
     daemon = health.daemon_health(engine.conn, engine.now_ms())
     return Published(reports, daemon.running)
 
@@ -111,14 +111,17 @@ def _deliver(engine: Engine, claims: Sequence[Claimed], follow: Sequence[str]) -
     return asyncio.run(run()) if claims else []
 
 
-def _wait_for_others(conn: Database, post_id: str, timeout: float) -> None:
-    """Wait while another process holds some of this post's deliveries."""
+def _settled(conn: Database, post_id: str, timeout: float) -> Post:
+    """The post as it stands once no other process holds any of its deliveries, waiting at
+    most `timeout` for that (then as it stands)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        post = listing.get_posts(conn, [post_id])[0]
-        if not any(d.state == DeliveryState.SENDING for d in post.deliveries):
-            return
+    post = listing.get_posts(conn, [post_id])[0]
+    while any(d.state == DeliveryState.SENDING for d in post.deliveries):
+        if time.monotonic() >= deadline:
+            break
         time.sleep(0.1)
+        post = listing.get_posts(conn, [post_id])[0]
+    return post
 
 
 def report_line(d: Delivery) -> str:
@@ -138,9 +141,8 @@ def _error(d: Delivery) -> str | None:
     return views.waiting_text(d.waiting_on) if _waits(d) else d.last_error
 
 
-def _report(conn: Database, post_id: str) -> list[Report]:
-    """Each delivery of the post as it stands now."""
-    post: Post = listing.get_posts(conn, [post_id])[0]
+def _report(post: Post) -> list[Report]:
+    """Each delivery of the post."""
     reports = []
     for d in post.deliveries:
         reports.append(

@@ -33,18 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
-from plurcast.platforms import accounts, nostr_pow, replies
+from plurcast.platforms import accounts, nostr_pow
 from plurcast.platforms import nostr_answers as answers_module
 from plurcast.platforms import nostr_settings as settings
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work, one_line
-from plurcast.platforms.nostr_references import NostrEvent
-from plurcast.thread import references
 
 if TYPE_CHECKING:  # asyncio costs ~35 ms to import: only the publisher needs it
     import asyncio
     import logging
 
     from plurcast.media.store import MediaReader
+    from plurcast.platforms.replies import NostrParent  # replies only, like references
 
 PLATFORM = settings.PLATFORM
 # Extra seconds past `timeout` before publish gives up on nostr-sdk itself.
@@ -187,6 +186,8 @@ class NostrPublisher:
         sdk = _sdk()
         extra: list[list[str]] = []
         if work.reply is not None:
+            from plurcast.platforms import replies
+
             parent, relay = await self._parent(work.reply)
             extra = replies.nostr_reply_tags(parent, relay)
         content, extra = work.content, extra + nostr_media.tags(work.metadata)
@@ -239,9 +240,13 @@ class NostrPublisher:
             del self._signed[next(iter(self._signed))]
         return payload
 
-    async def _parent(self, reply: Reply) -> tuple[replies.NostrParent, str]:
+    async def _parent(self, reply: Reply) -> tuple[NostrParent, str]:
         """The event a reply answers, and a relay where it can be found."""
         import json
+
+        from plurcast.platforms import replies
+        from plurcast.platforms.nostr_references import NostrEvent
+        from plurcast.thread import references
 
         if reply.payload is not None:  # ours: the event as we sent it, on our relays
             return replies.NostrParent.from_event(json.loads(reply.payload)), self.relays[0]
