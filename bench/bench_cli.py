@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,23 +38,48 @@ RUNS = 15
 LIST_RUNS = 9
 PUBLISH_RUNS = 9
 
+# The zone of the bench's config, and the zone the sqlite3 shell is run in (TZ), so that both
+# sides write local times with their offset.
+ZONE = "Europe/Berlin"
+
 # What `plur-queue list -f json` shows, read by the sqlite3 shell: the same posts (a time and
-# waiting work), in the same order, with the same columns.
+# waiting work), in the same order, with the same fields in the same order and the same values
+# — times in the user's zone with their offset, the status as the post's (here: scheduled, or
+# sending), the account only where all deliveries share it, a thread's part count and what a
+# post answers. The one difference left is in sqlite3's favour: `platforms` in the index's
+# order (ours: the registry's), so it sorts nothing.
 LIST_SQL = """
 SELECT p.id, p.content,
        p.scheduled_at_ms / 1000 AS scheduled_at,
-       strftime('%Y-%m-%dT%H:%M:%S', p.scheduled_at_ms / 1000, 'unixepoch') AS scheduled_at_iso,
+       strftime('%Y-%m-%dT%H:%M:%S', p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
+       || printf('%+03d:%02d',
+                 (unixepoch(p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
+                  - p.scheduled_at_ms / 1000) / 3600,
+                 abs(unixepoch(p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
+                     - p.scheduled_at_ms / 1000) % 3600 / 60) AS scheduled_at_iso,
        p.created_at_ms / 1000 AS created_at,
-       strftime('%Y-%m-%dT%H:%M:%S', p.created_at_ms / 1000, 'unixepoch') AS created_at_iso,
-       (SELECT group_concat(d.state) FROM deliveries d WHERE d.post_id = p.id) AS status,
+       strftime('%Y-%m-%dT%H:%M:%S', p.created_at_ms / 1000, 'unixepoch', 'localtime')
+       || printf('%+03d:%02d',
+                 (unixepoch(p.created_at_ms / 1000, 'unixepoch', 'localtime')
+                  - p.created_at_ms / 1000) / 3600,
+                 abs(unixepoch(p.created_at_ms / 1000, 'unixepoch', 'localtime')
+                     - p.created_at_ms / 1000) % 3600 / 60) AS created_at_iso,
+       (SELECT CASE WHEN max(d.state = 'sending') THEN 'sending' ELSE 'scheduled' END
+        FROM deliveries d WHERE d.post_id = p.id) AS status,
        (SELECT json_group_array(d.platform) FROM deliveries d WHERE d.post_id = p.id)
            AS platforms,
-       (SELECT min(d.account) FROM deliveries d WHERE d.post_id = p.id) AS account,
-       p.schedule_id
+       (SELECT CASE WHEN min(d.account) = max(d.account) THEN min(d.account) END
+        FROM deliveries d WHERE d.post_id = p.id) AS account,
+       p.schedule_id, p.thread_id, p.thread_part,
+       CASE WHEN p.thread_id IS NOT NULL THEN
+           (SELECT count(*) FROM posts t WHERE t.thread_id = p.thread_id) END AS thread_parts,
+       CASE WHEN p.thread_part > 1 THEN (SELECT t.id FROM posts t
+                WHERE t.thread_id = p.thread_id AND t.thread_part = p.thread_part - 1)
+            WHEN p.metadata <> '{}' THEN p.metadata ->> '$.reply_to' END AS reply_to
 FROM posts p
 WHERE p.scheduled_at_ms IS NOT NULL AND EXISTS (
     SELECT 1 FROM deliveries w WHERE w.post_id = p.id AND w.state IN ('pending', 'retry'))
-ORDER BY p.scheduled_at_ms, p.created_at_ms, p.id
+ORDER BY p.scheduled_at_ms, p.created_at_ms, coalesce(p.thread_id, p.id), p.thread_part
 """
 
 
@@ -73,11 +100,30 @@ def fill_queue(env: dict[str, str]) -> None:
                     content=f"Queued post number {i} — with some text to list ✨",
                     created_at_ms=now_ms,
                     scheduled_at_ms=now_ms + 3_600_000 + i * 60_000,
-                    timezone="Europe/Berlin",
+                    timezone=ZONE,
                     targets=[("nostr", "default"), ("mastodon", "default")],
                 ),
             )
     conn.close()
+
+
+def same_listing(anchor: list[str], listing: list[str], env: dict[str, str]) -> None:
+    """The anchor must say what the listing says, or the ratio compares different work."""
+    import json
+
+    def read(argv: list[str], run_env: dict[str, str]) -> list[dict[str, Any]]:
+        done = subprocess.run(argv, env=run_env, capture_output=True, check=True)
+        found: list[dict[str, Any]] = json.loads(done.stdout)
+        return found
+
+    theirs = read(anchor, {**env, "TZ": ZONE})
+    ours = read(listing, env)
+    for row in theirs:
+        row["platforms"] = json.loads(row["platforms"])
+    for row in (*theirs, *ours):
+        row["platforms"] = sorted(row["platforms"])
+    if [list(row.items()) for row in theirs] != [list(row.items()) for row in ours]:
+        raise SystemExit("bench_cli: sqlite3's listing no longer says what plur-queue list does")
 
 
 def phone_photo() -> bytes:
@@ -99,7 +145,7 @@ def write_config(work: Path, name: str, relays: str, extra: str = "") -> dict[st
     key.chmod(0o600)
     cfg = work / f"{name}.toml"
     cfg.write_text(
-        f'timezone = "Europe/Berlin"\n[nostr]\nkeys_file = "{key}"\nrelays = [{relays}]\n{extra}'
+        f'timezone = "{ZONE}"\n[nostr]\nkeys_file = "{key}"\nrelays = [{relays}]\n{extra}'
     )
     return bytecode_cached(
         {
@@ -154,12 +200,12 @@ def start_up(work: Path) -> list[Ratio]:
             "once": command([str(BIN / "plur-send"), "--once"], env),
         },
     )
+    anchor = [sqlite3, "-json", env["PLURCAST_DB_PATH"], LIST_SQL]
+    listing = [str(BIN / "plur-queue"), "list", "-f", "json"]
+    same_listing(anchor, listing, env)
     lists = interleave(
         LIST_RUNS,
-        {
-            "sqlite3": command([sqlite3, "-json", env["PLURCAST_DB_PATH"], LIST_SQL], env),
-            "list": command([str(BIN / "plur-queue"), "list", "-f", "json"], env),
-        },
+        {"sqlite3": command(anchor, {**env, "TZ": ZONE}), "list": command(listing, env)},
     )
     floor = "python -c pass"
     return [
