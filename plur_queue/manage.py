@@ -38,7 +38,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     s = open_session()
     recurring: list[Schedule] = []
     if cancel_all:
-        posts = queue.list_posts(s.conn)
+        posts = list(queue.list_posts(s.conn))
     else:
         posts, recurring = schedules.posts_or_schedules(s.conn, post_ids)
     for post in posts:

@@ -121,7 +121,7 @@ class Column(NamedTuple):
 
 
 def emit_rows(
-    items: Sequence[Any],
+    items: Iterable[Any],
     fmt: Format,
     *,
     to_json: Callable[[Any], dict[str, Any]],
@@ -132,8 +132,10 @@ def emit_rows(
 ) -> None:
     """Render records: `to_json` for json/jsonl, `plain` fields when piped, `columns` on a TTY.
 
-    An empty result prints nothing (text, jsonl) or `[]` (json), so scripts see no
-    noise; on a TTY `empty` is said on stderr instead.
+    Each record is written as it comes from `items` (all of them first only for a table),
+    so a stream of records is never held whole. An empty result prints nothing (text,
+    jsonl) or `[]` (json), so scripts see no noise; on a TTY `empty` is said on stderr
+    instead.
     """
     if fmt != "text":
         with no_cycle_collection():
@@ -144,6 +146,7 @@ def emit_rows(
         for item in items:
             out.write("\t".join(one_line(field) for field in plain(item)) + "\n")
         return
+    items = list(items)
     if not items:
         if empty:
             sys.stderr.write(empty + "\n")

@@ -8,7 +8,7 @@ ones is `plurcast.changes`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from plurcast import validation
@@ -85,14 +85,15 @@ def in_given_order(conn: Database, ids: Sequence[str]) -> list[Post]:
 
 def list_posts(
     conn: Database, *, include_all: bool = False, platform: str | None = None
-) -> list[Post]:
-    """What `plur-queue list` shows: scheduled posts by time, or every post with --all."""
+) -> Iterator[Post]:
+    """What `plur-queue list` shows: scheduled posts by time, or every post with --all;
+    read as they are asked for (`listing.stream_posts`)."""
     if platform is not None:
         platform = validation.one_platform(platform)
-    posts = listing.select_posts(conn, waiting_only=not include_all, platform=platform)
+    chunks = listing.stream_posts(conn, waiting_only=not include_all, platform=platform)
     if include_all:
-        return posts
-    return [p for p in posts if p.status == PostStatus.SCHEDULED]
+        return (p for chunk in chunks for p in chunk)
+    return (p for chunk in chunks for p in chunk if p.status == PostStatus.SCHEDULED)
 
 
 def failed(conn: Database) -> list[Post]:

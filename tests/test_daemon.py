@@ -284,7 +284,7 @@ def test_now_while_the_daemon_runs_is_sent_once(
     daemons.start()
     wait_for_heartbeat(cfg)
     contents = enqueue(cfg, 1, time.time() + 3600, "right now please")
-    post_id = queue.list_posts(queue.open_db(cfg))[0].id
+    post_id = next(queue.list_posts(queue.open_db(cfg))).id
     assert cli("plur-queue", "now", post_id).startswith("nostr:note1")
     enqueue(cfg, 1, time.time(), "after the now")
     wait_until(lambda: state_of(cfg, "after the now 0 — ✨")[0] == "sent", "the later post")

@@ -257,6 +257,47 @@ def test_a_reader_that_goes_away_is_no_error(run: Run, clock: Clock) -> None:
         assert b"Error" not in done.stderr and b"Exception" not in done.stderr, args
 
 
+@pytest.mark.slow
+def test_a_reader_that_leaves_after_the_first_line_of_a_long_listing_is_no_error(
+    db_path: Path,
+) -> None:
+    """`plur-queue list | head -1` over more posts than a pipe holds: the reader leaves while
+    the listing is still being read and written, a chunk at a time. Exit 0, nothing on
+    stderr, in every format."""
+    from plurcast.store import connect
+    from plurcast.store.connection import transaction
+    from plurcast.store.posts import NewPost, insert_post
+
+    conn = connect(db_path)
+    with transaction(conn):
+        for i in range(3000):  # ~1.3 MB of JSON, twenty pipes' worth
+            insert_post(
+                conn,
+                NewPost(
+                    id=f"{i:08d}-0000-4000-8000-000000000000",
+                    content=f"post {i} ✨ " + "x" * 300,
+                    created_at_ms=int(T0 * 1000),
+                    scheduled_at_ms=int(T0 * 1000) + (i + 1) * 60_000,
+                    timezone="Europe/Berlin",
+                    targets=[("nostr", "default"), ("mastodon", "default")],
+                ),
+            )
+    conn.close()
+    for fmt in ("json", "jsonl", "text"):
+        listing = subprocess.Popen(
+            [str(Path(sys.executable).parent / "plur-queue"), "list", "-f", fmt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert listing.stdout is not None and listing.stderr is not None
+        first = listing.stdout.readline()
+        listing.stdout.close()  # `| head -1`
+        stderr = listing.stderr.read()
+        assert listing.wait(timeout=60) == 0, (fmt, stderr)
+        assert stderr == b"", fmt
+        assert first.startswith(b"[" if fmt == "json" else b"{" if fmt == "jsonl" else b"0000"), fmt
+
+
 # --- 3. rate-limit answers: growing waits, and an end -------------------------------------------
 
 
@@ -689,7 +730,7 @@ def test_the_first_post_makes_the_database(run: Run, clock: Clock, db_path: Path
 def test_the_empty_stand_in_refuses_writes_loudly(db_path: Path) -> None:
     """A writer that forgot create=True must fail, never write into memory and lose it."""
     conn = queue.open_db(config_module.load(), create=False)
-    assert queue.list_posts(conn) == []
+    assert list(queue.list_posts(conn)) == []
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         conn.execute("DELETE FROM posts")
     assert not db_path.exists()

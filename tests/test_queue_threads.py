@@ -104,12 +104,8 @@ def test_list_labels_the_parts(run: Run, clock: Clock) -> None:
     assert [line.split("\t")[3] for line in lines] == ["[1/3] One.", "[2/3] Two.", "[3/3] Three."]
 
 
-@pytest.mark.usefixtures("configured")
-def test_a_thread_stopped_on_one_platform_shows_as_such_everywhere(
-    run: Run, clock: Clock, db_path: Path
-) -> None:
-    """Complete on Nostr, stopped at part 2 on Mastodon."""
-    ids = thread(run, "-s", "1h")
+def stop_at_part_2_on_mastodon(db_path: Path, ids: list[str]) -> None:
+    """A thread complete on Nostr, stopped at part 2 on Mastodon (part 3 blocked behind it)."""
     for i, post_id in enumerate(ids):
         run_sql(
             db_path,
@@ -126,6 +122,15 @@ def test_a_thread_stopped_on_one_platform_shows_as_such_everywhere(
     )
     run_sql(db_path, "UPDATE deliveries SET blocked = 0 WHERE post_id = ?", ids[1])
     give_up(db_path, ids[1], "mastodon", "HTTP 422 Unprocessable Entity: Validation failed")
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_thread_stopped_on_one_platform_shows_as_such_everywhere(
+    run: Run, clock: Clock, db_path: Path
+) -> None:
+    """Complete on Nostr, stopped at part 2 on Mastodon."""
+    ids = thread(run, "-s", "1h")
+    stop_at_part_2_on_mastodon(db_path, ids)
 
     listed = run(cli, "list", "--all").stdout.splitlines()
     assert [line.split("\t")[3] for line in listed] == ["posted", "partial", "blocked"]
@@ -168,6 +173,24 @@ def test_a_thread_stopped_on_one_platform_shows_as_such_everywhere(
     assert (
         f"thread\t{ids[0]}\tmastodon(default)\t1/3\tstopped\tstopped at part 2: HTTP 422" in plain
     )
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_part_blocked_behind_a_part_read_in_an_earlier_chunk_is_still_blocked(
+    run: Run, clock: Clock, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing reads posts a chunk at a time (store.listing.stream_posts); what a blocked
+    delivery waits on is found whichever chunk holds its parent."""
+    from plurcast.store import listing
+
+    ids = thread(run, "-s", "1h")
+    stop_at_part_2_on_mastodon(db_path, ids)
+    monkeypatch.setattr(listing, "CHUNK", 1)
+    listed = run(cli, "list", "--all", "-f", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["status"] for line in listed] == ["posted", "partial", "blocked"]
+    assert run(cli, "list", "-f", "json").stdout == "[]\n"
+    failed = run(cli, "failed", "list").stdout.splitlines()
+    assert "mastodon(default): waiting on part 2 (mastodon: HTTP 422" in failed[1]
 
 
 @pytest.mark.usefixtures("configured")

@@ -525,6 +525,31 @@ def test_select_posts_by_time_drafts_last(queue: Database) -> None:
     assert [len(p.deliveries) for p in everything] == [1, 1, 2, 1, 1]
 
 
+def test_a_listing_builds_posts_as_they_are_asked_for(
+    queue: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stream_posts` (what `plur-queue list` reads) makes rows into posts a chunk at a time:
+    a listing of a million posts into `head -1` holds one chunk, not the million."""
+    from plurcast import queue as queue_module
+    from plurcast.store import listing
+
+    built: list[int] = []
+    build = listing._build_posts
+    monkeypatch.setattr(listing, "CHUNK", 2)
+    monkeypatch.setattr(
+        listing, "_build_posts", lambda rows: built.append(len(rows)) or build(rows)
+    )
+    listed = queue_module.list_posts(queue, include_all=True)
+    assert built == []
+    first = next(listed)
+    assert (first.id, built) == (ID_B, [2])
+    assert [first.id] + [p.id for p in listed] == [ID_B, ID_A2, ID_A, ID_D, ID_C]
+    assert built == [2, 2, 1]
+    assert select_posts(queue, waiting_only=False) == [
+        p for chunk in listing.stream_posts(queue, waiting_only=False) for p in chunk
+    ]
+
+
 def test_select_posts_filters(queue: Database) -> None:
     assert [p.id for p in select_posts(queue, waiting_only=True)] == [ID_B, ID_A2, ID_A]
     nostr = select_posts(queue, waiting_only=False, platform="nostr")

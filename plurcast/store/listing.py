@@ -7,7 +7,8 @@ One statement builds each post's row, its deliveries folded into it by the datab
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from plurcast.bulk import no_cycle_collection
@@ -79,14 +80,31 @@ def posts_at(
 
 def _posts_from_rows(conn: Database, rows: Iterable[Any]) -> list[Post]:
     """Posts from `_POST_ROW` rows, each blocked delivery told what it waits on."""
-    with no_cycle_collection():
-        posts = _build_posts(rows)
-    blocked = [d for p in posts for d in p.deliveries if d.blocked and d.state in models_waiting]
-    if blocked:
-        causes = waiting_causes(conn, [(d.id, d.parent_id) for d in blocked])
-        for d in blocked:
-            d.waiting_on = causes.get(d.id)
-    return posts
+    return [post for chunk in _chunks_of_posts(conn, rows) for post in chunk]
+
+
+# Rows made into posts at a time when a listing streams: enough that the per-chunk lookup of
+# what blocked deliveries wait on stays one statement among many rows, few enough that the
+# memory a chunk takes is used again by the next (a post's objects are ~1 KB).
+CHUNK = 500
+
+
+def _chunks_of_posts(conn: Database, rows: Iterable[Any]) -> Iterator[list[Post]]:
+    """Posts from `_POST_ROW` rows, CHUNK rows at a time, each blocked delivery told what it
+    waits on."""
+    rows = iter(rows)
+    while chunk := list(islice(rows, CHUNK)):
+        with no_cycle_collection():
+            posts = _build_posts(chunk)
+        del chunk
+        blocked = [
+            d for p in posts for d in p.deliveries if d.blocked and d.state in models_waiting
+        ]
+        if blocked:
+            causes = waiting_causes(conn, [(d.id, d.parent_id) for d in blocked])
+            for d in blocked:
+                d.waiting_on = causes.get(d.id)
+        yield posts
 
 
 def waiting_causes(
@@ -204,6 +222,30 @@ def select_posts(
     shows); `with_dead_only` to posts with a delivery that gave up; `blocked_only` to posts
     with a waiting delivery whose parent is not sent.
     """
+    return [
+        post
+        for chunk in stream_posts(
+            conn,
+            waiting_only=waiting_only,
+            platform=platform,
+            with_dead_only=with_dead_only,
+            blocked_only=blocked_only,
+        )
+        for post in chunk
+    ]
+
+
+def stream_posts(
+    conn: Database,
+    *,
+    waiting_only: bool,
+    platform: str | None = None,
+    with_dead_only: bool = False,
+    blocked_only: bool = False,
+) -> Iterator[list[Post]]:
+    """`select_posts`, read as it is used: the statement runs at once, its rows become posts
+    CHUNK at a time as they are asked for. A listing of 1,000,000 posts holds one chunk, and
+    one piped into `head` reads no further than it writes."""
     where: list[str] = []
     params: list[object] = []
     order = _ORDER
@@ -225,7 +267,7 @@ def select_posts(
         where.append("p.id IN (SELECT post_id FROM deliveries WHERE platform = ?)")
         params.append(platform)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return _posts_from_rows(conn, conn.execute(f"{_post_row(conn)} {clause} {order}", params))
+    return _chunks_of_posts(conn, conn.execute(f"{_post_row(conn)} {clause} {order}", params))
 
 
 def get_posts(conn: Database, ids: Sequence[str]) -> list[Post]:
