@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Bytecode goes outside the tree too: a test run writes nothing into the working tree.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	PYTHONPYCACHEPREFIX="$${XDG_CACHE_HOME:-$$HOME/.cache}/plurcast/pycache" $(VENV)/bin/pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
+import hypothesis.configuration
 import pytest
 from click.testing import CliRunner, Result
 
@@ -19,6 +21,11 @@ from tests.peers.fixtures import inprocess_relay, nostr_relay
 from tests.peers.mastodon import mastodon_server, shared_mastodon
 from tests.peers.pages import page_server
 from tests.peers.postgres import Backend, backend, postgres_cluster
+
+# Hypothesis keeps its examples and caches under the user's cache, not in the working tree.
+hypothesis.configuration.set_hypothesis_home_dir(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "plurcast" / "hypothesis"
+)
 
 # Real peers, for every test module.
 __all__ = [

@@ -435,7 +435,6 @@ def generated(
     @settings(
         max_examples=examples,
         deadline=None,
-        database=None,  # nothing written into the working tree
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(data=st.data())

@@ -87,6 +87,8 @@ class MastodonMock(Peer):
 
     def _config(self) -> str:
         lines = [
+            # Its uploads go in its own directory (left alone, it makes one in /tmp per start).
+            f"media_storage_path = {json.dumps(str(self.directory / 'media'))}",
             f'[server]\nhost = "127.0.0.1"\nport = {self.port}',
             '[database]\npath = ":memory:"',
         ]
