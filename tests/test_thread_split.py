@@ -142,6 +142,22 @@ def test_a_long_word_is_not_cut_inside_a_mention_or_tag_in_it() -> None:
     assert any("#plurcast" in p for p in parts)
 
 
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "#नमस्तेदुनिया",  # Devanagari: the virama and the vowel sign are combining marks
+        "@ana\u0301lia@mastodon.example",  # a combining acute in the name
+        "#cafe\u0301s",
+    ],
+)
+def test_a_tag_or_mention_with_combining_marks_is_not_cut_at_a_mark(tag: str) -> None:
+    for before in range(40, 61):  # the tag at every place across the first part's end
+        word = "x" * before + f"({tag})" + "z" * 50
+        parts = cut(word, bluesky(60))
+        assert "".join(parts) == word
+        assert any(tag in p for p in parts), parts
+
+
 # --- numbering --------------------------------------------------------------------------------
 
 
@@ -292,6 +308,7 @@ def solid_clusters(text: str) -> list[str]:
 @example(" ".join([FAMILY] * 200), bluesky(), True)
 @example(FAMILY * 10 + "e\u0301" * 30, nostr(120), False)
 @example("a " * 20 + "https://x.example/p?q=1" + "中文句子。" * 3 + "word", bluesky(40, 400), False)
+@example("word " * 9 + "@alice@mastodon.example\u0301" + "x" * 70, mastodon(60), False)
 def test_properties_of_every_cut(text: str, limits: list[Limit], numbered: bool) -> None:
     text = text.strip()
     assume(text)

@@ -42,7 +42,9 @@ _SENTENCE_END = re.compile(r"[.!?…‼⁇⁈⁉][\"'”’»)\]]*\Z")
 _CLOSING_CJK = frozenset("。！？｡")
 # What a cut inside a word must not split: links and other URIs, bare domains, mentions,
 # hashtags and cashtags. (A cut between words never can: none of these holds a space.)
-_PROTECTED = re.compile(
+# Matched with the regex module, whose \w is Unicode's word characters, combining marks
+# included: re's stops a #नमस्ते or a name with an e + U+0301 at the mark.
+_PROTECTED = (
     r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?\S+"
     r"|(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}(?:/\S*)?"
     r"|[@#$][\w.@:-]+"
@@ -268,7 +270,9 @@ class _Cutter:
     def _splits_token(self, offset: int) -> bool:
         """Whether `offset` lies strictly inside a link, mention or tag."""
         if self._protected is None:
-            spans = [m.span() for m in _PROTECTED.finditer(self.text)]
+            import regex
+
+            spans = [m.span() for m in regex.finditer(_PROTECTED, self.text)]
             self._protected = [s for s, _ in spans], [e for _, e in spans]
         starts, ends = self._protected
         i = bisect_left(starts, offset) - 1  # the last token starting before offset
