@@ -4,7 +4,7 @@
   1.5×). Both databases have the real schema (`plurcast.store.connect`) and the same 2,000 due
   deliveries; the big one holds a million more, queued for later, written with plain SQL in one
   transaction (~20 s). Each figure is the median of hundreds of calls with an in-process clock:
-  `claiming.due_candidates(…, 8)` (the due query), `Engine.claim_due(8)` (query + leases + rate
+  `claiming.due_candidates(…, {p: 8})` (the due query), `Engine.claim_due(8)` (query + leases + rate
   slots, committed), and what the daemon asks before every sleep (`Engine.next_wake_ms` and
   `schedules.next_run_ms`). The status line the daemon computes every heartbeat (5 s) is shown
   too, for scale: it counts the queue.
@@ -142,7 +142,7 @@ def measure(work: Path, queued: int) -> dict[str, float]:
     platforms = engine.pool.platforms
     figures = {"build_s": built}
     figures["due_query"] = median_ms(
-        lambda: claiming.due_candidates(conn, now_ms, platforms, CLAIM), RUNS * 2
+        lambda: claiming.due_candidates(conn, now_ms, dict.fromkeys(platforms, CLAIM)), RUNS * 2
     )
     figures["next_wake"] = median_ms(
         lambda: (engine.next_wake_ms(), schedules.next_run_ms(conn)), RUNS * 2

@@ -29,3 +29,38 @@ def test_a_delivered_post_costs_at_most_19_statements_in_3_transactions(
     # claim, prepare, record: one transaction each (the claim is shared when lanes free at once)
     assert shapes["BEGIN IMMEDIATE"] / sent <= 3.05
     assert shapes["BEGIN IMMEDIATE"] == shapes["COMMIT"]
+
+
+def test_a_claim_reads_no_more_due_rows_than_the_lanes_it_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a burst a claim comes each time a lane frees: it must read that one delivery (the
+    oldest), not a whole batch it then leaves."""
+    import time
+    import uuid
+
+    from plurcast import config
+    from plurcast.store import claiming, connect
+    from plurcast.store.connection import transaction
+    from plurcast.store.posts import NewPost, insert_post
+
+    (tmp_path / "plurcast.toml").write_text("")
+    monkeypatch.setenv("PLURCAST_CONFIG", str(tmp_path / "plurcast.toml"))
+    monkeypatch.setenv("PLURCAST_DB_PATH", str(tmp_path / "queue.db"))
+    conn = connect(config.load().db_path)
+    now_ms = int(time.time() * 1000)
+    with transaction(conn):
+        for i in range(50):
+            due = now_ms - 60_000 + (i * 7919) % 50 * 1000  # due in a shuffled order
+            insert_post(
+                conn,
+                NewPost(str(uuid.uuid4()), f"p{i}", now_ms, due, "UTC", [("nostr", "default")]),
+            )
+    due_order = [
+        row[0]
+        for row in conn.execute("SELECT id FROM deliveries ORDER BY due_at_ms, id").fetchall()
+    ]
+    for lanes in (1, 5):
+        taken = [c.delivery_id for c, _ in claiming.due_candidates(conn, now_ms, {"nostr": lanes})]
+        assert taken == due_order[:lanes]
+    conn.close()

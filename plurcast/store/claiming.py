@@ -124,7 +124,7 @@ def lease_due(
         return []
     if conn.dialect == POSTGRESQL:
         return _lease_due_at_once(conn, lease, caps, limit)
-    rows = due_candidates(conn, lease.now_ms, list(caps), limit)
+    rows = due_candidates(conn, lease.now_ms, caps)
     taken: Counter[str] = Counter()
     kept: list[tuple[Claimed, str]] = []
     for row in rows:
@@ -177,27 +177,28 @@ def _lease_due_at_once(
 
 
 def due_candidates(
-    conn: Database, now_ms: int, platforms: Sequence[str], limit: int
+    conn: Database, now_ms: int, caps: Mapping[str, int]
 ) -> list[tuple[Claimed, str]]:
-    """What lease_due takes on SQLite: up to `limit` due (or lease-expired) deliveries per
-    platform and state, oldest first, with their state.
+    """What lease_due takes on SQLite: up to `caps[platform]` due (or lease-expired)
+    deliveries per platform and state, oldest first, with their state.
 
     One statement: per platform and state an in-order walk of the (state, platform,
-    due_at_ms) index that stops after its limit, the walks joined by UNION ALL — cost
-    follows what is taken, not how much is due: a backlog of 100,000 on a platform whose
-    slots are full is not read. (A single query with OR across states makes SQLite sort
-    every due row on every claim, O(n²) over a burst of n; a statement per walk made a
-    claim three statements a platform.)
+    due_at_ms) index that stops after the platform's cap, the walks joined by UNION ALL —
+    cost follows what is taken, not how much is due: a backlog of 100,000 on a platform
+    whose slots are full is not read, and in a burst, where a claim comes each time a lane
+    frees, one row is read for the one lane. (A single query with OR across states makes
+    SQLite sort every due row on every claim, O(n²) over a burst of n; a statement per walk
+    made a claim three statements a platform.)
     """
-    if not platforms:
+    if not caps:
         return []
-    params: dict[str, object] = {"now_ms": now_ms, "limit": limit}
+    params: dict[str, object] = {"now_ms": now_ms}
     arms: list[str] = []
-    for i, platform in enumerate(platforms):
-        params[f"p{i}"] = platform
+    for i, (platform, cap) in enumerate(caps.items()):
+        params[f"p{i}"], params[f"n{i}"] = platform, cap
         arms += [
             f"SELECT * FROM (SELECT {_claim_columns('d.state')} {_CLAIM_FROM} {walk} "
-            f"LIMIT :limit) AS w{i}_{j}"
+            f"LIMIT :n{i}) AS w{i}_{j}"
             for j, walk in enumerate(_due_walks(f":p{i}"))
         ]
     rows = conn.execute(" UNION ALL ".join(arms), params).fetchall()
