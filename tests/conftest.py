@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,12 +14,23 @@ import hypothesis.configuration
 import pytest
 from click.testing import CliRunner, Result
 
-from plurcast import clikit
-from tests.helpers import BASE_CONFIG, NOW, AnotherDatabase, Clock, Daemons, Run, secret_file
+from plurcast import clikit, queue
+from plurcast import config as config_module
+from tests.helpers import (
+    BASE_CONFIG,
+    NOW,
+    AnotherDatabase,
+    Clock,
+    Daemons,
+    Run,
+    add_post,
+    secret_file,
+)
 from tests.peers.blossom import blossom_server
 from tests.peers.bluesky import bluesky_pds
 from tests.peers.fixtures import inprocess_relay, nostr_relay
 from tests.peers.mastodon import mastodon_server, shared_mastodon
+from tests.peers.nostr import InProcessRelay
 from tests.peers.pages import page_server
 from tests.peers.postgres import Backend, backend, postgres_cluster
 
@@ -134,6 +146,27 @@ def nostr_key(isolated_home: Path) -> Path:
     return secret_file(
         isolated_home / "nostr-secret.keys", nostr_sdk.Keys.generate().secret_key().to_bech32()
     )
+
+
+@pytest.fixture
+def one_post_in_an_hour(
+    write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
+) -> Callable[[str], None]:
+    """Writes a config for the in-process relay (and `more` of it) and a queue holding one
+    post due in an hour."""
+
+    def make(more: str = "") -> None:
+        write_config(
+            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
+            f'relays = ["{inprocess_relay.url}"]\n{more}'
+        )
+        cfg = config_module.load()
+        conn = queue.open_db(cfg)
+        now = time.time()
+        add_post(conn, cfg, "in an hour", now + 3600, now=now)
+        conn.close()
+
+    return make
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from plurcast import config as config_module
-from plurcast import process, queue
+from plurcast import process
 from plurcast.daemon import FORGET_HEARTBEAT_MS
-from tests.helpers import BIN, PATIENCE, add_post, scalar
+from tests.helpers import BIN, PATIENCE, scalar
 from tests.peers.nostr import InProcessRelay
 from tests.peers.postgres import Backend, open_test_db, run_sql
 
@@ -56,21 +56,12 @@ END $$;
 
 
 @pytest.fixture
-def queued(
-    write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
-) -> config_module.Config:
+def queued(one_post_in_an_hour: Callable[[str], None]) -> config_module.Config:
     """A queue as cron finds it most minutes: a post due in an hour, and the heartbeat of a
     daemon that stopped answering ten minutes ago (stale, not yet a day old)."""
-    write_config(
-        f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-        f'relays = ["{inprocess_relay.url}"]\n'
-    )
+    one_post_in_an_hour("")
     cfg = config_module.load()
-    conn = queue.open_db(cfg)
-    now = time.time()
-    add_post(conn, cfg, "in an hour", now + 3600, now=now)
-    conn.close()
-    beat(cfg, "other-host:4242:1", int(now * 1000) - 600_000)
+    beat(cfg, "other-host:4242:1", int(time.time() * 1000) - 600_000)
     return cfg
 
 

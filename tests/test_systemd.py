@@ -41,7 +41,6 @@ from tests.helpers import (
     add_post,
     assert_verified_and_hardened,
 )
-from tests.peers.nostr import InProcessRelay
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -226,27 +225,6 @@ class _short_tmpdir:
 
 
 # --- the daemon tells systemd ----------------------------------------------------------------
-
-
-@pytest.fixture
-def one_post_in_an_hour(
-    write_config: Callable[[str], Path], nostr_key: Path, inprocess_relay: InProcessRelay
-) -> Callable[[str], None]:
-    """Writes a config for the in-process relay (and `more` of it) and a queue holding one
-    post due in an hour."""
-
-    def make(more: str = "") -> None:
-        write_config(
-            f'timezone = "UTC"\n[nostr]\nkeys_file = "{nostr_key}"\n'
-            f'relays = ["{inprocess_relay.url}"]\n{more}'
-        )
-        cfg = config_module.load()
-        conn = queue.open_db(cfg)
-        now = time.time()
-        add_post(conn, cfg, "in an hour", now + 3600, now=now)
-        conn.close()
-
-    return make
 
 
 def test_plur_send_reports_ready_status_watchdog_stopping_in_order(
