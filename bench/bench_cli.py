@@ -42,28 +42,30 @@ PUBLISH_RUNS = 9
 # sides write local times with their offset.
 ZONE = "Europe/Berlin"
 
+
+def _local_iso(ms: str) -> str:
+    """SQL for the time in column `ms` as the listing writes it: local (the shell's TZ), to
+    the second, with its offset."""
+    seconds = f"{ms} / 1000"
+    local = f"unixepoch({seconds}, 'unixepoch', 'localtime')"
+    return (
+        f"strftime('%Y-%m-%dT%H:%M:%S', {seconds}, 'unixepoch', 'localtime') || printf("
+        f"'%+03d:%02d', ({local} - {seconds}) / 3600, abs({local} - {seconds}) % 3600 / 60)"
+    )
+
+
 # What `plur-queue list -f json` shows, read by the sqlite3 shell: the same posts (a time and
 # waiting work), in the same order, with the same fields in the same order and the same values
 # — times in the user's zone with their offset, the status as the post's (here: scheduled, or
 # sending), the account only where all deliveries share it, a thread's part count and what a
 # post answers. The one difference left is in sqlite3's favour: `platforms` in the index's
 # order (ours: the registry's), so it sorts nothing.
-LIST_SQL = """
+LIST_SQL = f"""
 SELECT p.id, p.content,
        p.scheduled_at_ms / 1000 AS scheduled_at,
-       strftime('%Y-%m-%dT%H:%M:%S', p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
-       || printf('%+03d:%02d',
-                 (unixepoch(p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
-                  - p.scheduled_at_ms / 1000) / 3600,
-                 abs(unixepoch(p.scheduled_at_ms / 1000, 'unixepoch', 'localtime')
-                     - p.scheduled_at_ms / 1000) % 3600 / 60) AS scheduled_at_iso,
+       {_local_iso("p.scheduled_at_ms")} AS scheduled_at_iso,
        p.created_at_ms / 1000 AS created_at,
-       strftime('%Y-%m-%dT%H:%M:%S', p.created_at_ms / 1000, 'unixepoch', 'localtime')
-       || printf('%+03d:%02d',
-                 (unixepoch(p.created_at_ms / 1000, 'unixepoch', 'localtime')
-                  - p.created_at_ms / 1000) / 3600,
-                 abs(unixepoch(p.created_at_ms / 1000, 'unixepoch', 'localtime')
-                     - p.created_at_ms / 1000) % 3600 / 60) AS created_at_iso,
+       {_local_iso("p.created_at_ms")} AS created_at_iso,
        (SELECT CASE WHEN max(d.state = 'sending') THEN 'sending' ELSE 'scheduled' END
         FROM deliveries d WHERE d.post_id = p.id) AS status,
        (SELECT json_group_array(d.platform) FROM deliveries d WHERE d.post_id = p.id)
@@ -75,7 +77,7 @@ SELECT p.id, p.content,
            (SELECT count(*) FROM posts t WHERE t.thread_id = p.thread_id) END AS thread_parts,
        CASE WHEN p.thread_part > 1 THEN (SELECT t.id FROM posts t
                 WHERE t.thread_id = p.thread_id AND t.thread_part = p.thread_part - 1)
-            WHEN p.metadata <> '{}' THEN p.metadata ->> '$.reply_to' END AS reply_to
+            WHEN p.metadata <> '{{}}' THEN p.metadata ->> '$.reply_to' END AS reply_to
 FROM posts p
 WHERE p.scheduled_at_ms IS NOT NULL AND EXISTS (
     SELECT 1 FROM deliveries w WHERE w.post_id = p.id AND w.state IN ('pending', 'retry'))
