@@ -11,10 +11,14 @@
   and the CPU each side and the relay spent per post
 - idle: a daemon that has sent a post then waits 60 s; CPU seconds and peak RSS
   (targets <= 0.3 s and <= 80 MB)
+
+    python bench/bench_engine.py                  # every row
+    python bench/bench_engine.py --once [PAIRS]   # the burst with start-up alone
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -249,7 +253,7 @@ class OnceBurst(NamedTuple):
         )
 
 
-def once_burst(work: Path) -> OnceBurst:
+def once_burst(work: Path, pairs: int = ONCE_PAIRS) -> OnceBurst:
     """`plur-send --once` and the bare client, each a fresh process timed from its start to its
     exit (imports, config, connection and signing included), over ONCE_BURST posts.
 
@@ -281,7 +285,7 @@ def once_burst(work: Path) -> OnceBurst:
             raise SystemExit(f"the relay stored {stored} events of {side}'s {ONCE_BURST}")
         return done
 
-    for number in range(ONCE_PAIRS + 1):
+    for number in range(pairs + 1):
         order = ("bare", "ours") if number % 2 else ("ours", "bare")
         for side in order:
             done = trial(side, number)
@@ -317,10 +321,37 @@ def idle(work: Path) -> tuple[float, float]:
     return used, rss
 
 
+def once_row(once: OnceBurst) -> Ratio:
+    return Ratio(
+        f"plur-send --once, {ONCE_BURST} due, start-up incl.",
+        once.rate("ours"),
+        f"bare nostr-sdk script, {ONCE_CONCURRENCY} at a time",
+        once.rate("bare"),
+        0.9,
+        higher=True,
+        unit="posts/s",
+    )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Delivery benchmarks against a local relay.")
+    parser.add_argument(
+        "--once",
+        type=int,
+        nargs="?",
+        const=ONCE_PAIRS,
+        metavar="PAIRS",
+        help=f"only the burst with start-up, over PAIRS pairs (default {ONCE_PAIRS})",
+    )
+    pairs = parser.parse_args().once
     print(f"bench_engine on {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if pairs is not None:
+            once = once_burst(work, pairs)
+            report([once_row(once)])
+            print(once.summary())
+            return
         p50, p99, worst = lateness(work)
         print(
             f"lateness, 500 posts due over 30 s: p50 {p50:.3f} s  p99 {p99:.3f} s  "
@@ -341,15 +372,7 @@ def main() -> None:
                     higher=True,
                     unit="posts/s",
                 ),
-                Ratio(
-                    f"plur-send --once, {ONCE_BURST} due, start-up incl.",
-                    once.rate("ours"),
-                    f"bare nostr-sdk script, {ONCE_CONCURRENCY} at a time",
-                    once.rate("bare"),
-                    0.9,
-                    higher=True,
-                    unit="posts/s",
-                ),
+                once_row(once),
             ]
         )
         print(
