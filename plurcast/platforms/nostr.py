@@ -28,6 +28,7 @@ once `min_relays` relays have accepted, it waits at most 1 s more for the others
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,9 @@ DEFAULT_LINGER = 1.0
 # Events a publisher signed and has not published yet, kept by their JSON (see `publish`);
 # the oldest go past this many (a post cancelled after it was prepared is never published).
 SIGNED_KEPT = 256
+# Seconds between two looks at the relays' status (`_reconnect`): each is a call into the SDK
+# per relay, and a publish every few ms needs no look of its own.
+STATUS_CHECK_SECONDS = 1.0
 
 
 def _log() -> logging.Logger:
@@ -149,6 +153,7 @@ class NostrPublisher:
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self._next_status_check = 0.0  # time.monotonic() of the next `_reconnect`
 
     @classmethod
     def from_config(cls, cfg: Config, account: str = DEFAULT_ACCOUNT) -> NostrPublisher:
@@ -348,7 +353,8 @@ class NostrPublisher:
                 if self._client is None:
                     await self._make_client()
                 client = self._client
-        else:
+        elif (now := time.monotonic()) >= self._next_status_check:
+            self._next_status_check = now + STATUS_CHECK_SECONDS
             self._reconnect()
         return client
 
@@ -365,10 +371,12 @@ class NostrPublisher:
         # relays still connecting, and nostr-sdk reconnects to a relay that drops.
         await client.connect()
         self._pool, self._targets, self._client = pool, targets, client
+        self._next_status_check = time.monotonic() + STATUS_CHECK_SECONDS
 
     def _reconnect(self) -> None:
         """What `client.connect()` does, without an await per publish: a connection task for
-        each relay that has none (status INITIALIZED or TERMINATED)."""
+        each relay that has none (status INITIALIZED or TERMINATED); at most once a
+        STATUS_CHECK_SECONDS."""
         status = _sdk().RelayStatus
         for relay in self._pool:
             if relay.status() in (status.INITIALIZED, status.TERMINATED):
@@ -385,6 +393,19 @@ class NostrPublisher:
         else:
             client = await self._connected()
         ok_timeout = timedelta(seconds=self.timeout)
+        if len(self._targets) == 1:
+            # One relay, the client's only one: its answer is the outcome (min_relays is 1, no
+            # linger). Awaited in this task, to all the client's relays: no task, no wait, no
+            # target to pass into the SDK per send.
+            url, scope = self.relays[0], asyncio.timeout_at(deadline)
+            try:
+                async with scope:
+                    output = await client.send_event(event, ok_timeout=ok_timeout)
+            except Exception as exc:
+                if scope.expired():
+                    return {url: f"timeout: no answer within {self.timeout:g} s"}
+                return {url: answers_module.send_error(exc)}
+            return {url: answers_module.output_answer(output)}
         sends: dict[asyncio.Future[Any], str] = {}
         for target, url in self._targets:
             send = client.send_event(event, target=target, ok_timeout=ok_timeout)

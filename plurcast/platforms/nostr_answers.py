@@ -82,7 +82,17 @@ def answer(task: asyncio.Future[Any]) -> str | None:
     try:
         output = task.result()
     except Exception as exc:
-        return f"error: {type(exc).__name__}: {one_line(str(exc))}"
+        return send_error(exc)
+    return output_answer(output)
+
+
+def send_error(exc: Exception) -> str:
+    """A relay's answer when its send raised."""
+    return f"error: {type(exc).__name__}: {one_line(str(exc))}"
+
+
+def output_answer(output: Any) -> str | None:
+    """One relay's answer in the SendEventOutput of a send to that relay alone."""
     if output.success:
         return None
     for reason in output.failed.values():
