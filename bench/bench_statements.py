@@ -42,8 +42,12 @@ class Instant:
         self.sent = 0
         self.wire = asyncio.Lock()
 
-    async def prepare(self, work: Work) -> str:
+    def prepare_now(self, work: Work) -> str:
+        """As a Nostr note's payload is made: at once, in the claim's transaction."""
         return f'{{"id": "{work.delivery_id:064x}", "content": "{work.content}"}}'
+
+    async def prepare(self, work: Work) -> str:
+        return self.prepare_now(work)
 
     async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
         # One answer at a time, each a few loop turns after the last, as a relay's come back:

@@ -9,7 +9,10 @@ this module. The guarantees rest on where its transactions begin and end:
 - prepare: the payload is made once, at the first attempt, and committed before
   any byte goes out, under a check that this process still holds a delivery that
   is still wanted — a cancelled post is never sent, and every re-send after a
-  crash sends the same bytes, which the platform recognises (G2);
+  crash sends the same bytes, which the platform recognises (G2). A payload the
+  publisher can make at once (`prepare_now`: no network, no mining) is made and
+  committed in the claim's own transaction, which holds that check; from then on,
+  as for any stored payload, a cancel is refused (it may be out);
 - record: the outcome is written in one transaction; only failed deliveries are
   retried (G3), with backoff, or given up with the reason.
 """
@@ -185,8 +188,28 @@ class Engine:
                     extra=log_fields(claim),
                 )
                 continue
-            claimed.append(claim)
+            claimed.append(self._prepared_at_once(claim, now))
         return claimed
+
+    def _prepared_at_once(self, claim: Claimed, now_ms: int) -> Claimed:
+        """The claim with its payload prepared and stored in the claim's own transaction, and
+        `ready` to publish, when its publisher is made and can make it at once (`prepare_now`:
+        no network, no mining, e.g. a plain Nostr note, signed): `deliver` then needs no
+        transaction and no task of its own for it. Else the claim as it is: `deliver`
+        prepares it (and records why, should that fail)."""
+        if claim.payload is not None:
+            return claim
+        prepare_now = getattr(self.pool.made(claim.platform, claim.account), "prepare_now", None)
+        if prepare_now is None:
+            return claim
+        try:
+            payload: str | None = prepare_now(_work(claim))
+        except Exception:
+            return claim  # `deliver` prepares it again, and records the error
+        if payload is None:
+            return claim
+        stored = recording.store_payload(self.conn, claim.delivery_id, self.owner, payload, now_ms)
+        return claim if stored is None else claim._replace(payload=stored, ready=True)
 
     # --- prepare, publish, record -----------------------------------------------------
 
@@ -196,46 +219,37 @@ class Engine:
             publisher = self.pool.get(claim.platform, claim.account)
         except Exception as exc:
             return self._record(claim, failure(exc, claim), started)
-        payload = claim.payload
         notes: dict[str, str] = {}
         media = self.media if claim.metadata.get("images") else None
-        if payload is None:
-            work = Work(
-                claim.delivery_id,
-                claim.post_id,
-                claim.platform,
-                claim.account,
-                claim.content,
-                claim.metadata,
-                _reply(claim),
-                media=media,
-                notes=notes,
-            )
-            try:
-                payload = await self._holding_lease(claim, publisher.prepare(work))
-            except Exception as exc:
-                return self._record(claim, failure(exc, claim), started, notes)
-            for key, note in notes.items():
-                log.warning(
-                    "post %s to %s/%s: %s: %s",
-                    claim.post_id,
-                    claim.platform,
-                    claim.account,
-                    key,
-                    note,
-                    extra=log_fields(claim),
-                )
-        stored = None
-        if payload is not None:
-            prepared = payload
-
-            def store_prepared() -> str | None:
-                with transaction(self.conn):
-                    return recording.store_payload(
-                        self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
+        stored = claim.payload if claim.ready else None
+        if not claim.ready:
+            payload = claim.payload
+            if payload is None:
+                work = _work(claim, media, notes)
+                try:
+                    payload = await self._holding_lease(claim, publisher.prepare(work))
+                except Exception as exc:
+                    return self._record(claim, failure(exc, claim), started, notes)
+                for key, note in notes.items():
+                    log.warning(
+                        "post %s to %s/%s: %s: %s",
+                        claim.post_id,
+                        claim.platform,
+                        claim.account,
+                        key,
+                        note,
+                        extra=log_fields(claim),
                     )
+            if payload is not None:
+                prepared = payload
 
-            stored = await self._written(store_prepared, claim)
+                def store_prepared() -> str | None:
+                    with transaction(self.conn):
+                        return recording.store_payload(
+                            self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
+                        )
+
+                stored = await self._written(store_prepared, claim)
         if stored is None:
             log.info(
                 "post %s to %s/%s was cancelled or taken over before sending; not sent",
@@ -427,6 +441,23 @@ class Engine:
         if lanes is not None:
             platforms = tuple(p for p in platforms if lanes.room(p) > 0)
         return daemons.next_wake_ms(self.conn, platforms)
+
+
+def _work(
+    claim: Claimed, media: MediaStore | None = None, notes: dict[str, str] | None = None
+) -> Work:
+    """The delivery as its platform's prepare sees it."""
+    return Work(
+        claim.delivery_id,
+        claim.post_id,
+        claim.platform,
+        claim.account,
+        claim.content,
+        claim.metadata,
+        _reply(claim),
+        media=media,
+        notes=notes,
+    )
 
 
 def _reply(claim: Claimed) -> Reply | None:

@@ -39,6 +39,10 @@ class PublisherPool:
             self._publishers[key] = self.factories[platform](self.cfg, account)
         return self._publishers[key]
 
+    def made(self, platform: str, account: str) -> Publisher | None:
+        """The publisher of (platform, account) if `get` made it already, else None."""
+        return self._publishers.get((platform, account))
+
     async def close(self) -> None:
         publishers, self._publishers = list(self._publishers.values()), {}
         for publisher in publishers:

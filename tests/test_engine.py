@@ -6,6 +6,7 @@ Each test names the guarantee it would catch breaking.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,59 @@ def test_cancelled_between_claim_and_publish_is_never_sent(
     assert row(conn, post_id)[0] == "cancelled"
     assert row(conn, post_id)[6] is None
     assert inprocess_relay.fetch_events() == []
+
+
+def test_a_plain_note_is_prepared_by_its_claim_and_then_no_longer_cancellable(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """G2/cancel, payload made at once: once the account's publisher is made, the claim signs a
+    plain note and stores it in its own transaction; a cancel after that is refused (the note
+    may be out), and it is sent once, as stored."""
+    from plurcast.errors import InvalidInput
+
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "made at once", T0 + 1)
+    engine = Engine(cfg, conn, clock=Clock(T0 + 2))
+    engine.pool.get("nostr", "default")
+    [claim] = engine.claim_due(5)
+    assert claim.ready
+    assert claim.payload is not None and row(conn, post_id).payload == claim.payload
+    post = queue.get(queue.open_db(cfg), post_id)
+    with pytest.raises(InvalidInput, match="may already be out"):
+        changes.cancel(queue.open_db(cfg), [post], NOW)
+    [result] = deliver(engine, [claim])
+    assert result.state == "sent"
+    [event] = inprocess_relay.fetch_events()
+    assert event["content"] == "made at once"
+    assert event["id"] == json.loads(claim.payload)["id"]
+
+
+def test_a_failing_prepare_now_leaves_the_claim_to_deliver(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """A bug in an adapter's prepare_now neither undoes the claim nor loses the post: the
+    delivery is claimed unprepared and `deliver` prepares it."""
+    from plurcast.platforms.nostr import NostrPublisher
+    from plurcast.pool import PublisherPool
+
+    class Broken(NostrPublisher):
+        def prepare_now(self, work: Work) -> str | None:
+            raise ValueError("adapter bug")
+
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    post_id = add_post(conn, cfg, "prepared later", T0 + 1)
+    engine = Engine(
+        cfg, conn, PublisherPool(cfg, {"nostr": Broken.from_config}), clock=Clock(T0 + 2)
+    )
+    engine.pool.get("nostr", "default")
+    [claim] = engine.claim_due(5)
+    assert (claim.ready, claim.payload) == (False, None)
+    assert (row(conn, post_id).state, row(conn, post_id).payload) == ("sending", None)
+    [result] = deliver(engine, [claim])
+    assert result.state == "sent"
+    assert [e["content"] for e in inprocess_relay.fetch_events()] == ["prepared later"]
 
 
 def test_transient_failures_back_off_exponentially_then_give_up(

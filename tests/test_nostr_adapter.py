@@ -679,3 +679,21 @@ def test_concurrent_publishes_share_one_client() -> None:
             assert len(await events_on(url)) == 5
 
     asyncio.run(scenario())
+
+
+def test_prepare_now_signs_a_plain_note_and_leaves_the_rest_to_prepare() -> None:
+    """What needs the network (a reply, images) or mining (proof of work) is not made at once."""
+    from plurcast.platforms.base import Reply
+
+    publisher = nostr.NostrPublisher(KEYS, ["ws://127.0.0.1:1"])
+    plain = publisher.prepare_now(work()._replace(metadata={"cw": "spoilers"}))
+    assert plain is not None
+    event = n.Event.from_json(plain)
+    assert event.verify() and event.content() == CONTENT
+    assert [t.to_vec() for t in event.tags()] == [["content-warning", "spoilers"]]
+    for other in (
+        work()._replace(reply=Reply(reference="note1abc")),
+        work()._replace(metadata={"images": ["ab" * 32]}),
+        work()._replace(metadata={"nostr": {"pow_difficulty": 8}}),
+    ):
+        assert publisher.prepare_now(other) is None

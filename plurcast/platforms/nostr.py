@@ -223,11 +223,29 @@ class NostrPublisher:
                 label=f"post {work.post_id} to nostr/{self.account}",
             )
             return self._signed_json(mined)
+        return self._signed_note(content, extra)
+
+    def prepare_now(self, work: Work) -> str | None:
+        """`prepare`'s payload when making it needs no network and no mining — a note that
+        answers nothing, with no images and no proof of work asked for — else None. The
+        engine makes such a payload in the transaction that claims its delivery."""
+        metadata = work.metadata
+        if work.reply is not None or metadata.get("images"):
+            return None
+        if nostr_pow.requested(metadata) is not None:
+            return None
+        from plurcast.platforms import nostr_media
+
+        return self._signed_note(work.content, nostr_media.tags(metadata))
+
+    def _signed_note(self, content: str, tags: list[list[str]]) -> str:
+        """A kind-1 note created now (when it is built) with these tags, signed: its JSON."""
+        sdk = _sdk()
         if self._kind is None:
             self._kind = sdk.Kind(1)
-        builder = sdk.EventBuilder(self._kind, content)  # created now, when it is built
-        if extra:
-            builder = builder.tags([sdk.Tag.parse(tag) for tag in extra])
+        builder = sdk.EventBuilder(self._kind, content)
+        if tags:
+            builder = builder.tags([sdk.Tag.parse(tag) for tag in tags])
         unsigned = builder.finalize_unsigned(self._public_key())
         # Keys.sign_event in Rust: `finalize(keys)` signs through a Python callback (~2× the CPU).
         return self._signed_json(self.keys.sign_event(unsigned))

@@ -42,6 +42,7 @@ class Claimed(NamedTuple):
     due_at_ms: int
     parent: Parent | None = None
     continues_thread: bool = False  # a thread's part after the first: never expired (grace)
+    ready: bool = False  # `payload` was prepared and stored in the claim's own transaction
 
 
 class Lease(NamedTuple):
