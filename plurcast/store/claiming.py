@@ -11,6 +11,7 @@ back (`give_back`) or, staler than its grace, given up (`expire`) in the same tr
 # objects, which typing takes as they are, not strings it compiles one by one (~55 K
 # instructions a field, on every command's start-up; issue #16). Names not defined yet
 # (or imported only for type checking) are quoted.
+import functools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -194,17 +195,23 @@ def due_candidates(
     if not caps:
         return []
     params: dict[str, object] = {"now_ms": now_ms}
-    arms: list[str] = []
     for i, (platform, cap) in enumerate(caps.items()):
         params[f"p{i}"], params[f"n{i}"] = platform, cap
-        arms += [
-            f"SELECT * FROM (SELECT {_claim_columns('d.state')} {_CLAIM_FROM} {walk} "
-            f"LIMIT :n{i}) AS w{i}_{j}"
-            for j, walk in enumerate(_due_walks(f":p{i}"))
-        ]
-    rows = conn.execute(" UNION ALL ".join(arms), params).fetchall()
+    rows = conn.execute(_due_candidates_sql(len(caps)), params).fetchall()
     rows.sort(key=lambda r: (r[8], r[0]))
     return [(_claimed(r), r[9]) for r in rows]
+
+
+@functools.cache
+def _due_candidates_sql(platforms: int) -> str:
+    """due_candidates' statement over this many platforms (`:p0`, `:n0` …): its text is made
+    once, not on every claim."""
+    return " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {_claim_columns('d.state')} {_CLAIM_FROM} {walk} "
+        f"LIMIT :n{i}) AS w{i}_{j}"
+        for i in range(platforms)
+        for j, walk in enumerate(_due_walks(f":p{i}"))
+    )
 
 
 def lease_post(

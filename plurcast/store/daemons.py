@@ -10,6 +10,7 @@ any host whose heartbeat went silent — become claimable at once (`expire_lease
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from plurcast.store.base import WAITING, Database
@@ -117,9 +118,18 @@ def next_wake_ms(conn: Database, platforms: Sequence[str]) -> int | None:
     """The earliest time something of these platforms may become claimable: a due time
     or a lease expiry. One index probe per platform and state; a blocked delivery (its
     parent is not sent) has no time to wake for."""
+    if not platforms:
+        return None
+    args = [platform for platform in platforms for _ in range(3)]
+    row = conn.execute(_next_wake_sql(len(platforms)), args).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+@functools.cache
+def _next_wake_sql(platforms: int) -> str:
+    """next_wake_ms' statement over this many platforms (three `?` each), made once."""
     arms: list[str] = []
-    args: list[str] = []
-    for platform in platforms:
+    for _ in range(platforms):
         n = len(arms)
         arms += [
             f"SELECT * FROM (SELECT due_at_ms FROM deliveries WHERE state = 'pending' "
@@ -131,13 +141,7 @@ def next_wake_ms(conn: Database, platforms: Sequence[str]) -> int | None:
             "SELECT min(lease_expires_at_ms) FROM deliveries WHERE state = 'sending' "
             "AND platform = ?",
         ]
-        args += [platform] * 3
-    if not arms:
-        return None
-    row = conn.execute(
-        f"SELECT min(due_at_ms) FROM ({' UNION ALL '.join(arms)}) AS wake", args
-    ).fetchone()
-    return None if row[0] is None else int(row[0])
+    return f"SELECT min(due_at_ms) FROM ({' UNION ALL '.join(arms)}) AS wake"
 
 
 def queue_summary(conn: Database) -> tuple[int, int | None, int]:
