@@ -11,7 +11,7 @@ import click
 
 from plur_post.media import ImageOrderCommand, media_options
 from plur_post.threads import ThreadArgs, emit_queued, thread_options
-from plurcast import clikit, queue, validation, writing
+from plurcast import clikit, cliparse, queue, validation, writing
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
@@ -46,7 +46,7 @@ Examples:
 Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input.""",
 )
 @click.argument("content", required=False)
-@click.option(
+@cliparse.option(
     "-s",
     "--schedule",
     metavar="WHEN",
@@ -54,8 +54,8 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     '"random:1h-2h" … (see the README for the full grammar), or "next": the earliest '
     "free posting slot of [slots] in the config.",
 )
-@click.option("-d", "--draft", is_flag=True, help="Save as a draft: queued for no time.")
-@click.option(
+@cliparse.option("-d", "--draft", is_flag=True, help="Save as a draft: queued for no time.")
+@cliparse.option(
     "-p",
     "--platform",
     "platforms",
@@ -64,19 +64,23 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     help=f"{', '.join(registry.NAMES[:-1])} or {registry.NAMES[-1]}; repeatable or "
     "comma-separated. Default: [defaults] platforms, else every enabled platform.",
 )
-@click.option(
+@cliparse.option(
     "-a", "--account", metavar="NAME", help="A named account from [accounts.<platform>.NAME]."
 )
-@click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and for output (default: config).")
-@click.option("--cron", metavar="EXPR", help='Repeat on a cron schedule: "0 9 * * 1-5" (in --tz).')
-@click.option(
+@cliparse.option(
+    "--tz", metavar="ZONE", help="IANA zone for WHEN and for output (default: config)."
+)
+@cliparse.option(
+    "--cron", metavar="EXPR", help='Repeat on a cron schedule: "0 9 * * 1-5" (in --tz).'
+)
+@cliparse.option(
     "--every", metavar="DURATION", help="Repeat at a fixed interval: 6h, 1d, 90m (>= 1m)."
 )
-@click.option(
+@cliparse.option(
     "--until", metavar="WHEN", help="With --cron/--every: no occurrences after this time."
 )
-@click.option("--count", type=int, metavar="N", help="With --cron/--every: stop after N posts.")
-@click.option(
+@cliparse.option("--count", type=int, metavar="N", help="With --cron/--every: stop after N posts.")
+@cliparse.option(
     "--misfire",
     type=click.Choice(["latest", "skip", "all"]),
     default="latest",
@@ -84,15 +88,15 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     help="Missed occurrences (daemon down): post the latest within --grace, skip them, "
     "or post all (at most 10).",
 )
-@click.option(
+@cliparse.option(
     "--grace", metavar="DURATION", help="With --misfire latest: how late is too late (1h)."
 )
-@click.option(
+@cliparse.option(
     "--visibility",
     type=click.Choice(["public", "unlisted", "private", "direct"]),
     help="Mastodon visibility for this post (default: [mastodon] visibility, else public).",
 )
-@click.option(
+@cliparse.option(
     "--nostr-pow",
     type=int,
     metavar="DIFFICULTY",
@@ -100,7 +104,7 @@ Exit codes: 0 ok, 1 platform/runtime error, 2 auth/config error, 3 invalid input
     "when it is sent. Recommended: 20-25 (seconds of CPU; each step doubles the work). "
     "Only applies when posting to Nostr. Default: [nostr] default_pow_difficulty.",
 )
-@click.option("--21e8", "pow_21e8", is_flag=True, hidden=True)
+@cliparse.option("--21e8", "pow_21e8", is_flag=True, hidden=True)
 @thread_options
 @media_options
 @clikit.format_option

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from plurcast import clikit, validation
+from plurcast import clikit, cliparse, validation
 from plurcast.errors import InvalidInput
 from plurcast.platforms import registry
 
@@ -89,7 +89,7 @@ def media_options(func: F) -> F:
         return func(*args, extras=extras, **kwargs)
 
     options = [
-        click.option(
+        cliparse.option(
             "--image",
             "images",
             multiple=True,
@@ -98,7 +98,7 @@ def media_options(func: F) -> F:
             "part). Location and camera data are removed first; the file is copied, so it may "
             "change or go away afterwards.",
         ),
-        click.option(
+        cliparse.option(
             "--alt",
             "alts",
             multiple=True,
@@ -107,30 +107,30 @@ def media_options(func: F) -> F:
             "who cannot see it. Missing: a warning ([defaults] require_alt = true makes it an "
             "error).",
         ),
-        click.option(
+        cliparse.option(
             "--fit/--no-fit",
             default=None,
             help="Re-encode an image over a platform's size limit to the largest that fits "
             "(default: [media] fit, else refuse the image).",
         ),
-        click.option(
+        cliparse.option(
             "--keep-metadata",
             is_flag=True,
             help="Leave location and camera data (EXIF GPS, maker notes, XMP) in the images.",
         ),
-        click.option(
+        cliparse.option(
             "--cw",
             metavar="TEXT",
             help="Content warning: Mastodon's spoiler, Nostr's content-warning tag (NIP-36); "
             'Bluesky has none, so "CW: TEXT" goes first in the post (and counts in its 300).',
         ),
-        click.option(
+        cliparse.option(
             "--label",
             type=click.Choice(registry.LABELS),
             help="Say what the images show: a Bluesky self-label, Mastodon sensitive, a Nostr "
             "content-warning.",
         ),
-        click.option(
+        cliparse.option(
             "--lang",
             "langs",
             multiple=True,
@@ -138,7 +138,7 @@ def media_options(func: F) -> F:
             help="The post's language (en, de, pt-BR …; up to 3, repeatable or comma-separated; "
             "Mastodon takes the first). Default: [defaults] language.",
         ),
-        click.option(
+        cliparse.option(
             "--no-card",
             is_flag=True,
             help="No link card on Bluesky (by default a link in a post without images gets the "

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import writing
+from plurcast import cliparse, writing
 from plurcast.models import Post
 from plurcast.output import Format, emit_json
 from plurcast.thread.plan import Compose
@@ -43,30 +43,30 @@ def thread_options(func: F) -> F:
         return func(*args, threading=ThreadArgs(compose, reply_to), **kwargs)
 
     options = [
-        click.option(
+        cliparse.option(
             "--thread",
             is_flag=True,
             help="The text is a thread: a line holding only --- separates its parts.",
         ),
-        click.option(
+        cliparse.option(
             "--auto-thread",
             is_flag=True,
             help="Split a text too long for a platform into a thread, by that platform's own "
             "limit and counting: at paragraphs, then sentences, then words.",
         ),
-        click.option(
+        cliparse.option(
             "--numbered",
             is_flag=True,
             help="End each part of a thread with ' i/N' (counted in the limit).",
         ),
-        click.option(
+        cliparse.option(
             "--reply-to",
             metavar="REF",
             help="Reply to a post: a plurcast post id (8+ characters; replies on each "
             "platform), note1…/nevent1…/hex (Nostr), an at:// or bsky.app link (Bluesky), a "
             "status link on your instance or its id (Mastodon; these three post there only).",
         ),
-        click.option(
+        cliparse.option(
             "--variant",
             "variants",
             multiple=True,

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from plur_queue.common import Session, open_session, plain_time, post_columns, when_cell
-from plurcast import clikit, queue
+from plurcast import clikit, cliparse, queue
 from plurcast.models import WAITING, Post
 from plurcast.output import Format, emit_json, emit_lines, emit_rows, first_line
 from plurcast.views import local, part_label, post_detail_json, post_json, waiting_text
@@ -48,8 +48,8 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.option("-p", "--platform", metavar="PLATFORM", help="Only posts for this platform.")
-@click.option(
+@cliparse.option("-p", "--platform", metavar="PLATFORM", help="Only posts for this platform.")
+@cliparse.option(
     "--all", "include_all", is_flag=True, help="Also drafts, sending, posted, failed, cancelled."
 )
 @clikit.format_option

@@ -8,7 +8,7 @@ import click
 
 from plur_queue import send
 from plur_queue.common import open_session, when_cell
-from plurcast import changes, clikit, queue
+from plurcast import changes, clikit, cliparse, queue
 from plurcast.models import DeliveryState, Post
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
 from plurcast.store.base import Database
@@ -67,7 +67,7 @@ def _delete(conn: Database, posts: list[Post], fmt: Format) -> None:
 
 
 @failed.command()
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@cliparse.option("--force", is_flag=True, help="Do not ask for confirmation.")
 @clikit.format_option
 def clear(force: bool, fmt: Format) -> None:
     """Delete every post listed by `failed list` (their history goes with them)."""

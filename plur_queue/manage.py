@@ -7,7 +7,7 @@ import sys
 import click
 
 from plur_queue.common import open_session
-from plurcast import changes, clikit, queue, schedules, when
+from plurcast import changes, clikit, cliparse, queue, schedules, when
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
 from plurcast.output import Format, emit_json
@@ -16,10 +16,10 @@ from plurcast.timefmt import format_local
 from plurcast.views import queued_line, time_fields
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("post_ids", metavar="ID...", nargs=-1)
-@click.option("--all", "cancel_all", is_flag=True, help="Cancel every scheduled post.")
-@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@cliparse.option("--all", "cancel_all", is_flag=True, help="Cancel every scheduled post.")
+@cliparse.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @clikit.format_long_option
 def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format) -> None:
     """Cancel scheduled posts or recurring schedules; what was already sent stays sent.
@@ -90,7 +90,9 @@ class _ShiftCommand(clikit.Command):
 @click.command(cls=_ShiftCommand)
 @click.argument("post_id", metavar="ID")
 @click.argument("expression", metavar="WHEN", nargs=-1, required=True)
-@click.option("--tz", metavar="ZONE", help="IANA zone for WHEN and the output (default: config).")
+@cliparse.option(
+    "--tz", metavar="ZONE", help="IANA zone for WHEN and the output (default: config)."
+)
 @clikit.format_option
 def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: Format) -> None:
     """Move a scheduled post (or give a draft its time).
@@ -122,16 +124,16 @@ def reschedule(post_id: str, expression: tuple[str, ...], tz: str | None, fmt: F
     )
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("post_id", metavar="ID")
 @click.argument("content", required=False)
-@click.option(
+@cliparse.option(
     "-p",
     "--platform",
     metavar="PLATFORM",
     help="Edit the text for this platform only (as plur-post --variant set it).",
 )
-@click.option(
+@cliparse.option(
     "--alt",
     "alts",
     nargs=2,
@@ -190,9 +192,9 @@ def _alt_texts(alts: tuple[tuple[str, str], ...]) -> dict[int, str]:
     return numbered
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("post_id", metavar="ID")
-@click.option(
+@cliparse.option(
     "--nostr-pow",
     type=int,
     metavar="DIFFICULTY",

@@ -11,7 +11,7 @@ from typing import cast
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, history
+from plurcast import clikit, cliparse, history
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
 from plurcast.transfer import export_images, exporter, read, write
@@ -48,15 +48,17 @@ post a schedule made names that schedule's row in from_schedule.
 What a row cannot carry yet is named on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
 )
-@click.option(
+@cliparse.option(
     "-f",
     "--format",
     "kind",
     type=click.Choice(read.KINDS),
     help="jsonl, csv or markdown (default: from -o's name, else jsonl).",
 )
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE (mode 600) instead of stdout.")
-@click.option(
+@cliparse.option(
+    "-o", "--output", metavar="FILE", help="Write to FILE (mode 600) instead of stdout."
+)
+@cliparse.option(
     "--status",
     "statuses",
     multiple=True,
@@ -64,8 +66,8 @@ Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid input.""",
     help=f"Posts of these statuses ({', '.join(exporter.STATUSES)}, or all); repeatable "
     "or comma-separated [default: scheduled,draft].",
 )
-@click.option("--since", metavar="DATE", help="Posts scheduled from then on (as plur-history).")
-@click.option(
+@cliparse.option("--since", metavar="DATE", help="Posts scheduled from then on (as plur-history).")
+@cliparse.option(
     "--until", metavar="DATE", help="Posts scheduled before then (a bare date: its whole day)."
 )
 @clikit.version_option("plur-export")

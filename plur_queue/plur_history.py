@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, history, validation
+from plurcast import clikit, cliparse, history, validation
 from plurcast.output import Format, emit_json, printable
 from plurcast.views import time_fields
 
@@ -41,21 +41,21 @@ CSV header: post_id,timestamp,platform,success,platform_post_id,error,content
 Exit codes: 0 ok (also when nothing matches), 1 runtime error, 2 config error,
 3 invalid input.""",
 )
-@click.option(
+@cliparse.option(
     "-p", "--platform", metavar="PLATFORM", help="Only this platform (nostr, mastodon, bluesky)."
 )
-@click.option(
+@cliparse.option(
     "--since",
     metavar="DATE",
     help="Posts that went out from then on: Unix seconds, YYYY-MM-DD, ISO 8601, or 7d (ago).",
 )
-@click.option(
+@cliparse.option(
     "--until",
     metavar="DATE",
     help="Posts that went out before then (a bare date includes that whole day).",
 )
-@click.option("-s", "--search", metavar="TERM", help="Only posts containing TERM (any case).")
-@click.option(
+@cliparse.option("-s", "--search", metavar="TERM", help="Only posts containing TERM (any case).")
+@cliparse.option(
     "-l",
     "--limit",
     type=click.IntRange(min=1),
@@ -64,7 +64,7 @@ Exit codes: 0 ok (also when nothing matches), 1 runtime error, 2 config error,
     metavar="N",
     help="At most N posts, newest first.",
 )
-@click.option(
+@cliparse.option(
     "-f",
     "--format",
     "fmt",

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from plurcast import clikit
+from plurcast import clikit, cliparse
 from plurcast import config as config_module
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
@@ -57,15 +57,15 @@ Importing the same file again adds nothing: rows already there print
 Exit codes: 0 ok, 1 runtime error, 2 config error, 3 invalid rows or input.""",
 )
 @click.argument("files", metavar="FILE...|-", nargs=-1, required=True)
-@click.option(
+@cliparse.option(
     "-f",
     "--format",
     "kind",
     type=click.Choice(read.KINDS),
     help="jsonl, csv or markdown (default: from the file name; needed for stdin).",
 )
-@click.option("--dry-run", is_flag=True, help="Check everything and say what would be queued.")
-@click.option(
+@cliparse.option("--dry-run", is_flag=True, help="Check everything and say what would be queued.")
+@cliparse.option(
     "--report",
     type=click.Choice(["text", "json", "jsonl"]),
     default="text",

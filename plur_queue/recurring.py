@@ -12,7 +12,7 @@ from plurcast.schedules import rule_of
 from plurcast.views import iso, local, schedule_json, time_fields
 
 
-@click.command("schedules")
+@click.command("schedules", cls=clikit.Command)
 @clikit.format_option
 def list_schedules(fmt: Format) -> None:
     """List recurring schedules: active first, by next occurrence.
@@ -49,7 +49,7 @@ def list_schedules(fmt: Format) -> None:
     )
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("schedule_id", metavar="ID")
 def pause(schedule_id: str) -> None:
     """Stop a schedule's occurrences until it is resumed."""
@@ -59,7 +59,7 @@ def pause(schedule_id: str) -> None:
     click.echo(f"paused:{schedule.id}")
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("schedule_id", metavar="ID")
 def resume(schedule_id: str) -> None:
     """Resume a paused schedule; occurrences missed meanwhile follow its misfire policy."""
@@ -69,7 +69,7 @@ def resume(schedule_id: str) -> None:
     click.echo(f"resumed:{schedule.id}")
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("schedule_id", metavar="ID")
 @clikit.format_option
 def history(schedule_id: str, fmt: Format) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from plur_queue.common import Session, open_session
-from plurcast import changes, clikit, queue
+from plurcast import changes, clikit, cliparse, queue
 from plurcast.models import Post
 from plurcast.output import Format
 from plurcast.thread.parts import later_parts
@@ -27,7 +27,7 @@ def publish_posts(s: Session, posts: Sequence[Post], fmt: Format) -> int:
     return reporting.emit(published, fmt, tz=s.tz, now=s.now)
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @click.argument("post_id", metavar="ID")
 @clikit.format_option
 def now(post_id: str, fmt: Format) -> None:
@@ -43,9 +43,9 @@ def now(post_id: str, fmt: Format) -> None:
     sys.exit(publish_posts(s, [post], fmt))
 
 
-@click.command("retry")
+@click.command("retry", cls=clikit.Command)
 @click.argument("post_ids", metavar="ID...", nargs=-1)
-@click.option("--all", "retry_all", is_flag=True, help="Retry every failed post.")
+@cliparse.option("--all", "retry_all", is_flag=True, help="Retry every failed post.")
 @clikit.format_option
 def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
     """Send the deliveries that gave up again, now; what was sent is not sent twice.

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from plur_queue.common import open_session
-from plurcast import clikit, slots, validation
+from plurcast import clikit, cliparse, slots, validation
 from plurcast.config import DEFAULT_ACCOUNT, validate_account_name
 from plurcast.models import Post, to_ms
 from plurcast.output import Column, Format, emit_json, emit_rows, first_line
@@ -19,8 +19,8 @@ from plurcast.views import iso, time_fields
 Row = tuple[datetime, Post | None]
 
 
-@click.command("slots")
-@click.option(
+@click.command("slots", cls=clikit.Command)
+@cliparse.option(
     "-p",
     "--platform",
     "platforms",
@@ -29,8 +29,8 @@ Row = tuple[datetime, Post | None]
     help="The slots of these platforms (repeatable or comma-separated; default: the "
     "platforms plur-post would use).",
 )
-@click.option("-a", "--account", metavar="NAME", help="The slots of this account's posts.")
-@click.option(
+@cliparse.option("-a", "--account", metavar="NAME", help="The slots of this account's posts.")
+@cliparse.option(
     "-n",
     "--count",
     type=click.IntRange(1, 1000),

@@ -23,7 +23,7 @@ _BUCKET_NAMES = {
 }
 
 
-@click.command("stats")
+@click.command("stats", cls=clikit.Command)
 @clikit.format_option
 def stats_cmd(fmt: Format) -> None:
     """Counts by status, platform and time; the next posts; daemon health.

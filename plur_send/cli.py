@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from plur_send import early
-from plurcast import clikit, logchoices, logs, store
+from plurcast import clikit, cliparse, logchoices, logs, store
 from plurcast import config as config_module
 
 if TYPE_CHECKING:  # the daemon's modules load only when it runs
@@ -55,15 +55,17 @@ HUP re-reads the config.
 Exit codes: 0 ok, 1 a delivery failed for good (--once), a runtime error or
 no systemd user manager, 2 config error, 3 invalid input.""",
 )
-@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (1 if any gave up).")
-@click.option(
+@cliparse.option(
+    "--once", is_flag=True, help="Deliver what is due now, then exit (1 if any gave up)."
+)
+@cliparse.option(
     "--poll-interval",
     type=float,
     callback=clikit.in_range("poll_interval"),
     metavar="S",
     help="Longest sleep between looks at the queue (default: [scheduling] poll_interval).",
 )
-@click.option(
+@cliparse.option(
     "--max-concurrency",
     type=int,
     callback=clikit.in_range("max_concurrency"),
@@ -71,8 +73,10 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     help="Deliveries on the wire at once for each platform, so that a server that is down "
     "delays only its own platform's posts (default: [scheduling] max_concurrency).",
 )
-@click.option("--no-retry", is_flag=True, help="Give up on the first failure instead of retrying.")
-@click.option(
+@cliparse.option(
+    "--no-retry", is_flag=True, help="Give up on the first failure instead of retrying."
+)
+@cliparse.option(
     "--startup-delay",
     type=float,
     callback=clikit.in_range("startup_delay"),
@@ -81,8 +85,8 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     "not send a burst of retries at once (default: [scheduling] startup_delay; --once "
     "waits only when this is given).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging (--log-level debug).")
-@click.option(
+@cliparse.option("-v", "--verbose", is_flag=True, help="Debug logging (--log-level debug).")
+@cliparse.option(
     "--log-level",
     type=click.Choice(logchoices.LEVELS, case_sensitive=False),
     envvar="PLURCAST_LOG_LEVEL",
@@ -93,7 +97,7 @@ no systemd user manager, 2 config error, 3 invalid input.""",
     help="Log from this level up: error, warn, info, debug, trace (trace adds the SDKs' "
     "own lines).",
 )
-@click.option(
+@cliparse.option(
     "--log-format",
     type=click.Choice(logchoices.FORMATS, case_sensitive=False),
     envvar="PLURCAST_LOG_FORMAT",

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import click
 
-from plurcast import clikit, queue, service, stats
+from plurcast import clikit, cliparse, queue, service, stats
 from plurcast import config as config_module
 from plurcast.errors import RuntimeFailure
 from plurcast.health import (
@@ -37,8 +37,8 @@ def no_user_manager(exc: service.NoUserManager, action: str, done: str = "") -> 
     ) from exc
 
 
-@click.command()
-@click.option("--now", "start", is_flag=True, help="Also start it now (else at next login).")
+@click.command(cls=clikit.Command)
+@cliparse.option("--now", "start", is_flag=True, help="Also start it now (else at next login).")
 def install(start: bool) -> None:
     """Install plur-send as a systemd user service and enable it.
 
@@ -74,7 +74,7 @@ def install(start: bool) -> None:
         )
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 def uninstall() -> None:
     """Stop and disable the service and remove its unit file (posts and config stay)."""
     try:
@@ -96,7 +96,7 @@ def _control_command(action: str, summary: str, done: str) -> click.Command:
         click.echo(f"{done} {service.UNIT_NAME}")
 
     control.__doc__ = summary
-    return click.command(action)(control)
+    return click.command(action, cls=clikit.Command)(control)
 
 
 start_cmd = _control_command("start", "Start the service (systemctl --user start).", "started")
@@ -108,9 +108,9 @@ restart_cmd = _control_command(
 )
 
 
-@click.command("logs")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new entries as they come.")
-@click.option(
+@click.command("logs", cls=clikit.Command)
+@cliparse.option("-f", "--follow", is_flag=True, help="Keep printing new entries as they come.")
+@cliparse.option(
     "-n", "--lines", type=click.IntRange(min=0), metavar="N", help="Show only the last N entries."
 )
 def logs_cmd(follow: bool, lines: int | None) -> int:
@@ -125,7 +125,7 @@ def logs_cmd(follow: bool, lines: int | None) -> int:
     return service.journal(follow, lines)
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @clikit.format_option
 def health(fmt: Format) -> None:
     """Exit 0 when a plur-send daemon beat its heartbeat in the last 30 s, else 1.
@@ -144,7 +144,7 @@ def health(fmt: Format) -> None:
         raise RuntimeFailure(absence_text(daemon, now), "start it: plur-send start (or plur-send)")
 
 
-@click.command()
+@click.command(cls=clikit.Command)
 @clikit.format_option
 def status(fmt: Format) -> None:
     """The service as systemd sees it, the daemon's heartbeat, and the queue.

@@ -7,6 +7,8 @@ import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from plurcast import deferred
+
 
 @contextmanager
 def no_cycle_collection() -> Iterator[None]:
@@ -45,7 +47,11 @@ def console(module: str, *, run_paused: bool = True, frozen_exit: bool = False) 
     Only for a command that closes what it opened (`clikit.closed_at_end`): a frozen object
     in a reference cycle is never collected, and a SQLite connection is in one (its
     statement cache) — left open, its WAL would not be checkpointed into the file at exit.
+
+    First of all, the modules that click imports and a command's usual path never uses are
+    deferred to their first use (plurcast.deferred).
     """
+    deferred.defer()
     gc.disable()
     main = importlib.import_module(module).main
     gc.freeze()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 
 import click
 
-from plurcast import logchoices
+from plurcast import cliparse, logchoices
 from plurcast.errors import (
     EXIT_INVALID,
     EXIT_OK,
@@ -176,7 +176,7 @@ def logging_options() -> list[click.Option]:
         "show_envvar": True,
     }
     return [
-        click.Option(
+        cliparse.Option(
             ["--log-level"],
             type=click.Choice(logchoices.LEVELS, case_sensitive=False),
             envvar="PLURCAST_LOG_LEVEL",
@@ -185,7 +185,7 @@ def logging_options() -> list[click.Option]:
             "SDKs' own lines) [default: warnings only; plur-send: info].",
             **common,
         ),
-        click.Option(
+        cliparse.Option(
             ["--log-format"],
             type=click.Choice(logchoices.FORMATS, case_sensitive=False),
             envvar="PLURCAST_LOG_FORMAT",
@@ -194,7 +194,7 @@ def logging_options() -> list[click.Option]:
             "(coloured); or journal (systemd's journal, with fields).",
             **common,
         ),
-        click.Option(
+        cliparse.Option(
             ["-v", "--verbose"], is_flag=True, help="Debug logging (--log-level debug).", **common
         ),
     ]
@@ -224,7 +224,7 @@ def version_option(prog_name: str) -> Callable[[F], F]:
             click.echo(f"{prog_name}, version {__version__}", color=ctx.color)
             ctx.exit()
 
-    return click.option(
+    return cliparse.option(
         "-V",
         "--version",
         is_flag=True,
@@ -248,7 +248,7 @@ def help_option(command: click.Command, ctx: click.Context) -> click.Option | No
         return None
     made: click.Option | None = getattr(command, "_plurcast_help", None)
     if made is None:
-        made = click.Option(
+        made = cliparse.Option(
             names,
             is_flag=True,
             expose_value=False,
@@ -267,6 +267,9 @@ class Command(click.Command):
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return help_option(self, ctx)
+
+    def make_parser(self, ctx: click.Context) -> cliparse.Parser:
+        return cliparse.make_parser(self, ctx)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> NoReturn:
         _run(self, args, kwargs)
@@ -289,6 +292,9 @@ class Group(click.Group):
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         return help_option(self, ctx)
+
+    def make_parser(self, ctx: click.Context) -> cliparse.Parser:
+        return cliparse.make_parser(self, ctx)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -331,7 +337,7 @@ class LazyGroup(Group):
 
 
 def _format_option(*names: str) -> Callable[[F], F]:
-    return click.option(
+    return cliparse.option(
         *names,
         "fmt",
         type=click.Choice(FORMATS),

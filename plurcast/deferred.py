@@ -1,0 +1,37 @@
+"""Standard-library modules that click imports and a command's usual path never uses,
+imported on their first use instead.
+
+click imports `inspect` (with ast, dis and tokenize; ~16 M of plur-post --schedule's 270 M
+instructions) to clean option help texts, which plurcast.cliparse.Option keeps as written.
+A command's console script (plurcast.bulk.console) puts a `Deferred` module in its place
+before click is imported: the first attribute anything reads from it imports the real module,
+which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
+(importlib.util.LazyLoader cannot do this on Python 3.11: the import statement itself reads
+the module's __spec__, which loads it.)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+MODULES = ("inspect",)
+
+
+class Deferred(types.ModuleType):
+    def __getattr__(self, attribute: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        module = importlib.import_module(name)
+        self.__dict__.update(module.__dict__)
+        return getattr(module, attribute)
+
+
+def defer(names: tuple[str, ...] = MODULES) -> None:
+    """Stand a `Deferred` module in for each of `names` not imported yet."""
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = Deferred(name)
