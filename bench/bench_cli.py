@@ -11,6 +11,9 @@
   reading the same rows and columns
 - `plur-post "…"` published now to a local nostr-relay: <= 1.2x bench/bare_nostr.py, a bare
   nostr-sdk script that imports, connects and sends the same note
+- beside the two start-up rows, with no target: each command against a bare run of the
+  libraries it imports (POST_LIBRARIES, ONCE_LIBRARIES), and those against the floor — how
+  much of the ratio is the standard library's and click's, and how much ours
 
 Bytecode is cached, as for an installed package (see ratios.bytecode_cached). Prints the
 figures beside their targets and never fails the build (like the other benchmarks).
@@ -41,6 +44,16 @@ PUBLISH_RUNS = 9
 # The zone of the bench's config, and the zone the sqlite3 shell is run in (TZ), so that both
 # sides write local times with their offset.
 ZONE = "Europe/Berlin"
+
+
+# What plur-post --schedule and plur-send --once import that is not ours (the standard
+# library's and click's, as bulk.console has click: inspect deferred), in one bare run: the
+# part of a command's start-up that no change of ours can cut.
+POST_LIBRARIES = (
+    "from plurcast import deferred; deferred.defer(); "
+    "import click, sqlite3, tomllib, zoneinfo, pathlib, json, uuid, datetime"
+)
+ONCE_LIBRARIES = f"{POST_LIBRARIES}, logging"
 
 
 def _local_iso(ms: str) -> str:
@@ -220,6 +233,8 @@ def start_up(work: Path) -> list[Ratio]:
                 post_env,
             ),
             "once": command([str(BIN / "plur-send"), "--once"], env),
+            "libraries": command([PYTHON, "-c", POST_LIBRARIES], env),
+            "daemon libraries": command([PYTHON, "-c", ONCE_LIBRARIES], env),
         },
     )
     anchor = [sqlite3, "-json", env["PLURCAST_DB_PATH"], LIST_SQL]
@@ -246,7 +261,19 @@ def start_up(work: Path) -> list[Ratio]:
             t["post"],
             4,
         ),
+        Ratio(
+            "plur-post x --schedule 30m", t["post"], "its libraries' imports", t["libraries"], None
+        ),
+        Ratio("its libraries' imports", t["libraries"], floor, t["floor"], None),
         Ratio("plur-send --once, nothing due", t["once"], floor, t["floor"], 5),
+        Ratio(
+            "plur-send --once, nothing due",
+            t["once"],
+            "its libraries' imports",
+            t["daemon libraries"],
+            None,
+        ),
+        Ratio("its libraries' imports", t["daemon libraries"], floor, t["floor"], None),
         Ratio(
             f"plur-queue list -f json ({QUEUED:,} posts)",
             lists["list"],

@@ -61,13 +61,14 @@ def interleave(runs: int, contenders: Mapping[str, Sample]) -> dict[str, float]:
 
 class Ratio(NamedTuple):
     """One figure beside its anchor; `target` bounds figure / anchor (from above, or from
-    below when `higher` is set: a rate)."""
+    below when `higher` is set: a rate). A row without a target only shows where a figure
+    stands (what part of it is the libraries', say)."""
 
     figure: str
     value: float
     anchor: str
     anchor_value: float
-    target: float
+    target: float | None
     higher: bool = False
     unit: str = "ms"
 
@@ -77,6 +78,8 @@ class Ratio(NamedTuple):
 
     @property
     def ok(self) -> bool:
+        if self.target is None:
+            return True
         return self.ratio >= self.target if self.higher else self.ratio <= self.target
 
 
@@ -90,10 +93,10 @@ def report(rows: Sequence[Ratio]) -> int:
     for row in rows:
         bound = "≥" if row.higher else "≤"
         verdict = "ok" if row.ok else "MISSED"
+        target = "—" if row.target is None else f"{bound} {row.target:g}× {verdict}"
         print(
             f"{row.figure:<46} {_amount(row.value, row.unit):>11}  {row.anchor:<34} "
-            f"{_amount(row.anchor_value, row.unit):>11} {row.ratio:>6.2f}×  "
-            f"{bound} {row.target:g}× {verdict}"
+            f"{_amount(row.anchor_value, row.unit):>11} {row.ratio:>6.2f}×  {target}"
         )
     return sum(1 for row in rows if not row.ok)
 
