@@ -18,6 +18,7 @@ import pytest
 
 from plurcast import config as config_module
 from plurcast import queue
+from plurcast.health import HEARTBEAT_STALE_MS
 from tests.helpers import BIN, Daemons, add_post, add_thread, scalar
 from tests.peers.nostr import NostrRelay
 from tests.peers.postgres import PostgresCluster, run_sql
@@ -97,6 +98,13 @@ def test_three_hosts_one_ahead_one_killed_send_each_post_once_and_none_early(
     victim.wait()
     stranded = scalar(cfg, held_by_c)
     assert stranded > 0, "host-c died holding nothing: nothing to recover"
+    # Its silence, stepped rather than waited for: the dead host's last beat moved back by
+    # the time after which a heartbeat is stale (30 s), as if that long had gone by.
+    run_sql(
+        cfg.db_path,
+        "UPDATE heartbeats SET beat_at_ms = beat_at_ms - ? WHERE host = 'host-c'",
+        HEARTBEAT_STALE_MS,
+    )
     wait_for(
         lambda: scalar(cfg, "SELECT count(*) FROM deliveries WHERE state = 'sent'") == 150,
         120,
