@@ -32,7 +32,7 @@ from typing import Any, Self
 import pytest
 
 from tests.peers.nostr import VenvTool, ensure_tool
-from tests.peers.process import Peer, free_port
+from tests.peers.process import Peer, free_port, serve_in_thread
 
 AUTH_KIND = 24242
 MAX_UPLOAD_BYTES = 20_000_000
@@ -95,7 +95,7 @@ class BlossomServer(Peer):
         if self._httpd is None:
             self._httpd = _QuietServer(("127.0.0.1", self.port), _handler(self))
             self._httpd.daemon_threads = True
-            threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+            serve_in_thread(self._httpd)
         return self
 
     def stop(self) -> None:

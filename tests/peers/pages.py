@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import pytest
 
-from tests.peers.process import Peer, free_port
+from tests.peers.process import Peer, free_port, serve_in_thread
 
 
 @dataclass
@@ -51,7 +51,7 @@ class PageServer(Peer):
         if self._httpd is None:
             self._httpd = _QuietServer(("127.0.0.1", self.port), _handler(self))
             self._httpd.daemon_threads = True
-            threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+            serve_in_thread(self._httpd)
         return self
 
     def close(self) -> None:

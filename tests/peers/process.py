@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import socketserver
 import sys
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -29,6 +31,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# How often a server run by `serve_in_thread` looks whether it is to stop: its `shutdown()`
+# waits up to this long (socketserver's own 0.5 s, paid at the end of every test using one).
+SHUTDOWN_POLL = 0.02
+
+
+def serve_in_thread(server: socketserver.BaseServer) -> None:
+    """Serve `server` from a daemon thread; its `shutdown()` returns within SHUTDOWN_POLL."""
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL}, daemon=True
+    ).start()
 
 
 def dies_with_parent(
