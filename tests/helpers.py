@@ -12,8 +12,8 @@
 - `add_post(conn, cfg, text, at)`: a post written through the queue code that plur-post uses.
 - `deliver(engine, claims)`, `row(conn, post_id)`: run the engine on claims; read a delivery.
 - `wait_until(check, what)`: poll until something happens; only a hang reaches its patience.
-- `PATIENCE`, `ANSWER_TIMEOUT`: how long before a wait is a hang; a timeout for servers that
-  are up.
+- `PATIENCE`, `ANSWER_TIMEOUT`, `DOWN_TIMEOUT`: how long before a wait is a hang; a timeout
+  for servers that are up; one for servers that are not there.
 - `assert_verified_and_hardened(unit, tmp_path)`: systemd-analyze's verdict on a unit file.
 - `clock_ahead(env, tmp, seconds)`: the environment of a subprocess whose host clock is wrong.
 - `Daemons(logs)`: the plur-send processes a test starts (`start(*args, host=…, ahead=…,
@@ -65,6 +65,7 @@ __all__ = [
     "ANSWER_TIMEOUT",
     "BASE_CONFIG",
     "BIN",
+    "DOWN_TIMEOUT",
     "NOW",
     "PATIENCE",
     "T0",
@@ -122,6 +123,9 @@ PATIENCE = 120.0
 # The timeout a test gives a server that is up and answers: long enough that a busy machine
 # never turns a slow answer into a timeout. Where a timeout is the point, tests set their own.
 ANSWER_TIMEOUT = 30.0
+# The timeout a test gives a server that is not there (nothing listens on its port): nothing
+# can answer it, so a short one changes no outcome, and the attempt waits only that long.
+DOWN_TIMEOUT = 0.5
 
 Run = Callable[..., Result]
 """The `run` fixture: `run(cli, *args, input=None)` invokes a click command in-process."""

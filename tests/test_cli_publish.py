@@ -19,7 +19,7 @@ from plurcast.engine import Engine
 from plurcast.models import Delivery, DeliveryState
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
-from tests.helpers import ANSWER_TIMEOUT, T0, Clock, Run, add_post, free_port
+from tests.helpers import ANSWER_TIMEOUT, DOWN_TIMEOUT, T0, Clock, Run, add_post, free_port
 from tests.peers.nostr import InProcessRelay
 from tests.peers.postgres import run_sql
 
@@ -80,7 +80,7 @@ def test_publish_now_json(
 def test_relay_down_queues_a_retry_and_says_so(
     run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=DOWN_TIMEOUT)
     result = run(post_cli, "into the void", "-p", "nostr")
     assert result.exit_code == 1
     assert result.stdout.startswith("nostr:error:")
@@ -120,7 +120,7 @@ def test_failed_retry_resends_only_what_is_dead(
     post_id = json.loads(
         run(post_cli, "second chance", "-s", "1h", "-p", "nostr", "-f", "json").stdout
     )["post_id"]
-    relay_config(bad, "[scheduling]\nmax_retries = 0\n", timeout=2)
+    relay_config(bad, "[scheduling]\nmax_retries = 0\n", timeout=DOWN_TIMEOUT)
     result = run(queue_cli, "now", post_id)
     assert result.exit_code == 1
     assert states(db_path) == [("nostr", "dead", 1)]
@@ -139,7 +139,7 @@ def test_failed_retry_resends_only_what_is_dead(
 def test_no_warning_when_a_daemon_is_alive_to_retry(
     run: Run, clock: Clock, relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=DOWN_TIMEOUT)
     run(post_cli, "first, to make the database", "-s", "1h", "-p", "nostr")
     beat = int(time.time() * 1000) - 2000  # the engine's clock is the real one
     run_sql(db_path, "INSERT INTO heartbeats VALUES ('h:1', 'h', 1, ?, ?, '0.1.0')", beat, beat)
@@ -166,7 +166,7 @@ def held_by_another_process() -> tuple[Config, Database, str]:
 def test_publish_now_waits_for_another_process_and_reports_its_result(
     relay_config: Callable[[str], Path], db_path: Path
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=DOWN_TIMEOUT)
     cfg, conn, post_id = held_by_another_process()
 
     def the_other_process_finishes() -> None:
@@ -190,7 +190,7 @@ def test_publish_now_waits_for_another_process_and_reports_its_result(
 def test_publish_now_says_what_another_process_is_still_sending(
     relay_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=2)
+    relay_config(f"ws://127.0.0.1:{free_port()}", timeout=DOWN_TIMEOUT)
     cfg, conn, post_id = held_by_another_process()
     monkeypatch.setattr(publish, "WAIT_FOR_OTHERS_SECONDS", 0.0)
     [report] = publish.publish_now(Engine(cfg, conn), [post_id]).reports

@@ -22,7 +22,7 @@ import pytest
 from plurcast import config as config_module
 from plurcast.platforms.base import OutcomeKind, Publisher, Work
 from plurcast.pool import default_factories
-from tests.helpers import ANSWER_TIMEOUT, PATIENCE, free_port, secret_file
+from tests.helpers import ANSWER_TIMEOUT, DOWN_TIMEOUT, PATIENCE, free_port, secret_file
 from tests.peers.bluesky import Pds
 from tests.peers.mastodon import TOKENS, MastodonMock
 from tests.peers.nostr import InProcessRelay
@@ -48,7 +48,7 @@ class Server:
 # A server that is up gets a timeout it never meets on a busy machine; one that is down, a
 # short one (the contract is that it comes back transient, not how soon).
 UP = f"timeout = {ANSWER_TIMEOUT:g}\n"
-DOWN = "timeout = 3\n"
+DOWN = f"timeout = {DOWN_TIMEOUT:g}\n"
 
 
 @pytest.fixture(params=PLATFORMS)
@@ -117,7 +117,7 @@ def test_a_server_that_is_down_is_transient_never_an_exception(
     server: Server, write_config: Callable[[str], Path]
 ) -> None:
     pub = publisher(write_config, server.down_section)
-    assert 0 < pub.timeout <= 3
+    assert pub.timeout == DOWN_TIMEOUT
 
     async def scenario() -> Any:
         try:

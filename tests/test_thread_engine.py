@@ -21,7 +21,7 @@ from plurcast.engine import Engine
 from plurcast.models import PostStatus
 from plurcast.store.base import Database
 from plurcast.store.claiming import Claimed
-from tests.helpers import ANSWER_TIMEOUT, T0, Clock, add_thread, deliver, free_port
+from tests.helpers import ANSWER_TIMEOUT, DOWN_TIMEOUT, T0, Clock, add_thread, deliver, free_port
 from tests.peers.nostr import InProcessRelay
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -126,7 +126,8 @@ def test_two_engines_at_max_concurrency_never_claim_a_part_early(
 def test_a_part_waiting_for_a_retry_holds_the_rest(nostr_config: NostrConfig) -> None:
     """G6 with failures: part 2 retrying (relay down) keeps part 3 out of every claim, and
     the daemon's wake-up ignores part 3 (no busy loop on a due but blocked delivery)."""
-    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=2)  # the attempt waits it
+    # The attempt waits its timeout.
+    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=DOWN_TIMEOUT)
     conn = queue.open_db(cfg)
     ids = add_thread(conn, cfg, ["one", "two", "three"], T0 + 1)
     clock = Clock(T0 + 10)
