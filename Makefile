@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Bytecode goes outside the tree too: a test run writes nothing into the working tree.
+# Bytecode goes outside the tree too: a test run writes nothing into the working tree. It is
+# written there even when PYTHONDONTWRITEBYTECODE is set: the prefix hides every __pycache__,
+# the venvs' too, so unwritten each of the suite's commands (plur-*, the relay) would compile
+# all it imports, every time (plur-queue --help: 2.47 G instructions instead of 0.31 G).
 test: $(STAMP)
-	PYTHONPYCACHEPREFIX="$${XDG_CACHE_HOME:-$$HOME/.cache}/plurcast/pycache" $(VENV)/bin/pytest -q
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$${XDG_CACHE_HOME:-$$HOME/.cache}/plurcast/pycache" \
+		$(VENV)/bin/pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
