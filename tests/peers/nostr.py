@@ -199,8 +199,16 @@ def _run_quietly(cmd: list[str], *, lock_fd: int) -> None:
     The child inherits the lock's file descriptor, so even if we are killed the lock stays held
     until the child is gone too: a second builder never races an orphaned pip.
     """
+    # pip compiles the tool's bytecode into its venv, which the rename then moves with it; under
+    # a pycache prefix (make test's) it would go there, filed under the temp dir's name: lost.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPYCACHEPREFIX"}
     proc = subprocess.run(
-        dies_with_parent(cmd), capture_output=True, text=True, check=False, pass_fds=(lock_fd,)
+        dies_with_parent(cmd),
+        capture_output=True,
+        text=True,
+        check=False,
+        pass_fds=(lock_fd,),
+        env=env,
     )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-4000:]
