@@ -1,8 +1,11 @@
-"""What every test peer shares: a free port, dying with its starter, a log tail, `with` support."""
+"""What every test peer shares: a free port, dying with its starter, a log tail, `with` support,
+and a gate in front of a server (down, then back at once)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -89,3 +92,77 @@ class Peer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Gate:
+    """A port in front of the server on port `target`. Shut (as it starts), it refuses
+    connections as a server that is down does; `open()` passes each new one on to the server,
+    at once — a server restarted is back only after its start-up (nostr-relay: ~1 s, seconds on
+    a busy machine); `shut()` refuses them again and cuts those it passed on."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: _Forwarder | None = None
+
+    def open(self) -> None:
+        if self._server is None:
+            self._server = _Forwarder(self.port, self.target)
+            serve_in_thread(self._server)
+
+    def shut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.cut()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shut()
+
+
+class _Forwarder(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True  # the gate opens again on its port
+    daemon_threads = True
+
+    def __init__(self, port: int, target: int) -> None:
+        super().__init__(("127.0.0.1", port), _Pipe)
+        self.target = target
+        self.live: set[socket.socket] = set()
+
+    def cut(self) -> None:
+        for sock in list(self.live):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Pipe(socketserver.BaseRequestHandler):
+    """One connection through the gate: bytes both ways until either end closes."""
+
+    server: _Forwarder
+
+    def handle(self) -> None:
+        client: socket.socket = self.request
+        with socket.create_connection(("127.0.0.1", self.server.target)) as upstream:
+            ends = {client: upstream, upstream: client}
+            self.server.live.update(ends)
+            try:
+                while True:
+                    ready, _, _ = select.select(list(ends), [], [])
+                    for sock in ready:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        ends[sock].sendall(data)
+            except OSError:
+                return
+            finally:
+                self.server.live.difference_update(ends)
