@@ -23,6 +23,7 @@ from plurcast.store import rates, recording
 from plurcast.store.connection import transaction
 from tests.helpers import (
     ANSWER_TIMEOUT,
+    DOWN_TIMEOUT,
     NOW,
     T0,
     Clock,
@@ -217,7 +218,7 @@ def test_transient_failures_back_off_exponentially_then_give_up(
     nostr_config: WriteNostrConfig,
 ) -> None:
     """G3 and the original's bug: retries honour retry_delay and grow; attempts are bounded."""
-    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=1)  # each attempt waits it
+    cfg = nostr_config([f"ws://127.0.0.1:{free_port()}"], timeout=DOWN_TIMEOUT)  # each waits it
     conn = queue.open_db(cfg)
     post_id = add_post(conn, cfg, "relay is down", T0 + 1)
     clock = Clock(T0 + 1)
