@@ -32,6 +32,7 @@ from plurcast.pool import Lanes, PublisherPool
 from plurcast.store import daemons
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher
+from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
 
 if TYPE_CHECKING:
@@ -270,8 +271,6 @@ class Daemon:
         return self._stopped()
 
     def _claim_and_start(self) -> None:
-        import asyncio
-
         if not self._stopping:
             self._materialize()
         self.lanes.size = self.max_concurrency
@@ -282,10 +281,21 @@ class Daemon:
             if not claims:
                 return
             for claim in claims:
-                self.lanes.take(claim.platform)
-                task = asyncio.get_running_loop().create_task(self.engine.deliver(claim))
-                self.inflight.add(task)
-                task.add_done_callback(functools.partial(self._done, claim.platform))
+                self._launch(claim)
+
+    def _launch(self, claim: Claimed) -> None:
+        """Put a claimed delivery on the wire in a task of its own, in a lane of its platform."""
+        import asyncio
+
+        self.lanes.take(claim.platform)
+        task = asyncio.get_running_loop().create_task(self.engine.deliver(claim, self._refill))
+        self.inflight.add(task)
+        task.add_done_callback(functools.partial(self._done, claim.platform))
+
+    def _refill(self) -> bool:
+        """Whether a finishing delivery's record may claim the next one for its lane: not once
+        a stop or a reload was asked for (those wait for the deliveries in flight)."""
+        return not self._stopping and not self._reload
 
     def _materialize(self) -> None:
         """Recurring occurrences due now become posts. Most passes find none: the schedules
@@ -297,6 +307,8 @@ class Daemon:
             schedules.materialize(self.conn, now)
 
     def _done(self, platform: str, task: asyncio.Task[Delivered]) -> None:
+        """A delivery ended. Its lane goes to the successor its record claimed, if any: in a
+        burst the loop then has nothing to do, and is not woken for it."""
         self.inflight.discard(task)
         self.lanes.give(platform)
         if not task.cancelled() and task.exception() is None:
@@ -307,6 +319,11 @@ class Daemon:
                 self.stats.retried += 1
             elif result.state == "dead":
                 self.stats.dead += 1
+            if result.successor is not None:
+                self._launch(result.successor)
+                # The burst goes on without the loop's passes: it is alive all the same.
+                self.notifier.watchdog()
+                return
         elif not task.cancelled():
             log.error("a delivery task failed: %r", task.exception())
         self._poke()
@@ -346,8 +363,9 @@ class Daemon:
         if wake is not None:
             deadline = min(deadline, max(wake, now))
         while not self._stopping and not self._reload:
-            # Every pass, not only after a quiet tick: in a burst a finishing delivery
-            # returns from here every few ms, and the loop is alive all the same.
+            # Every pass, not only after a quiet tick: a finishing delivery whose lane found
+            # no successor returns from here, and the loop is alive all the same (one that
+            # hands its lane on pings from `_done`).
             self.notifier.watchdog()
             if time.monotonic() >= self._next_beat:
                 self._beat()

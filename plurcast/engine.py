@@ -54,12 +54,14 @@ MAX_PUBLISH_SECONDS = LEASE_SECONDS / 2
 
 
 class Delivered(NamedTuple):
-    """What became of one claimed delivery in this process."""
+    """What became of one claimed delivery in this process; `successor`, the delivery its
+    platform's lane was handed to when `deliver` was asked to `refill` it."""
 
     claim: Claimed
     state: Fate
     outcome: Outcome | None
     due_at_ms: int | None = None
+    successor: Claimed | None = None
 
 
 class Engine:
@@ -213,7 +215,13 @@ class Engine:
 
     # --- prepare, publish, record -----------------------------------------------------
 
-    async def deliver(self, claim: Claimed) -> Delivered:
+    async def deliver(self, claim: Claimed, refill: Callable[[], bool] | None = None) -> Delivered:
+        """Prepare (unless the claim did), publish and record one claimed delivery.
+
+        With `refill`, and when it says yes at the time, the transaction that records the
+        outcome also claims the next due delivery of the same platform (`successor`): the
+        lane this one leaves is taken again without a claim transaction of its own, as the
+        daemon does in a burst."""
         started = self.now_ms()
         try:
             publisher = self.pool.get(claim.platform, claim.account)
@@ -272,7 +280,9 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-        delivered = await self._written(lambda: self._record(claim, outcome, started, notes), claim)
+        delivered = await self._written(
+            lambda: self._record(claim, outcome, started, notes, refill), claim
+        )
         if delivered.state == "sent" and claim.metadata.get("images"):
             self._collect(claim)
         return delivered
@@ -345,7 +355,12 @@ class Engine:
             raise
 
     def _record(
-        self, claim: Claimed, outcome: Outcome, started: int, notes: dict[str, str] | None = None
+        self,
+        claim: Claimed,
+        outcome: Outcome,
+        started: int,
+        notes: dict[str, str] | None = None,
+        refill: Callable[[], bool] | None = None,
     ) -> Delivered:
         now = self.now_ms()
         state, kind, error, due, count = decide(
@@ -398,6 +413,7 @@ class Engine:
             if outcome.hold_for:
                 until = now + int(outcome.hold_for * 1000)
                 rates.set_hold(self.conn, claim.platform, claim.account, until, "quota used up")
+            successor = self._successor(claim.platform) if refill is not None and refill() else None
         if not held:
             log.warning(
                 "post %s to %s/%s: lease lost before recording %s",
@@ -407,9 +423,17 @@ class Engine:
                 state,
                 extra=log_fields(claim),
             )
-            return Delivered(claim, "lost", outcome)
+            return Delivered(claim, "lost", outcome, successor=successor)
         log_outcome(claim, state, outcome, error, due, now)
-        return Delivered(claim, state, outcome, due)
+        return Delivered(claim, state, outcome, due, successor)
+
+    def _successor(self, platform: str) -> Claimed | None:
+        """In the caller's transaction: the platform's next due delivery, leased, its rate
+        slot reserved (and its payload prepared at once where it can be), as `claim_due`
+        takes them; None when nothing is due or a rate limit defers it."""
+        lease = self._lease_now()
+        claimed = self._settle(claiming.lease_due(self.conn, lease, (platform,), 1), lease)
+        return claimed[0] if claimed else None
 
     # --- leases of this and of dead processes ---------------------------------------------
 

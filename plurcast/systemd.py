@@ -8,8 +8,9 @@ Messages go through systemd-python (`systemd.daemon.notify`, the `systemd` extra
 installed, else through a few lines of stdlib that speak the same protocol: one datagram per
 message to the socket, an address starting with `@` being in the abstract namespace.
 
-The daemon calls `watchdog()` on every tick of its loop, so the pings stop when the loop
-stops — which is the point: a thread pinging on a timer would keep a hung daemon "alive".
+The daemon calls `watchdog()` on every tick of its loop and whenever a delivery hands its lane
+to the next one, so the pings stop when the event loop stops — which is the point: a thread
+pinging on a timer would keep a hung daemon "alive".
 Pings are rate-limited here to every `WATCHDOG_USEC / 2`, as sd_watchdog_enabled(3) advises.
 """
 

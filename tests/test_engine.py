@@ -60,6 +60,39 @@ def nostr_config(write_config: Callable[[str], Path], nostr_key: Path) -> WriteN
     return write
 
 
+def test_a_record_asked_to_refill_leases_the_next_due_delivery_of_its_platform(
+    nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
+) -> None:
+    """G1: the lane a delivery leaves is taken again in the transaction that records it, by
+    the oldest due delivery, leased to this process like any claim; not when refill says no."""
+    cfg = nostr_config([inprocess_relay.url])
+    conn = queue.open_db(cfg)
+    clock = Clock()
+    first = add_post(conn, cfg, "first", T0 + 10)
+    second = add_post(conn, cfg, "second", T0 + 20)
+    third = add_post(conn, cfg, "third", T0 + 30)
+    add_post(conn, cfg, "not yet", T0 + 3600)
+    clock.advance(60)
+    engine = Engine(cfg, conn, clock=clock)
+    [claim] = engine.claim_due(1)
+    assert claim.post_id == first
+
+    async def run() -> list[tuple[str, str | None]]:
+        try:
+            done = await engine.deliver(claim, lambda: True)
+            assert done.successor is not None
+            last = await engine.deliver(done.successor, lambda: False)
+            return [
+                (done.state, done.successor.post_id),
+                (last.state, None if last.successor is None else last.successor.post_id),
+            ]
+        finally:
+            await engine.pool.close()
+
+    assert asyncio.run(run()) == [("sent", second), ("sent", None)]
+    assert [row(conn, p)[0] for p in (first, second, third)] == ["sent", "sent", "pending"]
+
+
 def test_sends_due_posts_once_and_records_the_note_id(
     nostr_config: WriteNostrConfig, inprocess_relay: InProcessRelay
 ) -> None:
