@@ -71,10 +71,17 @@ class TextFormatter(logging.Formatter):
     def __init__(self, fmt: str = "%(asctime)s %(levelname)s %(message)s") -> None:
         super().__init__(fmt)
 
+    _second: tuple[int, str, str] = (-1, "", "")  # the last second formatted, its two parts
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        moment = time.localtime(record.created)
-        clock = time.strftime("%Y-%m-%d %H:%M:%S", moment)
-        return f"{clock},{int(record.msecs):03d} {time.strftime('%z', moment)}"
+        second, clock, offset = self._second
+        if int(record.created) != second:  # a burst logs many lines a second: made once
+            moment = time.localtime(record.created)
+            second = int(record.created)
+            clock = time.strftime("%Y-%m-%d %H:%M:%S", moment)
+            offset = time.strftime("%z", moment)
+            self._second = (second, clock, offset)
+        return f"{clock},{int(record.msecs):03d} {offset}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return printable(super().formatMessage(record))

@@ -26,19 +26,22 @@ MAX_SECRET_BYTES = 64 * 1024
 MIN_REDACTED_CHARS = 8
 REDACTED = "[redacted]"
 
-_known: set[str] = set()
+# Longest first, so that none is left in part; sorted as each is noted, not at each `redact`
+# (every log record and stored error goes through it).
+_known: list[str] = []
 
 
 def remember(value: str) -> str:
     """Note `value` as a secret for `redact`; returns it."""
-    if len(value) >= MIN_REDACTED_CHARS:
-        _known.add(value)
+    if len(value) >= MIN_REDACTED_CHARS and value not in _known:
+        _known.append(value)
+        _known.sort(key=len, reverse=True)
     return value
 
 
 def redact(text: str) -> str:
-    """`text` without any secret this process has read (longest first, so none is left in part)."""
-    for value in sorted(_known, key=len, reverse=True):
+    """`text` without any secret this process has read."""
+    for value in _known:
         if value in text:
             text = text.replace(value, REDACTED)
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from plur_post.cli import cli as post_cli
 from plur_queue.cli import cli as queue_cli
 from plur_send.cli import cli as send_cli
+from plurcast import logs
 from tests.helpers import BASE_CONFIG, Clock, Run
 
 FAILED = "to nostr/default failed (ws://127.0.0.1:1: "
@@ -53,6 +55,22 @@ def test_levels_and_text_format(run: Run, clock: Clock) -> None:
     assert FAILED not in publish(run, "--log-level", "error")
     text = publish(run, "--log-level", "WARN", "--log-format", "text")
     assert any(" WARNING post " in line and FAILED in line for line in text.splitlines())
+
+
+def test_text_lines_carry_each_records_own_time() -> None:
+    """The date and zone of a second are made once (a burst logs hundreds of lines in one):
+    each line still shows its own second and milliseconds, going back a second too."""
+    formatter = logs.TextFormatter("%(asctime)s")
+
+    def line(created: float) -> str:
+        record = logging.LogRecord("plurcast.engine", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = created, int(created * 1000) % 1000
+        return formatter.format(record)
+
+    for created in (1796236986.25, 1796236986.75, 1796236987.0, 1796236986.5, 1780000000.5):
+        moment = time.localtime(created)
+        clock, zone = time.strftime("%Y-%m-%d %H:%M:%S", moment), time.strftime("%z", moment)
+        assert line(created) == f"{clock},{int(created * 1000) % 1000:03d} {zone}"
 
 
 def test_environment_variables_and_flags_that_win_over_them(
