@@ -79,6 +79,9 @@ PLAIN = (*MEDIA, "random")
 # texts: plurcast.cliparse.Option), difflib and the gettext lookup that imports locale (the
 # error click built for every short option: plurcast.cliparse.Parser).
 CLICK_UNUSED = ("inspect", "difflib", "locale")
+# What logging imports to format an exception (traceback, and its linecache and tokenize),
+# never needed by a run that logs none.
+UNLOGGED = ("traceback", "linecache", "tokenize")
 # Our records are NamedTuples or plain classes (models.Post/Delivery): defining a dataclass
 # costs ~6 M instructions. (orjson imports dataclasses itself: plur-queue list has it.)
 NO_DATACLASSES = ("dataclasses",)
@@ -173,6 +176,7 @@ CASES = {
             "plurcast.timefmt",
             "signal",  # its enums (~3 M instructions): the loop's asyncio brings it
             *CLICK_UNUSED,
+            *UNLOGGED,
         ),
     ),
 }
@@ -300,3 +304,36 @@ def test_a_deferred_module_loads_on_first_use(
     with pytest.raises(AttributeError):
         kite_lines.WIDTH  # noqa: B018
     monkeypatch.delitem(sys.modules, "kite_lines")
+
+
+def test_an_exception_logged_after_start_up_has_its_traceback(tmp_path: Path) -> None:
+    """traceback stands deferred through a console script's start-up; the first exception
+    logged imports it, and the record shows the whole traceback, in every log format."""
+    (tmp_path / "kite_main.py").write_text(
+        "import logging, sys\n"
+        "from plurcast import logs\n"
+        "def main():\n"
+        "    print(type(sys.modules['traceback']).__name__)\n"
+        "    logs.setup('info', sys.argv[1])\n"
+        "    try:\n"
+        "        1 / 0\n"
+        "    except ZeroDivisionError:\n"
+        "        logging.getLogger('plurcast.kite').exception('the kite fell')\n"
+        "    print(type(sys.modules['traceback']).__name__)\n"
+    )
+    script = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+    script += "from plurcast.bulk import console; console('kite_main')"
+    for fmt in ("text", "json"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, fmt],
+            capture_output=True,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"},
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.split() == ["Deferred", "module"]
+        assert "the kite fell" in done.stderr
+        assert "Traceback (most recent call last)" in done.stderr
+        assert "ZeroDivisionError: division by zero" in done.stderr
+        assert "1 / 0" in done.stderr  # the source line: linecache read it
