@@ -33,7 +33,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ratios import BIN, PYTHON, Ratio, bytecode_cached, command, interleave, machine, report
+from bench.ratios import (
+    BIN,
+    PYTHON,
+    Ratio,
+    bytecode_cached,
+    command,
+    instructions,
+    interleave,
+    machine,
+    report,
+)
 from tests.peers.nostr import NostrRelay
 
 QUEUED = 10_000
@@ -287,6 +297,53 @@ def start_up(work: Path) -> list[Ratio]:
             "sqlite3 -json, 10 fields as stored (earlier tables' anchor)",
             lists["raw"],
             3,
+        ),
+        *_counted(
+            {
+                "floor": [PYTHON, "-c", "pass"],
+                "post": [str(BIN / "plur-post"), "x", "--schedule", "30m"],
+                "libraries": [PYTHON, "-c", POST_LIBRARIES],
+                "once": [str(BIN / "plur-send"), "--once"],
+                "daemon libraries": [PYTHON, "-c", ONCE_LIBRARIES],
+            },
+            env,
+            post_env,
+        ),
+    ]
+
+
+def _counted(
+    argvs: dict[str, list[str]], env: dict[str, str], post_env: dict[str, str]
+) -> list[Ratio]:
+    """The start-up rows again in instructions (callgrind), which do not move with the load
+    as times do: one run each, after the timed rounds have cached the bytecode. No rows
+    where valgrind is not installed."""
+    counts: dict[str, float] = {}
+    for name, argv in argvs.items():
+        sample = instructions(argv, post_env if name == "post" else env)
+        if sample is None:
+            print("bench_cli: no valgrind, so no rows in instructions")
+            return []
+        counts[name] = sample()
+    unit = "M instr"
+    floor = "python -c pass"
+    return [
+        Ratio(
+            "plur-post x --schedule 30m", counts["post"], floor, counts["floor"], None, unit=unit
+        ),
+        Ratio(
+            "its libraries' imports", counts["libraries"], floor, counts["floor"], None, unit=unit
+        ),
+        Ratio(
+            "plur-send --once, nothing due", counts["once"], floor, counts["floor"], None, unit=unit
+        ),
+        Ratio(
+            "its libraries' imports",
+            counts["daemon libraries"],
+            floor,
+            counts["floor"],
+            None,
+            unit=unit,
         ),
     ]
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +46,31 @@ def command(argv: Sequence[str], env: Mapping[str, str], *, stdin: bytes | None 
             stderr=subprocess.DEVNULL,
         )
         return (time.perf_counter() - start) * 1000
+
+    return run
+
+
+def instructions(argv: Sequence[str], env: Mapping[str, str]) -> Sample | None:
+    """A contender: the instructions (in millions) one run of `argv` executes, counted by
+    callgrind, which gives the same count at any load on the machine (time does not); None
+    where valgrind is not installed. Valgrind's own start-up is not counted."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+
+    def run() -> float:
+        done = subprocess.run(
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+            env=dict(env),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"callgrind printed no count for {argv[0]}")
+        return int(found.group(1)) / 1e6
 
     return run
 
@@ -84,7 +111,7 @@ class Ratio(NamedTuple):
 
 
 def _amount(value: float, unit: str) -> str:
-    return f"{value:,.1f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
+    return f"{value:,.0f} {unit}" if unit.endswith("/s") else f"{value:,.1f} {unit}"
 
 
 def report(rows: Sequence[Ratio]) -> int:
