@@ -1,13 +1,15 @@
-"""Standard-library modules that click or logging imports and a command's usual path never
-uses, imported on their first use instead.
+"""Standard-library modules that click, logging or pathlib imports and a command's usual path
+never uses, imported on their first use instead.
 
 click imports `inspect` (with ast, dis and tokenize; ~16 M of plur-post --schedule's 270 M
 instructions) to clean option help texts, which plurcast.cliparse.Option keeps as written.
 logging imports `traceback` (with linecache, tokenize and textwrap, whose patterns compile as
 they load: ~10 M of plur-send --once's 247 M) to format a logged exception, which a run that
-logs none never does.
-A command's console script (plurcast.bulk.console) puts a `Deferred` module in its place
-before click is imported: the first attribute anything reads from it imports the real module,
+logs none never does. pathlib imports `fnmatch` (to match and glob), `ntpath` (for Windows
+paths) and, through urllib.parse, `ipaddress` (to check a URL's bracketed host): ~7 M of
+every command's start-up, for functions that none of them calls.
+A command's console script (plurcast.bulk.console) puts a `Deferred` module in each one's
+place before click is imported: the first attribute anything reads from it imports the real module,
 which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
 (importlib.util.LazyLoader cannot do this on Python 3.11: the import statement itself reads
 the module's __spec__, which loads it.)
@@ -20,7 +22,7 @@ import sys
 import types
 from typing import Any
 
-MODULES = ("inspect", "traceback")
+MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath")
 
 
 class Deferred(types.ModuleType):

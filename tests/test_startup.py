@@ -79,6 +79,10 @@ PLAIN = (*MEDIA, "random")
 # texts: plurcast.cliparse.Option), difflib and the gettext lookup that imports locale (the
 # error click built for every short option: plurcast.cliparse.Parser).
 CLICK_UNUSED = ("inspect", "difflib", "locale")
+# What pathlib imports to match and glob, for Windows paths, and (urllib.parse) to check a
+# URL's bracketed host: no command's start-up calls any of them.
+PATHLIB_UNUSED = ("fnmatch", "ntpath", "ipaddress")
+UNUSED = CLICK_UNUSED + PATHLIB_UNUSED
 # What logging imports to format an exception (traceback, and its linecache and tokenize),
 # never needed by a run that logs none.
 UNLOGGED = ("traceback", "linecache", "tokenize")
@@ -134,23 +138,23 @@ def migrated(configured: Path) -> Path:
 CASES = {
     "plur-post --schedule": (
         ["plur-post", "x", "--schedule", "30m"],
-        HEAVY + PUBLISHING + RECURRING + PLAIN + ADAPTERS + NO_DATACLASSES + CLICK_UNUSED,
+        HEAVY + PUBLISHING + RECURRING + PLAIN + ADAPTERS + NO_DATACLASSES + UNUSED,
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
-        HEAVY + PUBLISHING + RECURRING + ADAPTERS + CLICK_UNUSED,
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS + UNUSED,
     ),
     "plur-post --draft": (
         ["plur-post", "x", "--draft"],
-        HEAVY + PUBLISHING + RECURRING + ADAPTERS + NO_DATACLASSES + CLICK_UNUSED,
+        HEAVY + PUBLISHING + RECURRING + ADAPTERS + NO_DATACLASSES + UNUSED,
     ),
     "plur-queue list -f json": (
         ["plur-queue", "list", "-f", "json"],
-        HEAVY + PUBLISHING + ADAPTERS + CLICK_UNUSED,
+        HEAVY + PUBLISHING + ADAPTERS + UNUSED,
     ),
     "plur-queue list, piped": (
         ["plur-queue", "list"],
-        HEAVY + PUBLISHING + ADAPTERS + CLICK_UNUSED,
+        HEAVY + PUBLISHING + ADAPTERS + UNUSED,
     ),
     # A --once run that finds nothing due ends without an event loop, and the daemon never
     # needs what manages it as a service (systemctl's subprocess, the unit file's shutil),
@@ -175,7 +179,7 @@ CASES = {
             "plurcast.views",
             "plurcast.timefmt",
             "signal",  # its enums (~3 M instructions): the loop's asyncio brings it
-            *CLICK_UNUSED,
+            *UNUSED,
             *UNLOGGED,
         ),
     ),
