@@ -142,6 +142,7 @@ def test_connect_keeps_an_existing_file(db_path: Path) -> None:
 @pytest.mark.sqlite_only
 def test_pragmas(conn: Database) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: tests/test_durable.py
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
