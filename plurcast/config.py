@@ -138,6 +138,15 @@ def config_path() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config") / "plurcast" / "config.toml"
 
 
+def setting_path(setting: str, cfg_path: Path | str | None) -> Path:
+    """A file the config names: `~` expanded, a relative name taken relative to the config
+    file's directory, so the daemon (which runs in `/`) uses the same file as the CLI."""
+    path = Path(setting).expanduser()
+    if not path.is_absolute() and cfg_path:
+        path = Path(cfg_path).expanduser().parent / path
+    return path
+
+
 def default_db_path() -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "plurcast" / "posts.db"
 
@@ -288,7 +297,13 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
 
     database = top.table_of("database") if "database" in data else _Reader(path, "database", {})
     env_db = os.environ.get("PLURCAST_DB_PATH")
+    if env_db and not env_db.strip():
+        raise ConfigError(
+            "PLURCAST_DB_PATH is blank", "unset it, or set it to a file such as ~/posts.db"
+        )
     db_setting = database.get("path", str)
+    if db_setting is not None and not db_setting.strip():
+        database.fail("path", "is blank", 'name a file, e.g. "~/posts.db", or remove the line')
     url_setting = database.get("url", str)
     if url_setting is not None and db_setting is not None:
         database.fail("url", "and database.path are both set; keep one of them")
@@ -300,7 +315,7 @@ def _parse(path: Path, exists: bool, data: dict[str, Any]) -> Config:
     elif env_db:
         db_path = Path(env_db).expanduser()
     elif db_setting:
-        db_path = Path(db_setting).expanduser()
+        db_path = setting_path(db_setting, path)
     else:
         db_path = default_db_path()
     busy_timeout = database.number("busy_timeout", 5.0) or 0.0

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from plurcast.config import setting_path
 from plurcast.errors import ConfigError
 
 # Nobody keeps a key, token or password in a file this big; reading stops here.
@@ -131,12 +132,4 @@ def secret(
             f"{cfg_path or 'config'}: {section + '.' if section else ''}{key_file_setting} "
             "must be a file path (a string)"
         )
-    return remember(read_secret_file(secret_path(setting, cfg_path), what))
-
-
-def secret_path(setting: str, cfg_path: Path | str | None) -> Path:
-    """A secret file setting as a path: `~` expanded, relative to the config file's directory."""
-    path = Path(setting).expanduser()
-    if not path.is_absolute() and cfg_path:
-        path = Path(cfg_path).expanduser().parent / path
-    return path
+    return remember(read_secret_file(setting_path(setting, cfg_path), what))

@@ -110,6 +110,36 @@ def test_env_db_path_expands_tilde(isolated_home: Path, monkeypatch: pytest.Monk
     assert load().db_path == isolated_home / "from-env.db"
 
 
+def test_relative_db_path_in_config_is_relative_to_the_config_file(
+    tmp_path: Path, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As keys_file is: the daemon runs in `/` and must open the same database as the CLI.
+    path = write_config('[database]\npath = "queue/posts.db"\n')
+    for cwd in (tmp_path, Path("/")):
+        monkeypatch.chdir(cwd)
+        assert load().db_path == path.parent / "queue" / "posts.db"
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_db_path_in_config_is_a_config_error(write_config: WriteConfig, blank: str) -> None:
+    err, path = config_error(write_config, f"[database]\npath = {blank!r}\n".replace("'", '"'))
+    assert err.exit_code == EXIT_CONFIG
+    assert err.message == f"{path}: database.path is blank"
+    assert err.hint == 'name a file, e.g. "~/posts.db", or remove the line'
+
+
+def test_a_blank_db_path_in_the_environment_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLURCAST_DB_PATH", "   ")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.exit_code == EXIT_CONFIG
+    assert caught.value.message == "PLURCAST_DB_PATH is blank"
+    monkeypatch.setenv("PLURCAST_DB_PATH", "")  # empty is unset, as for every variable here
+    assert load().db_path == config.default_db_path()
+
+
 def test_busy_timeout_default_and_configured(write_config: WriteConfig) -> None:
     assert load().busy_timeout == 5.0
     write_config("[database]\nbusy_timeout = 0.25\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plurcast import secrets
-from plurcast.config import DEFAULT_ACCOUNT, Config
+from plurcast.config import DEFAULT_ACCOUNT, Config, setting_path
 from plurcast.errors import ConfigError
 from plurcast.platforms import registry
 
@@ -108,7 +108,7 @@ def secret(acc: Account, setting: str, env_var: str, what: str) -> Secret:
     text = secrets.secret(acc.settings, setting, env, what, acc.cfg_path, section=acc.section)
     if env and os.environ.get(env, "").strip():
         return Secret(text, env)
-    return Secret(text, str(secrets.secret_path(str(acc.settings[setting]), acc.cfg_path)))
+    return Secret(text, str(setting_path(str(acc.settings[setting]), acc.cfg_path)))
 
 
 def plain_http_allowed(host: str | None) -> bool:
