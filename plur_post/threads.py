@@ -1,8 +1,7 @@
 """plur-post's thread and reply options (--thread, --auto-thread, --numbered, --reply-to,
 --variant), and how a thread's parts are printed when queued."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here, for its NamedTuple (see plurcast.models).
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime

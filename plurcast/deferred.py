@@ -7,7 +7,10 @@ logging imports `traceback` (with linecache, tokenize and textwrap, whose patter
 they load: ~10 M of plur-send --once's 247 M) to format a logged exception, which a run that
 logs none never does. pathlib imports `fnmatch` (to match and glob), `ntpath` (for Windows
 paths) and, through urllib.parse, `ipaddress` (to check a URL's bracketed host): ~7 M of
-every command's start-up, for functions that none of them calls.
+every command's start-up, for functions that none of them calls. uuid (which click imports)
+imports `platform` only to call platform.system() as it loads, and platform compiles a dozen
+patterns as it loads (~8 M): on POSIX its stand-in answers system() itself, from os.uname(),
+as platform does there.
 A command's console script (plurcast.bulk.console) puts a `Deferred` module in each one's
 place before click is imported: the first attribute anything reads from it imports the real module,
 which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
@@ -18,11 +21,24 @@ the module's __spec__, which loads it.)
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
-MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath")
+MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform")
+
+
+def _system() -> str:
+    """platform.system() where os.uname() exists: its sysname ("Linux", "Darwin", …)."""
+    return os.uname().sysname
+
+
+# What a stand-in answers without importing its module.
+ANSWERS: dict[str, dict[str, Callable[..., Any]]] = (
+    {"platform": {"system": _system}} if hasattr(os, "uname") else {}
+)
 
 
 class Deferred(types.ModuleType):
@@ -39,4 +55,6 @@ def defer(names: tuple[str, ...] = MODULES) -> None:
     """Stand a `Deferred` module in for each of `names` not imported yet."""
     for name in names:
         if name not in sys.modules:
-            sys.modules[name] = Deferred(name)
+            stand_in = Deferred(name)
+            stand_in.__dict__.update(ANSWERS.get(name, {}))
+            sys.modules[name] = stand_in

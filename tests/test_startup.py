@@ -82,7 +82,9 @@ CLICK_UNUSED = ("inspect", "difflib", "locale")
 # What pathlib imports to match and glob, for Windows paths, and (urllib.parse) to check a
 # URL's bracketed host: no command's start-up calls any of them.
 PATHLIB_UNUSED = ("fnmatch", "ntpath", "ipaddress")
-UNUSED = CLICK_UNUSED + PATHLIB_UNUSED
+# uuid (click imports it) asks platform.system() as it loads, which the stand-in answers.
+UUID_UNUSED = ("platform",)
+UNUSED = CLICK_UNUSED + PATHLIB_UNUSED + UUID_UNUSED
 # What logging imports to format an exception (traceback, and its linecache and tokenize),
 # never needed by a run that logs none.
 UNLOGGED = ("traceback", "linecache", "tokenize")
@@ -308,6 +310,22 @@ def test_a_deferred_module_loads_on_first_use(
     with pytest.raises(AttributeError):
         kite_lines.WIDTH  # noqa: B018
     monkeypatch.delitem(sys.modules, "kite_lines")
+
+
+def test_the_stand_in_for_platform_answers_system_as_platform_does() -> None:
+    """uuid learns from the stand-in's system() whether it is on Linux, without platform
+    being run; what the stand-in answered is what platform itself answers once loaded."""
+    script = (
+        "import sys; from plurcast import deferred; deferred.defer(); import uuid, platform; "
+        "print(type(sys.modules['platform']).__name__, uuid._LINUX, platform.system()); "
+        "platform.uname(); print(type(sys.modules['platform']).__name__, platform.system())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    first, then = done.stdout.splitlines()
+    assert first == f"Deferred {os.uname().sysname == 'Linux'} {os.uname().sysname}"
+    assert then == f"module {os.uname().sysname}"
 
 
 def test_an_exception_logged_after_start_up_has_its_traceback(tmp_path: Path) -> None:
