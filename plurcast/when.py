@@ -78,6 +78,10 @@ _DAY_MONTH_RE = (
     rf"(?:,?\s+(?P<y>\d{{4,}}))?"
 )
 _ZONE_SHAPE_RE = r"(?ai:utc|[a-z]+(?:/[a-z][a-z0-9_+\-]*)+)"
+# What dateparser is shown (see _natural_language): the squashed text, in these characters.
+_NATURAL_RE = r"[a-z0-9 :.,/+'-]+"
+_TRAILING_CLOCK_RE = rf"(?P<rest>.+?) (?:at )?(?P<clock>{_CLOCK})"
+_STRAY_CLOCK_RE = rf"(?<![a-z0-9:.]){_CLOCK}(?![a-z0-9:])|\bat\b| \d{{1,2}}$"
 
 
 class _Context(NamedTuple):
@@ -451,20 +455,39 @@ def _natural_language(text: str, ctx: _Context) -> datetime | None:
     It is asked for a naive wall time and the zone is attached with zoneinfo, because its
     own aware mode gets DST offsets wrong. ``TO_TIMEZONE`` is left out on purpose: with it,
     dateparser shifts naive results by the DST difference between ``RELATIVE_BASE`` and the
-    result ("in 1 month" on 2026-03-28 11:00 in Berlin came back as 12:00); without it,
-    explicit zones in the text ("10:00 EST") are still converted to ``TIMEZONE`` wall time.
-    English only, and only for ASCII text with a letter or digit: anything else cannot be
-    a date we should guess at, and skipping it avoids the import.
-    """
-    if not text.isascii() or not any(char.isalnum() for char in text):
-        return None
-    import dateparser
+    result ("in 1 month" on 2026-03-28 11:00 in Berlin came back as 12:00).
 
+    dateparser guesses where it should refuse, so it is kept on a short lead: it sees only
+    words, numbers and the punctuation dates use (``@1h`` or ``1h!!`` is a typo, not 1h); it
+    must find a day (``5`` or ``a`` came back as May or January the 22nd, ``friday 9`` as
+    September); a time of day at the end is read by our own clock grammar (dateparser drops
+    one it cannot read, so ``in 2 days at 25:00`` meant in 2 days at the current time), and
+    a second time, an ``at`` before something that is no time, or a bare number at the end
+    (``in 2 days 99``, ``1 2``: dateparser drops or guesses it) is refused; a zone
+    abbreviation is refused too, since dateparser ignores it after a relative day
+    (``tomorrow 10:00 EST`` came back as 10:00 in the user's zone) and many are ambiguous.
+    """
+    if not re.fullmatch(_NATURAL_RE, text) or not any(char.isalnum() for char in text):
+        return None
+    clock = None
+    if match := re.fullmatch(_TRAILING_CLOCK_RE, text):
+        text, clock = match["rest"], _parse_clock(match["clock"], ctx.raw)
+    import dateparser
+    from dateparser.timezone_parser import pop_tz_offset_from_string
+
+    if pop_tz_offset_from_string(text)[1] is not None:
+        raise InvalidInput(
+            f'"{ctx.raw}" names a zone by an abbreviation',
+            'name the zone instead, e.g. "tomorrow 10:00 America/New_York"',
+        )
+    if re.search(_STRAY_CLOCK_RE, text):
+        return None
     settings: dict[str, Any] = {
         "PREFER_DATES_FROM": "future",
         "RETURN_AS_TIMEZONE_AWARE": False,
         "TIMEZONE": str(ctx.zone),
         "RELATIVE_BASE": ctx.local,
+        "REQUIRE_PARTS": ["day"],
     }
     try:
         parsed = dateparser.parse(text, languages=["en"], settings=settings)
@@ -477,4 +500,7 @@ def _natural_language(text: str, ctx: _Context) -> datetime | None:
         ) from None
     if parsed is None:
         return None
-    return _localize(parsed.replace(microsecond=0, tzinfo=None), ctx, strict=True)
+    wall = parsed.replace(microsecond=0, tzinfo=None)
+    if clock is not None:
+        wall = datetime.combine(wall.date(), clock)
+    return _localize(wall, ctx, strict=True)

@@ -199,6 +199,60 @@ def test_natural_language_falls_back_to_dateparser() -> None:
     assert when("next month") == utc(2026, 12, 22, 10, 4, 43)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("in 3 days at noon", utc(2026, 11, 25, 11)),
+        ("December 25th 8am", utc(2026, 12, 25, 7)),
+        ("next month at 3 pm", utc(2026, 12, 22, 14)),
+        ("in 2 weeks at 9am", utc(2026, 12, 6, 8)),
+        ("december 25th 2027", utc(2027, 12, 24, 23)),
+    ],
+)
+def test_dateparser_days_take_our_time_of_day(text: str, expected: datetime) -> None:
+    assert when(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a",  # was Jan 22 2027: dateparser's month guess from one letter
+        "5",  # was May 22 2027
+        "the 5th",  # was May 22 2027
+        "march",  # was Mar 22 2027: a month without a day
+        "december 2027",
+        "friday 9",  # was Sep 22 2027
+        "@1h",  # punctuation dateparser skipped over: was in 1 hour
+        "1h!!",
+        "\x1b[31m1h",  # was in 1h 31m
+        "next month!",
+        "tomorrow 3pm 3pm",  # was tomorrow at the current time: both times dropped
+        "next month 10:00 11:00",
+        "day after tomorrow at 9",  # was the day after tomorrow at the current time
+        "in 2 days 99",
+        "1 2",  # was Jan 2 2027
+    ],
+)
+def test_dateparser_guesses_are_refused(text: str) -> None:
+    assert error_of(text).message == f'cannot understand the time "{text}"'
+
+
+def test_a_time_of_day_typo_after_a_dateparser_day_is_named() -> None:
+    # dateparser dropped the time it could not read: in 3 days at the current time.
+    assert error_of("in 3 days at 25:00").message == (
+        'invalid date or time "in 3 days at 25:00": hour must be in 0..23'
+    )
+
+
+@pytest.mark.parametrize("text", ["tomorrow 10:00 EST", "10:00 est", "dec 25 10:00 PST"])
+def test_a_zone_abbreviation_is_refused_with_the_iana_form(text: str) -> None:
+    # After a relative day dateparser ignored it: tomorrow 10:00 EST was 10:00 in Berlin.
+    error = error_of(text)
+    assert error.message == f'"{text}" names a zone by an abbreviation'
+    assert error.hint == 'name the zone instead, e.g. "tomorrow 10:00 America/New_York"'
+    assert when("tomorrow 10:00 America/New_York") == utc(2026, 11, 23, 15)
+
+
 def test_dateparser_fallback_gets_dst_right() -> None:
     # 11:00 CET on 2026-03-28; a month later is 11:00 CEST. dateparser with TO_TIMEZONE said 12:00.
     assert when("in 1 month", now=utc(2026, 3, 28, 10)) == utc(2026, 4, 28, 9)
