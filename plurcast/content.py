@@ -38,6 +38,15 @@ def normalise(text: str) -> str:
         raise InvalidInput(
             "content is empty", 'give the text as an argument or on stdin: plur-post "Hello"'
         )
+    # PostgreSQL's text cannot hold a NUL, and no platform shows one: refused here, before
+    # SQLite would take it and PostgreSQL fail on it (other control characters are kept,
+    # and escaped wherever they are shown).
+    nul = text.find("\0")
+    if nul >= 0:
+        raise InvalidInput(
+            f"content contains a NUL character (at character {nul + 1})",
+            "remove it; no platform can show one",
+        )
     return text
 
 
