@@ -60,7 +60,7 @@ def test_every_command_and_its_subcommands_are_found() -> None:
 def test_a_command_is_ours_and_so_are_its_options(path: str) -> None:
     command = ALL[path]
     assert isinstance(command, clikit.Command | clikit.Group), path
-    ctx = click.Context(command)
+    ctx = click.Context(command, **command.context_settings)
     for param in command.get_params(ctx):
         if isinstance(param, click.Option):
             assert isinstance(param, cliparse.Option), (path, param.name)
