@@ -10,12 +10,16 @@ paths) and, through urllib.parse, `ipaddress` (to check a URL's bracketed host):
 every command's start-up, for functions that none of them calls. uuid (which click imports)
 imports `platform` only to call platform.system() as it loads, and platform compiles a dozen
 patterns as it loads (~8 M): on POSIX its stand-in answers system() itself, from os.uname(),
-as platform does there.
+as platform does there. click takes `gettext` and `ngettext` from gettext as it loads, to
+translate the texts of errors and help, which a command's usual path never shows; gettext
+compiles its plural-forms tokenizer as it loads (~4 M): the stand-in's two functions import it
+on their first call.
 A command's console script (plurcast.bulk.console) puts a `Deferred` module in each one's
 place before click is imported: the first attribute anything reads from it imports the real module,
 which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
-(importlib.util.LazyLoader cannot do this on Python 3.11: the import statement itself reads
-the module's __spec__, which loads it.)
+Each stands for a module, not a package: it has no `__path__` (which the import system asks
+of a module at each `from … import`). (importlib.util.LazyLoader cannot do this on Python
+3.11: the import statement itself reads the module's __spec__, which loads it.)
 """
 
 from __future__ import annotations
@@ -27,7 +31,23 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform")
+MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform", "gettext")
+
+
+class Deferred(types.ModuleType):
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute == "__path__":
+            raise AttributeError(attribute)
+        return getattr(self.load(), attribute)
+
+    def load(self) -> types.ModuleType:
+        """The module itself, imported on the first call."""
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        module = importlib.import_module(name)
+        self.__dict__.update(module.__dict__)
+        return module
 
 
 def _system() -> str:
@@ -35,20 +55,24 @@ def _system() -> str:
     return os.uname().sysname
 
 
+def _forward(name: str, function: str) -> Callable[..., Any]:
+    """Module `name`'s `function`, called through a stand-in that imports the module first."""
+
+    def call(*args: Any) -> Any:
+        module = sys.modules[name]
+        if isinstance(module, Deferred):
+            module = module.load()
+        return getattr(module, function)(*args)
+
+    call.__name__ = call.__qualname__ = function
+    return call
+
+
 # What a stand-in answers without importing its module.
-ANSWERS: dict[str, dict[str, Callable[..., Any]]] = (
-    {"platform": {"system": _system}} if hasattr(os, "uname") else {}
-)
-
-
-class Deferred(types.ModuleType):
-    def __getattr__(self, attribute: str) -> Any:
-        name = self.__name__
-        if sys.modules.get(name) is self:
-            del sys.modules[name]
-        module = importlib.import_module(name)
-        self.__dict__.update(module.__dict__)
-        return getattr(module, attribute)
+ANSWERS: dict[str, dict[str, Callable[..., Any]]] = {
+    "gettext": {f: _forward("gettext", f) for f in ("gettext", "ngettext")},
+    **({"platform": {"system": _system}} if hasattr(os, "uname") else {}),
+}
 
 
 def defer(names: tuple[str, ...] = MODULES) -> None:

@@ -8,6 +8,7 @@ the real console script in a fresh interpreter and lists what it imported by the
 
 from __future__ import annotations
 
+import gettext
 import os
 import subprocess
 import sys
@@ -77,8 +78,9 @@ MEDIA = (
 PLAIN = (*MEDIA, "random")
 # click's parser and option texts need none of these on a command's way: inspect (cleaning help
 # texts: plurcast.cliparse.Option), difflib and the gettext lookup that imports locale (the
-# error click built for every short option: plurcast.cliparse.Parser).
-CLICK_UNUSED = ("inspect", "difflib", "locale")
+# error click built for every short option: plurcast.cliparse.Parser), and gettext itself
+# (the texts of errors and help).
+CLICK_UNUSED = ("inspect", "difflib", "locale", "gettext")
 # What pathlib imports to match and glob, for Windows paths, and (urllib.parse) to check a
 # URL's bracketed host: no command's start-up calls any of them.
 PATHLIB_UNUSED = ("fnmatch", "ntpath", "ipaddress")
@@ -279,10 +281,11 @@ def _exit_state(args: list[str], tmp_path: Path) -> tuple[str, int]:
 
 @pytest.mark.slow
 def test_a_deferred_module_is_imported_when_a_path_uses_it(migrated: Path, tmp_path: Path) -> None:
-    """--help has click clean the command's text with inspect.cleandoc: the stand-in for
-    inspect (plurcast.deferred) imports it then, and the help is printed."""
-    assert "inspect" in imported(["plur-post", "--help"], tmp_path)
-    assert "inspect" in imported(["plur-queue", "stats", "--help"], tmp_path)
+    """--help has click clean the command's text with inspect.cleandoc and translate its
+    headings with gettext: the stand-ins (plurcast.deferred) import them then, and the help is
+    printed."""
+    assert {"inspect", "gettext"} <= imported(["plur-post", "--help"], tmp_path)
+    assert {"inspect", "gettext"} <= imported(["plur-queue", "stats", "--help"], tmp_path)
 
 
 def test_a_deferred_module_loads_on_first_use(
@@ -310,6 +313,25 @@ def test_a_deferred_module_loads_on_first_use(
     with pytest.raises(AttributeError):
         kite_lines.WIDTH  # noqa: B018
     monkeypatch.delitem(sys.modules, "kite_lines")
+
+
+def test_the_stand_in_for_gettext_translates_through_gettext() -> None:
+    """What click took from gettext as it loaded imports gettext on its first call and
+    answers as gettext does, with the catalogue gettext finds."""
+    script = (
+        "import sys; from plurcast import deferred; deferred.defer(); import gettext; "
+        "from gettext import gettext as _, ngettext; print(type(sys.modules['gettext']).__name__); "
+        "print(_('Usage:'), ngettext('{n} file', '{n} files', 2), _.__name__); "
+        "print(type(sys.modules['gettext']).__name__, gettext.find('messages'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "Deferred",
+        "Usage: {n} files gettext",
+        f"module {gettext.find('messages')}",
+    ]
 
 
 def test_the_stand_in_for_platform_answers_system_as_platform_does() -> None:
