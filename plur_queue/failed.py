@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from plur_queue import send
 from plur_queue.common import open_session, when_cell
 from plurcast import changes, clikit, cliparse, queue
 from plurcast.models import DeliveryState, Post
-from plurcast.output import Column, Format, emit_json, emit_rows, first_line
+from plurcast.output import Column, Format, emit_json, emit_nothing_done, emit_rows, first_line
 from plurcast.store.base import Database
 from plurcast.views import delivery_json, part_label, post_json, waiting_text
 
@@ -74,7 +72,7 @@ def clear(force: bool, fmt: Format) -> None:
     conn = open_session().conn
     posts = queue.failed(conn)
     if not posts:
-        sys.stderr.write("No failed posts.\n")
+        emit_nothing_done("No failed posts.", fmt)
         return
     if not force:
         clikit.confirm(f"Delete {len(posts)} failed post{'s' if len(posts) != 1 else ''}?")

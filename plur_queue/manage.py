@@ -10,7 +10,7 @@ from plur_queue.common import open_session
 from plurcast import changes, clikit, cliparse, queue, schedules, when
 from plurcast.errors import InvalidInput
 from plurcast.models import Schedule, to_ms
-from plurcast.output import Format, emit_json
+from plurcast.output import Format, emit_json, emit_nothing_done
 from plurcast.platforms import nostr_settings
 from plurcast.timefmt import format_local
 from plurcast.views import queued_line, time_fields
@@ -44,7 +44,7 @@ def cancel(post_ids: tuple[str, ...], cancel_all: bool, force: bool, fmt: Format
     for post in posts:
         changes.check_cancellable(post)
     if not posts and not recurring:
-        sys.stderr.write("Nothing to cancel.\n")
+        emit_nothing_done("Nothing to cancel.", fmt)
         return
     later = changes.cancelled_with(s.conn, posts)
     if not force:

@@ -10,7 +10,7 @@ import click
 from plur_queue.common import Session, open_session
 from plurcast import changes, clikit, cliparse, queue
 from plurcast.models import Post
-from plurcast.output import Format
+from plurcast.output import Format, emit_nothing_done
 from plurcast.thread.parts import later_parts
 
 
@@ -57,7 +57,7 @@ def retry(post_ids: tuple[str, ...], retry_all: bool, fmt: Format) -> None:
     s = open_session()
     posts = queue.failed(s.conn) if retry_all else queue.get_many(s.conn, post_ids)
     if not posts:
-        sys.stderr.write("No failed posts.\n")
+        emit_nothing_done("No failed posts.", fmt)
         return
     sys.exit(publish_posts(s, changes.retry_failed(s.conn, posts, s.now, every=retry_all), fmt))
 

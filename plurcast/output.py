@@ -81,6 +81,15 @@ def emit_json(value: Any, fmt: Format) -> None:
     _utf8_writer()(orjson.dumps(value, option=option) + b"\n")
 
 
+def emit_nothing_done(said: str, fmt: Format) -> None:
+    """A command that found nothing to act on (`cancel --all` on an empty queue): `said` on
+    stderr, and for json the empty array a script parses, as a listing prints (jsonl and
+    text print no line)."""
+    sys.stderr.write(said + "\n")
+    if fmt == "json":
+        _emit_json_list((), fmt)
+
+
 def _emit_json_list(items: Iterable[Any], fmt: Format) -> None:
     """Each item is encoded and written as it comes, as UTF-8 bytes, as `sqlite3 -json`
     writes rows: 10,000 encoded posts kept until the end took a page of fresh memory

@@ -48,6 +48,25 @@ def test_empty_queue(run: Run, clock: Clock) -> None:
     assert run(cli, "list", "-f", "jsonl").stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["cancel", "--all", "--force", "--format"], "Nothing to cancel."),
+        (["failed", "clear", "--force", "-f"], "No failed posts."),
+        (["failed", "retry", "--all", "-f"], "No failed posts."),
+    ],
+)
+def test_nothing_to_act_on_is_an_empty_array_in_json(
+    run: Run, clock: Clock, args: list[str], said: str
+) -> None:
+    # It printed nothing on stdout, which `| jq` or json.loads refuses; a listing says [].
+    if args[0] == "failed":
+        post(run, "queued, not failed", "-s", "1h")
+    for fmt, stdout in (("json", "[]\n"), ("jsonl", ""), ("text", "")):
+        result = run(cli, *args, fmt)
+        assert (result.exit_code, result.stdout, result.stderr) == (0, stdout, said + "\n")
+
+
 def test_list_plain_lines_in_time_order(run: Run, clock: Clock) -> None:
     late = post(run, "Later post\nsecond line", "-s", "2h")
     soon = post(run, "Soon post", "-s", "30m", "-p", "mastodon")
