@@ -27,7 +27,7 @@ from plurcast.errors import (
     InvalidInput,
     PlurcastError,
 )
-from plurcast.output import FORMATS, emit_lines
+from plurcast.output import FORMATS, discard_stdout, emit_lines
 from plurcast.secrets import redact
 
 if TYPE_CHECKING:
@@ -98,10 +98,10 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     except click.Abort:
         fail("interrupted", 130)
     except (BrokenPipeError, _ReaderGone):
-        # The reader went away (`| head -1`): it has what it wanted, which is no error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(EXIT_OK)
+        # The reader went away (`| head -1`): it has what it wanted, which is no error of
+        # ours; a code the command gave before its output was flushed still stands.
+        discard_stdout()
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
     except click.ClickException as exc:
         fail(exc.format_message(), EXIT_RUNTIME)
     except sqlite3.Error as exc:

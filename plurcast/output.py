@@ -81,6 +81,14 @@ def emit_json(value: Any, fmt: Format) -> None:
     _utf8_writer()(orjson.dumps(value, option=option) + b"\n")
 
 
+def discard_stdout() -> None:
+    """stdout's reader went away (`| head -1`): what is still to be written goes nowhere,
+    so that neither a later write nor the flush at exit fails on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def emit_nothing_done(said: str, fmt: Format) -> None:
     """A command that found nothing to act on (`cancel --all` on an empty queue): `said` on
     stderr, and for json the empty array a script parses, as a listing prints (jsonl and

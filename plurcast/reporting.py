@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from plurcast.errors import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from plurcast.models import from_ms, to_ms
-from plurcast.output import Format, emit_json, emit_lines
+from plurcast.output import Format, discard_stdout, emit_json, emit_lines
 from plurcast.publish import Published, Report
 from plurcast.timefmt import format_local
 
@@ -57,10 +57,14 @@ def _text_lines(reports: Sequence[Report]) -> list[str]:
 def emit(published: Published, fmt: Format, *, tz: ZoneInfo, now: datetime) -> int:
     """Print the reports and notes; return the exit code (0 all sent, 2 auth, 1 otherwise)."""
     reports = published.reports
-    if fmt == "text":
-        emit_lines(_text_lines(reports))
-    else:
-        emit_json([report_json(r) for r in reports], fmt)
+    try:
+        if fmt == "text":
+            emit_lines(_text_lines(reports))
+        else:
+            emit_json([report_json(r) for r in reports], fmt)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `plur-post "Hi" | true`: the notes and the exit code still count
+        discard_stdout()
     now_ms = to_ms(now)
     retrying = [
         r

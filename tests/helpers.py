@@ -22,6 +22,8 @@
 - `scalar(cfg, sql, *params)`: one number from the test's database.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
+- `run_with_reader_gone(command, *args)`: a plur-* command whose stdout's reader is gone
+  (`| true`).
 - `rows_in(db_path, table)`: how many rows a table of the test's database holds (0 when the
   SQLite file was never made — asking would make it).
 - `media_stored(db_path)`: what the test's media store holds (sha256 → bytes), on either
@@ -84,6 +86,7 @@ __all__ = [
     "media_stored",
     "row",
     "rows_in",
+    "run_with_reader_gone",
     "scalar",
     "secret_file",
     "silent_port",
@@ -358,6 +361,22 @@ def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str
 
 
 BIN = Path(sys.executable).parent  # the venv's console scripts
+
+
+def run_with_reader_gone(command: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """One of the venv's commands, its stdout's reader gone before the first byte (`| true`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(BIN / command), *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=PATIENCE,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
 
 
 class Daemons:

@@ -47,6 +47,7 @@ from tests.helpers import (
     add_post,
     free_port,
     row,
+    run_with_reader_gone,
     wait_until,
 )
 from tests.peers.mastodon import TOKENS, MastodonMock
@@ -241,18 +242,7 @@ def test_a_reader_that_goes_away_is_no_error(run: Run, clock: Clock) -> None:
         post(run, f"post {hours}", "-s", f"{hours}h")
     run(post_cli, "again", "--every", "1h")
     for args in (["list"], ["schedules"], ["stats"], ["list", "-f", "json"], ["--help"]):
-        read_end, write_end = os.pipe()
-        os.close(read_end)  # `| head -0`: the reader is gone before the first byte
-        try:
-            done = subprocess.run(
-                [str(Path(sys.executable).parent / "plur-queue"), *args],
-                stdout=write_end,
-                stderr=subprocess.PIPE,
-                timeout=60,
-                check=False,
-            )
-        finally:
-            os.close(write_end)
+        done = run_with_reader_gone("plur-queue", *args)
         assert done.returncode == 0, (args, done.stderr)
         assert b"Error" not in done.stderr and b"Exception" not in done.stderr, args
 
