@@ -133,6 +133,8 @@ def _xdg(var: str, fallback: str) -> Path:
 
 def config_path() -> Path:
     explicit = os.environ.get("PLURCAST_CONFIG")
+    if explicit and not explicit.strip():
+        raise ConfigError("PLURCAST_CONFIG is blank", "unset it, or name a TOML file")
     if explicit:
         return Path(explicit).expanduser()
     return _xdg("XDG_CONFIG_HOME", ".config") / "plurcast" / "config.toml"
@@ -211,6 +213,13 @@ def load() -> Config:
     exists = path.is_file()
     if exists:
         data = _read_toml(path)
+    elif path.exists():  # a directory, a FIFO (reading it would hang), a device
+        raise ConfigError(
+            f"config file {path} is not a regular file",
+            "unset PLURCAST_CONFIG or point it at a TOML file"
+            if explicit
+            else "move it aside, or set PLURCAST_CONFIG to a TOML file",
+        )
     elif explicit:
         raise ConfigError(
             f"config file {path} (from PLURCAST_CONFIG) does not exist",
@@ -227,7 +236,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        # A byte-order mark, as some Windows editors write one, is no TOML error.
+        return tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8", "save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:

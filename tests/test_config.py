@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -171,6 +172,39 @@ def test_missing_explicit_config_is_a_config_error(
     assert caught.value.exit_code == EXIT_CONFIG == 2
     assert str(missing) in caught.value.message
     assert "PLURCAST_CONFIG" in caught.value.message
+
+
+def test_a_config_that_is_no_regular_file_is_a_config_error(
+    tmp_path: Path, config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory or a device was "does not exist"; the default one was silently nothing.
+    config_path.mkdir(parents=True)
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.message == f"config file {config_path} is not a regular file"
+    assert caught.value.hint == "move it aside, or set PLURCAST_CONFIG to a TOML file"
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    for explicit in (fifo, Path("/dev/null"), tmp_path):
+        monkeypatch.setenv("PLURCAST_CONFIG", str(explicit))
+        with pytest.raises(ConfigError) as caught:
+            load()
+        assert caught.value.exit_code == EXIT_CONFIG
+        assert caught.value.message == f"config file {explicit} is not a regular file"
+        assert caught.value.hint == "unset PLURCAST_CONFIG or point it at a TOML file"
+
+
+def test_a_blank_plurcast_config_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLURCAST_CONFIG", " ")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert (caught.value.exit_code, caught.value.message) == (2, "PLURCAST_CONFIG is blank")
+
+
+def test_a_byte_order_mark_is_no_toml_error(config_path: Path) -> None:
+    config_path.parent.mkdir(parents=True)
+    config_path.write_bytes(b'\xef\xbb\xbftimezone = "Asia/Tokyo"\r\n')
+    assert load().timezone == ZoneInfo("Asia/Tokyo")
 
 
 def test_bad_toml_names_file_and_line(write_config: WriteConfig) -> None:
