@@ -14,6 +14,7 @@ from plur_queue.common import open_session
 from plurcast import clikit, cliparse, history
 from plurcast.errors import InvalidInput
 from plurcast.models import to_ms
+from plurcast.output import write_fully, write_text_fully
 from plurcast.transfer import export_images, exporter, read, write
 
 
@@ -95,7 +96,7 @@ def cli(
     clikit.stderr_lines(f"Warning: {note}" for note in result.left_out)
     text = write.write(result.entries, cast(read.Kind, fmt))
     if output is None:
-        sys.stdout.write(text)
+        write_text_fully(text)
     else:  # the images first: the file never names one that is not there
         export_images.save(s.conn, result.images, Path(output).parent)
         _write_private(Path(output), text)
@@ -115,8 +116,12 @@ def _write_private(path: Path, text: str) -> None:
     except OSError as exc:
         raise InvalidInput(f"cannot write {path}: {exc.strerror}", "check the folder") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        try:
+            write_fully(fd, text.encode("utf-8"))
+        except OSError as exc:  # named, for the one-line error: "cannot write plan.jsonl: …"
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        finally:
+            os.close(fd)
         Path(temp).replace(path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ exit 3 (invalid input) rather than click's 2, which means "config/auth" here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import sqlite3
@@ -110,14 +111,33 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
         from plurcast.store.connection import database_error
 
         fail(str(database_error(exc)), EXIT_RUNTIME)
+    except OSError as exc:
+        if debug:
+            raise
+        if exc.errno not in _FULL_OR_FAILING:
+            _internal_error(exc)
+        # stdout (`> file` on a full disk), a file being written (`plur-export -o`): a
+        # backup that did not fit must not look like one that did.
+        where = exc.filename or "the output"
+        fail(
+            f"cannot write {where}: {exc.strerror} — make room there, or write elsewhere",
+            EXIT_RUNTIME,
+        )
     except Exception as exc:
         if debug:
             raise
-        fail(
-            f"internal error: {exc!r} — please report it; PLURCAST_DEBUG=1 shows the traceback",
-            EXIT_RUNTIME,
-        )
+        _internal_error(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+_FULL_OR_FAILING = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    fail(
+        f"internal error: {exc!r} — please report it; PLURCAST_DEBUG=1 shows the traceback",
+        EXIT_RUNTIME,
+    )
 
 
 class _ReaderGone(Exception):

@@ -81,6 +81,27 @@ def emit_json(value: Any, fmt: Format) -> None:
     _utf8_writer()(orjson.dumps(value, option=option) + b"\n")
 
 
+def write_fully(fd: int, data: bytes) -> None:
+    """All of `data` to the file descriptor, or OSError. Python's buffered file takes one big
+    write that the disk fills part-way (a short write, then ENOSPC) as a success: `plur-export
+    > backup.jsonl` wrote 64 KB of 300 and exited 0."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_text_fully(text: str) -> None:
+    """All of `text` on stdout (see write_fully), after what is already written there."""
+    out = sys.stdout
+    out.flush()
+    try:
+        fd = out.fileno()
+    except OSError:  # io.UnsupportedOperation: a stream without a descriptor (a test's)
+        out.write(text)
+        return
+    write_fully(fd, text.encode("utf-8"))
+
+
 def discard_stdout() -> None:
     """stdout's reader went away (`| head -1`): what is still to be written goes nowhere,
     so that neither a later write nor the flush at exit fails on the closed pipe again."""

@@ -22,6 +22,7 @@
 - `scalar(cfg, sql, *params)`: one number from the test's database.
 - `FileMedia(directory)`: the file media store without a database (put, read), for tests of
   what uploads images; `stored_images(tmp_path, *alts)` stores test photos there.
+- `many_posts(db_path, count, text)`: a long queue, written straight into the store.
 - `run_with_reader_gone(command, *args)`: a plur-* command whose stdout's reader is gone
   (`| true`).
 - `rows_in(db_path, table)`: how many rows a table of the test's database holds (0 when the
@@ -83,6 +84,7 @@ __all__ = [
     "deliver",
     "free_port",
     "iso",
+    "many_posts",
     "media_stored",
     "row",
     "rows_in",
@@ -361,6 +363,30 @@ def clock_ahead(env: dict[str, str], tmp: Path, seconds: float) -> dict[str, str
 
 
 BIN = Path(sys.executable).parent  # the venv's console scripts
+
+
+def many_posts(db_path: Path, count: int, text: str) -> None:
+    """`count` posts due a minute apart from T0 on, each `post {i} {text}`, in one
+    transaction straight into the store (a long listing, faster than plur-post can)."""
+    from plurcast.store import connect
+    from plurcast.store.connection import transaction
+    from plurcast.store.posts import NewPost, insert_post
+
+    conn = connect(db_path)
+    with transaction(conn):
+        for i in range(count):
+            insert_post(
+                conn,
+                NewPost(
+                    id=f"{i:08d}-0000-4000-8000-000000000000",
+                    content=f"post {i} {text}",
+                    created_at_ms=int(T0 * 1000),
+                    scheduled_at_ms=int(T0 * 1000) + (i + 1) * 60_000,
+                    timezone="Europe/Berlin",
+                    targets=[("nostr", "default"), ("mastodon", "default")],
+                ),
+            )
+    conn.close()
 
 
 def run_with_reader_gone(command: str, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -46,6 +46,7 @@ from tests.helpers import (
     Run,
     add_post,
     free_port,
+    many_posts,
     row,
     run_with_reader_gone,
     wait_until,
@@ -254,25 +255,7 @@ def test_a_reader_that_leaves_after_the_first_line_of_a_long_listing_is_no_error
     """`plur-queue list | head -1` over more posts than a pipe holds: the reader leaves while
     the listing is still being read and written, a chunk at a time. Exit 0, nothing on
     stderr, in every format."""
-    from plurcast.store import connect
-    from plurcast.store.connection import transaction
-    from plurcast.store.posts import NewPost, insert_post
-
-    conn = connect(db_path)
-    with transaction(conn):
-        for i in range(3000):  # ~1.3 MB of JSON, twenty pipes' worth
-            insert_post(
-                conn,
-                NewPost(
-                    id=f"{i:08d}-0000-4000-8000-000000000000",
-                    content=f"post {i} ✨ " + "x" * 300,
-                    created_at_ms=int(T0 * 1000),
-                    scheduled_at_ms=int(T0 * 1000) + (i + 1) * 60_000,
-                    timezone="Europe/Berlin",
-                    targets=[("nostr", "default"), ("mastodon", "default")],
-                ),
-            )
-    conn.close()
+    many_posts(db_path, 3000, "✨ " + "x" * 300)  # ~1.3 MB of JSON, twenty pipes' worth
     for fmt in ("json", "jsonl", "text"):
         listing = subprocess.Popen(
             [str(Path(sys.executable).parent / "plur-queue"), "list", "-f", fmt],

@@ -1,14 +1,17 @@
-"""Hostile readers of our output: a pipe closed early is no error of ours, but it does not
-hide one either (issue 11)."""
+"""Hostile places for our output: a pipe closed early is no error of ours, but it does not
+hide one either; a disk that is full is an error, said in one line (issue 11)."""
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import BASE_CONFIG, DOWN_TIMEOUT, run_with_reader_gone
+from tests.helpers import BASE_CONFIG, BIN, DOWN_TIMEOUT, PATIENCE, many_posts, run_with_reader_gone
 
 # The usual config, its relay not there: an immediate post fails (exit 1) at once.
 DOWN = BASE_CONFIG.replace(
@@ -31,3 +34,57 @@ def test_a_reader_that_goes_away_does_not_turn_a_failure_into_success(
         assert b"Traceback" not in done.stderr and b"BrokenPipe" not in done.stderr
     done = run_with_reader_gone("plur-post", "hello", "-s", "1h")
     assert (done.returncode, done.stderr) == (0, b"")
+
+
+def with_file_size_limit(limit: int) -> Callable[[], None]:
+    """A child whose files may not grow past `limit` bytes: a write beyond fails with EFBIG,
+    as one to a full disk fails with ENOSPC (SIGXFSZ, which would kill it, ignored)."""
+
+    def limit_it() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_it
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("configured")
+def test_output_that_does_not_fit_is_an_error_not_a_success(tmp_path: Path, db_path: Path) -> None:
+    # `plur-export > backup.jsonl` on a disk that filled part-way said "exported N posts",
+    # exit 0, with 64 KB of the 300 written; `plur-queue list > file` said "internal error …
+    # please report it"; `plur-export -o` left a truncated file in place of the backup.
+    many_posts(db_path, 1000, "x" * 200)
+    for command, *args in (
+        ("plur-export", "-f", "jsonl"),
+        ("plur-queue", "list", "-f", "json"),
+        ("plur-queue", "list"),
+    ):
+        out = tmp_path / "out"
+        with out.open("wb") as sink:
+            done = subprocess.run(
+                [str(BIN / command), *args],
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                preexec_fn=with_file_size_limit(64 * 1024),
+                timeout=PATIENCE,
+                check=False,
+            )
+        assert done.returncode == 1, (command, done.stderr)
+        assert done.stderr.decode().splitlines()[-1] == (
+            "Error: cannot write the output: File too large — make room there, or write elsewhere"
+        ), command
+    plan = tmp_path / "plan.jsonl"
+    plan.write_text("the last backup\n")
+    done = subprocess.run(
+        [str(BIN / "plur-export"), "-o", str(plan)],
+        stderr=subprocess.PIPE,
+        preexec_fn=with_file_size_limit(64 * 1024),
+        timeout=PATIENCE,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.decode().splitlines()[-1] == (
+        f"Error: cannot write {plan}: File too large — make room there, or write elsewhere"
+    )
+    assert plan.read_text() == "the last backup\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "plan.jsonl"]
