@@ -38,11 +38,24 @@ _DURATION_HINT = 'try "30m", "1h30m" or "2 days"'
 _RANDOM_HINT = 'e.g. "random:1h-2h" (minimum at least 30s, maximum at most 30d)'
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}  # keyed by first letter
+# A duration's units, each with every spelling the grammar takes.
+_UNIT_SECONDS = {
+    spelling: seconds
+    for seconds, spellings in (
+        (604800, "weeks week wks wk w"),
+        (86400, "days day d"),
+        (3600, "hours hour hrs hr h"),
+        (60, "minutes minute mins min m"),
+        (1, "seconds second secs sec s"),
+    )
+    for spelling in spellings.split()
+}
 
 # Patterns are kept as source and matched with re's functions, whose cache compiles each at
 # its first use: a run parses one expression, needing a few of them, not all (issue #16).
-_UNIT = r"(?:weeks?|wks?|w|days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)(?![a-z])"
+# A unit is a whole word, looked up in _UNIT_SECONDS: one alternative a spelling would make the
+# pattern the costliest of a plur-post run to compile (~3 M instructions).
+_UNIT = r"[a-z]+(?![a-z])"
 _TERM = rf"(?:\d+(?:\.\d+)?|\.\d+)\s*{_UNIT}"
 _TERM_RE = rf"(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>{_UNIT})"
 _DURATION_RE = rf"{_TERM}(?:\s*(?:,\s*|and\s+)?{_TERM})*"
@@ -251,9 +264,10 @@ def _duration_or_none(
     """None when ``text`` is not shaped like a duration; raise when it is but makes no sense."""
     if not re.fullmatch(_DURATION_RE, text):
         return None
-    seconds = sum(
-        float(term["num"]) * _UNIT_SECONDS[term["unit"][0]] for term in re.finditer(_TERM_RE, text)
-    )
+    terms = [(term["num"], term["unit"]) for term in re.finditer(_TERM_RE, text)]
+    if any(unit not in _UNIT_SECONDS for _, unit in terms):
+        return None
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in terms)
     if seconds > _MAX_DURATION.total_seconds():
         raise InvalidInput(f'duration "{raw}" is too long (max 100 years)', hint=hint)
     if round(seconds) < minimum_seconds:

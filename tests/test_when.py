@@ -432,9 +432,30 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 
 
 @pytest.mark.parametrize(
+    ("spellings", "seconds"),
+    [
+        ("w wk wks week weeks", 604800),
+        ("d day days", 86400),
+        ("h hr hrs hour hours", 3600),
+        ("m min mins minute minutes", 60),
+        ("s sec secs second seconds", 1),
+    ],
+)
+def test_every_spelling_of_a_unit(spellings: str, seconds: int) -> None:
+    for unit in spellings.split():
+        for text in (f"2{unit}", f"2 {unit}", f"2 {unit.upper()}", f"1m 2{unit}"):
+            assert parse_duration(text) == timedelta(seconds=2 * seconds + 60 * ("1m" in text))
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("5x", 'cannot understand the duration "5x"'),
+        ("5ms", 'cannot understand the duration "5ms"'),
+        ("2 hourss", 'cannot understand the duration "2 hourss"'),
+        ("1hand 30m", 'cannot understand the duration "1hand 30m"'),
+        ("1h and30m", 'cannot understand the duration "1h and30m"'),
+        ("2 mo", 'cannot understand the duration "2 mo"'),
         ("1h30", 'cannot understand the duration "1h30"'),
         ("-5m", 'cannot understand the duration "-5m"'),
         ("0m", 'duration "0m" must be at least 1s'),
