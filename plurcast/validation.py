@@ -234,6 +234,10 @@ def split_platforms(values: Sequence[str]) -> list[str]:
                 )
             if name not in names:
                 names.append(name)
+    if values and not names:  # `-p ""` or `-p ,` is a slip, not "the default platforms"
+        raise InvalidInput(
+            f'-p "{",".join(values)}" names 0 platforms', f"give one of {', '.join(registry.NAMES)}"
+        )
     return names
 
 

@@ -111,6 +111,9 @@ def test_named_account_is_stored_on_each_delivery(run: Run, clock: Clock, db_pat
         (["x", "-s", "2027-03-28 02:30"], None, 3, "Error: 2027-03-28 02:30 does not exist"),
         (["x", "-s", "1h", "--draft"], None, 3, "Error: --schedule and --draft cannot be used"),
         (["x", "-s", "1h", "-p", "myspace"], None, 3, 'Error: unknown platform "myspace"'),
+        # These posted to the default platforms, as if -p had not been given.
+        (["x", "-s", "1h", "-p", ","], None, 3, 'Error: -p "," names 0 platforms — give one of'),
+        (["x", "-s", "1h", "-p", ""], None, 3, 'Error: -p "" names 0 platforms — give one of'),
         (["x", "-s", "1h", "--tz", "Mars/Base"], None, 3, 'Error: unknown timezone "Mars/Base"'),
         (["x", "-s", "1h", "-a", "bad name!"], None, 3, 'Error: invalid account name "bad name!"'),
         (["x", "-s", "1h", "-a", "nope"], None, 2, 'Error: no account "nope" for nostr'),
