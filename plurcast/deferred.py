@@ -1,5 +1,5 @@
-"""Standard-library modules that click, logging or pathlib imports and a command's usual path
-never uses, imported on their first use instead.
+"""Standard-library modules that click, logging, pathlib or our own modules import and a
+command's usual path never uses, imported on their first use instead.
 
 click imports `inspect` (with ast, dis and tokenize; ~16 M of plur-post --schedule's 270 M
 instructions) to clean option help texts, which plurcast.cliparse.Option keeps as written.
@@ -13,7 +13,8 @@ patterns as it loads (~8 M): on POSIX its stand-in answers system() itself, from
 as platform does there. click takes `gettext` and `ngettext` from gettext as it loads, to
 translate the texts of errors and help, which a command's usual path never shows; gettext
 compiles its plural-forms tokenizer as it loads (~4 M): the stand-in's two functions import it
-on their first call.
+on their first call. Our own modules import `json` (~5 M, its patterns compiled as it loads),
+which a plain post (its metadata "{}") and a --once run with nothing due never call.
 A command's console script (plurcast.bulk.console) puts a `Deferred` module in each one's
 place before click is imported: the first attribute anything reads from it imports the real module,
 which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
@@ -31,7 +32,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform", "gettext")
+MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform", "gettext", "json")
 
 
 class Deferred(types.ModuleType):

@@ -176,7 +176,7 @@ def insert_new_post(
         scheduled_at_ms=None if scheduled_at is None else to_ms(scheduled_at),
         timezone=new.timezone.key,
         targets=new.checked.targets,
-        metadata=json.dumps(data, ensure_ascii=False),
+        metadata=json.dumps(data, ensure_ascii=False) if data else "{}",
         media=media_files(data),
         schedule_id=schedule_id,
         occurrence_at_ms=None

@@ -76,6 +76,9 @@ MEDIA = (
     "plurcast.store.media",
 )
 PLAIN = (*MEDIA, "random")
+# A post with no metadata (no --cw, --lang, images, proof of work…) stores "{}" without json,
+# and a --once run with nothing due reads none.
+NO_JSON = ("json",)
 # click's parser and option texts need none of these on a command's way: inspect (cleaning help
 # texts: plurcast.cliparse.Option), difflib and the gettext lookup that imports locale (the
 # error click built for every short option: plurcast.cliparse.Parser), and gettext itself
@@ -142,7 +145,7 @@ def migrated(configured: Path) -> Path:
 CASES = {
     "plur-post --schedule": (
         ["plur-post", "x", "--schedule", "30m"],
-        HEAVY + PUBLISHING + RECURRING + PLAIN + ADAPTERS + NO_DATACLASSES + UNUSED,
+        HEAVY + PUBLISHING + RECURRING + PLAIN + NO_JSON + ADAPTERS + NO_DATACLASSES + UNUSED,
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
@@ -171,6 +174,7 @@ CASES = {
             *HEAVY,
             *ADAPTERS,
             *NO_DATACLASSES,
+            *NO_JSON,
             "asyncio",
             "ssl",
             "plurcast.service",
