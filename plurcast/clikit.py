@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import io
 import os
 import sqlite3
 import sys
@@ -77,6 +78,7 @@ def stderr_lines(lines: Iterable[str]) -> None:
 def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     kwargs["standalone_mode"] = False
     debug = os.environ.get("PLURCAST_DEBUG") == "1"
+    _stand_in_for_closed_streams()
     code: Any = 0
     try:
         try:
@@ -119,10 +121,12 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
         # stdout (`> file` on a full disk), a file being written (`plur-export -o`): a
         # backup that did not fit must not look like one that did.
         where = exc.filename or "the output"
-        fail(
-            f"cannot write {where}: {exc.strerror} — make room there, or write elsewhere",
-            EXIT_RUNTIME,
+        hint = (
+            "give it somewhere to write, e.g. > /dev/null"
+            if exc.errno == errno.EBADF
+            else "make room there, or write elsewhere"
         )
+        fail(f"cannot write {where}: {exc.strerror} — {hint}", EXIT_RUNTIME)
     except Exception as exc:
         if debug:
             raise
@@ -130,7 +134,38 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-_FULL_OR_FAILING = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+_FULL_OR_FAILING = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF)
+
+
+class _ClosedStream(io.TextIOBase):
+    """stdout or stderr for a command started with it closed: a write to stdout fails, as
+    `ls >&-` does; one to stderr is lost (there is nowhere to say anything)."""
+
+    def __init__(self, refuses: bool) -> None:
+        self.refuses = refuses
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.refuses:
+            raise OSError(errno.EBADF, "stdout is closed")
+        return len(text)
+
+
+def _stand_in_for_closed_streams() -> None:
+    """Started with stdout or stderr closed (`>&-`, `2>&-`), Python has None for it and
+    every print failed as an internal error. Their descriptors get /dev/null, so that no file
+    opened later takes the number and receives what was meant for the terminal; a write to
+    stdout is then an error (exit 1), and what is said on a closed stderr is lost, the exit
+    code staying right."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            setattr(sys, name, _ClosedStream(refuses=fd == 1))
 
 
 def _internal_error(exc: Exception) -> NoReturn:

@@ -3,6 +3,7 @@ hide one either; a disk that is full is an error, said in one line (issue 11).""
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import subprocess
@@ -88,3 +89,40 @@ def test_output_that_does_not_fit_is_an_error_not_a_success(tmp_path: Path, db_p
     )
     assert plan.read_text() == "the last backup\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "plan.jsonl"]
+
+
+def closing(fd: int) -> Callable[[], None]:
+    return lambda: os.close(fd)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("configured")
+def test_a_closed_stdout_or_stderr_is_said_or_kept_quiet_with_the_right_code(
+    db_path: Path,
+) -> None:
+    # `plur-queue list >&-` was "internal error: AttributeError(...)"; `plur-post x -s soon
+    # 2>&-` exited 1, not 3.
+    many_posts(db_path, 1, "to list")
+    for args in (["plur-queue", "list"], ["plur-queue", "list", "-f", "json"]):
+        done = subprocess.run(
+            [str(BIN / args[0]), *args[1:]],
+            stderr=subprocess.PIPE,
+            preexec_fn=closing(1),
+            timeout=PATIENCE,
+            check=False,
+        )
+        assert (done.returncode, done.stderr.decode()) == (
+            1,
+            "Error: cannot write the output: stdout is closed — give it somewhere to write, "
+            "e.g. > /dev/null\n",
+        ), args
+    for args, code in ((["x", "-s", "soonish"], 3), (["x", "-s", "1h"], 0)):
+        done = subprocess.run(
+            [str(BIN / "plur-post"), *args],
+            stdout=subprocess.PIPE,
+            preexec_fn=closing(2),
+            timeout=PATIENCE,
+            check=False,
+        )
+        assert done.returncode == code, args
+    assert done.stdout.startswith(b"scheduled:")
