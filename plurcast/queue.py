@@ -22,7 +22,7 @@ from plurcast.store.base import Database
 from plurcast.store.connection import on_disk
 
 MIN_ID_PREFIX = 8
-_ID_PREFIX = re.compile(r"[0-9a-f-]+")
+_ID_PREFIX = r"[0-9a-f-]+"  # compiled at first use (re's cache): plur-post needs none
 
 
 def writable(conn: Database, cfg: Config) -> Database:
@@ -42,7 +42,7 @@ def pending_after(conn: Database, expression: str, moving: str = "") -> datetime
 
 def is_id_prefix(key: str) -> bool:
     """Lower-case hex and dashes only: what an id can start with, and no pattern character."""
-    return _ID_PREFIX.fullmatch(key) is not None
+    return re.fullmatch(_ID_PREFIX, key) is not None
 
 
 def resolve(conn: Database, prefix: str) -> str:

@@ -60,7 +60,7 @@ _DAY_SETS = {
     "weekdays": range(5),
     "weekends": range(5, 7),
 }
-_TIME = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d{2})")
+_TIME = r"(?P<h>\d{1,2}):(?P<m>\d{2})"  # compiled at first use (re's cache)
 _MAX_SPEC_CHARS = 200
 
 
@@ -111,7 +111,7 @@ def _day(name: str) -> int:
 
 
 def _minute(text: str) -> int:
-    match = _TIME.fullmatch(text)
+    match = re.fullmatch(_TIME, text)
     if match is None:
         raise SlotError(f'"{text}" is not a 24-hour time (HH:MM)')
     hour, minute = int(match["h"]), int(match["m"])
