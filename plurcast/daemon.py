@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from plurcast import __version__, health, process
 from plurcast.config import Config
-from plurcast.engine import Delivered, Engine
+from plurcast.engine import Engine
 from plurcast.pool import Lanes, PublisherPool
+from plurcast.record import Delivered
 from plurcast.store import daemons
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher

@@ -13,8 +13,10 @@ this module. The guarantees rest on where its transactions begin and end:
   publisher can make at once (`prepare_now`: no network, no mining) is made and
   committed in the claim's own transaction, which holds that check; from then on,
   as for any stored payload, a cancel is refused (it may be out);
-- record: the outcome is written in one transaction; only failed deliveries are
-  retried (G3), with backoff, or given up with the reason.
+- record: the outcome is written in one transaction (plurcast.record), with those of the
+  deliveries finishing in the same turn of the event loop (plurcast.store.grouped), and
+  told only once committed; only failed deliveries are retried (G3), with backoff, or
+  given up with the reason.
 """
 
 from __future__ import annotations
@@ -22,20 +24,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from plurcast import process
 from plurcast.config import Config
 from plurcast.health import HEARTBEAT_STALE_MS
-from plurcast.models import NOTE_PREFIX, Fate
-from plurcast.outcomes import decide, error_text, failure, log_fields, log_outcome
+from plurcast.outcomes import failure, log_fields
 from plurcast.platforms.base import Outcome, OutcomeKind, Reply, Work
 from plurcast.pool import Lanes, PublisherPool
 from plurcast.ratelimit import Window
-from plurcast.store import claiming, daemons, rates, recording
+from plurcast.record import Delivered, Record
+from plurcast.store import claiming, daemons, recording
 from plurcast.store.base import Database, DatabaseUnavailable
 from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
+from plurcast.store.grouped import GroupedWrites
 
 if TYPE_CHECKING:
     import random
@@ -51,17 +54,6 @@ LEASE_SECONDS = 120.0
 # by far, so that no other process takes the delivery while it may be on the wire.
 PUBLISH_MARGIN_SECONDS = 5.0
 MAX_PUBLISH_SECONDS = LEASE_SECONDS / 2
-
-
-class Delivered(NamedTuple):
-    """What became of one claimed delivery in this process; `successor`, the delivery its
-    platform's lane was handed to when `deliver` was asked to `refill` it."""
-
-    claim: Claimed
-    state: Fate
-    outcome: Outcome | None
-    due_at_ms: int | None = None
-    successor: Claimed | None = None
 
 
 class Engine:
@@ -87,6 +79,7 @@ class Engine:
         self.lease_ms = int(lease_seconds * 1000)
         self._media: MediaStore | None = None
         self._pruned: dict[tuple[str, str], int] = {}  # ratelimit.Window's, across claims
+        self._grouped = GroupedWrites(conn)  # the records of deliveries finishing together
 
     @property
     def rng(self) -> random.Random:
@@ -251,7 +244,7 @@ class Engine:
             if payload is not None:
                 prepared = payload
 
-                def store_prepared() -> str | None:
+                async def store_prepared() -> str | None:
                     with transaction(self.conn):
                         return recording.store_payload(
                             self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
@@ -280,14 +273,13 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
-        delivered = await self._written(
-            lambda: self._record(claim, outcome, started, notes, refill), claim
-        )
+        record = Record(self, claim, outcome, started, notes, refill)
+        delivered = record.told(await self._written(lambda: self._grouped.write(record), claim))
         if delivered.state == "sent" and claim.metadata.get("images"):
             self._collect(claim)
         return delivered
 
-    async def _written(self, write: Callable[[], _T], claim: Claimed) -> _T:
+    async def _written(self, write: Callable[[], Awaitable[_T]], claim: Claimed) -> _T:
         """Run a write, waiting out a broken database connection (PostgreSQL: reopened at
         the next try) for as long as the lease may still be ours. After that another
         process may have taken the delivery over: the write would be refused anyway."""
@@ -297,7 +289,7 @@ class Engine:
         pause = 0.2
         while True:
             try:
-                return write()
+                return await write()
             except DatabaseUnavailable as exc:
                 if time.monotonic() + pause > deadline:
                     raise
@@ -362,72 +354,14 @@ class Engine:
         notes: dict[str, str] | None = None,
         refill: Callable[[], bool] | None = None,
     ) -> Delivered:
-        now = self.now_ms()
-        state, kind, error, due, count = decide(
-            outcome,
-            attempt=claim.attempts + 1,
-            now_ms=now,
-            sched=self.cfg.scheduling,
-            no_retry=self.no_retry,
-            rng=lambda: self.rng,
-            rate_limited_in_a_row=lambda: recording.rate_limited_in_a_row(
-                self.conn, claim.delivery_id
-            ),
-        )
-        detail = {
-            **{NOTE_PREFIX + key: error_text(note) for key, note in (notes or {}).items()},
-            **{key: error_text(value) for key, value in outcome.detail.items()},
-        }
+        """Record an attempt's outcome in a transaction of its own (`deliver` groups those
+        of a publish with the others finishing at the same time)."""
+        record = Record(self, claim, outcome, started, notes, refill)
         with transaction(self.conn):
-            held = recording.record(
-                self.conn,
-                claim.delivery_id,
-                self.owner,
-                state=state,
-                now_ms=now,
-                count_attempt=count,
-                due_at_ms=due,
-                remote_id=outcome.remote_id,
-                remote_url=outcome.remote_url,
-                remote_cid=outcome.remote_cid,
-                error=error,
-                error_kind=kind,
-            )
-            if held and state == "sent":
-                recording.unblock_children(self.conn, claim.delivery_id, now)
-            recording.log_attempt(
-                self.conn,
-                claim.delivery_id,
-                started_ms=started,
-                finished_ms=now,
-                outcome=state,
-                error=error,
-                error_kind=kind,
-                detail=detail,
-                worker=self.owner,
-            )
-            if outcome.kind == OutcomeKind.RATE_LIMITED and due is not None:
-                rates.set_hold(
-                    self.conn, claim.platform, claim.account, due, error or "rate limited"
-                )
-            if outcome.hold_for:
-                until = now + int(outcome.hold_for * 1000)
-                rates.set_hold(self.conn, claim.platform, claim.account, until, "quota used up")
-            successor = self._successor(claim.platform) if refill is not None and refill() else None
-        if not held:
-            log.warning(
-                "post %s to %s/%s: lease lost before recording %s",
-                claim.post_id,
-                claim.platform,
-                claim.account,
-                state,
-                extra=log_fields(claim),
-            )
-            return Delivered(claim, "lost", outcome, successor=successor)
-        log_outcome(claim, state, outcome, error, due, now)
-        return Delivered(claim, state, outcome, due, successor)
+            written = record()
+        return record.told(written)
 
-    def _successor(self, platform: str) -> Claimed | None:
+    def successor(self, platform: str) -> Claimed | None:
         """In the caller's transaction: the platform's next due delivery, leased, its rate
         slot reserved (and its payload prepared at once where it can be), as `claim_due`
         takes them; None when nothing is due or a rate limit defers it."""

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from plurcast import health, logs, views
-from plurcast.engine import Delivered, Engine
+from plurcast.engine import Engine
 from plurcast.models import Delivery, DeliveryState, Post
+from plurcast.record import Delivered
 from plurcast.store import listing
 from plurcast.store.base import Database
 from plurcast.store.claiming import Claimed

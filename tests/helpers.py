@@ -57,8 +57,9 @@ from click.testing import Result
 
 from plurcast import config as config_module
 from plurcast import writing
-from plurcast.engine import Delivered, Engine
+from plurcast.engine import Engine
 from plurcast.media import files
+from plurcast.record import Delivered
 from plurcast.store.claiming import Claimed
 from plurcast.thread.plan import Compose
 from tests.peers.postgres import run_sql

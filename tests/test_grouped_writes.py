@@ -1,0 +1,105 @@
+"""Writes asked for in one turn of the event loop share one commit (plurcast.store.grouped),
+and none of their callers hears of its write before that commit is done."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from plurcast.store import connect
+from plurcast.store.connection import SqliteDatabase
+from plurcast.store.grouped import GroupedWrites
+
+
+def opened(tmp_path: Path) -> tuple[SqliteDatabase, list[str]]:
+    conn = connect(tmp_path / "queue.db")
+    conn.execute("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    return conn, statements
+
+
+def committed(tmp_path: Path) -> list[int]:
+    """What another connection sees: only committed rows."""
+    with sqlite3.connect(tmp_path / "queue.db") as other:
+        return [r[0] for r in other.execute("SELECT x FROM t ORDER BY x")]
+
+
+def test_writes_of_one_turn_are_one_transaction_and_each_returns_after_its_commit(
+    tmp_path: Path,
+) -> None:
+    conn, statements = opened(tmp_path)
+    grouped = GroupedWrites(conn)
+    heard: list[tuple[int, list[int]]] = []
+
+    def insert(x: int) -> int:
+        assert conn.in_transaction
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    async def one(x: int) -> None:
+        done = await grouped.write(lambda: insert(x))
+        heard.append((done, committed(tmp_path)))
+
+    async def main() -> None:
+        await asyncio.gather(*(one(x) for x in (1, 2, 3)))
+        await one(4)  # a later turn: a transaction of its own
+
+    asyncio.run(main())
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ] * 2
+    assert heard == [(1, [1, 2, 3]), (2, [1, 2, 3]), (3, [1, 2, 3]), (4, [1, 2, 3, 4])]
+    conn.close()
+
+
+def test_a_write_that_fails_fails_alone_and_the_others_of_its_turn_are_committed(
+    tmp_path: Path,
+) -> None:
+    conn, _ = opened(tmp_path)
+    conn.execute("INSERT INTO t (x) VALUES (2)")
+    grouped = GroupedWrites(conn)
+
+    def insert(x: int) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    async def main() -> list[int | BaseException]:
+        return await asyncio.gather(
+            *(grouped.write(lambda x=x: insert(x)) for x in (1, 2, 3)), return_exceptions=True
+        )
+
+    first, second, third = asyncio.run(main())
+    assert (first, third) == (1, 3)
+    assert isinstance(second, sqlite3.IntegrityError)
+    assert committed(tmp_path) == [1, 2, 3]
+    assert not conn.in_transaction
+    conn.close()
+
+
+def test_a_caller_cancelled_while_it_waits_still_has_its_write_committed(
+    tmp_path: Path,
+) -> None:
+    """A delivery's outcome, once known, is recorded even if its task is stopped meanwhile."""
+    conn, _ = opened(tmp_path)
+    grouped = GroupedWrites(conn)
+
+    def insert(x: int) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(grouped.write(lambda: insert(7)))
+        await asyncio.sleep(0)  # the write is queued
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await grouped.write(lambda: insert(8)) == 8
+
+    asyncio.run(main())
+    assert committed(tmp_path) == [7, 8]
+    conn.close()
