@@ -14,7 +14,11 @@ as platform does there. click takes `gettext` and `ngettext` from gettext as it 
 translate the texts of errors and help, which a command's usual path never shows; gettext
 compiles its plural-forms tokenizer as it loads (~4 M): the stand-in's two functions import it
 on their first call. Our own modules import `json` (~5 M, its patterns compiled as it loads),
-which a plain post (its metadata "{}") and a --once run with nothing due never call.
+which a plain post (its metadata "{}") and a --once run with nothing due never call. tomllib
+reads four of `string`'s constants as it loads (string compiles Template's pattern: ~1.6 M),
+which the stand-in holds, and compiles its patterns for numbers, dates and times (~6 M,
+`tomllib._re`), which a config of strings, arrays and tables never matches: the stand-in's
+patterns and functions import it on their first use.
 A command's console script (plurcast.bulk.console) puts a `Deferred` module in each one's
 place before click is imported: the first attribute anything reads from it imports the real module,
 which then stands in sys.modules, and the stand-in answers from a copy of its namespace.
@@ -32,7 +36,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-MODULES = ("inspect", "traceback", "ipaddress", "fnmatch", "ntpath", "platform", "gettext", "json")
+MODULES = (
+    "inspect",
+    "traceback",
+    "ipaddress",
+    "fnmatch",
+    "ntpath",
+    "platform",
+    "gettext",
+    "json",
+    "string",
+    "tomllib._re",
+)
 
 
 class Deferred(types.ModuleType):
@@ -51,28 +66,64 @@ class Deferred(types.ModuleType):
         return module
 
 
-def _system() -> str:
-    """platform.system() where os.uname() exists: its sysname ("Linux", "Darwin", …)."""
-    return os.uname().sysname
+def _loaded(name: str) -> types.ModuleType:
+    module = sys.modules[name]
+    return module.load() if isinstance(module, Deferred) else module
 
 
 def _forward(name: str, function: str) -> Callable[..., Any]:
     """Module `name`'s `function`, called through a stand-in that imports the module first."""
 
     def call(*args: Any) -> Any:
-        module = sys.modules[name]
-        if isinstance(module, Deferred):
-            module = module.load()
-        return getattr(module, function)(*args)
+        return getattr(_loaded(name), function)(*args)
 
     call.__name__ = call.__qualname__ = function
     return call
 
 
+class _Value:
+    """Module `name`'s `attribute` (a compiled pattern), whose methods import the module first."""
+
+    __slots__ = ("_attribute", "_name")
+
+    def __init__(self, name: str, attribute: str) -> None:
+        self._name, self._attribute = name, attribute
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(getattr(_loaded(self._name), self._attribute), method)
+
+
+def _system() -> str:
+    """platform.system() where os.uname() exists: its sysname ("Linux", "Darwin", …)."""
+    return os.uname().sysname
+
+
+_LOWER, _UPPER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"
+_PUNCTUATION, _WHITESPACE = r"""!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~""", " \t\n\r\x0b\x0c"
+_TOMLLIB_RE = "tomllib._re"
+
 # What a stand-in answers without importing its module.
-ANSWERS: dict[str, dict[str, Callable[..., Any]]] = {
+ANSWERS: dict[str, dict[str, Any]] = {
     "gettext": {f: _forward("gettext", f) for f in ("gettext", "ngettext")},
     **({"platform": {"system": _system}} if hasattr(os, "uname") else {}),
+    "string": {
+        "whitespace": _WHITESPACE,
+        "ascii_lowercase": _LOWER,
+        "ascii_uppercase": _UPPER,
+        "ascii_letters": _LOWER + _UPPER,
+        "digits": _DIGITS,
+        "hexdigits": _DIGITS + "abcdef" + "ABCDEF",
+        "octdigits": "01234567",
+        "punctuation": _PUNCTUATION,
+        "printable": _DIGITS + _LOWER + _UPPER + _PUNCTUATION + _WHITESPACE,
+    },
+    _TOMLLIB_RE: {
+        **{p: _Value(_TOMLLIB_RE, p) for p in ("RE_DATETIME", "RE_LOCALTIME", "RE_NUMBER")},
+        **{
+            f: _forward(_TOMLLIB_RE, f)
+            for f in ("match_to_datetime", "match_to_localtime", "match_to_number")
+        },
+    },
 }
 
 

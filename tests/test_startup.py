@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gettext
 import os
+import string
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +81,10 @@ PLAIN = (*MEDIA, "random")
 # A post with no metadata (no --cw, --lang, images, proof of work…) stores "{}" without json,
 # and a --once run with nothing due reads none.
 NO_JSON = ("json",)
+# tomllib reads string's constants (held by the stand-in) and matches numbers, dates and times
+# with tomllib._re's patterns, which the usual config (strings, arrays, tables) never needs;
+# logging imports string's Template itself.
+CONFIG_UNUSED = ("string", "tomllib._re")
 # click's parser and option texts need none of these on a command's way: inspect (cleaning help
 # texts: plurcast.cliparse.Option), difflib and the gettext lookup that imports locale (the
 # error click built for every short option: plurcast.cliparse.Parser), and gettext itself
@@ -145,7 +151,17 @@ def migrated(configured: Path) -> Path:
 CASES = {
     "plur-post --schedule": (
         ["plur-post", "x", "--schedule", "30m"],
-        HEAVY + PUBLISHING + RECURRING + PLAIN + NO_JSON + ADAPTERS + NO_DATACLASSES + UNUSED,
+        (
+            *HEAVY,
+            *PUBLISHING,
+            *RECURRING,
+            *PLAIN,
+            *NO_JSON,
+            *CONFIG_UNUSED,
+            *ADAPTERS,
+            *NO_DATACLASSES,
+            *UNUSED,
+        ),
     ),
     "plur-post --schedule, a weekday": (
         ["plur-post", "Grüße", "-s", "fri 9am", "-f", "json"],
@@ -175,6 +191,7 @@ CASES = {
             *ADAPTERS,
             *NO_DATACLASSES,
             *NO_JSON,
+            "tomllib._re",
             "asyncio",
             "ssl",
             "plurcast.service",
@@ -336,6 +353,47 @@ def test_the_stand_in_for_gettext_translates_through_gettext() -> None:
         "Usage: {n} files gettext",
         f"module {gettext.find('messages')}",
     ]
+
+
+TOML = """
+text = "kite"
+whole = 0x1F
+real = 1.5e3
+when = 1979-05-27T07:32:00+02:00
+day = 1979-05-27
+clock = 07:32:00.5
+list = [1, "two", 3.0, inf]
+[table]
+"quoted key" = -7
+"""
+
+
+def test_tomllib_reads_every_kind_of_value_through_its_stand_ins() -> None:
+    """tomllib loads beside the stand-ins for string and tomllib._re; a config of strings
+    alone needs neither, and the first number, date or time imports tomllib._re."""
+    script = (
+        "import sys; from plurcast import deferred; deferred.defer(); import tomllib; "
+        "kind = lambda: [type(sys.modules[m]).__name__ for m in ('string', 'tomllib._re')]; "
+        "strings, values = sys.stdin.read().split('%%'); "
+        "print(repr(tomllib.loads(strings)), *kind()); "
+        "print(repr(tomllib.loads(values)), *kind())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input='text = "kite"\n[t]\nlist = ["a"]\n%%' + TOML,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    strings, values = done.stdout.splitlines()
+    assert strings == "{'text': 'kite', 't': {'list': ['a']}} Deferred Deferred"
+    assert values == f"{tomllib.loads(TOML)!r} Deferred module"
+
+
+def test_the_stand_in_for_string_holds_its_constants() -> None:
+    for name, value in deferred.ANSWERS["string"].items():
+        assert getattr(string, name) == value, name
 
 
 def test_the_stand_in_for_platform_answers_system_as_platform_does() -> None:
