@@ -137,7 +137,7 @@ def cli(
     plur-send).
     """
     cfg = config_module.load()
-    zone = config_module.zone(tz) if tz else cfg.timezone
+    zone = cfg.timezone if tz is None else config_module.zone(tz)
     pow_metadata = nostr_settings.pow_metadata(cfg, account, nostr_pow, pow_21e8)
     text = clikit.read_content(content)
     # Read only, and nothing made on disk, until the input has passed every check.

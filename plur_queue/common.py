@@ -25,7 +25,7 @@ class Session(NamedTuple):
 
 def open_session(tz: str | None = None) -> Session:
     cfg = config_module.load()
-    zone = config_module.zone(tz) if tz else cfg.timezone
+    zone = cfg.timezone if tz is None else config_module.zone(tz)
     # Every plur-queue command reads, or changes posts that must be there already: a
     # database that does not exist yet is an empty queue, and stays unmade.
     conn = queue.open_db(cfg, create=False)

@@ -115,6 +115,7 @@ def test_named_account_is_stored_on_each_delivery(run: Run, clock: Clock, db_pat
         (["x", "-s", "1h", "-p", ","], None, 3, 'Error: -p "," names 0 platforms — give one of'),
         (["x", "-s", "1h", "-p", ""], None, 3, 'Error: -p "" names 0 platforms — give one of'),
         (["x", "-s", "1h", "--tz", "Mars/Base"], None, 3, 'Error: unknown timezone "Mars/Base"'),
+        (["x", "-s", "1h", "--tz", ""], None, 3, 'Error: unknown timezone ""'),  # was ignored
         (["x", "-s", "1h", "-a", "bad name!"], None, 3, 'Error: invalid account name "bad name!"'),
         (["x", "-s", "1h", "-a", "nope"], None, 2, 'Error: no account "nope" for nostr'),
         (["x", "-s", "1h", "--bogus"], None, 3, "Error: No such option '--bogus'."),

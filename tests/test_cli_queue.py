@@ -272,6 +272,8 @@ def test_reschedule_errors_write_nothing(run: Run, clock: Clock, db_path: Path) 
     assert result.stderr.startswith("Error: Nov 22 10:04 CET is in the past")
     assert run(cli, "reschedule", post_id, "whenever").exit_code == 3
     assert run(cli, "reschedule", post_id).exit_code == 3
+    result = run(cli, "reschedule", post_id, "2h", "--tz", "")  # an empty zone was ignored
+    assert (result.exit_code, result.stderr.split(" — ")[0]) == (3, 'Error: unknown timezone ""')
     assert sql(db_path, "SELECT * FROM deliveries") == before
     run(cli, "cancel", post_id, "--force")
     result = run(cli, "reschedule", post_id, "1h")
