@@ -80,6 +80,8 @@ def cli(
     until: str | None,
 ) -> None:
     """Write the queue as JSON Lines, CSV or Markdown: what plur-import reads."""
+    if output is not None and not output.strip():  # Path("") is ".": "  is a directory"
+        raise InvalidInput("-o names no file", "give a file name, or leave -o out for stdout")
     if output is not None and Path(output).is_dir():
         raise InvalidInput(f"{output} is a directory", "give a file name")
     fmt = read.kind_of(output, kind) if output and not kind else (kind or "jsonl")

@@ -432,6 +432,12 @@ def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
     assert "cannot tell the format of" in run(export_cli, "-o", str(tmp_path / "x.txt")).stderr
     assert not (tmp_path / "x.txt").exists()
     assert "is a directory" in run(export_cli, "-o", str(tmp_path)).stderr
+    for blank in ("", " "):
+        result = run(export_cli, "-o", blank)
+        assert (result.exit_code, result.stderr) == (
+            3,
+            "Error: -o names no file — give a file name, or leave -o out for stdout\n",
+        )
 
 
 @pytest.mark.sqlite_only  # nothing here reaches the database
