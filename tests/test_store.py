@@ -353,6 +353,35 @@ def test_garbage_file_is_a_one_line_runtime_failure(db_path: Path) -> None:
     assert db_path.read_bytes() == garbage
 
 
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (
+            "database or disk is full",
+            "the database /q/posts.db has no room to grow (database or disk is full)",
+            "free some space on its disk, then try again",
+        ),
+        (
+            "disk I/O error",
+            "cannot read or write the database /q/posts.db (disk I/O error)",
+            "check that it is a regular file on a working disk, or set PLURCAST_DB_PATH",
+        ),
+    ],
+)
+def test_a_full_or_failing_disk_is_said_with_what_to_do(text: str, message: str, hint: str) -> None:
+    # Both were "database error …: <SQLite's words>", with nothing to do about it.
+    err = connection.database_error(sqlite3.OperationalError(text), Path("/q/posts.db"))
+    assert (err.exit_code, err.message, err.hint) == (EXIT_RUNTIME, message, hint)
+
+
+def test_a_device_as_the_database_is_a_one_line_runtime_failure() -> None:
+    with pytest.raises(RuntimeFailure) as caught:
+        connect(Path(os.devnull))
+    assert (
+        caught.value.message == f"cannot read or write the database {os.devnull} (disk I/O error)"
+    )
+
+
 def _half_done(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE half_done (x INTEGER)")
     raise RuntimeError("boom in the middle of a migration")

@@ -191,6 +191,16 @@ def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailu
         return RuntimeFailure(
             f"cannot write the database{where} ({text})", "check the file's permissions"
         )
+    if "full" in text:  # SQLITE_FULL: the disk (or a quota) has no room for what was written
+        return RuntimeFailure(
+            f"the database{where} has no room to grow ({text})",
+            "free some space on its disk, then try again",
+        )
+    if "disk I/O error" in text:  # a device such as /dev/null, or a failing disk
+        return RuntimeFailure(
+            f"cannot read or write the database{where} ({text})",
+            "check that it is a regular file on a working disk, or set PLURCAST_DB_PATH",
+        )
     return RuntimeFailure(f"database error{where}: {text}")
 
 
