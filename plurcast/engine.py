@@ -244,13 +244,13 @@ class Engine:
             if payload is not None:
                 prepared = payload
 
-                async def store_prepared() -> str | None:
-                    with transaction(self.conn):
-                        return recording.store_payload(
-                            self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
-                        )
+                def store_prepared() -> str | None:
+                    return recording.store_payload(
+                        self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
+                    )
 
-                stored = await self._written(store_prepared, claim)
+                # Committed, with the payloads prepared in the same turn, before a byte is sent.
+                stored = await self._written(lambda: self._grouped.write(store_prepared), claim)
         if stored is None:
             log.info(
                 "post %s to %s/%s was cancelled or taken over before sending; not sent",
