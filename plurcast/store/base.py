@@ -109,7 +109,8 @@ class Database(Protocol):
 
 
 class DatabaseUnavailable(RuntimeFailure):
-    """The connection to the database server broke; the next transaction opens a new one."""
+    """The connection to the database server broke (the next transaction opens a new one),
+    or another process holds SQLite's lock past busy_timeout: try again in a while."""
 
 
 def by_dialect(db: Database, *, sqlite: str, postgresql: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from plurcast.errors import ConfigError, RuntimeFailure
-from plurcast.store.base import SQLITE, Database, Watcher
+from plurcast.store.base import SQLITE, Database, DatabaseUnavailable, Watcher
 from plurcast.store.migrations import SCHEMA_VERSION, migrate
 
 
@@ -178,7 +178,9 @@ def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailu
     text = str(exc)
     where = f" {path}" if path else ""
     if "locked" in text or "busy" in text:
-        return RuntimeFailure(
+        # Unavailable for now, as a PostgreSQL server that went away: the daemon pauses and
+        # tries again (it exited 1 when a `sqlite3` shell held the lock past busy_timeout).
+        return DatabaseUnavailable(
             f"the database{where} is locked by another process",
             "try again in a moment, or raise [database] busy_timeout",
         )
