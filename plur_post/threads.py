@@ -1,11 +1,12 @@
 """plur-post's thread and reply options (--thread, --auto-thread, --numbered, --reply-to,
 --variant), and how a thread's parts are printed when queued."""
 
-# No `from __future__ import annotations` here, for its NamedTuple (see plurcast.models).
+from __future__ import annotations
+
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -15,12 +16,13 @@ from plurcast.models import Post
 from plurcast.output import Format, emit_json
 from plurcast.thread.plan import Compose
 from plurcast.timefmt import format_local
+from plurcast.value import Value
 from plurcast.views import queued_line, time_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ThreadArgs(NamedTuple):
+class ThreadArgs(Value):
     compose: Compose
     reply_to: str | None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import clikit, queue
@@ -13,10 +12,11 @@ from plurcast.models import Post, from_ms
 from plurcast.output import Column, first_line
 from plurcast.store.base import Database
 from plurcast.timefmt import format_local, format_relative
+from plurcast.value import Value
 from plurcast.views import iso, part_label
 
 
-class Session(NamedTuple):
+class Session(Value):
     cfg: Config
     conn: Database
     tz: ZoneInfo

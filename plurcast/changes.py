@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import queue, slots, validation
@@ -20,6 +20,7 @@ from plurcast.store import posts as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import parts as thread_parts
+from plurcast.value import Value
 
 
 def check_cancellable(post: Post) -> None:
@@ -139,7 +140,7 @@ def _check_editable(post: Post, platform: str | None = None) -> None:
         )
 
 
-class Edited(NamedTuple):
+class Edited(Value):
     text: str
     warnings: list[str]  # for stderr: an image left without alt
 

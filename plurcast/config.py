@@ -7,27 +7,26 @@ db      = $PLURCAST_DB_PATH, else [database] path, else $XDG_DATA_HOME/plurcast/
 Keys are those of the original Rust tool, so existing config files keep working.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import registry
+from plurcast.value import Value
 
 DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class Range(NamedTuple):
+class Range(Value):
     """The values a number setting may take: finite, from `low` to `high`."""
 
     low: float
@@ -63,7 +62,7 @@ _WRITE_AS = {
 }
 
 
-class Scheduling(NamedTuple):
+class Scheduling(Value):
     """The [scheduling] table; defaults are the original tool's."""
 
     poll_interval: float = 60.0
@@ -76,7 +75,7 @@ class Scheduling(NamedTuple):
     posts_per_hour: Mapping[str, int] = MappingProxyType(registry.default_posts_per_hour())
 
 
-class Platform(NamedTuple):
+class Platform(Value):
     """One platform section: the `default` account plus named accounts."""
 
     name: str
@@ -84,7 +83,7 @@ class Platform(NamedTuple):
     accounts: dict[str, dict[str, Any]]
 
 
-class Config(NamedTuple):
+class Config(Value):
     path: Path
     exists: bool
     db_path: Path
@@ -287,7 +286,7 @@ class _Reader:
             self.fail(key, f"must be {allowed} (it is {value:g})", "change it in the file")
         return value
 
-    def table_of(self, key: str) -> "_Reader":
+    def table_of(self, key: str) -> _Reader:
         return _Reader(self.path, f"{self.table}.{key}" if self.table else key, self.data[key])
 
 

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast import __version__, health, process
 from plurcast.config import Config
@@ -35,6 +35,7 @@ from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database, DatabaseUnavailable, Watcher
 from plurcast.store.claiming import Claimed
 from plurcast.store.connection import transaction
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     # Imported where the loop runs: a --once run that finds nothing due ends without it
@@ -71,7 +72,7 @@ class Notifier:
     def stopping(self) -> None: ...
 
 
-class Options(NamedTuple):
+class Options(Value):
     once: bool = False
     poll_interval: float | None = None  # None: from config
     max_concurrency: int | None = None

@@ -6,18 +6,17 @@ plur-send status and health all ask `daemon_health`, and show the answer with
 `daemon_json` and `daemon_text`.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from plurcast import process
 from plurcast.models import from_ms
 from plurcast.store import daemons
 from plurcast.store.base import Database
+from plurcast.value import Value
 
 HEARTBEAT_SECONDS = 5.0
 # Six beats missed: the daemon is gone (or its machine is too busy to be of use).
@@ -29,7 +28,7 @@ HEARTBEAT_STALE_MS = 30_000
 _BEATS_READ = 16
 
 
-class Daemon(NamedTuple):
+class Daemon(Value):
     running: bool
     host: str | None = None
     pid: int | None = None

@@ -8,7 +8,6 @@ delivery: success, the platform's id, the error.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,6 +16,7 @@ from plurcast.models import to_ms
 from plurcast.platforms import registry
 from plurcast.store import history as store
 from plurcast.store.base import Database
+from plurcast.value import Value
 
 DEFAULT_LIMIT = 20
 _BATCH = 500  # ids per IN (...) query
@@ -24,8 +24,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HINT = 'use a Unix timestamp, YYYY-MM-DD, ISO 8601 ("2025-10-01T09:00:00Z") or a span ago ("7d")'
 
 
-@dataclass(frozen=True)
-class PlatformResult:
+class PlatformResult(Value):
     platform: str
     account: str
     success: bool
@@ -35,8 +34,7 @@ class PlatformResult:
     at_ms: int  # sent, or the last attempt
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Value):
     post_id: str
     content: str
     created_at_ms: int

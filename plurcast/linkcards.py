@@ -22,11 +22,11 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 from plurcast import __version__
+from plurcast.value import Value
 
 TIMEOUT = 5.0
 MAX_PAGE_BYTES = 1_000_000
@@ -42,14 +42,13 @@ class CardError(Exception):
     """Why there is no card (one line, for the delivery's history)."""
 
 
-@dataclass(frozen=True)
-class Card:
+class Card(Value):
     url: str
     title: str
     description: str
     image: bytes | None = None  # cleaned, at most MAX_THUMB_BYTES
     image_mime: str | None = None
-    problems: list[str] = field(default_factory=list)  # e.g. why the image was left out
+    problems: tuple[str, ...] = ()  # e.g. why the image was left out
 
 
 def fetch_card(url: str, *, allow_private: bool = False, timeout: float = TIMEOUT) -> Card:
@@ -77,9 +76,8 @@ def fetch_card(url: str, *, allow_private: bool = False, timeout: float = TIMEOU
     try:
         image, mime = _thumbnail(urljoin(final, image_url), allow_private, deadline)
     except CardError as exc:
-        card.problems.append(f"no image: {exc}")
-        return card
-    return Card(card.url, card.title, card.description, image, mime, card.problems)
+        return card._replace(problems=(f"no image: {exc}",))
+    return card._replace(image=image, image_mime=mime)
 
 
 def _thumbnail(url: str, allow_private: bool, deadline: float) -> tuple[bytes, str]:

@@ -4,15 +4,14 @@ A post has no stored status: it is derived from its deliveries (one per platform
 and account), so it can never disagree with what was actually sent.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from plurcast.platforms import registry
+from plurcast.value import Value
 
 
 class DeliveryState(StrEnum):
@@ -51,7 +50,7 @@ ErrorKind = Literal["auth", "permanent", "transient", "rate_limited", "expired"]
 EXPIRED_KIND: ErrorKind = "expired"
 
 
-class Attempt(NamedTuple):
+class Attempt(Value):
     number: int
     started_at_ms: int
     finished_at_ms: int | None
@@ -81,7 +80,7 @@ class Attempt(NamedTuple):
 NOTE_PREFIX = "note:"
 
 
-class WaitingOn(NamedTuple):
+class WaitingOn(Value):
     """Why a blocked delivery waits: the first delivery up its chain not yet sent (G6)."""
 
     post_id: str | None  # None: that post was deleted
@@ -156,7 +155,7 @@ class Delivery(_Record):
         error_kind: str | None,
         prepared: bool = False,  # a payload exists or an attempt was made: the text is fixed
         has_payload: bool = False,  # a payload was stored: it may already be out
-        history: "list[Attempt] | None" = None,  # None: none yet ([])
+        history: list[Attempt] | None = None,  # None: none yet ([])
         parent_id: int | None = None,  # the delivery it answers (the previous part there)
         blocked: bool = False,  # its parent is not sent yet: it cannot be claimed (G6)
         content: str | None = None,  # its own text, when not the post's
@@ -210,7 +209,7 @@ class Post(_Record):
         schedule_id: str | None,
         occurrence_at_ms: int | None,
         metadata: dict[str, Any],
-        deliveries: "list[Delivery] | None" = None,  # None: none yet ([])
+        deliveries: list[Delivery] | None = None,  # None: none yet ([])
         thread_id: str | None = None,  # the thread it is a part of (its first part's id)
         thread_part: int | None = None,  # 1-based
         thread_parts: int | None = None,
@@ -256,7 +255,7 @@ class Post(_Record):
         return accounts.pop() if len(accounts) == 1 else None
 
 
-class Schedule(NamedTuple):
+class Schedule(Value):
     """A recurring post: its text and targets, its rule, and where it stands."""
 
     id: str

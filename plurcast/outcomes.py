@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast.errors import ConfigError, PlurcastError, RuntimeFailure
 from plurcast.platforms.base import Outcome, OutcomeKind
 from plurcast.retry import backoff_seconds, rate_limited_wait
 from plurcast.secrets import redact
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     import random
@@ -29,7 +30,7 @@ log = logging.getLogger("plurcast.engine")  # the name these lines always had in
 MAX_ERROR_CHARS = 1000
 
 
-class Decision(NamedTuple):
+class Decision(Value):
     """What becomes of the delivery after one attempt."""
 
     state: Recorded

@@ -9,17 +9,16 @@ through `printable` in every human-readable output — table, plain lines, `Erro
 logs — and handed to rich as plain `Text`, never as markup. JSON stays exact.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 from plurcast.bulk import no_cycle_collection
+from plurcast.value import Value
 
 Format = Literal["text", "json", "jsonl"]
 FORMATS: tuple[Format, ...] = ("text", "json", "jsonl")
@@ -151,7 +150,7 @@ def _utf8_writer() -> Callable[[bytes], object]:
     return write
 
 
-class Column(NamedTuple):
+class Column(Value):
     header: str
     value: Callable[[Any], str]
     style: str | None = None

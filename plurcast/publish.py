@@ -11,13 +11,11 @@ part before it there is sent — the next part is leased when its parent comes b
 Mastodon's part 3 need not wait for Bluesky's part 2.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every immediate post; issue #16).
+from __future__ import annotations
+
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from plurcast import health, logs, views
 from plurcast.engine import Engine
@@ -26,11 +24,12 @@ from plurcast.record import Delivered
 from plurcast.store import listing
 from plurcast.store.base import Database
 from plurcast.store.claiming import Claimed
+from plurcast.value import Value
 
 WAIT_FOR_OTHERS_SECONDS = 60.0
 
 
-class Report(NamedTuple):
+class Report(Value):
     """One line per (platform, account) of a post, after publishing in the foreground."""
 
     post_id: str
@@ -55,7 +54,7 @@ class Report(NamedTuple):
         return self.state == "sent"
 
 
-class Published(NamedTuple):
+class Published(Value):
     """Each delivery of the posts as it stands after publishing, and whether a daemon is
     alive to retry what failed."""
 

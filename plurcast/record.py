@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast.models import NOTE_PREFIX, Fate
 from plurcast.outcomes import decide, error_text, log_fields, log_outcome
 from plurcast.platforms.base import Outcome, OutcomeKind
 from plurcast.store import rates, recording
 from plurcast.store.claiming import Claimed
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.engine import Engine
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("plurcast.engine")  # the name these lines always had in the logs
 
 
-class Delivered(NamedTuple):
+class Delivered(Value):
     """What became of one claimed delivery in this process; `successor`, the delivery its
     platform's lane was handed to when `deliver` was asked to `refill` it."""
 
@@ -77,7 +78,9 @@ class Record:
     def __call__(self) -> Delivered:
         engine, claim, outcome, now = self.engine, self.claim, self.outcome, self.now
         conn = engine.conn
-        state, kind, error, due, count = self.decision
+        decision = self.decision
+        state, kind, error, due = decision.state, decision.kind, decision.error, decision.due_at_ms
+        count = decision.counts
         held = recording.record(
             conn,
             claim.delivery_id,
@@ -128,6 +131,8 @@ class Record:
                 extra=log_fields(claim),
             )
         else:
-            state, _, error, due, _ = self.decision
-            log_outcome(claim, state, self.outcome, error, due, self.now)
+            decision = self.decision
+            log_outcome(
+                claim, decision.state, self.outcome, decision.error, decision.due_at_ms, self.now
+            )
         return written

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast.errors import InvalidInput
 from plurcast.models import from_ms, to_ms
+from plurcast.value import Value
 
 MISFIRE_POLICIES = ("latest", "skip", "all")
 MIN_INTERVAL_SECONDS = 60
@@ -35,7 +35,7 @@ MAX_CATCH_UP = 10
 MAX_RECORDED_MISSES = 1000
 
 
-class Rule(NamedTuple):
+class Rule(Value):
     """A cron expression or a fixed interval, in a zone, from an anchor."""
 
     cron: str | None
@@ -96,7 +96,7 @@ def validate_cron(expression: str, tz: ZoneInfo, now: datetime) -> str:
     return expression
 
 
-class Decision(NamedTuple):
+class Decision(Value):
     occurrence_ms: int
     post: bool
     reason: str | None = None  # why it was skipped

@@ -14,9 +14,8 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from plurcast import queue, recurrence, validation, when, writing
@@ -30,6 +29,7 @@ from plurcast.store import schedules as store
 from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import plan as thread_plan
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.media.store import MediaStore
@@ -47,8 +47,7 @@ def rule_of(s: Schedule) -> Rule:
     return Rule(s.cron, s.every_seconds, ZoneInfo(s.timezone), s.anchor_ms)
 
 
-@dataclass(frozen=True)
-class Recurring:
+class Recurring(Value):
     cron: str | None = None
     every: str | None = None
     first: str | None = None  # --schedule: the first run (interval) or the start (cron)
@@ -91,7 +90,7 @@ def create(
     return new.schedule
 
 
-class NewSchedule(NamedTuple):
+class NewSchedule(Value):
     """A schedule that passed every check, and its post's extras ready to store."""
 
     schedule: Schedule
@@ -342,7 +341,7 @@ def cancel(conn: Database, s: Schedule, now_ms: int) -> None:
     media_store.collect_after(conn, [s.metadata])
 
 
-class Occurrence(NamedTuple):
+class Occurrence(Value):
     at_ms: int
     decided_ms: int
     fate: str  # skipped, or the post's status: posted, failed, partial, scheduled …

@@ -20,12 +20,12 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from plurcast.config import Config, config_path, default_db_path
 from plurcast.errors import RuntimeFailure
 from plurcast.store.base import has_password
+from plurcast.value import Value
 
 UNIT_NAME = "plur-send.service"
 # Where `pip install --user` and pipx put the script; `install` writes the real one.
@@ -99,8 +99,7 @@ WantedBy=default.target
 """
 
 
-@dataclass(frozen=True)
-class UnitSettings:
+class UnitSettings(Value):
     """What differs between installations, written as unit-file syntax; the defaults make
     the shipped file."""
 
@@ -112,7 +111,10 @@ class UnitSettings:
     start_timeout: int | None = None
 
 
-def render_unit(settings: UnitSettings = UnitSettings()) -> str:
+SHIPPED = UnitSettings()
+
+
+def render_unit(settings: UnitSettings = SHIPPED) -> str:
     return _UNIT.format(
         exec_start=settings.exec_start,
         environment="".join(f"Environment={word}\n" for word in settings.environment),

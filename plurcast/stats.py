@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from plurcast import health
@@ -22,13 +21,14 @@ from plurcast.models import (
 from plurcast.store import listing
 from plurcast.store import schedules as schedule_store
 from plurcast.store.base import Database
+from plurcast.value import Value
 
 BUCKETS = ("overdue", "next_hour", "today", "this_week", "later")
 CHART_DAYS = 14
 UPCOMING = 5
 
 
-class ThreadProgress(NamedTuple):
+class ThreadProgress(Value):
     """How far a thread is on one (platform, account): complete, on its way, or stopped at
     a part that gave up or was cancelled (the parts after it wait, G6)."""
 
@@ -88,7 +88,7 @@ def thread_progress(posts: list[Post]) -> list[ThreadProgress]:
     return found
 
 
-class QueueStats(NamedTuple):
+class QueueStats(Value):
     total: int
     by_status: dict[str, int]
     by_platform: dict[str, int]

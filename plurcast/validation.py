@@ -16,17 +16,16 @@ Besides its text a post may carry `Extras` (plur-post's --image/--alt, --cw, --l
 here is written to the database or the media store.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from plurcast import content
 from plurcast.config import DEFAULT_ACCOUNT, Config, validate_account_name
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import registry
+from plurcast.value import Value
 
 if TYPE_CHECKING:  # the splitter imports regex (~20 ms): only threads need it
     from plurcast.media.attach import ImageSpec, Ready
@@ -39,11 +38,10 @@ Part = dict[Target, str]  # one post to write: its text on each target
 MAX_WARNING_CHARS = 500
 
 
-# NamedTuples, not dataclasses: plur-post defines these on every start (see registry).
-class Extras(NamedTuple):
+class Extras(Value):
     """What a post carries besides its text, as plur-post was given it."""
 
-    images: "Sequence[ImageSpec]" = ()
+    images: Sequence[ImageSpec] = ()
     fit: bool | None = None  # re-encode images over a platform's limit; None: [media] fit
     keep_metadata: bool = False  # leave location and camera data in the images
     warning: str | None = None  # --cw
@@ -52,14 +50,14 @@ class Extras(NamedTuple):
     card: bool = True  # False: --no-card
 
 
-class CheckedExtras(NamedTuple):
+class CheckedExtras(Value):
     """Extras checked against every target: the images ready to store, the other metadata."""
 
-    images: "Sequence[Ready]" = ()
+    images: Sequence[Ready] = ()
     options: dict[str, Any] = {}  # noqa: RUF012 - cw, label, langs, card; never changed in place
     warnings: Sequence[str] = ()  # for stderr (an image without alt)
 
-    def metadata(self, media: "MediaStore") -> dict[str, Any]:
+    def metadata(self, media: MediaStore) -> dict[str, Any]:
         """The post's metadata keys for these extras, storing the images in `media`.
 
         Call it inside the transaction that writes the post (see plurcast.media.store)."""
@@ -70,7 +68,7 @@ class CheckedExtras(NamedTuple):
         return {**self.options, "images": attach.store(media, self.images)}
 
 
-class CheckedPost(NamedTuple):
+class CheckedPost(Value):
     text: str  # as it will be stored: surrounding blank space stripped
     targets: list[Target]
     # The posts to write, each its text per target: one, unless composed into a thread.
@@ -84,7 +82,7 @@ def check_post(
     *,
     platforms: Sequence[str],
     account: str | None,
-    compose: "plan.Compose | None" = None,
+    compose: plan.Compose | None = None,
     narrow: Callable[[list[Target]], list[Target]] | None = None,
     extras: Extras | None = None,
 ) -> CheckedPost:
@@ -118,7 +116,7 @@ def check_post(
     return CheckedPost(text, targets, parts, checked)
 
 
-def text_limits(cfg: Config, warning: str | None = None) -> "plan.LimitsOf":
+def text_limits(cfg: Config, warning: str | None = None) -> plan.LimitsOf:
     """Each (platform, account)'s text limits, counted its platform's way — with `warning`
     (a post's --cw) counted where the platform counts it."""
     return lambda platform, account: registry.limits(cfg, platform, account).counted(warning)

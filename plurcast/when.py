@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from plurcast.config import zone
@@ -21,6 +21,7 @@ from plurcast.errors import InvalidInput
 from plurcast.timefmt import MONTHS as _MONTHS
 from plurcast.timefmt import compact_duration as _compact
 from plurcast.timefmt import format_local
+from plurcast.value import Value
 
 if TYPE_CHECKING:  # random:MIN-MAX only
     import random
@@ -97,7 +98,7 @@ _TRAILING_CLOCK_RE = rf"(?P<rest>.+?) (?:at )?(?P<clock>{_CLOCK})"
 _STRAY_CLOCK_RE = rf"(?<![a-z0-9:.]){_CLOCK}(?![a-z0-9:])|\bat\b| \d{{1,2}}$"
 
 
-class _Context(NamedTuple):
+class _Context(Value):
     """Everything wall-clock resolution needs, computed once per call."""
 
     now: datetime  # aware, any zone

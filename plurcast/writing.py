@@ -2,15 +2,13 @@
 (`write_post`) — so an error leaves nothing behind; `create_post` is both.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from plurcast import queue, slots, validation
@@ -22,6 +20,7 @@ from plurcast.store.base import Database
 from plurcast.store.connection import transaction
 from plurcast.thread import plan as thread_plan
 from plurcast.thread.plan import Compose
+from plurcast.value import Value
 
 if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
     from plurcast.media.store import MediaStore
@@ -29,18 +28,18 @@ if TYPE_CHECKING:  # read with --reply-to only: its patterns cost start-up time
     from plurcast.thread import replyto
 
 
-class Created(NamedTuple):
+class Created(Value):
     post_id: str  # the first part's, when a thread
     scheduled_at: datetime | None
     targets: list[tuple[str, str]]
     timezone: ZoneInfo
-    claims: "Sequence[Claimed]" = ()  # leased to this process: publish now
+    claims: Sequence[Claimed] = ()  # leased to this process: publish now
     post_ids: Sequence[str] = ()  # every part, in order
     reply_to: str | None = None  # our post's id, or the reference, that the first part answers
     note: str | None = None  # for stderr (targets a --reply-to left out)
 
 
-class NewPost(NamedTuple):
+class NewPost(Value):
     """A post that passed every check and is not written yet."""
 
     checked: validation.CheckedPost
@@ -51,7 +50,7 @@ class NewPost(NamedTuple):
     metadata: dict[str, Any]
     compose: Compose = Compose()
     reply_to: str | None = None  # --reply-to as given
-    answering: "replyto.Resolved | None" = None  # what it resolved to
+    answering: replyto.Resolved | None = None  # what it resolved to
 
 
 def check_new_post(
@@ -123,7 +122,7 @@ def check_new_post(
 
 def _answering(
     conn: Database, cfg: Config, reply_to: str, targets: list[tuple[str, str]]
-) -> "replyto.Resolved":
+) -> replyto.Resolved:
     from plurcast.thread import replyto
 
     return replyto.resolve(cfg, reply_to, targets, find_post=lambda p: queue.get(conn, p))
@@ -134,7 +133,7 @@ def write_post(
     cfg: Config,
     new: NewPost,
     now: datetime,
-    claim: "Callable[[str], list[Claimed]] | None" = None,
+    claim: Callable[[str], list[Claimed]] | None = None,
 ) -> Created:
     """Write a checked post and its deliveries in one transaction.
 
@@ -152,9 +151,9 @@ def insert_new_post(
     new: NewPost,
     now: datetime,
     *,
-    claim: "Callable[[str], list[Claimed]] | None" = None,
+    claim: Callable[[str], list[Claimed]] | None = None,
     slot_at: datetime | None = None,
-    media: "MediaStore | None" = None,
+    media: MediaStore | None = None,
     schedule_id: str | None = None,
 ) -> Created:
     """write_post's work, inside the caller's write transaction (plur-import writes a whole
@@ -209,7 +208,7 @@ def insert_new_post(
 
 
 def extras_metadata(
-    conn: Database, extras: validation.CheckedExtras, media: "MediaStore | None" = None
+    conn: Database, extras: validation.CheckedExtras, media: MediaStore | None = None
 ) -> dict[str, Any]:
     """The extras' metadata keys; their images stored (in `media`, default the queue's
     store), inside the caller's transaction."""
@@ -243,7 +242,7 @@ def create_post(
     account: str | None,
     tz: ZoneInfo,
     now: datetime,
-    claim: "Callable[[str], list[Claimed]] | None" = None,
+    claim: Callable[[str], list[Claimed]] | None = None,
     metadata: dict[str, Any] | None = None,
     compose: Compose | None = None,
     reply_to: str | None = None,

@@ -20,7 +20,7 @@ def test_title_description_and_image_make_the_card(page_server: PageServer) -> N
     assert card.image is not None and card.image_mime == "image/jpeg"
     assert len(card.image) <= linkcards.MAX_THUMB_BYTES
     assert not has_location(card.image)
-    assert card.problems == []
+    assert card.problems == ()
 
 
 def test_loopback_and_private_addresses_are_refused_unless_allowed(

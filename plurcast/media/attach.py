@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plurcast.errors import InvalidInput
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.media.store import MediaStore
@@ -29,8 +30,7 @@ MAX_IMAGES = 4
 MAX_INPUT_BYTES = 50_000_000
 
 
-@dataclass(frozen=True)
-class ImageSpec:
+class ImageSpec(Value):
     """One `--image PATH [--alt TEXT]`."""
 
     path: str

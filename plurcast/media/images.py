@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plurcast.media import clean, formats
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -40,8 +40,7 @@ class Unreadable(ValueError):
     """The file is not a whole image of its type; the message says what is wrong."""
 
 
-@dataclass(frozen=True)
-class Picture:
+class Picture(Value):
     mime: str
     width: int  # as shown, after the EXIF orientation is applied
     height: int

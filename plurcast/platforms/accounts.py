@@ -8,18 +8,17 @@ the account (`account`), its `timeout`, its `secret`, and whether plain http may
 its server (`plain_http_allowed`).
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from plurcast import secrets
 from plurcast.config import DEFAULT_ACCOUNT, Config, setting_path
 from plurcast.errors import ConfigError
 from plurcast.platforms import registry
+from plurcast.value import Value
 
 DEFAULT_TIMEOUT = 10.0  # seconds an adapter waits for its server
 # A publish is abandoned after min(timeout + 5 s, 60 s) (engine.MAX_PUBLISH_SECONDS): a longer
@@ -30,7 +29,7 @@ MAX_TIMEOUT = 55.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class Account(NamedTuple):
+class Account(Value):
     platform: str
     name: str
     section: str  # the config table, for messages: "nostr" or "accounts.nostr.NAME"
@@ -96,7 +95,7 @@ def timeout(
     return float(value)
 
 
-class Secret(NamedTuple):
+class Secret(Value):
     text: str
     source: str  # where it came from, for messages: the variable's name or the file's path
 

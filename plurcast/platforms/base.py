@@ -7,14 +7,14 @@ makes the payload carry whatever lets the network recognise a re-send as the
 same post (a signed Nostr event id, a Mastodon Idempotency-Key, a Bluesky rkey).
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.media.store import MediaReader
@@ -27,7 +27,7 @@ class OutcomeKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # try again after `retry_after`, without counting it a failure
 
 
-class Reply(NamedTuple):
+class Reply(Value):
     """What a reply's payload links to: a sent delivery of ours, or someone's post.
 
     For ours, the parent's remote id (and Bluesky CID) and its payload as sent, which names
@@ -41,7 +41,7 @@ class Reply(NamedTuple):
     reference: str | None = None
 
 
-class Work(NamedTuple):
+class Work(Value):
     """One delivery as a platform sees it."""
 
     delivery_id: int
@@ -52,13 +52,13 @@ class Work(NamedTuple):
     metadata: Mapping[str, Any] = MappingProxyType({})
     reply: Reply | None = None
     # Where the post's images are kept (metadata "images" names them by sha256).
-    media: "MediaReader | None" = None
+    media: MediaReader | None = None
     # What preparing it came to besides the payload, for the delivery's history (e.g. why a
     # link card is missing): the adapter adds to it, the engine records it with the attempt.
     notes: dict[str, str] | None = None
 
 
-class Outcome(NamedTuple):
+class Outcome(Value):
     kind: OutcomeKind
     remote_id: str | None = None  # e.g. note1…, a status id, an at:// uri
     remote_url: str | None = None
@@ -83,7 +83,7 @@ class Publisher(Protocol):
         """The payload to store and (re-)send; called once per delivery."""
         ...
 
-    async def publish(self, payload: str, media: "MediaReader | None" = None) -> Outcome:
+    async def publish(self, payload: str, media: MediaReader | None = None) -> Outcome:
         """Send the stored payload; platform failures are outcomes, never exceptions.
         `media` is given when the post has images (a platform may need them again)."""
         ...

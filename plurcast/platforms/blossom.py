@@ -20,12 +20,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from plurcast import __version__
 from plurcast.errors import InvalidInput, RuntimeFailure
+from plurcast.value import Value
 
 AUTH_KIND = 24242
 # How long an upload's authorization is good for: long enough for a slow server.
@@ -37,12 +38,11 @@ PERMANENT_STATUSES = frozenset({400, 401, 402, 403, 413, 415})
 # --- uploading -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Uploaded:
+class Uploaded(Value):
     """Where a blob is now: its URL on each server that took it, in configuration order."""
 
     urls: list[str]
-    answers: dict[str, str] = field(default_factory=dict)  # server → "ok" or why not
+    answers: Mapping[str, str] = MappingProxyType({})  # server → "ok" or why not
 
 
 def authorization(keys: Any, digest: str, size: int, name: str, now: float) -> str:

@@ -5,9 +5,10 @@ CID are looked up when the reply is prepared."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast.thread.references import Unreadable
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.config import Config
@@ -24,7 +25,7 @@ _DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]+")
 HANDLE = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
-class BlueskyPost(NamedTuple):
+class BlueskyPost(Value):
     actor: str  # a DID, or a handle to resolve
     rkey: str
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput, RuntimeFailure
@@ -41,6 +41,7 @@ from plurcast.platforms import mastodon_settings as settings
 from plurcast.platforms.base import MAX_REASON_CHARS, Outcome, OutcomeKind, Reply, Work, one_line
 from plurcast.platforms.mastodon_references import MastodonStatus
 from plurcast.thread import references
+from plurcast.value import Value
 
 if TYPE_CHECKING:  # only the publisher needs these, and plur-post must start fast
     from mastodon import Mastodon
@@ -88,7 +89,7 @@ def idempotency_key(work: Work) -> str:
 # --- what the server answered --------------------------------------------------------
 
 
-class Answer(NamedTuple):
+class Answer(Value):
     """The HTTP answer to one attempt, or why there was none."""
 
     status: int | None  # None: no answer at all (timeout, connection refused, DNS …)

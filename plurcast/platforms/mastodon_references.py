@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.config import Config
@@ -23,7 +25,7 @@ _PATHS = (
 )
 
 
-class MastodonStatus(NamedTuple):
+class MastodonStatus(Value):
     status_id: str
     host: str | None  # the server of the link (None for a bare id), lower case with its port
 

@@ -2,11 +2,9 @@
 Python — the CLIs read them at start-up, where importing nostr-sdk (~90 ms) is too slow.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
-from typing import NamedTuple
+from __future__ import annotations
+
+from plurcast.value import Value
 
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
@@ -48,7 +46,7 @@ def bech32_payload(text: str, hrp: str, max_length: int = MAX_KEY_LENGTH) -> byt
     return bytes(out)
 
 
-class EventPointer(NamedTuple):
+class EventPointer(Value):
     """An event as `note1…` or `nevent1…` names it: its id, and hints where to find it."""
 
     event_id: str  # 64 lower-case hex

@@ -13,16 +13,15 @@ its zero nibbles; here the zero nibbles are counted so that the committed diffic
 always met too (the original fell one bit short when N % 4 == 3).
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from plurcast.errors import InvalidInput
+from plurcast.value import Value
 
 METADATA_KEY = "nostr"  # a post's metadata: {"nostr": {"pow_difficulty": N, "21e8": true}}
 MAX_DIFFICULTY = 64
@@ -33,7 +32,7 @@ PROGRESS_SECONDS = 5.0
 PATTERN = 0x21E8
 
 
-class Work(NamedTuple):
+class Work(Value):
     """What to mine: the difficulty in leading zero bits, and the 21e8 pattern or not."""
 
     difficulty: int

@@ -5,9 +5,10 @@ hints), 64 hex characters — any of them after `nostr:` — or a web link whose
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast.platforms.nip19 import decode_event
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.config import Config
@@ -19,7 +20,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _NIP19 = re.compile(r"(?:note|nevent)1[02-9ac-hj-np-z]+", re.IGNORECASE)
 
 
-class NostrEvent(NamedTuple):
+class NostrEvent(Value):
     event_id: str  # 64 lower-case hex
     relays: tuple[str, ...] = ()
     author: str | None = None  # 64 lower-case hex

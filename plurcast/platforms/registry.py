@@ -18,31 +18,30 @@ post loads no publisher code.
 
 This module imports no adapter and no SDK: config reads it on every command. An
 adapter is imported when a post for it is sent (or checked, without `settings`). Its
-records are NamedTuples, not dataclasses, for the same reason: making seven frozen
-dataclasses costs ~1.5 ms of every command's start-up, seven NamedTuples a tenth of that.
+records are `plurcast.value.Value`s, not dataclasses or NamedTuples, for the same reason:
+both compile code for each class they make, on every command's start-up.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import contextlib
 import functools
 import importlib
 import re
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from plurcast.content import graphemes, utf8_bytes
 from plurcast.errors import InvalidInput
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.config import Config
     from plurcast.platforms.base import Publisher
 
 
-class Maximum(NamedTuple):
+class Maximum(Value):
     """How much of something a platform takes; an account setting may say otherwise.
 
     A named account without the setting takes the default account's. The config check
@@ -52,14 +51,14 @@ class Maximum(NamedTuple):
     default: int
     setting: str | None = None  # e.g. "max_chars" in [mastodon] or [accounts.mastodon.NAME]
 
-    def of(self, cfg: "Config", platform: str, account: str) -> int:
+    def of(self, cfg: Config, platform: str, account: str) -> int:
         if self.setting is None:
             return self.default
         value = cfg.account_setting(platform, account, self.setting)
         return self.default if value is None else int(value)
 
 
-class TextLimit(NamedTuple):
+class TextLimit(Value):
     """One way a platform measures a post's text, and how much of it the platform takes."""
 
     unit: str  # what `measure` counts, for messages: "characters", "bytes"
@@ -68,7 +67,7 @@ class TextLimit(NamedTuple):
     hint: str | None = None  # the fix for a text over it (default: shorten, or leave it out)
 
 
-class Media(NamedTuple):
+class Media(Value):
     """Images on a post: how many, how big each may be, how long its alt text."""
 
     max_images: Maximum
@@ -76,7 +75,7 @@ class Media(NamedTuple):
     max_alt_chars: Maximum  # grapheme clusters
 
 
-class Capabilities(NamedTuple):
+class Capabilities(Value):
     """What a post on the platform can carry besides its text."""
 
     threads: bool = False  # replies to a post, ours (a thread) or someone else's
@@ -101,7 +100,7 @@ def checking_once() -> Iterator[None]:
         _CHECKED.pop()
 
 
-class Platform(NamedTuple):
+class Platform(Value):
     name: str  # as in config sections, -p and output lines: "nostr"
     title: str  # as people write it: "Nostr"
     module: str  # the adapter, imported on first use
@@ -125,7 +124,7 @@ class Platform(NamedTuple):
     def reference_module(self) -> ModuleType | None:
         return None if self.references is None else importlib.import_module(self.references)
 
-    def check_credentials(self, cfg: "Config", account: str) -> None:
+    def check_credentials(self, cfg: Config, account: str) -> None:
         """What can be known of the account's credentials without the network (ConfigError).
 
         Inside `checking_once()`, each (config, platform, account) is checked once and the
@@ -145,7 +144,7 @@ class Platform(NamedTuple):
         if memo is not None:
             memo[key] = None
 
-    def publisher(self, cfg: "Config", account: str) -> "Publisher":
+    def publisher(self, cfg: Config, account: str) -> Publisher:
         publisher: Publisher = self.adapter().publisher(cfg, account)
         return publisher
 
@@ -159,7 +158,7 @@ class Platform(NamedTuple):
                 yield media.max_image_bytes
             yield media.max_alt_chars
 
-    def limits(self, cfg: "Config", account: str) -> "Limits":
+    def limits(self, cfg: Config, account: str) -> Limits:
         """The platform's limits as they apply to one account."""
 
         def of(maximum: Maximum) -> int:
@@ -186,7 +185,7 @@ class Platform(NamedTuple):
         goes first, as `CW: <warning>` and a blank line (Bluesky)."""
         return _as_sent(text, warning, self.capabilities.content_warning)
 
-    def check_images(self, cfg: "Config", account: str) -> None:
+    def check_images(self, cfg: Config, account: str) -> None:
         """What the account needs to carry images (Nostr: a Blossom server), ConfigError if
         missing; a platform without such needs has no `check_images`."""
         check = getattr(self.settings_module(), "check_images", None)
@@ -194,7 +193,7 @@ class Platform(NamedTuple):
             check(cfg, account)
 
 
-class Limit(NamedTuple):
+class Limit(Value):
     """A text limit as it applies to one account: what is counted, how, and how much."""
 
     platform: str
@@ -213,7 +212,7 @@ class Limit(NamedTuple):
         return f"{size:,} {self.unit}, over {self.platform}'s limit of {self.maximum:,}"
 
 
-class Limits(NamedTuple):
+class Limits(Value):
     """What one (platform, account) takes: its text limits, in the order the platform's
     are checked, and its images.
 
@@ -401,7 +400,7 @@ def get(name: str) -> Platform:
     return _BY_NAME[name]
 
 
-def limits(cfg: "Config", platform: str, account: str) -> Limits:
+def limits(cfg: Config, platform: str, account: str) -> Limits:
     """What `platform` takes from `account`, e.g. `limits(cfg, "mastodon", "work").fits(text)`."""
     return get(platform).limits(cfg, account)
 

@@ -17,12 +17,14 @@ and returns what goes into the reply; all of them are pure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
+
+from plurcast.value import Value
 
 ROOT, REPLY = "root", "reply"
 
 
-class NostrParent(NamedTuple):
+class NostrParent(Value):
     """The event being answered: its id and author (hex; "" when unknown), and its tags."""
 
     event_id: str

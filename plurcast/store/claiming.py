@@ -7,21 +7,20 @@ parent is not sent is never taken (G6). A just-leased delivery that may not go y
 back (`give_back`) or, staler than its grace, given up (`expire`) in the same transaction.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import functools
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from plurcast import models
 from plurcast.store.base import POSTGRESQL, WAITING, Database, by_dialect
+from plurcast.value import Value
 
 
-class Parent(NamedTuple):
+class Parent(Value):
     """The sent delivery a reply links to: what its payload needs to name it (G6)."""
 
     remote_id: str
@@ -29,7 +28,7 @@ class Parent(NamedTuple):
     payload: str | None  # as it was sent: the thread's root is named in it
 
 
-class Claimed(NamedTuple):
+class Claimed(Value):
     """A delivery this process holds the lease on, with what publishing it needs."""
 
     delivery_id: int
@@ -46,7 +45,7 @@ class Claimed(NamedTuple):
     ready: bool = False  # `payload` was prepared and stored in the claim's own transaction
 
 
-class Lease(NamedTuple):
+class Lease(Value):
     """Who takes a claim's deliveries, at what time, until when."""
 
     owner: str

@@ -4,14 +4,14 @@ recurring schedules (one key names one of them: `existing` looks in both)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from plurcast.store.base import Database
+from plurcast.value import Value
 
 _BATCH = 200  # values per IN (...), four lists a query: well inside every SQLite's limit
 
 
-class Known(NamedTuple):
+class Known(Value):
     """What an import key already names: a post (and the schedule that made it, if one
     did), or a recurring schedule."""
 

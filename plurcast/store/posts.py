@@ -5,18 +5,16 @@ the times already taken).
 Posts read whole, with their deliveries, come from `plurcast.store.listing`.
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
 
 from plurcast.store.base import UNSENT, WAITING, Database, by_dialect
+from plurcast.value import Value
 
 
-class NewPost(NamedTuple):
+class NewPost(Value):
     id: str
     content: str
     created_at_ms: int

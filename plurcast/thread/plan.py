@@ -12,21 +12,20 @@ answers the previous part's delivery on the same target — the link the engine'
 follows (G6).
 """
 
-# No `from __future__ import annotations` here: the NamedTuples' field types are then
-# objects, which typing takes as they are, not strings it compiles one by one (~55 K
-# instructions a field, on every command's start-up; issue #16). Names not defined yet
-# (or imported only for type checking) are quoted.
+from __future__ import annotations
+
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from plurcast import content
 from plurcast.errors import InvalidInput
 from plurcast.platforms import registry
 from plurcast.store import posts as store
 from plurcast.store.base import Database
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.platforms.registry import Limit
@@ -35,10 +34,9 @@ Target = tuple[str, str]  # (platform, account)
 LimitsOf = Callable[[str, str], Sequence["Limit"]]
 
 
-class Compose(NamedTuple):
+class Compose(Value):
     """How plur-post was asked to shape the text: --thread, --auto-thread, --numbered and
-    --variant PLATFORM=TEXT (already read from its @FILE). A NamedTuple: plur-post makes one
-    on every start, and a frozen dataclass costs several times as much to define."""
+    --variant PLATFORM=TEXT (already read from its @FILE)."""
 
     thread: bool = False
     auto: bool = False
@@ -53,7 +51,7 @@ class Compose(NamedTuple):
     @classmethod
     def from_args(
         cls, thread: bool, auto: bool, numbered: bool, variants: Sequence[str]
-    ) -> "Compose":
+    ) -> Compose:
         """From plur-post's options; `variants` as given to --variant (InvalidInput, exit 3)."""
         if numbered and not (thread or auto):
             raise InvalidInput(
@@ -158,7 +156,7 @@ def canonical(part: Part, targets: Sequence[Target], variants: Collection[str]) 
     return part[(plain or present)[0]]
 
 
-class Inserted(NamedTuple):
+class Inserted(Value):
     post_ids: list[str]
     deliveries: list[dict[Target, int]]  # per post: its delivery on each target
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from plurcast.errors import InvalidInput
 from plurcast.platforms import registry
+from plurcast.value import Value
 
 if TYPE_CHECKING:
     from plurcast.config import Config
@@ -41,7 +42,7 @@ class PlatformRef(Protocol):
         ...
 
 
-class OurPost(NamedTuple):
+class OurPost(Value):
     """A post of ours, by id or prefix (resolved against the database)."""
 
     prefix: str
@@ -57,7 +58,7 @@ class OurPost(NamedTuple):
 Reference = OurPost | PlatformRef
 
 
-class Link(NamedTuple):
+class Link(Value):
     """A web link, taken apart once for every platform's `link_reference`."""
 
     host: str  # lower case

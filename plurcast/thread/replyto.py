@@ -11,14 +11,15 @@ of its deliveries answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 from plurcast.config import Config
 from plurcast.errors import InvalidInput, NotFound
 from plurcast.models import DeliveryState, Post
 from plurcast.platforms import registry
 from plurcast.thread import references
+from plurcast.value import Value
 
 Target = tuple[str, str]
 # A delivery a reply may wait on: sent, or still on its way.
@@ -30,11 +31,10 @@ ANSWERABLE = (
 )
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(Value):
     targets: list[Target]
     reply_to: str  # what the post records: our post's full id, or the reference as given
-    parents: dict[Target, int] = field(default_factory=dict)  # our post's delivery per target
+    parents: Mapping[Target, int] = MappingProxyType({})  # our post's delivery per target
     note: str | None = None  # for stderr: the targets left out, and why
 
 

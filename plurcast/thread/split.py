@@ -23,10 +23,11 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, NoReturn
+from typing import NoReturn
 
 from plurcast.errors import InvalidInput
 from plurcast.platforms.registry import Limit
+from plurcast.value import Value
 
 MAX_PARTS = 100
 SEPARATOR = "---"
@@ -52,7 +53,7 @@ _PROTECTED = (
 _SEPARATOR_LINE = re.compile(r"^[ \t]*---[ \t]*\r?$", re.MULTILINE)
 
 
-class _Cut(NamedTuple):
+class _Cut(Value):
     end: int  # where the part before the cut ends
     start: int  # where the next part starts (after the whitespace dropped)
     level: int

@@ -30,7 +30,6 @@ Here: the plan, the write and the whole run. Beside it: `keys` (1, a row's key),
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from plurcast.transfer import checking, made
 from plurcast.transfer.fields import Entry
 from plurcast.transfer.keys import row_key
 from plurcast.transfer.rows import Plan, Refused, Row
+from plurcast.value import Value
 
 
 def plan(
@@ -150,8 +150,7 @@ def write(
 # --- the whole import ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Value):
     name: str  # a path, or "stdin"
     data: bytes  # at most read.MAX_BYTES + 1: enough to know it is too big
     size: int | None = None  # the file's size, for the message when it is too big
