@@ -158,7 +158,7 @@ def test_a_token_file_written_by_mastodon_py_works(make_config: MakeConfig) -> N
     assert mastodon_settings.token(mastodon_settings.account_of(cfg, "default")) == "tok3n"
 
 
-@pytest.mark.parametrize("token", ["two words", "bearer\u00a0x", "é"])
+@pytest.mark.parametrize("token", ["two words", "bearer\u00a0x", "é", "tab\tx", "del\x7f"])
 def test_a_token_that_cannot_go_into_a_header_is_refused(
     make_config: MakeConfig, token: str
 ) -> None:

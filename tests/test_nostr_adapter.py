@@ -122,6 +122,8 @@ GARBAGE = [
     "0" * 64,  # zero is not a key
     "f" * 64,  # above the curve order
     "g" * 64,
+    HEX[:-1] + "\u0660",  # an Arabic-Indic zero is a digit, not a hex one
+    HEX[:32] + " " + HEX[33:],  # bytes.fromhex would skip the space
 ]
 
 

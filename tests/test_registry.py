@@ -108,6 +108,8 @@ def test_bluesky_checks_graphemes_before_bytes(write_config: WriteConfig) -> Non
         ("@alice@example.social", 6),
         ("hi @alice@example.social!", 3 + 6 + 1),
         ("@alice", 6),
+        ("no link here", 12),
+        ("ftp://example.com/x", 19),  # only http(s) links count as 23
         ("mail bob@example.com", 20),
         ("two https://a.example https://b.example", 4 + 23 + 1 + 23),
         ("@bob@mastodon.example.org https://example.com " + FAMILY, 4 + 1 + 23 + 1 + 1),

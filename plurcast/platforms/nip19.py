@@ -14,6 +14,13 @@ MAX_TLV_LENGTH = 5000
 
 # nevent TLV types (NIP-19).
 _SPECIAL, _RELAY, _AUTHOR, _KIND = 0, 1, 2, 3
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def is_hex64(text: str) -> bool:
+    """Whether `text` is 64 hex digits, either case: a key or an event id written out in hex.
+    (A set, not a pattern: a pattern compiles on every command that reads a key.)"""
+    return len(text) == 64 and _HEX_DIGITS.issuperset(text)
 
 
 def bech32_payload(text: str, hrp: str, max_length: int = MAX_KEY_LENGTH) -> bytes | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from plurcast.platforms.nip19 import decode_event
+from plurcast.platforms.nip19 import decode_event, is_hex64
 from plurcast.value import Value
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 SHAPES = "note1…/nevent1…"
 WHAT = "a Nostr event"
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _NIP19 = re.compile(r"(?:note|nevent)1[02-9ac-hj-np-z]+", re.IGNORECASE)
 
 
@@ -35,7 +34,7 @@ class NostrEvent(Value):
 
 def reference(text: str) -> NostrEvent | None:
     ref = text[len("nostr:") :] if text.lower().startswith("nostr:") else text
-    if _HEX64.fullmatch(ref):
+    if is_hex64(ref):
         return NostrEvent(ref.lower())
     pointer = decode_event(ref)
     if pointer is None:

@@ -10,7 +10,6 @@ plur-post never imports the adapter (issue #16).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from plurcast.config import DEFAULT_ACCOUNT, Config
 from plurcast.errors import ConfigError, InvalidInput
 from plurcast.platforms import accounts, nostr_pow
 from plurcast.platforms.accounts import Account
-from plurcast.platforms.nip19 import bech32_payload
+from plurcast.platforms.nip19 import bech32_payload, is_hex64
 
 if TYPE_CHECKING:
     from plurcast.models import Post
@@ -28,7 +27,6 @@ KEY_ENV = "PLURCAST_NOSTR_KEY"
 DEFAULT_MIN_RELAYS = 1
 
 KEY_SHAPE = "nsec1… or 64 hex characters"
-_HEX64 = r"[0-9A-Fa-f]{64}"
 # Order of secp256k1: a secret key is an integer in [1, N-1].
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -227,7 +225,7 @@ def normalise_secret_key(text: str, source: str) -> str:
     if lower.startswith("nsec1"):
         if key in (lower, key.upper()) and _is_secret_key(bech32_payload(lower, "nsec")):
             return lower
-    elif re.fullmatch(_HEX64, key) and _is_secret_key(bytes.fromhex(key)):
+    elif is_hex64(key) and _is_secret_key(bytes.fromhex(key)):
         return lower
     raise ConfigError(f"{source} is not a Nostr secret key ({KEY_SHAPE})")
 

@@ -316,8 +316,10 @@ def _mastodon_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
 
 
 def mastodon_length(text: str) -> int:
-    url, mention = _mastodon_patterns()
-    return graphemes(mention.sub(r"\1", url.sub("x" * MASTODON_URL_LENGTH, text)))
+    if "://" in text or "@" in text:  # else it holds neither: no need to compile the patterns
+        url, mention = _mastodon_patterns()
+        text = mention.sub(r"\1", url.sub("x" * MASTODON_URL_LENGTH, text))
+    return graphemes(text)
 
 
 # --- the platforms -----------------------------------------------------------------------
