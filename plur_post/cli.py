@@ -204,6 +204,7 @@ def cli(
     )
     if created.note:
         sys.stderr.write(created.note + "\n")
+    clikit.done_already(_kept(created))
     if engine is not None:
         from plurcast import publish, reporting
 
@@ -236,6 +237,14 @@ def cli(
         },
         fmt,
     )
+
+
+def _kept(created: writing.Created) -> str:
+    """What plur-post has stored once write_post returns, for a failure to say it that
+    follows (clikit.done_already)."""
+    first = created.post_ids[0]
+    what = f"post {first}" if len(created.post_ids) == 1 else f"thread {first}…"
+    return f"{what} is saved all the same (plur-queue show {first}): do not post it again"
 
 
 def _writable(conn: Database, cfg: config_module.Config) -> Database:

@@ -69,6 +69,16 @@ def fail(message: str, code: int, details: Sequence[str] = ()) -> NoReturn:
     sys.exit(code)
 
 
+_DONE: list[str] = []
+
+
+def done_already(what: str) -> None:
+    """Say, should the command's output fail after this, what it has done all the same
+    ("post … is queued all the same: …"): the command exits 1, and a script that takes that
+    for "nothing happened" and runs it again would post twice."""
+    _DONE.append(what)
+
+
 def stderr_lines(lines: Iterable[str]) -> None:
     """Lines for a person on stderr (`Error: …`, `Warning: …`), as every error is written:
     secrets redacted, made printable."""
@@ -126,7 +136,7 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
             if exc.errno == errno.EBADF
             else "make room there, or write elsewhere"
         )
-        fail(f"cannot write {where}: {exc.strerror} — {hint}", EXIT_RUNTIME)
+        fail(f"cannot write {where}: {exc.strerror} — {'; '.join([*_DONE, hint])}", EXIT_RUNTIME)
     except Exception as exc:
         if debug:
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,31 @@ def test_output_that_does_not_fit_is_an_error_not_a_success(tmp_path: Path, db_p
     )
     assert plan.read_text() == "the last backup\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "plan.jsonl"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("configured")
+def test_a_post_whose_line_cannot_be_written_says_it_is_saved(db_path: Path) -> None:
+    """plur-post exits 1 when its line cannot be written, but the post is in the queue: the
+    error says so, so that nobody posts it a second time."""
+    with open(os.devnull, "rb") as stdin, open("/dev/full", "wb") as full:  # noqa: PTH123
+        done = subprocess.run(
+            [str(BIN / "plur-post"), "saved, though unsaid", "-s", "1h"],
+            stdin=stdin,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=PATIENCE,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    with sqlite3.connect(db_path) as conn:
+        (post_id,) = conn.execute("SELECT id FROM posts").fetchone()
+        assert conn.execute("SELECT count(*) FROM posts").fetchone() == (1,)
+    assert done.stderr.decode().splitlines() == [
+        f"Error: cannot write the output: No space left on device — post {post_id} is saved all"
+        f" the same (plur-queue show {post_id}): do not post it again; make room there, or write"
+        " elsewhere"
+    ]
 
 
 def closing(fd: int) -> Callable[[], None]:
