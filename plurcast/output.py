@@ -40,6 +40,8 @@ UNSAFE = "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u20
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match[0])
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of argv or a file name that is not UTF-8, as Python
+        code -= 0xDC00  # decodes it (surrogateescape): shown as the byte it was, \xff
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

@@ -78,3 +78,11 @@ def test_text_isprintable_accepts_holds_nothing_to_escape() -> None:
     assert output.printable("tab\tkept, \x1b[31m and \u202e escaped, é ok") == (
         "tab\tkept, \\x1b[31m and \\u202e escaped, é ok"
     )
+
+
+def test_a_byte_that_is_not_utf8_is_shown_as_that_byte() -> None:
+    """argv and file names reach Python with each such byte as a lone surrogate
+    (surrogateescape); a message shows the byte the user typed, not the surrogate."""
+    typed = b"1h\xff \x80".decode("utf-8", "surrogateescape")
+    assert output.printable(typed) == "1h\\xff \\x80"
+    assert output.printable("\ud800 \udfff") == "\\ud800 \\udfff"  # other surrogates stay
