@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from plurcast.value import Value
+from plurcast.value import MADE_BEFORE_OWN_INIT, Value
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,27 @@ def test_wrong_arguments_are_refused_as_a_function_refuses_them(
     with pytest.raises(TypeError) as caught:
         Limit(*args, **kwargs)  # type: ignore[arg-type, misc]
     assert str(caught.value) == message
+
+
+def test_a_class_made_often_gets_an_init_of_its_own_that_does_the_same() -> None:
+    class Often(Value):
+        per_minute: int
+        burst: int = 1
+
+    class More(Often):
+        name: str = "more"
+
+    before = [Often(i, burst=2) for i in range(MADE_BEFORE_OWN_INIT - 1)]
+    assert Often.__init__ is Value.__init__
+    after = [Often(i, burst=2) for i in range(MADE_BEFORE_OWN_INIT - 1)]
+    assert Often.__init__ is not Value.__init__
+    assert before == after
+    assert Often(5)._asdict() == {"per_minute": 5, "burst": 1}
+    assert Often(burst=3, per_minute=4) == before[4]._replace(burst=3)
+    for args, kwargs in (((), {}), ((1, 2, 3), {}), ((1,), {"per_minute": 2}), ((1,), {"x": 2})):
+        with pytest.raises(TypeError):
+            Often(*args, **kwargs)  # type: ignore[arg-type, misc]
+    assert More(1)._asdict() == {"per_minute": 1, "burst": 1, "name": "more"}  # not Often's
 
 
 def test_a_field_without_a_default_after_one_with_is_refused() -> None:
