@@ -89,6 +89,7 @@ def _run(command: click.Command, args: Any, kwargs: dict[str, Any]) -> NoReturn:
     kwargs["standalone_mode"] = False
     debug = os.environ.get("PLURCAST_DEBUG") == "1"
     _stand_in_for_closed_streams()
+    _DONE.clear()  # what this run has done, not an earlier run's in the same process (tests)
     code: Any = 0
     try:
         try:
