@@ -14,9 +14,9 @@ this module. The guarantees rest on where its transactions begin and end:
   committed in the claim's own transaction, which holds that check; from then on,
   as for any stored payload, a cancel is refused (it may be out);
 - record: the outcome is written in one transaction (plurcast.record), with those of the
-  deliveries finishing in the same turn of the event loop (plurcast.store.grouped), and
-  told only once committed; only failed deliveries are retried (G3), with backoff, or
-  given up with the reason.
+  deliveries finishing about the same time (plurcast.store.grouped: the same turn of the event
+  loop, or the next few while others are on the wire), and told only once committed; only
+  failed deliveries are retried (G3), with backoff, or given up with the reason.
 """
 
 from __future__ import annotations
@@ -263,6 +263,7 @@ class Engine:
         import asyncio  # here, not at the top: plur-send --once finding nothing needs none
 
         limit = min(publisher.timeout + PUBLISH_MARGIN_SECONDS, MAX_PUBLISH_SECONDS)
+        self._grouped.coming += 1  # its record will follow: a group being written may wait for it
         try:
             async with asyncio.timeout(limit):  # in this task: wait_for would start another
                 outcome = await publisher.publish(stored, media)
@@ -273,6 +274,8 @@ class Engine:
                 "publishing post %s to %s failed unexpectedly", claim.post_id, claim.platform
             )
             outcome = Outcome(OutcomeKind.TRANSIENT, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._grouped.coming -= 1
         record = Record(self, claim, outcome, started, notes, refill)
         delivered = record.told(await self._written(lambda: self._grouped.write(record), claim))
         if delivered.state == "sent" and claim.metadata.get("images"):

@@ -4,9 +4,9 @@
 given up, why); called inside a transaction it writes it, with the attempt, any hold the
 platform asked for and, when the lane may be refilled, the claim of the platform's next due
 delivery; `told` logs it once that transaction is committed. The engine runs a record in a
-transaction of its own, or (a publish's) in the one of every delivery finishing in the same
-turn of the event loop (plurcast.store.grouped): either way nothing is logged, and no caller
-hears of an outcome, before it is on disk.
+transaction of its own, or (a publish's) in the one of the deliveries finishing about the same
+time (plurcast.store.grouped): either way nothing is logged, and no caller hears of an outcome,
+before it is on disk.
 """
 
 from __future__ import annotations

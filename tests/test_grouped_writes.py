@@ -103,3 +103,78 @@ def test_a_caller_cancelled_while_it_waits_still_has_its_write_committed(
     asyncio.run(main())
     assert committed(tmp_path) == [7, 8]
     conn.close()
+
+
+def test_writes_still_coming_are_waited_for_and_share_the_commit(tmp_path: Path) -> None:
+    """Deliveries on the wire (`coming`) finish over several turns: their records make one
+    commit, once as many are queued as are still to come, and none is heard of before it."""
+    conn, statements = opened(tmp_path)
+    grouped = GroupedWrites(conn, wait=3600)  # only the count may end the wait here
+    heard: list[tuple[int, list[int]]] = []
+
+    def insert(x: int) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    async def delivery(x: int) -> None:
+        for _ in range(x):  # answers come a turn apart
+            await asyncio.sleep(0)
+        grouped.coming -= 1  # its answer came: its record is asked for next
+        done = await grouped.write(lambda: insert(x))
+        heard.append((done, committed(tmp_path)))
+
+    async def main() -> None:
+        grouped.coming = 4
+        await asyncio.gather(*(delivery(x) for x in (1, 2, 3, 4)))
+
+    asyncio.run(main())
+    # 1 queued and 3 to come: it waits; 2 queued, 2 to come: 1 and 2 commit together; then 3
+    # with 1 to come, and 4 with none, each at the next turn
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ] * 3
+    assert heard == [(1, [1, 2]), (2, [1, 2]), (3, [1, 2, 3]), (4, [1, 2, 3, 4])]
+    conn.close()
+
+
+def test_a_write_whose_company_does_not_come_is_committed_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    conn, _ = opened(tmp_path)
+    grouped = GroupedWrites(conn, wait=0)
+    grouped.coming = 15  # a relay that never answers the others
+
+    def insert(x: int) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    assert asyncio.run(grouped.write(lambda: insert(5))) == 5
+    assert committed(tmp_path) == [5]
+    conn.close()
+
+
+def test_a_caller_cancelled_while_its_group_waits_has_its_write_committed_at_once(
+    tmp_path: Path,
+) -> None:
+    """A daemon stopping cancels its deliveries' tasks, then its loop ends: a write left
+    waiting for company would never be made."""
+    conn, _ = opened(tmp_path)
+    grouped = GroupedWrites(conn, wait=3600)
+    grouped.coming = 5
+
+    def insert(x: int) -> int:
+        conn.execute("INSERT INTO t (x) VALUES (?)", (x,))
+        return x
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(grouped.write(lambda: insert(7)))
+        await asyncio.sleep(0)  # the write is queued, its group waiting
+        assert committed(tmp_path) == []
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert committed(tmp_path) == [7]
+
+    asyncio.run(main())
+    conn.close()
