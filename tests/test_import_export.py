@@ -440,6 +440,23 @@ def test_export_options(run: Run, clock: Clock, tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.sqlite_only  # a SQLite file that does not exist yet
+def test_exporting_a_queue_not_made_yet_to_a_file_writes_an_empty_export(
+    run: Run, db_path: Path, tmp_path: Path
+) -> None:
+    """It said "a database in memory has no media store for images" and exited 1, and wrote
+    nothing, though stdout got the empty export."""
+    for name, content in (
+        ("plan.jsonl", ""),
+        ("plan.csv", "key,content,schedule,tz,platforms,account\n"),
+    ):
+        target = tmp_path / name
+        result = run(export_cli, "-o", str(target))
+        assert (result.exit_code, result.stderr) == (0, "exported 0 posts\n")
+        assert target.read_text() == run(export_cli, "-f", target.suffix[1:]).stdout == content
+    assert not db_path.exists()
+
+
 @pytest.mark.sqlite_only  # nothing here reaches the database
 def test_help_of_the_new_commands_has_examples(run: Run) -> None:
     for cli in (import_cli, export_cli):

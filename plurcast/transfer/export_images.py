@@ -59,7 +59,10 @@ def _file_name(image: Mapping[str, Any]) -> str:
 
 def save(conn: Database, files: Mapping[str, str], base: Path) -> None:
     """Write each exported image (path relative to `base` → sha256) from the media store:
-    private (folders 0700, files 0600), each file whole or not at all."""
+    private (folders 0700, files 0600), each file whole or not at all. No images, no store:
+    a queue not made yet has none to open."""
+    if not files:
+        return
     from plurcast.media import store as media_store
 
     store = media_store.for_database(conn)
