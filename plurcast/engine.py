@@ -249,7 +249,7 @@ class Engine:
                         self.conn, claim.delivery_id, self.owner, prepared, self.now_ms()
                     )
 
-                # Committed, with the payloads prepared in the same turn, before a byte is sent.
+                # Committed, with the writes asked for about the same time, before a byte is sent.
                 stored = await self._written(lambda: self._grouped.write(store_prepared), claim)
         if stored is None:
             log.info(
