@@ -228,7 +228,12 @@ def load() -> Config:
             f"config file {path} (from PLURCAST_CONFIG) does not exist",
             "create it or unset PLURCAST_CONFIG",
         )
-    return _parse(path, exists, data)
+    cfg = _parse(path, exists, data)
+    if data:
+        from plurcast import config_keys
+
+        config_keys.warn_unknown(path, data)
+    return cfg
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

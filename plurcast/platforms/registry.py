@@ -114,6 +114,9 @@ class Platform(Value):
     # SDK (`check_credentials`, `check_images`), imported on first use; None: the adapter.
     # plur-post checks every post's accounts, so a scheduling run loads this one only.
     settings: str | None = None
+    # What an account's table holds besides its maximums' settings (plurcast.config_keys
+    # names any other key as one nothing reads).
+    keys: tuple[str, ...] = ()
 
     def adapter(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -333,6 +336,15 @@ PLATFORMS = (
         module="plurcast.platforms.nostr",
         references="plurcast.platforms.nostr_references",
         settings="plurcast.platforms.nostr_settings",
+        keys=(
+            "keys_file",
+            "relays",
+            "min_relays",
+            "timeout",
+            "default_pow_difficulty",
+            "pow_timeout",
+            "blossom_servers",
+        ),
         posts_per_hour=100,
         # Relays set their own limits; 64 KiB is a common ceiling.
         text_limits=(
@@ -357,6 +369,7 @@ PLATFORMS = (
         module="plurcast.platforms.mastodon",
         references="plurcast.platforms.mastodon_references",
         settings="plurcast.platforms.mastodon_settings",
+        keys=("instance", "token_file", "visibility", "timeout"),
         posts_per_hour=300,
         text_limits=(TextLimit("characters", mastodon_length, Maximum(500, "max_chars")),),
         capabilities=Capabilities(
@@ -374,6 +387,7 @@ PLATFORMS = (
         module="plurcast.platforms.bluesky",
         references="plurcast.platforms.bluesky_references",
         settings="plurcast.platforms.bluesky_settings",
+        keys=("handle", "app_password_file", "pds", "timeout", "cards_allow_private"),
         # Below Bluesky's own cap of 1,666 record creations an hour.
         posts_per_hour=1000,
         # The lexicon's maxGraphemes and maxLength of app.bsky.feed.post's text.
