@@ -112,11 +112,7 @@ def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> Sq
         conn.execute("PRAGMA foreign_keys = ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the database {path} has schema version {version}, newer than this "
-                f"Plurcast understands ({SCHEMA_VERSION})",
-                "upgrade plurcast",
-            )
+            _refuse_newer(path, version)
         if version == 0:
             _refuse_foreign(conn, path)
         if target != ":memory:":
@@ -134,7 +130,62 @@ def connect(path: Path, *, busy_timeout: float = 5.0, create: bool = True) -> Sq
             conn.execute("PRAGMA query_only = ON")
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if not create and exc.sqlite_errorcode & 0xFF in _NOT_WRITABLE and path.is_file():
+            return _read_only(path, busy_timeout)
         raise database_error(exc, path) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# What opening a WAL database answers when no -wal or -shm file can be made beside it.
+_NOT_WRITABLE = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+
+
+def _read_only(path: Path, busy_timeout: float) -> SqliteDatabase:
+    """The database opened to be read only, for a command that may find it unmade (`create`
+    false: the listings, and changes that must find their posts): its folder, or its disk,
+    lets no -wal or -shm file be made, which SQLite needs to read a WAL database in the usual
+    way. Then with the -wal and -shm files that are there, else, when there is no -wal file
+    (every commit is in the database file itself), as the file is (`immutable`). A write
+    fails as any write to a read-only file does: "cannot write the database"."""
+    from urllib.parse import quote
+
+    wal = path.with_name(f"{path.name}-wal")
+    uri = f"file:{quote(str(path))}?mode=ro"
+    modes = [uri] if wal.exists() else [uri, f"{uri}&immutable=1"]
+    for mode in modes:
+        conn = sqlite3.connect(
+            mode, uri=True, timeout=busy_timeout, isolation_level=None, factory=SqliteDatabase
+        )
+        conn.path = path
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            break
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if mode != modes[-1]:
+                continue
+            if wal.exists() and exc.sqlite_errorcode & 0xFF in _NOT_WRITABLE:
+                raise RuntimeFailure(
+                    f"cannot read the database {path}: its folder is read-only here, and the "
+                    f"commits waiting in {wal.name} cannot be read without writing beside it",
+                    "read it where its folder can be written, or copy it with its -wal file",
+                ) from None
+            raise database_error(exc, path) from None
+    try:
+        if version > SCHEMA_VERSION:
+            _refuse_newer(path, version)
+        if version == 0:
+            _refuse_foreign(conn, path)
+        elif version < SCHEMA_VERSION:
+            raise RuntimeFailure(
+                f"the database {path} needs an upgrade, which cannot be written here: "
+                "its folder is read-only",
+                "run any plurcast command once where the folder can be written",
+            )
+        conn.execute("PRAGMA query_only = ON")
     except BaseException:
         conn.close()
         raise
@@ -154,6 +205,14 @@ def rehearse_on(conn: Database) -> None:
     (plur-import --dry-run runs its real transaction, then undoes it; no file is made)."""
     if not on_disk(conn):
         conn.execute("PRAGMA query_only = OFF")
+
+
+def _refuse_newer(path: Path, version: int) -> None:
+    raise ConfigError(
+        f"the database {path} has schema version {version}, newer than this "
+        f"Plurcast understands ({SCHEMA_VERSION})",
+        "upgrade plurcast",
+    )
 
 
 def _refuse_foreign(conn: sqlite3.Connection, path: Path) -> None:
@@ -191,7 +250,8 @@ def database_error(exc: sqlite3.Error, path: Path | None = None) -> RuntimeFailu
         )
     if "readonly" in text or "unable to open" in text:
         return RuntimeFailure(
-            f"cannot write the database{where} ({text})", "check the file's permissions"
+            f"cannot write the database{where} ({text})",
+            "check the permissions of the file and of its folder",
         )
     if "full" in text:  # SQLITE_FULL: the disk (or a quota) has no room for what was written
         return RuntimeFailure(
