@@ -167,7 +167,7 @@ def edit(
     if content is None and numbered:
         text = None
     elif content is None and sys.stdin.isatty():
-        edited = click.edit(current)
+        edited = _edited(current)
         if edited is None or edited.strip() == current:
             sys.stderr.write("No change.\n")
             return
@@ -178,6 +178,25 @@ def edit(
     for warning in done.warnings:
         clikit.warn(warning)
     click.echo(f"edited:{post.id}")
+
+
+def _edited(text: str) -> str | None:
+    """`click.edit`, ended by a hang-up or a stop (the terminal closed, `kill`) as by Ctrl-C:
+    the temporary file that holds the post's text is deleted on the way out (click's own
+    `finally`), where the signal's default action left it in the temp folder. Exit 128 + the
+    signal's number, the post unchanged."""
+    import signal
+    from types import FrameType
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        return click.edit(text)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _alt_texts(alts: tuple[tuple[str, str], ...]) -> dict[int, str]:

@@ -307,6 +307,49 @@ def test_edit(run: Run, clock: Clock, db_path: Path) -> None:
     assert "only posts not yet sent can be edited" in result.stderr
 
 
+@pytest.mark.parametrize("signal_name", ["SIGHUP", "SIGTERM"])
+def test_an_edit_whose_terminal_closes_leaves_no_copy_of_the_post_behind(
+    run: Run, db_path: Path, tmp_path: Path, signal_name: str
+) -> None:
+    """click.edit keeps the text in a temp file while $EDITOR runs, deleted in a `finally`
+    that a hang-up's default action skipped: the post's text stayed in /tmp."""
+    import contextlib
+    import os
+    import pty
+    import signal
+
+    from tests.helpers import BIN, PATIENCE, wait_until
+
+    post_id = post(run, "private until it is out", "-s", "1h")
+    temp, started = tmp_path / "tmp", tmp_path / "editor-started"
+    temp.mkdir()
+    editor = tmp_path / "editor.sh"
+    editor.write_text(f"#!/bin/sh\ntouch {started}\nsleep 600\n")
+    editor.chmod(0o700)
+    leader, terminal = pty.openpty()  # `edit` opens $EDITOR only for a terminal
+    with subprocess.Popen(
+        [str(BIN / "plur-queue"), "edit", post_id],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "EDITOR": str(editor), "TMPDIR": str(temp)},
+        start_new_session=True,
+    ) as editing:
+        os.close(terminal)
+        try:
+            wait_until(started.exists, "the editor to start")
+            assert len(list(temp.iterdir())) == 1  # the text, as the editor sees it
+            editing.send_signal(getattr(signal, signal_name))
+            editing.wait(PATIENCE)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the editor, in its session
+                os.killpg(editing.pid, signal.SIGKILL)
+            os.close(leader)
+    assert editing.returncode == 128 + getattr(signal, signal_name)
+    assert list(temp.iterdir()) == []
+    assert sql(db_path, "SELECT content FROM posts") == [("private until it is out",)]
+
+
 def test_stats_json_buckets_and_overdue_warning(run: Run, clock: Clock) -> None:
     post(run, "in 10 minutes", "-s", "10m", "-p", "nostr")
     post(run, "later today", "-s", "5h")
