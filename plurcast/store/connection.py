@@ -154,25 +154,21 @@ def _read_only(path: Path, busy_timeout: float) -> SqliteDatabase:
 
     wal = path.with_name(f"{path.name}-wal")
     uri = f"file:{quote(str(path))}?mode=ro"
-    modes = [uri] if wal.exists() else [uri, f"{uri}&immutable=1"]
-    for mode in modes:
-        conn = sqlite3.connect(
-            mode, uri=True, timeout=busy_timeout, isolation_level=None, factory=SqliteDatabase
-        )
-        conn.path = path
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            break
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            if mode != modes[-1]:
-                continue
-            if wal.exists() and exc.sqlite_errorcode & 0xFF in _NOT_WRITABLE:
-                raise RuntimeFailure(
-                    f"cannot read the database {path}: its folder is read-only here, and the "
-                    f"commits waiting in {wal.name} cannot be read without writing beside it",
-                    "read it where its folder can be written, or copy it with its -wal file",
-                ) from None
+    try:
+        conn, version = _opened(uri, path, busy_timeout)
+    except sqlite3.DatabaseError as exc:
+        if not wal.exists():
+            try:
+                conn, version = _opened(f"{uri}&immutable=1", path, busy_timeout)
+            except sqlite3.DatabaseError as again:
+                raise database_error(again, path) from None
+        elif exc.sqlite_errorcode & 0xFF in _NOT_WRITABLE:
+            raise RuntimeFailure(
+                f"cannot read the database {path}: its folder is read-only here, and the "
+                f"commits waiting in {wal.name} cannot be read without writing beside it",
+                "read it where its folder can be written, or copy it with its -wal file",
+            ) from None
+        else:
             raise database_error(exc, path) from None
     try:
         if version > SCHEMA_VERSION:
@@ -190,6 +186,19 @@ def _read_only(path: Path, busy_timeout: float) -> SqliteDatabase:
         conn.close()
         raise
     return conn
+
+
+def _opened(uri: str, path: Path, busy_timeout: float) -> tuple[SqliteDatabase, int]:
+    """A connection to `uri` and the schema version read through it (which opens the file)."""
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=busy_timeout, isolation_level=None, factory=SqliteDatabase
+    )
+    conn.path = path
+    try:
+        return conn, int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except BaseException:
+        conn.close()
+        raise
 
 
 def on_disk(conn: Database) -> bool:
